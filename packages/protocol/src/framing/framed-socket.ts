@@ -1,0 +1,126 @@
+import type { Socket } from 'node:net';
+import { once } from 'node:events';
+import { dispy } from '../schema/generated.js';
+import { FrameError } from '../errors/frame-error.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader } from './frame-decoder.js';
+
+export type Frame = dispy.Frame;
+export type FrameInit = dispy.IFrame;
+
+export interface FramedSocketOptions {
+  maxFrameBytes?: number;
+  /** Called for each decoded frame, in order. */
+  onFrame: (frame: Frame) => void;
+  /** Called once when the connection is gone; `error` says why when it was not a clean end. */
+  onClose: (error?: Error) => void;
+}
+
+/**
+ * A persistent, length-delimited protobuf channel over a TCP or TLS socket.
+ *
+ * Frames written in the same tick are corked together into one write, so a burst of small
+ * messages (thousands of jobs) costs a few syscalls. `send` reports backpressure as
+ * `socket.write` does; `drain()` waits for it to clear.
+ */
+export class FramedSocket {
+  private readonly decoder: FrameDecoder;
+  private corked = false;
+  private closed = false;
+  private readonly onClose: (error?: Error) => void;
+
+  constructor(
+    readonly socket: Socket,
+    options: FramedSocketOptions,
+  ) {
+    this.decoder = new FrameDecoder(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    this.onClose = options.onClose;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      let frames: Buffer[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (error) {
+        this.destroy(error as Error);
+        return;
+      }
+      for (const bytes of frames) {
+        let frame: Frame;
+        try {
+          frame = dispy.Frame.decode(bytes);
+        } catch (error) {
+          this.destroy(FrameError.malformed((error as Error).message, error));
+          return;
+        }
+        if (frame.kind === undefined) {
+          this.destroy(FrameError.malformed('frame of unknown kind'));
+          return;
+        }
+        try {
+          options.onFrame(frame);
+        } catch (error) {
+          this.destroy(error as Error);
+          return;
+        }
+        if (this.closed) return;
+      }
+    });
+    socket.on('error', (error) => this.finish(error));
+    socket.on('close', () => this.finish());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Queues a frame; returns false when the socket's buffer is full (see `drain`). */
+  send(frame: FrameInit): boolean {
+    if (this.closed) return false;
+    const payload = dispy.Frame.encode(frame).finish();
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frameHeader(payload.length));
+    return this.socket.write(payload);
+  }
+
+  /** Resolves when the socket can take more data (at once if it can now). */
+  async drain(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return;
+    await Promise.race([once(this.socket, 'drain'), once(this.socket, 'close')]);
+  }
+
+  /** Sends a last frame (if any), then ends the connection gracefully. */
+  end(frame?: FrameInit): void {
+    if (this.closed) return;
+    if (frame) this.send(frame);
+    this.socket.end();
+  }
+
+  /** Tears the connection down at once. */
+  destroy(error?: Error): void {
+    if (error && !this.closed && this.socket.writable) {
+      // Tell the peer why before hanging up; best effort.
+      const code = (error as { code?: string }).code ?? 'DISPY_ERR_PROTOCOL';
+      const payload = dispy.Frame.encode({ error: { code, message: error.message } }).finish();
+      this.socket.write(frameHeader(payload.length));
+      this.socket.end(payload);
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.finish(error);
+      return;
+    }
+    this.socket.destroy();
+    this.finish(error);
+  }
+
+  private finish(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose(error);
+  }
+}

@@ -1,0 +1,12 @@
+export { dispy } from './schema/generated.js';
+export * from './errors/index.js';
+export * from './version.js';
+export { FrameDecoder, frameHeader, FRAME_HEADER_BYTES, DEFAULT_MAX_FRAME_BYTES } from './framing/frame-decoder.js';
+export { FramedSocket, type Frame, type FrameInit, type FramedSocketOptions } from './framing/framed-socket.js';
+export { encodeValue, encodeArguments, decodeValue } from './codec/value-codec.js';
+export { checkSendable } from './codec/check-sendable.js';
+export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';
+export { clientProof, nodeProof } from './auth/handshake.js';
+export { sealDatagram, openDatagram, MAX_DATAGRAM_BYTES, type OpenedDatagram, type DatagramBody } from './auth/datagram.js';
+export { analyzeFunction, type ShippableFunction, type AnalyzeOptions } from './shipping/analyze-function.js';
+export { KNOWN_GLOBALS, DISPY_COMPUTATION_GLOBALS, TRANSPILER_HELPERS } from './shipping/known-globals.js';

@@ -1,0 +1,109 @@
+import { parse, type Node as AcornNode } from 'acorn';
+import { analyze } from 'eslint-scope';
+import { ComputationError } from '../errors/computation-error.js';
+import { KNOWN_GLOBALS } from './known-globals.js';
+
+/** A function made ready to ship: its source text and the name it is defined under. */
+export interface ShippableFunction {
+  name: string;
+  source: string;
+}
+
+export interface AnalyzeOptions {
+  /** Further names the function may read as globals (what depends and setup define). */
+  allowedGlobals?: Iterable<string>;
+  /** What the function is, for messages: "the computation", "setup". */
+  role?: string;
+}
+
+const cache = new WeakMap<Function, { result: ShippableFunction; free: string[] }>();
+
+/**
+ * Checks that `fn` can run on another machine from its source text alone and returns that text.
+ *
+ * Throws ComputationError naming the cause for native and bound functions, classes, method
+ * shorthand, source that does not parse, and free variables captured from the enclosing scope
+ * (anything that is not a global of Node, of dispy's workers, or in `allowedGlobals`). The parse
+ * is cached per function.
+ */
+export function analyzeFunction(fn: unknown, options: AnalyzeOptions = {}): ShippableFunction {
+  const role = options.role ?? 'the computation';
+  if (typeof fn !== 'function') {
+    throw new ComputationError(`${role} must be a function, got ${describe(fn)}`);
+  }
+  let entry = cache.get(fn);
+  if (!entry) {
+    entry = inspect(fn, role);
+    cache.set(fn, entry);
+  }
+  const allowed = new Set(options.allowedGlobals ?? []);
+  allowed.add(entry.result.name);
+  const captured = entry.free.filter((name) => !allowed.has(name));
+  if (captured.length > 0) {
+    const [first] = captured;
+    const others = captured.length > 1 ? ` (also: ${captured.slice(1).join(', ')})` : '';
+    throw new ComputationError(
+      `\`${first}\` is captured from the outer scope of ${label(role, fn)}${others}; ` +
+        'a shipped function runs alone on the node: pass it as an argument or in `depends`',
+    );
+  }
+  return entry.result;
+}
+
+function inspect(fn: Function, role: string): { result: ShippableFunction; free: string[] } {
+  const source = Function.prototype.toString.call(fn);
+  const name = fn.name && /^[A-Za-z_$][\w$]*$/.test(fn.name) ? fn.name : 'computation';
+  if (/\{\s*\[native code\]\s*\}\s*$/.test(source)) {
+    if (fn.name.startsWith('bound ')) {
+      throw new ComputationError(
+        `${role} is a bound function (${fn.name}); bind() results cannot be shipped: pass the bound values as arguments`,
+      );
+    }
+    throw new ComputationError(
+      `${label(role, fn)} is a native function; only functions written in JavaScript or TypeScript can be shipped`,
+    );
+  }
+  if (/^class[\s{]/.test(source)) {
+    throw new ComputationError(`${label(role, fn)} is a class; pass a function (classes belong in depends)`);
+  }
+  let ast: AcornNode;
+  try {
+    ast = parse(`(${source})`, { ecmaVersion: 'latest', sourceType: 'script', ranges: true });
+  } catch (error) {
+    if (isMethodShorthand(source)) {
+      throw new ComputationError(
+        `${label(role, fn)} is written in method shorthand (\`${fn.name}(…) {…}\` inside an object or class); ` +
+          `write it as \`function ${fn.name}(…) {…}\` or an arrow function`,
+      );
+    }
+    throw new ComputationError(
+      `${label(role, fn)} cannot be shipped: its source does not parse on its own (${(error as Error).message})`,
+    );
+  }
+  const scopes = analyze(ast, { ecmaVersion: 2022, sourceType: 'script', fallback: 'iteration' });
+  const free = new Set<string>();
+  for (const reference of scopes.globalScope.through) {
+    const id = reference.identifier.name;
+    if (!KNOWN_GLOBALS.has(id)) free.add(id);
+  }
+  return { result: { name, source }, free: [...free] };
+}
+
+function isMethodShorthand(source: string): boolean {
+  try {
+    parse(`({${source}})`, { ecmaVersion: 'latest', sourceType: 'script' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function label(role: string, fn: Function): string {
+  return fn.name ? `${role} ${fn.name}` : role;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  return typeof value;
+}

@@ -1,0 +1,7 @@
+/** Wire protocol version; peers with another version refuse each other with a clear error. */
+export const PROTOCOL_VERSION = 1;
+
+/** Default ports, as in dispy's reference. */
+export const DEFAULT_CLIENT_PORT = 51347;
+export const DEFAULT_NODE_PORT = 51348;
+export const DEFAULT_SCHEDULER_PORT = 51349;
