@@ -10,3 +10,6 @@ export { clientProof, nodeProof } from './auth/handshake.js';
 export { sealDatagram, openDatagram, MAX_DATAGRAM_BYTES, type OpenedDatagram, type DatagramBody } from './auth/datagram.js';
 export { analyzeFunction, type ShippableFunction, type AnalyzeOptions } from './shipping/analyze-function.js';
 export { KNOWN_GLOBALS, DISPY_COMPUTATION_GLOBALS, TRANSPILER_HELPERS } from './shipping/known-globals.js';
+export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log/logger.js';
+export { isWildcard, localAddressFacing, broadcastAddressOf, broadcastAddresses } from './net/addresses.js';
+export { formatZodError, suggestOption } from './errors/format-zod-error.js';

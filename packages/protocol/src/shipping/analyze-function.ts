@@ -6,7 +6,14 @@ import { KNOWN_GLOBALS } from './known-globals.js';
 /** A function made ready to ship: its source text and the name it is defined under. */
 export interface ShippableFunction {
   name: string;
+  /** The function's text as written. */
   source: string;
+  /**
+   * The text that is shipped: `source` with each dynamic `import(x)` turned into
+   * `__dispy_import(x)`, which workers define to resolve from the computation's directory first
+   * and then from the node's installed packages.
+   */
+  shippedSource: string;
 }
 
 export interface AnalyzeOptions {
@@ -86,7 +93,35 @@ function inspect(fn: Function, role: string): { result: ShippableFunction; free:
     const id = reference.identifier.name;
     if (!KNOWN_GLOBALS.has(id)) free.add(id);
   }
-  return { result: { name, source }, free: [...free] };
+  return { result: { name, source, shippedSource: rewriteImports(source, ast) }, free: [...free] };
+}
+
+/** Replaces the `import` keyword of every ImportExpression (positions shifted by the `(`). */
+function rewriteImports(source: string, ast: AcornNode): string {
+  const starts: number[] = [];
+  visit(ast, (node) => {
+    if (node.type === 'ImportExpression') starts.push(node.start - 1);
+  });
+  let out = source;
+  for (const start of starts.sort((a, b) => b - a)) {
+    out = `${out.slice(0, start)}__dispy_import${out.slice(start + 'import'.length)}`;
+  }
+  return out;
+}
+
+function visit(node: AcornNode, onNode: (node: AcornNode) => void): void {
+  onNode(node);
+  for (const value of Object.values(node)) {
+    if (Array.isArray(value)) {
+      for (const item of value) if (isNode(item)) visit(item, onNode);
+    } else if (isNode(value)) {
+      visit(value, onNode);
+    }
+  }
+}
+
+function isNode(value: unknown): value is AcornNode {
+  return typeof value === 'object' && value !== null && typeof (value as AcornNode).type === 'string';
 }
 
 function isMethodShorthand(source: string): boolean {

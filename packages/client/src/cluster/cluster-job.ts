@@ -1,0 +1,11 @@
+import type { EngineJob } from '@dispy/scheduler';
+import type { DispyJob } from '../job/dispy-job.js';
+
+/** A job as the cluster tracks it: the user's DispyJob plus what scheduling needs. */
+export interface ClusterJob extends EngineJob {
+  readonly job: DispyJob;
+  /** Encoded arguments; dropped once sent unless the cluster may need to resend them. */
+  args: Buffer | undefined;
+  /** Node key (host:port) while it runs. */
+  nodeKey?: string;
+}

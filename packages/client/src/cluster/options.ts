@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, LOG_LEVELS } from '@dispy/protocol';
+import { NodeAllocate } from '../node/node-allocate.js';
+import type { DispyJob } from '../job/dispy-job.js';
+import type { DispyNode } from '../node/dispy-node.js';
+
+const port = (what: string) =>
+  z
+    .number({ invalid_type_error: `must be an integer 0..65535` })
+    .int(`must be an integer 0..65535`)
+    .min(0, `must be an integer 0..65535`)
+    .max(65535, `must be an integer 0..65535`)
+    .describe(what);
+
+const seconds = (min: number, max: number) =>
+  z
+    .number({ invalid_type_error: `must be a number of seconds ${min}..${max}` })
+    .min(min, `must be a number of seconds ${min}..${max}`)
+    .max(max, `must be a number of seconds ${min}..${max}`);
+
+// z.function() would wrap the user's function in a validating proxy; only the type is checked.
+const fn = <T = (...args: never[]) => unknown>(message: string) =>
+  z.custom<T>((value) => typeof value === 'function', { message });
+
+const addresses = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
+  errorMap: () => ({ message: 'must be an IP address or host name, or an array of them' }),
+});
+
+/** Options of `JobCluster`, validated before anything is started. */
+export const clusterOptionsSchema = z
+  .object({
+    nodes: z
+      .array(z.union([z.string().min(1), z.instanceof(NodeAllocate)]), {
+        errorMap: () => ({ message: "must be an array of host names, IP addresses, wildcards like '192.168.1.*', or NodeAllocate objects" }),
+      })
+      .min(1, 'must name at least one node (or "*")')
+      .default(['*']),
+    depends: z.array(z.unknown()).default([]),
+    callback: fn<(job: DispyJob) => void>('must be a function (job) => void').optional(),
+    clusterStatus: fn<(status: number, node: DispyNode | undefined, job: DispyJob | undefined) => void>(
+      'must be a function (status, node, job) => void',
+    ).optional(),
+    ipAddr: addresses.optional(),
+    extIpAddr: addresses.optional(),
+    port: port('client port').default(DEFAULT_CLIENT_PORT),
+    nodePort: port('node port').min(1, 'must be an integer 1..65535').default(DEFAULT_NODE_PORT),
+    recoverFile: z.union([z.string(), z.literal(false)]).optional(),
+    destPath: z.string().optional(),
+    loglevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }).default('warn'),
+    setup: fn('must be a function').optional(),
+    cleanup: z.union([z.boolean(), fn('must be true, false or a function')]).default(true),
+    pulseInterval: seconds(1, 600).optional(),
+    pingInterval: seconds(0.1, 86_400).optional(),
+    reentrant: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
+    secret: z.string({ invalid_type_error: 'must be a string' }).default(''),
+    keyfile: z.string().optional(),
+    certfile: z.string().optional(),
+    cafile: z.string().optional(),
+    jobTimeout: seconds(0.001, 31_536_000).optional(),
+  })
+  .strict();
+
+/** Options of `JobCluster`; see the reference in docs/ for each. */
+export interface JobClusterOptions<R = unknown> {
+  nodes?: Array<string | NodeAllocate>;
+  depends?: unknown[];
+  callback?: (job: DispyJob<R>) => void;
+  clusterStatus?: (status: number, node: DispyNode | undefined, job: DispyJob<R> | undefined) => void;
+  ipAddr?: string | string[];
+  extIpAddr?: string | string[];
+  port?: number;
+  nodePort?: number;
+  recoverFile?: string | false;
+  destPath?: string;
+  loglevel?: (typeof LOG_LEVELS)[number];
+  setup?: (...args: never[]) => unknown;
+  cleanup?: boolean | ((...args: never[]) => unknown);
+  pulseInterval?: number;
+  pingInterval?: number;
+  reentrant?: boolean;
+  secret?: string;
+  keyfile?: string;
+  certfile?: string;
+  cafile?: string;
+  jobTimeout?: number;
+}
+
+export type ResolvedClusterOptions = z.output<typeof clusterOptionsSchema>;

@@ -1,0 +1,172 @@
+import dgram from 'node:dgram';
+import {
+  PROTOCOL_VERSION,
+  broadcastAddresses,
+  newNonce,
+  openDatagram,
+  sealDatagram,
+  type Logger,
+  type dispy,
+} from '@dispy/protocol';
+
+export interface NodeFinderOptions {
+  secret: string;
+  /** Local address and port of the discovery socket (port 0: any). */
+  bindHost?: string;
+  bindPort: number;
+  /** The client's own port was not chosen by the user: fall back to any port if it is taken. */
+  portIsDefault: boolean;
+  nodePort: number;
+  clientName: string;
+  logger: Logger;
+  /** Seconds between repeated pings; default: back off from 0.5 s to 5 s. */
+  pingInterval?: number;
+  /** An authentic reply from a node at `address` (the datagram's source). */
+  onReply: (reply: dispy.DiscoveryReply, address: string) => void;
+}
+
+/** How many recent ping nonces a reply may echo. */
+const NONCES_KEPT = 256;
+const FIRST_DELAY_MS = 500;
+const MAX_DELAY_MS = 5000;
+
+/**
+ * Finds nodes: sends authenticated discovery pings to each named host and, for wildcards, to
+ * every interface's broadcast address; checks each reply's MAC and that it echoes one of our
+ * nonces. Pings repeat with backoff (or every `pingInterval`) so nodes that start later, or
+ * become free later, are found.
+ */
+export class NodeFinder {
+  private socket?: dgram.Socket;
+  private readonly nonces: Buffer[] = [];
+  private readonly targets = new Map<string, number>();
+  private broadcast = false;
+  private timer?: NodeJS.Timeout;
+  private delay = FIRST_DELAY_MS;
+  private active = true;
+  private readonly refusedBy = new Set<string>();
+
+  constructor(private readonly options: NodeFinderOptions) {}
+
+  /** Binds the discovery socket. */
+  async start(): Promise<void> {
+    const { bindHost, bindPort, portIsDefault } = this.options;
+    try {
+      this.socket = await this.bind(bindHost, bindPort);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !portIsDefault) throw error;
+      // Another cluster in this program (or machine) holds the default port; replies come back
+      // to whichever port pinged, so any free port serves.
+      this.options.logger.debug(`client port ${bindPort} is in use; discovery uses a free port`);
+      this.socket = await this.bind(bindHost, 0);
+    }
+    this.setActive(this.active);
+  }
+
+  /** Look for nodes at `host` (an address), on `port` (default: the cluster's node port). */
+  addHost(host: string, port = this.options.nodePort): void {
+    this.targets.set(host, port);
+  }
+
+  /** Stop pinging `host` (it is served), or resume (it went away). */
+  found(host: string, isFound: boolean, port = this.options.nodePort): void {
+    if (isFound) this.targets.delete(host);
+    else this.targets.set(host, port);
+  }
+
+  /** Also broadcast pings (for wildcard node patterns). */
+  enableBroadcast(): void {
+    this.broadcast = true;
+  }
+
+  /** Sends a round of pings now and restarts the backoff. */
+  pingNow(): void {
+    this.delay = FIRST_DELAY_MS;
+    this.tick();
+  }
+
+  /** Keeps the process alive (jobs are waiting) or lets it exit (nothing to wait for). */
+  setActive(active: boolean): void {
+    this.active = active;
+    if (active) {
+      this.socket?.ref();
+      this.timer?.ref();
+    } else {
+      this.socket?.unref();
+      this.timer?.unref();
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.socket?.close();
+    this.socket = undefined;
+  }
+
+  private bind(host: string | undefined, port: number): Promise<dgram.Socket> {
+    const socket = dgram.createSocket(host?.includes(':') ? 'udp6' : 'udp4');
+    return new Promise((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(port, host, () => {
+        socket.off('error', reject);
+        socket.setBroadcast(true);
+        socket.on('message', (message, remote) => this.receive(message, remote));
+        socket.on('error', (error) => this.options.logger.warn(`discovery socket: ${error.message}`));
+        resolve(socket);
+      });
+    });
+  }
+
+  private tick(): void {
+    clearTimeout(this.timer);
+    if (!this.socket) return;
+    for (const [host, port] of this.targets) this.send(host, port);
+    if (this.broadcast) {
+      for (const address of broadcastAddresses()) this.send(address, this.options.nodePort);
+    }
+    const interval = this.options.pingInterval;
+    const next = interval !== undefined ? interval * 1000 : this.delay;
+    this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+    this.timer = setTimeout(() => this.tick(), next);
+    if (!this.active) this.timer.unref();
+  }
+
+  private send(host: string, port: number): void {
+    const nonce = newNonce();
+    this.nonces.push(nonce);
+    if (this.nonces.length > NONCES_KEPT) this.nonces.shift();
+    const ping = sealDatagram(this.options.secret, {
+      ping: { nonce, clientName: this.options.clientName, clientPort: this.socket!.address().port },
+    });
+    this.socket!.send(ping, port, host, (error) => {
+      if (error) this.options.logger.debug(`discovery ping to ${host}:${port}: ${error.message}`);
+    });
+  }
+
+  private receive(message: Buffer, remote: dgram.RemoteInfo): void {
+    const opened = openDatagram(this.options.secret, message);
+    if (!opened) return;
+    const { body } = opened;
+    const from = `${remote.address}:${remote.port}`;
+    if (body.kind === 'refused') {
+      if (!this.knows(body.refused!.nonce) || this.refusedBy.has(from)) return;
+      this.refusedBy.add(from);
+      this.options.logger.error(`node ${from} refused this cluster: ${body.refused!.reason}`);
+      return;
+    }
+    if (body.kind !== 'reply') return;
+    if (!opened.authentic) {
+      if (!this.refusedBy.has(from)) {
+        this.refusedBy.add(from);
+        this.options.logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
+      }
+      return;
+    }
+    if (opened.version !== PROTOCOL_VERSION || !this.knows(body.reply!.nonce)) return;
+    this.options.onReply(body.reply!, remote.address);
+  }
+
+  private knows(nonce: Uint8Array): boolean {
+    return this.nonces.some((known) => known.equals(nonce));
+  }
+}

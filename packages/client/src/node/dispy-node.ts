@@ -1,0 +1,49 @@
+/** A node's availability, measured on the node. */
+export interface DispyNodeAvailInfo {
+  /** % of CPU idle. */
+  cpu: number;
+  /** Bytes of memory available. */
+  memory: number;
+  /** Bytes free on the disk of the node's files. */
+  disk: number;
+  /** % of swap free. */
+  swap: number;
+}
+
+/** A node serving a cluster, with its counters. Read it; the cluster updates it. */
+export class DispyNode {
+  /** Set up for the cluster and ready for jobs. */
+  static readonly Initialized = 4;
+  /** No longer serving the cluster. */
+  static readonly Closed = 16;
+  /** New availability information arrived. */
+  static readonly AvailInfo = 17;
+
+  /** CPUs the cluster uses on the node. */
+  cpus = 0;
+  /** CPUs the node has in all. */
+  availCpus = 0;
+  /** Jobs running there now. */
+  busy = 0;
+  jobsDone = 0;
+  /** Seconds of CPU the cluster's jobs used there. */
+  cpuTime = 0;
+  /** Bytes sent to the node. */
+  tx = 0;
+  /** Bytes received from the node. */
+  rx = 0;
+  /** Epoch ms of the last message from the node. */
+  updateTime = Date.now();
+  availInfo: DispyNodeAvailInfo | undefined;
+  platform = '';
+
+  /** @internal Nodes are created by the cluster when it finds them. */
+  constructor(
+    /** IP address the node serves on. */
+    readonly ipAddr: string,
+    /** TCP port of the node. */
+    readonly port: number,
+    /** The node's name (its host name unless set with --name). */
+    readonly name: string,
+  ) {}
+}

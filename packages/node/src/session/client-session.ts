@@ -1,0 +1,201 @@
+import type { Socket } from 'node:net';
+import {
+  FramedSocket,
+  PROTOCOL_VERSION,
+  clientProof,
+  dispy,
+  macEquals,
+  newNonce,
+  nodeProof,
+  type Frame,
+  type Logger,
+} from '@dispy/protocol';
+import { Computation } from '../execution/computation.js';
+import type { JobOutcome } from '../execution/worker-pool.js';
+
+/** What a session needs of the node serving it. */
+export interface NodeContext {
+  readonly name: string;
+  readonly secret: string;
+  readonly cpus: number;
+  readonly destPathPrefix: string;
+  readonly logger: Logger;
+  /** Makes `session` the node's client; false when another client holds the node. */
+  claim(session: ClientSession): boolean;
+  release(session: ClientSession): void;
+}
+
+/** Seconds a client has to authenticate after connecting. */
+const AUTH_TIMEOUT_MS = 10_000;
+
+/**
+ * One client's persistent connection to this node: authentication, then its computations and
+ * jobs, all multiplexed on the same socket. Replies are kept until the client acknowledges them.
+ */
+export class ClientSession {
+  readonly peer: string;
+  private readonly channel: FramedSocket;
+  private readonly nonce = newNonce();
+  private authenticated = false;
+  private readonly computations = new Map<string, Computation>();
+  private readonly unacked = new Map<number, dispy.IJobReply>();
+  private readonly authTimer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    socket: Socket,
+    private readonly node: NodeContext,
+    private readonly onEnd: (session: ClientSession) => void,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.channel = new FramedSocket(socket, {
+      onFrame: (frame) => this.onFrame(frame),
+      onClose: (error) => void this.shutdown(error),
+    });
+    this.authTimer = setTimeout(() => {
+      node.logger.warn(`client ${this.peer} did not authenticate in time; disconnected`);
+      this.channel.destroy();
+    }, AUTH_TIMEOUT_MS);
+    this.channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce, name: node.name } });
+  }
+
+  /** CPUs in use by this client's computations and the jobs running now. */
+  status(): { computations: number; running: number } {
+    let running = 0;
+    for (const computation of this.computations.values()) running += computation.runningJobs().length;
+    return { computations: this.computations.size, running };
+  }
+
+  /** Ends the session: kills this client's jobs and removes its computations. */
+  async shutdown(error?: Error): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.authTimer);
+    if (error) this.node.logger.info(`client ${this.peer} disconnected: ${error.message}`);
+    this.channel.destroy();
+    const closing = [...this.computations.values()].map((computation) => computation.close());
+    this.computations.clear();
+    await Promise.allSettled(closing);
+    this.node.release(this);
+    this.onEnd(this);
+  }
+
+  private onFrame(frame: Frame): void {
+    if (!this.authenticated) {
+      this.authenticate(frame);
+      return;
+    }
+    switch (frame.kind) {
+      case 'setup':
+        void this.setup(frame.setup!);
+        break;
+      case 'job':
+        this.runJob(frame.job!);
+        break;
+      case 'jobAck':
+        for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
+        break;
+      case 'close':
+        void this.closeComputation(frame.close!);
+        break;
+      case 'error':
+        this.node.logger.warn(`client ${this.peer} reported: ${frame.error!.message}`);
+        break;
+      default:
+        this.channel.send({ error: { code: 'DISPY_ERR_PROTOCOL', message: `unexpected ${frame.kind} frame` } });
+    }
+  }
+
+  private authenticate(frame: Frame): void {
+    const { logger, secret } = this.node;
+    if (frame.kind !== 'auth') {
+      this.channel.destroy(new Error(`expected auth, got ${frame.kind}`));
+      return;
+    }
+    const auth = frame.auth!;
+    if (auth.version !== PROTOCOL_VERSION) {
+      logger.warn(`client ${this.peer} speaks protocol ${auth.version}, this node ${PROTOCOL_VERSION}; refused`);
+      this.channel.end({ authResult: { ok: false, reason: `node speaks protocol ${PROTOCOL_VERSION}, client ${auth.version}` } });
+      return;
+    }
+    if (!macEquals(clientProof(secret, this.nonce, auth.nonce), auth.mac)) {
+      logger.warn(`client ${this.peer} failed authentication: its secret differs from this node's; refused`);
+      this.channel.end({ authResult: { ok: false, reason: "the client's secret does not match the node's" } });
+      return;
+    }
+    clearTimeout(this.authTimer);
+    this.authenticated = true;
+    logger.info(`client ${auth.clientName || this.peer} (${this.peer}) authenticated`);
+    this.channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce) } });
+  }
+
+  private async setup(setup: dispy.Setup): Promise<void> {
+    const { computeId } = setup;
+    const refuse = (error: string) => this.channel.send({ setupReply: { computeId, ok: false, error } });
+    if (!this.node.claim(this)) {
+      refuse('the node is serving another client; try again when it is free');
+      return;
+    }
+    if (this.computations.has(computeId)) {
+      refuse(`computation ${computeId} is already set up`);
+      return;
+    }
+    const wanted = setup.cpus > 0 ? Math.min(setup.cpus, this.node.cpus) : this.node.cpus;
+    try {
+      const computation = await Computation.install({
+        setup,
+        cpus: wanted,
+        destPathPrefix: this.node.destPathPrefix,
+        nodeName: this.node.name,
+        nodeAddress: this.channel.socket.localAddress ?? '',
+        logger: this.node.logger,
+        onDone: (outcome) => this.reply(computeId, outcome),
+      });
+      if (this.closed) {
+        await computation.close();
+        return;
+      }
+      this.computations.set(computeId, computation);
+      this.node.logger.info(`computation ${setup.name} (${computeId}) set up for ${this.peer} with ${wanted} CPUs`);
+      this.channel.send({ setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir } });
+    } catch (error) {
+      this.node.logger.warn(`setup of ${setup.name} for ${this.peer} failed: ${(error as Error).message}`);
+      refuse((error as Error).message);
+      if (this.computations.size === 0) this.node.release(this);
+    }
+  }
+
+  private runJob(job: dispy.Job): void {
+    const computation = this.computations.get(job.computeId);
+    if (!computation) {
+      this.channel.send({ error: { code: 'DISPY_ERR_NO_COMPUTATION', message: `no computation ${job.computeId} here`, jobId: job.jobId } });
+      return;
+    }
+    computation.run(Number(job.jobId), job.args);
+  }
+
+  private reply(computeId: string, outcome: JobOutcome): void {
+    const reply: dispy.IJobReply = {
+      computeId,
+      jobId: outcome.jobId,
+      status: outcome.ok ? dispy.JobStatus.FINISHED : dispy.JobStatus.TERMINATED,
+      result: outcome.result,
+      stdout: outcome.stdout,
+      stderr: outcome.stderr,
+      exception: outcome.exception ?? '',
+      startTime: outcome.startTime,
+      endTime: outcome.endTime,
+      cpuTime: outcome.cpuTime,
+    };
+    this.unacked.set(outcome.jobId, reply);
+    this.channel.send({ jobReply: reply });
+  }
+
+  private async closeComputation(close: dispy.Close): Promise<void> {
+    const computation = this.computations.get(close.computeId);
+    this.computations.delete(close.computeId);
+    await computation?.close();
+    this.channel.send({ closeReply: { computeId: close.computeId } });
+    if (this.computations.size === 0) this.node.release(this);
+  }
+}

@@ -1,0 +1,209 @@
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { dispy } from '../schema/generated.js';
+import { PROTOCOL_VERSION } from '../version.js';
+import { MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
+import { clientProof, nodeProof } from './handshake.js';
+import { NONCE_BYTES, mac, macEquals, newNonce } from './hmac.js';
+
+const bytes = (text: string): Buffer => Buffer.from(text);
+const NODE_NONCE = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const CLIENT_NONCE = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
+
+describe('mac', () => {
+  it('is HMAC-SHA256 over the label, then each part prefixed by its 4-byte big-endian length', () => {
+    const expected = createHmac('sha256', 'sesame')
+      .update('label')
+      .update(Buffer.from('00000002', 'hex'))
+      .update('ab')
+      .update(Buffer.from('00000000', 'hex'))
+      .update(Buffer.from('00000001', 'hex'))
+      .update('c')
+      .digest();
+    const actual = mac('sesame', 'label', bytes('ab'), new Uint8Array(0), bytes('c'));
+    expect(actual).toHaveLength(32);
+    expect(actual.equals(expected)).toBe(true);
+  });
+
+  it('length-prefixes parts so that ("ab","c") and ("a","bc") differ', () => {
+    const left = mac('s', 'l', bytes('ab'), bytes('c'));
+    const right = mac('s', 'l', bytes('a'), bytes('bc'));
+    expect(left.equals(right)).toBe(false);
+    // Neither equals the MAC of the parts run together.
+    expect(left.equals(mac('s', 'l', bytes('abc')))).toBe(false);
+  });
+
+  it('is deterministic and depends on the secret, the label and every part', () => {
+    const base = mac('s', 'l', bytes('x'));
+    expect(mac('s', 'l', bytes('x')).equals(base)).toBe(true);
+    expect(mac('t', 'l', bytes('x')).equals(base)).toBe(false);
+    expect(mac('s', 'm', bytes('x')).equals(base)).toBe(false);
+    expect(mac('s', 'l', bytes('y')).equals(base)).toBe(false);
+    expect(mac('s', 'l', bytes('x'), new Uint8Array(0)).equals(base)).toBe(false);
+  });
+
+  it('works with an empty secret', () => {
+    expect(mac('', 'l')).toHaveLength(32);
+    expect(mac('', 'l').equals(mac('x', 'l'))).toBe(false);
+  });
+});
+
+describe('macEquals', () => {
+  const expected = mac('secret', 'label', bytes('part'));
+
+  it('is true for the same MAC, including a copy in a plain Uint8Array', () => {
+    expect(macEquals(expected, mac('secret', 'label', bytes('part')))).toBe(true);
+    expect(macEquals(expected, new Uint8Array(expected))).toBe(true);
+  });
+
+  it('is false for a MAC made with another secret', () => {
+    expect(macEquals(expected, mac('other', 'label', bytes('part')))).toBe(false);
+  });
+
+  it('is false for undefined, null, empty, short and long input without throwing', () => {
+    expect(macEquals(expected, undefined)).toBe(false);
+    expect(macEquals(expected, null)).toBe(false);
+    expect(macEquals(expected, new Uint8Array(0))).toBe(false);
+    expect(macEquals(expected, expected.subarray(0, 31))).toBe(false);
+    expect(macEquals(expected, expected.subarray(0, 16))).toBe(false);
+    expect(macEquals(expected, Buffer.concat([expected, Buffer.alloc(1)]))).toBe(false);
+  });
+
+  it('is false when a single bit differs', () => {
+    for (const index of [0, 15, 31]) {
+      const tampered = Buffer.from(expected);
+      tampered[index]! ^= 0x01;
+      expect(macEquals(expected, tampered), `bit flipped in byte ${index}`).toBe(false);
+    }
+  });
+});
+
+describe('nonces', () => {
+  it('are NONCE_BYTES (16) random bytes, fresh each time', () => {
+    expect(NONCE_BYTES).toBe(16);
+    const a = newNonce();
+    const b = newNonce();
+    expect(a).toHaveLength(16);
+    expect(b).toHaveLength(16);
+    expect(a.equals(b)).toBe(false);
+  });
+});
+
+describe('handshake proofs', () => {
+  it('the client proof and the node proof differ for the same nonces (labels differ)', () => {
+    // As computed in one session: each side puts the other's nonce first.
+    const client = clientProof('secret', NODE_NONCE, CLIENT_NONCE);
+    const node = nodeProof('secret', CLIENT_NONCE, NODE_NONCE);
+    expect(client.equals(node)).toBe(false);
+    // Even with the nonces in the same order, the label alone keeps them apart.
+    expect(clientProof('secret', NODE_NONCE, CLIENT_NONCE).equals(nodeProof('secret', NODE_NONCE, CLIENT_NONCE))).toBe(
+      false,
+    );
+  });
+
+  it('are the labelled MACs over both nonces', () => {
+    expect(clientProof('secret', NODE_NONCE, CLIENT_NONCE).equals(mac('secret', 'dispy-client', NODE_NONCE, CLIENT_NONCE))).toBe(true);
+    expect(nodeProof('secret', CLIENT_NONCE, NODE_NONCE).equals(mac('secret', 'dispy-node', CLIENT_NONCE, NODE_NONCE))).toBe(true);
+  });
+
+  it('a proof from the same secret verifies; one made with another secret does not', () => {
+    const expected = clientProof('secret', NODE_NONCE, CLIENT_NONCE);
+    expect(macEquals(expected, clientProof('secret', NODE_NONCE, CLIENT_NONCE))).toBe(true);
+    expect(macEquals(expected, clientProof('guess', NODE_NONCE, CLIENT_NONCE))).toBe(false);
+    const expectedNode = nodeProof('secret', CLIENT_NONCE, NODE_NONCE);
+    expect(macEquals(expectedNode, nodeProof('guess', CLIENT_NONCE, NODE_NONCE))).toBe(false);
+  });
+
+  it('a recorded proof does not verify against a fresh node nonce (no replay)', () => {
+    const recorded = clientProof('secret', NODE_NONCE, CLIENT_NONCE);
+    const freshNodeNonce = newNonce();
+    expect(macEquals(clientProof('secret', freshNodeNonce, CLIENT_NONCE), recorded)).toBe(false);
+  });
+
+  it("one side's proof cannot stand in for the other's", () => {
+    // A node that reflects the client's proof back must not pass as knowing the secret.
+    const clientSent = clientProof('secret', NODE_NONCE, CLIENT_NONCE);
+    expect(macEquals(nodeProof('secret', CLIENT_NONCE, NODE_NONCE), clientSent)).toBe(false);
+  });
+});
+
+describe('discovery datagrams', () => {
+  const ping: dispy.IDatagramBody = { ping: { nonce: NODE_NONCE, clientName: 'alice', clientPort: 51347 } };
+
+  it('opens as authentic with the same secret, with the version and body intact', () => {
+    const sealed = sealDatagram('secret', ping);
+    expect(Buffer.isBuffer(sealed)).toBe(true);
+    const opened = openDatagram('secret', sealed);
+    expect(opened).toBeDefined();
+    expect(opened!.authentic).toBe(true);
+    expect(opened!.version).toBe(PROTOCOL_VERSION);
+    expect(opened!.body.kind).toBe('ping');
+    expect(Buffer.from(opened!.body.ping!.nonce!).equals(NODE_NONCE)).toBe(true);
+    expect(opened!.body.ping!.clientName).toBe('alice');
+    expect(opened!.body.ping!.clientPort).toBe(51347);
+  });
+
+  it('opens as not authentic with another secret, but still decoded', () => {
+    const opened = openDatagram('other secret', sealDatagram('secret', ping));
+    expect(opened).toBeDefined();
+    expect(opened!.authentic).toBe(false);
+    expect(opened!.body.kind).toBe('ping');
+  });
+
+  it('opens as not authentic when the body was altered in transit', () => {
+    const sealed = sealDatagram('secret', ping);
+    const at = sealed.indexOf('alice');
+    expect(at).toBeGreaterThan(0);
+    const tampered = Buffer.from(sealed);
+    tampered.write('mallo', at); // same length: still decodes
+    const opened = openDatagram('secret', tampered);
+    expect(opened?.body.ping?.clientName).toBe('mallo');
+    expect(opened?.authentic).toBe(false);
+  });
+
+  it('opens as not authentic when the MAC is missing', () => {
+    const body = dispy.DatagramBody.encode(ping).finish();
+    const unsigned = Buffer.from(dispy.Datagram.encode({ version: PROTOCOL_VERSION, body }).finish());
+    const opened = openDatagram('secret', unsigned);
+    expect(opened?.body.kind).toBe('ping');
+    expect(opened?.authentic).toBe(false);
+  });
+
+  it('returns undefined for bytes that are not a datagram', () => {
+    expect(openDatagram('secret', Buffer.from('not a dispy datagram at all'))).toBeUndefined();
+    expect(openDatagram('secret', Buffer.from('ffffffffffffffff', 'hex'))).toBeUndefined();
+    expect(openDatagram('secret', Buffer.alloc(0))).toBeUndefined();
+    // A well-formed Datagram whose body holds no known kind.
+    const kindless = Buffer.from(
+      dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac: mac('secret', 'dispy-datagram'), body: new Uint8Array(0) }).finish(),
+    );
+    expect(openDatagram('secret', kindless)).toBeUndefined();
+    // A sealed datagram cut short.
+    const sealed = sealDatagram('secret', ping);
+    expect(openDatagram('secret', sealed.subarray(0, sealed.length - 3))).toBeUndefined();
+  });
+
+  it('accepts a datagram of exactly MAX_DATAGRAM_BYTES and returns undefined for one byte more', () => {
+    expect(MAX_DATAGRAM_BYTES).toBe(1200);
+    const sealedOfSize = (nameLength: number) =>
+      sealDatagram('secret', { reply: { nonce: CLIENT_NONCE, name: 'n'.repeat(nameLength), cpus: 8, tcpPort: 51348 } });
+    let nameLength = 1000;
+    while (sealedOfSize(nameLength).length < MAX_DATAGRAM_BYTES) nameLength++;
+    const atLimit = sealedOfSize(nameLength);
+    expect(atLimit).toHaveLength(MAX_DATAGRAM_BYTES);
+    const opened = openDatagram('secret', atLimit);
+    expect(opened?.authentic).toBe(true);
+    expect(opened?.body.reply?.name).toHaveLength(nameLength);
+
+    const over = sealedOfSize(nameLength + 1);
+    expect(over).toHaveLength(MAX_DATAGRAM_BYTES + 1);
+    expect(openDatagram('secret', over)).toBeUndefined();
+    expect(openDatagram('secret', sealedOfSize(5000))).toBeUndefined();
+  });
+
+  it('MACs the body under its own label, not usable as a handshake proof', () => {
+    const sealed = dispy.Datagram.decode(sealDatagram('secret', ping));
+    expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-datagram', sealed.body))).toBe(true);
+    expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-client', sealed.body))).toBe(false);
+  });
+});

@@ -1,0 +1,173 @@
+import { JobQueue, type Queueable } from './job-queue.js';
+
+/** A job as the engine sees it: which computation, how urgent, and optionally which node. */
+export interface EngineJob extends Queueable {
+  readonly computeId: string;
+  /** IP address (or host) of the only node that may run it. */
+  readonly pinnedHost?: string;
+}
+
+/** A node's CPUs as the engine accounts them. */
+export interface EngineNodeState<J> {
+  readonly key: string;
+  readonly host: string;
+  cpus: number;
+  readonly running: Map<number, J>;
+  readonly computeIds: Set<string>;
+}
+
+export interface EngineHooks<J> {
+  /** Hand `job` to the transport of node `nodeKey`; its CPU is already counted as busy. */
+  dispatch(nodeKey: string, job: J): void;
+}
+
+/**
+ * The scheduling engine: the table of nodes and their CPUs, the queues of waiting jobs, and load
+ * balancing. It knows nothing of sockets: `JobCluster` runs it in the client process, and the
+ * shared scheduler hosts the same engine for many clients. Scheduling is dispy's: a job goes to
+ * the least loaded node (running ÷ CPUs) that has a free CPU and has its computation; jobs pinned
+ * to a node wait for that node. Dispatch passes are coalesced into one microtask, so submitting
+ * thousands of jobs in a loop costs O(log n) each.
+ */
+export class SchedulingEngine<J extends EngineJob> {
+  private readonly nodes = new Map<string, EngineNodeState<J>>();
+  private readonly queues = new Map<string, JobQueue<J>>();
+  private readonly pinned = new Map<string, JobQueue<J>>();
+  /** uid -> where a waiting job is queued. */
+  private readonly waiting = new Map<number, JobQueue<J>>();
+  private passScheduled = false;
+
+  constructor(private readonly hooks: EngineHooks<J>) {}
+
+  /** Jobs waiting for a CPU. */
+  get pendingCount(): number {
+    return this.waiting.size;
+  }
+
+  /** Adds a node, or updates its CPUs and computations; triggers a dispatch pass. */
+  addNode(key: string, host: string, cpus: number, computeId: string): void {
+    let node = this.nodes.get(key);
+    if (!node) {
+      node = { key, host, cpus, running: new Map(), computeIds: new Set() };
+      this.nodes.set(key, node);
+    }
+    node.cpus = cpus;
+    node.computeIds.add(computeId);
+    this.schedulePass();
+  }
+
+  /** Changes how many CPUs of a node are used; running jobs above the new count finish. */
+  setNodeCpus(key: string, cpus: number): void {
+    const node = this.nodes.get(key);
+    if (!node) return;
+    node.cpus = cpus;
+    this.schedulePass();
+  }
+
+  /** Removes a node and returns the jobs that were running there, for the caller to settle. */
+  removeNode(key: string): J[] {
+    const node = this.nodes.get(key);
+    if (!node) return [];
+    this.nodes.delete(key);
+    return [...node.running.values()];
+  }
+
+  node(key: string): Readonly<EngineNodeState<J>> | undefined {
+    return this.nodes.get(key);
+  }
+
+  /** Queues a job; it is dispatched in the next pass. */
+  submit(job: J): void {
+    const queue = job.pinnedHost !== undefined
+      ? getOrCreate(this.pinned, job.pinnedHost)
+      : getOrCreate(this.queues, job.computeId);
+    queue.push(job);
+    this.waiting.set(job.uid, queue);
+    this.schedulePass();
+  }
+
+  /** Takes a waiting job out of its queue; false when it is not waiting (running or done). */
+  dequeue(uid: number): boolean {
+    const queue = this.waiting.get(uid);
+    if (!queue) return false;
+    queue.remove(uid);
+    this.waiting.delete(uid);
+    return true;
+  }
+
+  /** Every job still waiting (for a computation, or for a pinned host). */
+  *waitingJobs(): IterableIterator<J> {
+    for (const queue of [...this.queues.values(), ...this.pinned.values()]) yield* queue.jobs();
+  }
+
+  /** A job's node reported it done (or lost it): frees its CPU and dispatches more. */
+  jobDone(nodeKey: string, uid: number): J | undefined {
+    const node = this.nodes.get(nodeKey);
+    const job = node?.running.get(uid);
+    if (!node || !job) return undefined;
+    node.running.delete(uid);
+    this.schedulePass();
+    return job;
+  }
+
+  /** Jobs running on a node now. */
+  runningOn(nodeKey: string): J[] {
+    return [...(this.nodes.get(nodeKey)?.running.values() ?? [])];
+  }
+
+  private schedulePass(): void {
+    if (this.passScheduled) return;
+    this.passScheduled = true;
+    queueMicrotask(() => {
+      this.passScheduled = false;
+      this.dispatchPass();
+    });
+  }
+
+  private dispatchPass(): void {
+    if (this.waiting.size === 0) return;
+    for (;;) {
+      let best: EngineNodeState<J> | undefined;
+      let bestLoad = Infinity;
+      let bestQueue: JobQueue<J> | undefined;
+      for (const node of this.nodes.values()) {
+        if (node.running.size >= node.cpus) continue;
+        const load = node.running.size / node.cpus;
+        if (load >= bestLoad) continue;
+        const queue = this.queueFor(node);
+        if (!queue) continue;
+        best = node;
+        bestLoad = load;
+        bestQueue = queue;
+      }
+      if (!best || !bestQueue) return;
+      const job = bestQueue.pop()!;
+      this.waiting.delete(job.uid);
+      best.running.set(job.uid, job);
+      this.hooks.dispatch(best.key, job);
+    }
+  }
+
+  /** The queue a node should take its next job from: pinned jobs first, then the most urgent. */
+  private queueFor(node: EngineNodeState<J>): JobQueue<J> | undefined {
+    const pinned = this.pinned.get(node.host);
+    if (pinned && pinned.peek() && node.computeIds.has(pinned.peek()!.computeId)) return pinned;
+    let chosen: JobQueue<J> | undefined;
+    for (const computeId of node.computeIds) {
+      const queue = this.queues.get(computeId);
+      const head = queue?.peek();
+      if (!head) continue;
+      if (!chosen || head.priority > chosen.peek()!.priority) chosen = queue;
+    }
+    return chosen;
+  }
+}
+
+function getOrCreate<J extends Queueable>(map: Map<string, JobQueue<J>>, key: string): JobQueue<J> {
+  let queue = map.get(key);
+  if (!queue) {
+    queue = new JobQueue();
+    map.set(key, queue);
+  }
+  return queue;
+}
