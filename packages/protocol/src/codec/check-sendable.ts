@@ -33,8 +33,18 @@ export function checkSendable(value: unknown, path: string): void {
     if (types.isWeakMap(object) || types.isWeakSet(object) || object instanceof WeakRef) {
       throw new UnsendableValueError(where, 'weak collections and references cannot be copied');
     }
+    // The codec turns these into plain objects, silently: refuse them rather than corrupt them.
+    if (types.isSharedArrayBuffer(object)) {
+      throw new UnsendableValueError(where, 'a SharedArrayBuffer cannot be copied; send a typed array or an ArrayBuffer');
+    }
+    if (types.isBoxedPrimitive(object)) {
+      throw new UnsendableValueError(where, 'it is a boxed primitive (new Number(…), Object(…)); send the primitive value');
+    }
+    if (object instanceof AggregateError) {
+      throw new UnsendableValueError(where, 'an AggregateError does not survive the codec; send its errors as an array');
+    }
     if (types.isArrayBufferView(object) || types.isAnyArrayBuffer(object)) continue;
-    if (types.isDate(object) || types.isRegExp(object) || types.isBoxedPrimitive(object)) continue;
+    if (types.isDate(object) || types.isRegExp(object)) continue;
     if (types.isMap(object)) {
       for (const [key, entry] of object as Map<unknown, unknown>) {
         stack.push([key, `${where} (a Map key)`], [entry, `${where}.get(${preview(key)})`]);

@@ -97,6 +97,24 @@ describe('value codec round trips', () => {
     expect([...decoded]).toEqual([2, 3]);
   });
 
+  it('keeps an ArrayBuffer, a DataView and a typed array over shared memory (as a copy)', () => {
+    const arrayBuffer = roundTrip(new Uint8Array([1, 2, 3]).buffer);
+    expect(arrayBuffer).toBeInstanceOf(ArrayBuffer);
+    expect([...new Uint8Array(arrayBuffer)]).toEqual([1, 2, 3]);
+
+    const view = new DataView(new ArrayBuffer(4));
+    view.setUint32(0, 0xdeadbeef);
+    const decodedView = roundTrip(view);
+    expect(decodedView).toBeInstanceOf(DataView);
+    expect(decodedView.getUint32(0)).toBe(0xdeadbeef);
+
+    const shared = new Int32Array(new SharedArrayBuffer(8));
+    shared.set([7, -7]);
+    const decoded = roundTrip(shared);
+    expect(decoded).toBeInstanceOf(Int32Array);
+    expect([...decoded]).toEqual([7, -7]);
+  });
+
   it('keeps a Buffer as a Buffer with the same bytes', () => {
     const buffer = Buffer.from('héllo, wörld');
     const decoded = roundTrip(buffer);
@@ -231,6 +249,27 @@ describe('values that cannot be sent', () => {
     expect(error.message).toContain('send a plain object');
   });
 
+  // The codec would turn these into plain objects without a word, so they are refused.
+  it('refuses boxed primitives, which the codec would turn into plain objects', () => {
+    for (const boxed of [Object(1), Object('text'), Object(true), Object(5n), Object(Symbol('s'))]) {
+      const error = unsendable(() => encodeArguments([{ value: boxed }]));
+      expect(error.path).toBe('argument 1.value');
+      expect(error.message).toContain('boxed primitive');
+    }
+  });
+
+  it('refuses a SharedArrayBuffer, which the codec would turn into an empty object', () => {
+    const error = unsendable(() => encodeArguments([1, new SharedArrayBuffer(4)]));
+    expect(error.path).toBe('argument 2');
+    expect(error.message).toContain('SharedArrayBuffer');
+  });
+
+  it('refuses an AggregateError, whose errors the codec would garble', () => {
+    const error = unsendable(() => encodeValue({ failure: new AggregateError([new Error('a')], 'all failed') }, 'the result'));
+    expect(error.path).toBe('the result.failure');
+    expect(error.message).toContain('AggregateError');
+  });
+
   it('finds a function inside a Map value, a Map key and a Set', () => {
     expect(unsendable(() => encodeArguments([new Map([['k', () => 1]])])).path).toBe('argument 1.get("k")');
     expect(unsendable(() => encodeArguments([new Map([[() => 1, 'v']])])).path).toBe('argument 1 (a Map key)');
@@ -260,7 +299,6 @@ describe('values that cannot be sent', () => {
       buffer: Buffer.alloc(2),
       arrayBuffer: new ArrayBuffer(4),
       error: new RangeError('r'),
-      boxed: Object(1) as unknown,
       nested: [[[null, undefined]]],
       bare: Object.create(null) as unknown,
     };

@@ -256,6 +256,43 @@ describe('FramedSocket over loopback TCP', () => {
     });
   });
 
+  it('drain() leaves no listeners behind, however often it is awaited', async () => {
+    const { client, server } = await framedPair();
+    const socket = client.framed.socket;
+    const before = { close: socket.listenerCount('close'), error: socket.listenerCount('error'), drain: socket.listenerCount('drain') };
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      let waited = 0;
+      for (let i = 0; i < 40; i++) {
+        if (!client.framed.send({ fileChunk: { transferId: 1, offset: i, data: Buffer.alloc(256 * 1024, i) } })) waited++;
+        await client.framed.drain();
+      }
+      expect(waited).toBeGreaterThan(10); // drain() really waited for 'drain' many times
+      expect(socket.listenerCount('close')).toBe(before.close);
+      expect(socket.listenerCount('error')).toBe(before.error);
+      expect(socket.listenerCount('drain')).toBe(before.drain);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    await until(() => server.frames.length === 40, '40 chunks');
+  });
+
+  it('drain() resolves when the connection closes while it waits', async () => {
+    const { client, server } = await framedPair();
+    server.framed.socket.pause();
+    for (let i = 0; i < 32; i++) client.framed.send({ fileChunk: { data: Buffer.alloc(1024 * 1024) } });
+    expect(client.framed.socket.writableNeedDrain).toBe(true);
+    const draining = client.framed.drain();
+    server.framed.destroy();
+    await expect(draining).resolves.toBeUndefined();
+    await client.closed;
+    expect(client.framed.isClosed).toBe(true);
+  });
+
   it('drain() resolves at once when nothing is queued', async () => {
     const { client } = await framedPair();
     expect(client.framed.send({ pulse: { busy: 0 } })).toBe(true);

@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net';
-import { once } from 'node:events';
 import { dispy } from '../schema/generated.js';
 import { FrameError } from '../errors/frame-error.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader } from './frame-decoder.js';
@@ -92,7 +91,18 @@ export class FramedSocket {
   /** Resolves when the socket can take more data (at once if it can now). */
   async drain(): Promise<void> {
     if (this.closed || !this.socket.writableNeedDrain) return;
-    await Promise.race([once(this.socket, 'drain'), once(this.socket, 'close')]);
+    // Both listeners go whichever fires (a transfer calls this once per chunk). A socket error is
+    // always followed by 'close' and reported through onClose, so it ends the wait, not rejects.
+    const socket = this.socket;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
   }
 
   /** Sends a last frame (if any), then ends the connection gracefully. */

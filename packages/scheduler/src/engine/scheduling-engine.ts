@@ -21,11 +21,20 @@ export interface EngineHooks<J> {
   dispatch(nodeKey: string, job: J): void;
 }
 
+export interface EngineOptions {
+  /**
+   * Jobs a node may hold per CPU (default 2): one running, the rest waiting on the node so that
+   * a worker starts its next job without a round trip to the scheduler. Nodes take more than
+   * one job per CPU only when every node has all its CPUs busy, so balance is unchanged.
+   */
+  jobsPerCpu?: number;
+}
+
 /**
  * The scheduling engine: the table of nodes and their CPUs, the queues of waiting jobs, and load
  * balancing. It knows nothing of sockets: `JobCluster` runs it in the client process, and the
  * shared scheduler hosts the same engine for many clients. Scheduling is dispy's: a job goes to
- * the least loaded node (running ÷ CPUs) that has a free CPU and has its computation; jobs pinned
+ * the least loaded node (jobs there ÷ CPUs) that has room and has its computation; jobs pinned
  * to a node wait for that node. Dispatch passes are coalesced into one microtask, so submitting
  * thousands of jobs in a loop costs O(log n) each.
  */
@@ -37,7 +46,14 @@ export class SchedulingEngine<J extends EngineJob> {
   private readonly waiting = new Map<number, JobQueue<J>>();
   private passScheduled = false;
 
-  constructor(private readonly hooks: EngineHooks<J>) {}
+  private readonly depth: number;
+
+  constructor(
+    private readonly hooks: EngineHooks<J>,
+    options: EngineOptions = {},
+  ) {
+    this.depth = Math.max(1, options.jobsPerCpu ?? 2);
+  }
 
   /** Jobs waiting for a CPU. */
   get pendingCount(): number {
@@ -131,7 +147,7 @@ export class SchedulingEngine<J extends EngineJob> {
       let bestLoad = Infinity;
       let bestQueue: JobQueue<J> | undefined;
       for (const node of this.nodes.values()) {
-        if (node.running.size >= node.cpus) continue;
+        if (node.running.size >= node.cpus * this.depth) continue;
         const load = node.running.size / node.cpus;
         if (load >= bestLoad) continue;
         const queue = this.queueFor(node);
