@@ -6,6 +6,8 @@ export interface ClusterJob extends EngineJob {
   readonly job: DispyJob;
   /** Encoded arguments; dropped once sent unless the cluster may need to resend them. */
   args: Buffer | undefined;
+  /** The only node (IP) that may run it, for jobs submitted to a node. */
+  pinnedHost?: string;
   /** Node key (host:port) while it runs. */
   nodeKey?: string;
 }

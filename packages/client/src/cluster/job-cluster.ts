@@ -68,6 +68,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private readonly allocations: NodeAllocate[];
   private readonly engine: SchedulingEngine<ClusterJob>;
   private readonly jobs = new Map<number, ClusterJob>();
+  private readonly entries = new WeakMap<DispyJob, ClusterJob>();
   private readonly links = new Map<string, NodeLink>();
   private readonly connecting = new Set<string>();
   private readonly finder: NodeFinder;
@@ -141,6 +142,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     const uid = this.nextUid++;
     const entry: ClusterJob = { uid, computeId: this.computeId, priority, job: job as DispyJob, args };
     this.jobs.set(uid, entry);
+    this.entries.set(entry.job, entry);
     this.updateActive();
     this.notifyStatus(DispyJob.Created, undefined, job as DispyJob);
     const node = options.node;
@@ -148,10 +150,31 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       this.engine.submit(entry);
     } else {
       const host = this.hostOf(node);
-      if (host !== undefined) this.engine.submit({ ...entry, pinnedHost: host } as ClusterJob);
-      else void this.submitToHostName(entry, node as string);
+      if (host !== undefined) {
+        entry.pinnedHost = host;
+        this.engine.submit(entry);
+      } else {
+        void this.submitToHostName(entry, node as string);
+      }
     }
     return job;
+  }
+
+  /**
+   * Cancels a job: a queued one is removed, a running one is killed on its node (its worker is
+   * replaced). The job ends Cancelled. Resolves 0, or -1 when the job is already done.
+   */
+  async cancel(job: DispyJob): Promise<number> {
+    const entry = this.entries.get(job);
+    if (!entry || !this.jobs.has(entry.uid)) return -1;
+    if (this.engine.dequeue(entry.uid) || entry.nodeKey === undefined) {
+      this.finish(entry, DispyJob.Cancelled, undefined, 'cancelled before it ran');
+      return 0;
+    }
+    const link = this.links.get(entry.nodeKey);
+    if (!link) return -1;
+    link.connection.send({ cancel: { computeId: this.computeId, jobId: entry.uid } });
+    return 0;
   }
 
   /**
@@ -190,12 +213,18 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /**
    * Waits for every job, then releases the nodes (which remove the computation's files unless
-   * `cleanup: false`) and stops discovery. Safe to call more than once.
+   * `cleanup: false`) and stops discovery. Safe to call more than once. With `timeout`
+   * (seconds), jobs still unfinished then are cancelled (queued) or terminated on their nodes.
    */
-  close(): Promise<void> {
+  close(options: { timeout?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
       await this.started;
-      await this.wait();
+      if (!(await this.wait(options.timeout))) {
+        for (const entry of [...this.jobs.values()]) {
+          this.engine.dequeue(entry.uid);
+          this.finish(entry, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
+        }
+      }
       this.finder.close();
       await Promise.all(
         [...this.links.values()].map(async (link) => {
@@ -440,7 +469,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private async submitToHostName(entry: ClusterJob, name: string): Promise<void> {
     try {
       const { address } = await lookup(name);
-      if (this.jobs.has(entry.uid)) this.engine.submit({ ...entry, pinnedHost: address } as ClusterJob);
+      entry.pinnedHost = address;
+      if (this.jobs.has(entry.uid)) this.engine.submit(entry);
     } catch (error) {
       this.finish(entry, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
     }

@@ -66,6 +66,10 @@ export class Computation {
     this.pool!.run(jobId, args);
   }
 
+  cancel(jobId: number): boolean {
+    return this.pool?.cancel(jobId) ?? false;
+  }
+
   runningJobs(): number[] {
     return this.pool?.runningJobs() ?? [];
   }

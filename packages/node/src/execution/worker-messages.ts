@@ -29,8 +29,10 @@ export interface WorkerInitFailed {
 export interface WorkerDone {
   type: 'done';
   jobId: number;
-  /** true: returned; false: threw (Terminated). */
+  /** true: returned; false: threw (Terminated), or was cancelled. */
   ok: boolean;
+  /** Ended by a cancel request (its worker was killed). */
+  cancelled?: boolean;
   result?: Uint8Array;
   exception?: string;
   stdout: string;

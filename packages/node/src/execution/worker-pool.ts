@@ -27,7 +27,7 @@ export interface WorkerPoolOptions {
 interface Worker {
   child: ChildProcess;
   ready: boolean;
-  job?: { jobId: number; startTime: number };
+  job?: { jobId: number; startTime: number; cancelled?: boolean };
 }
 
 /** Grace a killed worker gets between SIGTERM and SIGKILL. */
@@ -69,6 +69,28 @@ export class WorkerPool {
     const idle = this.idleWorker();
     if (idle) this.assign(idle, jobId, args);
     else this.backlog.push({ jobId, args });
+  }
+
+  /**
+   * Cancels a job: one still waiting is dropped, one running has its worker killed (a tight
+   * loop included) and replaced. Either way the job is reported once, as cancelled. Returns
+   * false when the job is not here.
+   */
+  cancel(jobId: number): boolean {
+    const waiting = this.backlog.findIndex((job) => job.jobId === jobId);
+    if (waiting >= 0) {
+      this.backlog.splice(waiting, 1);
+      const now = Date.now();
+      this.options.onDone({ jobId, ok: false, cancelled: true, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+      return true;
+    }
+    for (const worker of this.workers) {
+      if (worker.job?.jobId !== jobId) continue;
+      worker.job.cancelled = true;
+      void this.kill(worker);
+      return true;
+    }
+    return false;
   }
 
   /** Jobs running now. */
@@ -131,11 +153,15 @@ export class WorkerPool {
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
         if (worker.job) {
           const now = Date.now();
+          const { cancelled } = worker.job;
           this.options.onDone({
             jobId: worker.job.jobId,
             ok: false,
-            exception: `dispy: the worker process running this job exited (${exitReason(code, signal)}); ` +
-              'the job called process.exit, crashed, or ran out of memory',
+            cancelled,
+            exception: cancelled
+              ? 'dispy: the job was cancelled; its worker process was stopped'
+              : `dispy: the worker process running this job exited (${exitReason(code, signal)}); ` +
+                'the job called process.exit, crashed, or ran out of memory',
             stdout: '',
             stderr: '',
             startTime: worker.job.startTime,
@@ -145,6 +171,7 @@ export class WorkerPool {
           worker.job = undefined;
         }
         if (!this.closing && worker.ready && this.workers.size < this.wanted) {
+          // A killed or crashed worker is replaced, so the pool keeps one worker per CPU.
           logger.debug(`worker ${child.pid} exited (${exitReason(code, signal)}); starting a replacement`);
           this.spawn().catch((error: Error) => logger.error(`could not replace a worker: ${error.message}`));
         }

@@ -92,6 +92,13 @@ export class ClientSession {
       case 'job':
         this.runJob(frame.job!);
         break;
+      case 'cancel': {
+        const { computeId, jobId } = frame.cancel!;
+        if (!this.computations.get(computeId)?.cancel(Number(jobId))) {
+          this.node.logger.debug(`cancel of job ${jobId}: not here (already done)`);
+        }
+        break;
+      }
       case 'jobAck':
         for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
         break;
@@ -178,7 +185,11 @@ export class ClientSession {
     const reply: dispy.IJobReply = {
       computeId,
       jobId: outcome.jobId,
-      status: outcome.ok ? dispy.JobStatus.FINISHED : dispy.JobStatus.TERMINATED,
+      status: outcome.ok
+        ? dispy.JobStatus.FINISHED
+        : outcome.cancelled
+          ? dispy.JobStatus.CANCELLED
+          : dispy.JobStatus.TERMINATED,
       result: outcome.result,
       stdout: outcome.stdout,
       stderr: outcome.stderr,

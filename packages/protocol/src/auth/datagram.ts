@@ -15,6 +15,10 @@ export function sealDatagram(secret: string, body: dispy.IDatagramBody): Buffer 
     mac: mac(secret, 'dispy-datagram', encoded),
     body: encoded,
   }).finish();
+  if (datagram.byteLength > MAX_DATAGRAM_BYTES) {
+    // Peers drop larger datagrams unread; say so here rather than go unanswered there.
+    throw new RangeError(`discovery datagram of ${datagram.byteLength} bytes exceeds ${MAX_DATAGRAM_BYTES}; shorten the node name`);
+  }
   return Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
 }
 

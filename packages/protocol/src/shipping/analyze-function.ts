@@ -44,7 +44,8 @@ export function analyzeFunction(fn: unknown, options: AnalyzeOptions = {}): Ship
     cache.set(fn, entry);
   }
   const allowed = new Set(options.allowedGlobals ?? []);
-  allowed.add(entry.result.name);
+  // A named function may call itself; an anonymous one merely gets a name for messages.
+  if (fn.name === entry.result.name) allowed.add(entry.result.name);
   const captured = entry.free.filter((name) => !allowed.has(name));
   if (captured.length > 0) {
     const [first] = captured;
