@@ -60,9 +60,12 @@ function makeImport(computeDir: string, localRequire: NodeJS.Require) {
 function init(message: WorkerInit): void {
   const { computeDir } = message;
   const computeRequire = makeRequire(computeDir);
+  const dispyImport = makeImport(computeDir, computeRequire);
   const globals: Record<string, unknown> = {
     require: computeRequire,
-    __dispy_import: makeImport(computeDir, computeRequire),
+    __dispy_import: dispyImport,
+    // vitest (Vite SSR) rewrites import() in test files to this helper.
+    __vite_ssr_dynamic_import__: dispyImport,
     __filename: path.join(computeDir, `${message.name}.js`),
     __dirname: computeDir,
     module: { exports: {} },

@@ -33,9 +33,12 @@ export const DISPY_COMPUTATION_GLOBALS = [
   'dispy_node_name', 'dispy_node_ip_addr', 'dispy_job_path',
 ];
 
-/** Helpers that TypeScript, esbuild (tsx, tsup) and Babel emit into functions. */
+/**
+ * Helpers that TypeScript, esbuild (tsx, tsup), Babel and Vite's SSR transform (vitest) emit
+ * into functions.
+ */
 export const TRANSPILER_HELPERS = [
-  '__name', '__awaiter', '__async', '__publicField', '__defProp', '__defNormalProp',
+  '__vite_ssr_dynamic_import__', '__name', '__awaiter', '__async', '__publicField', '__defProp', '__defNormalProp',
   '__spreadValues', '__spreadProps', '__assign', '__rest', '__objRest',
 ];
 

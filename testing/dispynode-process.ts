@@ -1,0 +1,155 @@
+/*
+ * Test support: starts real `dispynode` processes the way a user does (the built CLI) on
+ * loopback addresses, and stops every one of them. Shared by the packages' integration tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const DISPYNODE_BIN = fileURLToPath(new URL('../apps/dispynode/dist/bin.js', import.meta.url));
+
+export interface NodeProcess {
+  host: string;
+  port: number;
+  child: ChildProcess;
+  destPathPrefix: string;
+  /** Everything the node wrote to stderr so far (its log). */
+  readonly log: string;
+  /** Resolves when the log matches `pattern` (or rejects after `timeoutMs`). */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** PIDs of the node's worker processes now. */
+  workerPids(): number[];
+  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove its directory. */
+  stop(): Promise<void>;
+}
+
+const running = new Set<NodeProcess>();
+
+/** A TCP port free on `host` whose UDP twin is free too. */
+export async function freePort(host: string): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen(0, host, () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const socket = dgram.createSocket('udp4');
+      socket.once('error', () => resolve(false));
+      socket.bind(port, host, () => socket.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
+  }
+  throw new Error(`no free port on ${host}`);
+}
+
+export interface StartNodeOptions {
+  host: string;
+  /** Default: a free port. */
+  port?: number;
+  cpus?: number;
+  secret?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Starts `dispynode -i HOST -p PORT -c CPUS --daemon --dest-path-prefix DIR` and waits until it serves. */
+export async function startNode(options: StartNodeOptions): Promise<NodeProcess> {
+  const port = options.port ?? (await freePort(options.host));
+  const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
+  const args = [DISPYNODE_BIN, '-i', options.host, '-p', String(port), '-c', String(options.cpus ?? 2), '--daemon', '--dest-path-prefix', destPathPrefix];
+  if (options.secret !== undefined) args.push('--secret', options.secret);
+  args.push(...(options.args ?? []));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  let log = '';
+  const listeners = new Set<() => void>();
+  child.stderr!.on('data', (chunk: Buffer) => {
+    log += chunk.toString();
+    for (const listener of listeners) listener();
+  });
+  child.stdout!.resume();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const node: NodeProcess = {
+    host: options.host,
+    port,
+    child,
+    destPathPrefix,
+    get log() {
+      return log;
+    },
+    waitForLog(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pattern.test(log)) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`node log did not match ${pattern} within ${timeoutMs} ms; log:\n${log}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+    workerPids: () => childPids(child.pid!),
+    async stop() {
+      running.delete(node);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(force);
+      }
+      rmSync(destPathPrefix, { recursive: true, force: true });
+    },
+  };
+  running.add(node);
+  try {
+    await node.waitForLog(/serving \d+ CPUs/);
+  } catch (error) {
+    await node.stop();
+    throw error;
+  }
+  return node;
+}
+
+/** Stops every node still running (for afterEach). */
+export async function stopAllNodes(): Promise<void> {
+  await Promise.all([...running].map((node) => node.stop()));
+}
+
+/** PIDs of the direct children of `pid` (read from /proc, so no procps is needed). */
+export function childPids(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) children.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return children;
+}
+
+/** True while a process with this PID exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
