@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { ComputationError, DispyError, JobCluster, NodeAllocate, OptionError, UnsendableValueError } from '../src/index.js';
+
+const quiet = { nodes: ['127.0.3.1'], nodePort: 9, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' } as const;
+
+describe('JobCluster options', () => {
+  it('names the wrong option, the value and what is accepted', () => {
+    expect(() => new JobCluster((n: number) => n, { nodePort: 'abc' as unknown as number })).toThrow(
+      'JobCluster: option "nodePort": must be an integer 0..65535, got "abc"',
+    );
+    expect(() => new JobCluster((n: number) => n, { loglevel: 'loud' as 'warn' })).toThrow(/option "loglevel": must be one of debug, info, warn, error, silent, got "loud"/);
+    expect(() => new JobCluster((n: number) => n, { pulseInterval: 0 })).toThrow(/option "pulseInterval": must be a number of seconds 1..600, got 0/);
+    expect(() => new JobCluster((n: number) => n, { nodes: [42 as unknown as string] })).toThrow(/option "nodes/);
+  });
+
+  it('suggests the camelCase spelling of an unknown option', () => {
+    const error = (() => {
+      try {
+        new JobCluster((n: number) => n, { ip_addr: '127.0.0.1' } as never);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(OptionError);
+    expect(DispyError.isInstance(error)).toBe(true);
+    expect((error as OptionError).code).toBe('DISPY_ERR_OPTION');
+    expect((error as Error).message).toBe('JobCluster: unknown option "ip_addr"; did you mean "ipAddr"?');
+    expect(() => new JobCluster((n: number) => n, { nodeport: 1 } as never)).toThrow(/did you mean "nodePort"/);
+  });
+
+  it('refuses options of later releases rather than ignoring them', () => {
+    expect(() => new JobCluster((n: number) => n, { ...quiet, setup: () => 0 })).toThrow(/"setup" is not available/);
+  });
+});
+
+describe('shipping the computation', () => {
+  it('refuses a computation that captures an outer variable before anything is sent', () => {
+    const rate = 1.5;
+    const started = Date.now();
+    expect(() => new JobCluster((n: number) => n * rate, quiet)).toThrow(ComputationError);
+    expect(() => new JobCluster((n: number) => n * rate, quiet)).toThrow(/`rate` is captured from the outer scope/);
+    // The constructor threw synchronously: no socket was opened, no ping could leave.
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('refuses method shorthand, bound and native functions with the cause', () => {
+    const holder = { compute(n: number) { return n; } };
+    expect(() => new JobCluster(holder.compute, quiet)).toThrow(/method shorthand/);
+    expect(() => new JobCluster(((n: number) => n).bind(null), quiet)).toThrow(/bound function/);
+    expect(() => new JobCluster(Math.sqrt, quiet)).toThrow(/native function/);
+  });
+});
+
+describe('submitting', () => {
+  it('names the argument that cannot be sent', async () => {
+    const cluster = new JobCluster((a: unknown, b: unknown) => [a, b], quiet);
+    try {
+      expect(() => cluster.submit(1, { callback: () => 1 })).toThrow(UnsendableValueError);
+      expect(() => cluster.submit(1, { callback: () => 1 })).toThrow('argument 2.callback cannot be sent: it is a function (function callback)');
+      class Point {
+        constructor(readonly x: number) {}
+      }
+      expect(() => cluster.submit(new Point(1), 2)).toThrow(/argument 1 cannot be sent: it is an instance of class Point/);
+      expect(cluster.status().jobsPending).toBe(0);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('refuses new jobs once closed', async () => {
+    const cluster = new JobCluster((n: number) => n, quiet);
+    await cluster.close();
+    expect(() => cluster.submit(1)).toThrow(/is closed/);
+  });
+});
+
+describe('NodeAllocate', () => {
+  it('matches wildcards anchored, unlike dispy', () => {
+    const exact = new NodeAllocate('192.168.1.1');
+    expect(exact.allocate(null, '192.168.1.1', 'a', 4)).toBe(4);
+    expect(exact.allocate(null, '192.168.1.10', 'a', 4)).toBe(0);
+    const subnet = new NodeAllocate('192.168.1.*', { cpus: -1 });
+    expect(subnet.allocate(null, '192.168.1.77', 'a', 4)).toBe(3);
+    expect(subnet.allocate(null, '192.168.10.7', 'a', 4)).toBe(0);
+    expect(new NodeAllocate('*', { cpus: 2 }).allocate(null, '10.1.2.3', 'a', 8)).toBe(2);
+  });
+});
