@@ -228,6 +228,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       this.finder.close();
       await Promise.all(
         [...this.links.values()].map(async (link) => {
+          // Idle connections are unref'd; keep this one alive until the node has answered.
+          link.connection.setActive(true);
           await link.connection.closeComputation(this.computeId, true);
           this.links.delete(link.key);
           link.connection.destroy();
