@@ -92,12 +92,15 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
           clearTimeout(timer);
           resolve();
         };
-        const timer = setTimeout(() => {
+        const fail = (why: string) => {
           listeners.delete(check);
-          reject(new Error(`node log did not match ${pattern} within ${timeoutMs} ms; log:\n${log}`));
-        }, timeoutMs);
+          clearTimeout(timer);
+          reject(new Error(`node log did not match ${pattern}: ${why}; log:\n${log}`));
+        };
+        const timer = setTimeout(() => fail(`not within ${timeoutMs} ms`), timeoutMs);
         listeners.add(check);
         check();
+        void exited.then(() => setImmediate(() => listeners.has(check) && fail(`the node exited (${child.exitCode ?? child.signalCode})`)));
       });
     },
     workerPids: () => childPids(child.pid!),

@@ -31,13 +31,27 @@ export interface CliSettings {
   help: boolean;
 }
 
-/** Accepts dispy's underscore spellings (`--dest_path_prefix`) as well as kebab-case. */
+/**
+ * Accepts dispy's underscore spellings (`--dest_path_prefix`) as well as kebab-case, and a
+ * negative number after an integer flag (`-c -1`), which parseArgs would take for a flag.
+ */
 function normalize(argv: string[]): string[] {
-  return argv.map((arg) => {
-    if (!arg.startsWith('--')) return arg;
+  const integerFlags = new Set(FLAGS.filter((f) => f.kind === 'integer').flatMap((f) => [`--${f.flag}`, ...(f.short ? [`-${f.short}`] : [])]));
+  const out: string[] = [];
+  for (const arg of argv) {
+    const previous = out[out.length - 1];
+    if (/^-\d+$/.test(arg) && previous !== undefined && integerFlags.has(previous)) {
+      out[out.length - 1] = `${previous.startsWith('--') ? previous : `--${FLAGS.find((f) => `-${f.short}` === previous)!.flag}`}=${arg}`;
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      out.push(arg);
+      continue;
+    }
     const [name, ...value] = arg.slice(2).split('=');
-    return `--${name!.replaceAll('_', '-')}${value.length > 0 ? `=${value.join('=')}` : ''}`;
-  });
+    out.push(`--${name!.replaceAll('_', '-')}${value.length > 0 ? `=${value.join('=')}` : ''}`);
+  }
+  return out;
 }
 
 /** Parses the command line; throws with the flag and the value when one is wrong. */

@@ -1,0 +1,89 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DispyJob, JobCluster } from '@dispy/client';
+import { DISPYNODE_BIN, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+
+afterEach(stopAllNodes);
+
+/** Runs the CLI to completion and returns its exit code and output. */
+function runCli(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [DISPYNODE_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    if (input !== undefined) child.stdin.end(input);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('dispynode CLI', () => {
+  it('stops on SIGTERM and leaves no worker process behind', async () => {
+    const node = await startNode({ host: '127.0.5.2', cpus: 2 });
+    const cluster = new JobCluster((spin: boolean) => {
+      while (spin);
+      return 1;
+    }, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    expect(await cluster.submit(false).wait()).toBe(1);
+    const busy = cluster.submit(true);
+    await vi.waitFor(() => expect(busy.status).toBe(DispyJob.Running));
+    const workers = node.workerPids();
+    expect(workers).toHaveLength(2);
+    await node.stop();
+    expect(node.child.exitCode).toBe(0);
+    expect(workers.filter(isAlive)).toEqual([]);
+    await busy.wait();
+    expect(busy.status).toBe(DispyJob.Cancelled);
+    expect(busy.exception).toMatch(/went away/);
+    await cluster.close();
+  });
+
+  it('prints --help with every flag', async () => {
+    const { code, stdout } = await runCli(['--help']);
+    expect(code).toBe(0);
+    for (const flag of ['--cpus', '--host', '--dispy-port', '--name', '--dest-path-prefix', '--secret', '--daemon', '--debug']) {
+      expect(stdout).toContain(flag);
+    }
+  });
+
+  it('names a wrong flag value and exits non-zero', async () => {
+    expect(await runCli(['--cpus', 'many'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--cpus must be an integer, got "many"') });
+    expect(await runCli(['-c', '999', '-p', '0'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/cpus must be at most \d+ on this machine, got 999/) });
+    expect(await runCli(['--bogus'])).toMatchObject({ code: 2, stderr: expect.stringContaining("Unknown option '--bogus'") });
+  });
+
+  it("accepts dispy's underscore spellings and negative CPU counts", async () => {
+    const node = await startNode({ host: '127.0.5.3', cpus: -1, args: ['--name', 'lefty'] });
+    expect(node.log).toMatch(/\[dispynode lefty\]/);
+    expect(node.log).toContain(`serving ${os.availableParallelism() - 1} CPUs`);
+    const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-underscore-'));
+    try {
+      const underscored = await startNode({ host: '127.0.5.4', args: ['--dest_path_prefix', prefix, '--cpus=1'] });
+      expect(underscored.log).toMatch(/serving 1 CPUs/);
+    } finally {
+      rmSync(prefix, { recursive: true, force: true });
+    }
+  });
+
+  it('warns when started without a secret', async () => {
+    const node = await startNode({ host: '127.0.5.5', cpus: 1 });
+    expect(node.log).toMatch(/no secret set: anyone who can reach this node can run code on it/);
+  });
+
+  it('answers status and quit on stdin', async () => {
+    const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-stdin-'));
+    const result = await runCli(['-i', '127.0.5.6', '-p', '0', '-c', '1', '--dest-path-prefix', prefix], 'status\nquit\n');
+    rmSync(prefix, { recursive: true, force: true });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ cpus: 1, running: 0, addresses: [expect.stringMatching(/^127\.0\.5\.6:\d+$/)] });
+    expect(result.stderr).toContain('quit: stopping');
+  });
+});

@@ -1,0 +1,2 @@
+// The piscina baseline's task: the same trivial computation the dispy jobs run.
+export default (n) => n * 2;

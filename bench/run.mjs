@@ -1,0 +1,166 @@
+// The benchmark suite behind `pnpm bench`: runs each section one after the other (never two at
+// once, so they do not compete for the CPUs), then prints one report with the measurements,
+// the ratios between them, and the performance targets with PASS/MISS.
+//
+// To add a benchmark: write a module under sections/ whose default export is
+// `{ id, title, run() }`, where run() resolves to an array of metrics
+// `{ key, label, value, unit, digits, note }`; list it in SECTIONS; and add any ratio or target
+// that uses its keys to COMPARISONS or TARGETS below.
+import os from 'node:os';
+import dispyJobs from './sections/dispy-jobs.mjs';
+import piscinaPool from './sections/piscina-pool.mjs';
+import tcpRtt from './sections/tcp-rtt.mjs';
+import { formatNumber, formatTable } from './lib/table.mjs';
+import { now } from './lib/timing.mjs';
+import { stopAllDispynodes } from './lib/dispynode-process.mjs';
+
+/** Run in this order; piscina and TCP run after dispy's node has been stopped. */
+const SECTIONS = [dispyJobs, piscinaPool, tcpRtt];
+
+/** Python dispy 4.15 on this kind of machine, for reference only (not measured here). */
+const PYTHON_DISPY = { jobsPerSecond: 250, latencyMs: [5, 6] };
+
+/** Ratios printed under the measurements; `value(m)` gets metric values by key. */
+const COMPARISONS = [
+  {
+    label: 'dispy throughput ÷ piscina throughput',
+    value: (m) => m('dispy.throughput') / m('piscina.throughput'),
+    digits: 3,
+    unit: '×',
+  },
+  {
+    label: 'dispy median latency ÷ TCP median RTT',
+    value: (m) => (m('dispy.latency.median') * 1000) / m('tcp.rtt.median'),
+    digits: 1,
+    unit: '×',
+  },
+  {
+    label: 'dispy throughput ÷ Python dispy 4.15 (~250 jobs/s)',
+    value: (m) => m('dispy.throughput') / PYTHON_DISPY.jobsPerSecond,
+    digits: 1,
+    unit: '×',
+  },
+];
+
+/** Targets; `pass(value)` decides PASS or MISS, and a missing measurement is a MISS. */
+const TARGETS = [
+  {
+    label: 'throughput ≥ 0.2× piscina',
+    value: (m) => m('dispy.throughput') / m('piscina.throughput'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.2,
+  },
+  {
+    label: 'sequential latency median < 1 ms',
+    value: (m) => m('dispy.latency.median'),
+    digits: 3,
+    unit: 'ms',
+    pass: (value) => value < 1,
+  },
+];
+
+/** How long the process may linger after the report before it is made to exit. */
+const EXIT_GRACE_MS = 3_000;
+
+// Ctrl-C: stop the dispynode cleanly (bounded), then exit; the 'exit' hook in
+// dispynode-process.mjs kills whatever is still left.
+process.once('SIGINT', () => {
+  progress('bench: interrupted; stopping');
+  const bound = new Promise((resolve) => setTimeout(resolve, EXIT_GRACE_MS * 2).unref());
+  void Promise.race([stopAllDispynodes(), bound]).finally(() => process.exit(130));
+});
+
+function progress(text) {
+  process.stderr.write(`${text}\n`);
+}
+
+async function runSections() {
+  const metrics = [];
+  const failures = [];
+  for (const section of SECTIONS) {
+    progress(`bench: ${section.title} ...`);
+    const start = now();
+    try {
+      const results = await section.run();
+      for (const metric of results) metrics.push({ ...metric, section: section.id });
+      progress(`bench:   done in ${((now() - start) / 1000).toFixed(1)} s`);
+    } catch (error) {
+      // One failing section must not hide the others' figures; it is reported below instead.
+      failures.push({ section, error });
+      progress(`bench:   FAILED after ${((now() - start) / 1000).toFixed(1)} s: ${error.message}`);
+    }
+  }
+  return { metrics, failures };
+}
+
+function machineLine() {
+  const cpus = os.cpus();
+  const model = cpus[0]?.model?.trim() ?? 'unknown CPU';
+  return `Node ${process.version}, ${os.platform()}-${os.arch()}, ${cpus.length} logical CPUs (${model})`;
+}
+
+function report({ metrics, failures }, elapsedMs) {
+  const byKey = new Map(metrics.map((metric) => [metric.key, metric.value]));
+  const m = (key) => byKey.get(key) ?? Number.NaN;
+  const out = [];
+
+  out.push('', `dispy-ts benchmark: ${new Date().toISOString()}`, machineLine(), '');
+  out.push(
+    formatTable(
+      ['Measurement', 'Value', 'Unit', 'Detail'],
+      metrics.map((metric) => [metric.label, formatNumber(metric.value, metric.digits), metric.unit, metric.note ?? '']),
+      { alignRight: [1] },
+    ),
+  );
+
+  out.push('');
+  out.push(
+    formatTable(
+      ['Ratio', 'Value'],
+      COMPARISONS.map((c) => [c.label, `${formatNumber(c.value(m), c.digits)}${c.unit}`]),
+      { alignRight: [1] },
+    ),
+  );
+
+  out.push('');
+  out.push(
+    formatTable(
+      ['Target', 'Measured', 'Result'],
+      TARGETS.map((t) => {
+        const value = t.value(m);
+        const verdict = Number.isFinite(value) ? (t.pass(value) ? 'PASS' : 'MISS') : 'MISS (not measured)';
+        return [t.label, `${formatNumber(value, t.digits)}${t.unit === "×" ? "" : " "}${t.unit}`, verdict];
+      }),
+      { alignRight: [1] },
+    ),
+  );
+
+  out.push(
+    '',
+    `Reference: Python dispy 4.15 does about ${PYTHON_DISPY.jobsPerSecond} jobs/s with ` +
+      `${PYTHON_DISPY.latencyMs.join('–')} ms sequential latency on this kind of machine.`,
+  );
+
+  if (failures.length > 0) {
+    out.push('', 'ERRORS (these sections produced no figures):');
+    for (const { section, error } of failures) out.push(`  ${section.id}: ${error.stack ?? error.message}`);
+  }
+  out.push('', `Total benchmark time: ${(elapsedMs / 1000).toFixed(1)} s`, '');
+  process.stdout.write(out.join('\n'));
+}
+
+const start = now();
+const results = await runSections();
+report(results, now() - start);
+
+// PASS/MISS never changes the exit code (this is a report); a section that could not measure
+// at all does, so a broken build or a hung dispy is not mistaken for a clean run.
+process.exitCode = results.failures.length > 0 ? 1 : 0;
+
+// Everything was closed above; if some handle still keeps the event loop alive, say so and
+// exit anyway rather than hang. The timer is unref'd, so it never delays a clean exit.
+setTimeout(() => {
+  progress(`bench: something kept the process alive ${EXIT_GRACE_MS} ms after the report; exiting`);
+  process.exit();
+}, EXIT_GRACE_MS).unref();
