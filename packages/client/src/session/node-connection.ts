@@ -125,7 +125,7 @@ export class NodeConnection {
   /** Acknowledges a reply; acknowledgements leave together at the end of the tick. */
   ack(jobId: number): void {
     if (this.pendingAcks.length === 0) {
-      process.nextTick(() => {
+      setImmediate(() => {
         const jobIds = this.pendingAcks;
         this.pendingAcks = [];
         this.channel?.send({ jobAck: { jobIds } });
