@@ -374,7 +374,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     link.connection.ack(uid);
     const entry = this.jobs.get(uid);
     if (!entry || entry.nodeKey !== link.key) return;
-    this.engine.jobDone(link.key, uid);
+    this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
     const { node } = link;
     node.busy--;
     node.jobsDone++;

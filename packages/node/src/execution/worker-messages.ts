@@ -10,12 +10,23 @@ export interface WorkerInit {
 }
 
 export interface WorkerJob {
-  type: 'job';
   jobId: number;
   args: Uint8Array;
 }
 
-export type ToWorker = WorkerInit | WorkerJob;
+/** Jobs to run one after the other; batching them saves a pipe write (and a wake-up) per job. */
+export interface WorkerJobs {
+  type: 'jobs';
+  jobs: WorkerJob[];
+}
+
+/** Forget a job sent earlier if it has not started (the node has reported it cancelled). */
+export interface WorkerDrop {
+  type: 'drop';
+  jobId: number;
+}
+
+export type ToWorker = WorkerInit | WorkerJobs | WorkerDrop;
 
 export interface WorkerReady {
   type: 'ready';

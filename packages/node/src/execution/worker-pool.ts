@@ -24,24 +24,39 @@ export interface WorkerPoolOptions {
   onDone: (outcome: JobOutcome) => void;
 }
 
+interface Assigned {
+  jobId: number;
+  args: Uint8Array;
+  assignedAt: number;
+  cancelled?: boolean;
+}
+
 interface Worker {
   child: ChildProcess;
   ready: boolean;
-  job?: { jobId: number; startTime: number; cancelled?: boolean };
+  /** Jobs sent to this worker and not reported yet, in order: the first is running. */
+  jobs: Assigned[];
 }
 
 /** Grace a killed worker gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 1000;
 
+/** Most jobs sent to an idle worker in one message. */
+const MAX_BATCH = 4;
+
 /**
  * Reusable worker processes for one computation, one per CPU. Each worker loads the computation
- * once and runs one job at a time. A worker that dies (crash, `process.exit`, OOM, native fault)
- * ends only its job, which is reported Terminated with the reason, and is replaced.
+ * once and runs one job at a time. Jobs wait here until a worker is idle; an idle worker gets
+ * its share of the waiting jobs in one message (at most MAX_BATCH), which it runs in order,
+ * reporting each result at once. A worker that dies (crash, `process.exit`, OOM, native fault)
+ * ends only its running job, which is reported Terminated with the reason; jobs queued behind it
+ * go back to the wait list, and the worker is replaced.
  */
 export class WorkerPool {
   private readonly workers = new Set<Worker>();
-  private readonly backlog: Array<{ jobId: number; args: Uint8Array }> = [];
+  private backlog: Array<{ jobId: number; args: Uint8Array }> = [];
   private closing = false;
+  private dispatchScheduled = false;
   private wanted: number;
 
   constructor(private readonly options: WorkerPoolOptions) {
@@ -64,11 +79,17 @@ export class WorkerPool {
     }
   }
 
-  /** Runs a job on an idle worker, or as soon as one is free. */
+  /** Runs a job as soon as a worker is free. */
   run(jobId: number, args: Uint8Array): void {
-    const idle = this.idleWorker();
-    if (idle) this.assign(idle, jobId, args);
-    else this.backlog.push({ jobId, args });
+    this.backlog.push({ jobId, args });
+    // Jobs that arrive in one read of the socket are handed out together.
+    if (!this.dispatchScheduled) {
+      this.dispatchScheduled = true;
+      setImmediate(() => {
+        this.dispatchScheduled = false;
+        this.dispatch();
+      });
+    }
   }
 
   /**
@@ -80,39 +101,50 @@ export class WorkerPool {
     const waiting = this.backlog.findIndex((job) => job.jobId === jobId);
     if (waiting >= 0) {
       this.backlog.splice(waiting, 1);
-      const now = Date.now();
-      this.options.onDone({ jobId, ok: false, cancelled: true, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+      this.reportCancelled(jobId);
       return true;
     }
     for (const worker of this.workers) {
-      if (worker.job?.jobId !== jobId) continue;
-      worker.job.cancelled = true;
-      void this.kill(worker);
+      const index = worker.jobs.findIndex((job) => job.jobId === jobId);
+      if (index < 0) continue;
+      if (index === 0) {
+        worker.jobs[0]!.cancelled = true;
+        void this.kill(worker);
+      } else {
+        // Queued behind another job in that worker: forget it here and there. Should the worker
+        // have started it meanwhile, its result is ignored: the job was reported cancelled.
+        worker.jobs.splice(index, 1);
+        worker.child.send({ type: 'drop', jobId });
+        this.reportCancelled(jobId);
+      }
       return true;
     }
     return false;
   }
 
-  /** Jobs running now. */
+  /** Jobs running now (the first job of each busy worker). */
   runningJobs(): number[] {
-    return [...this.workers].flatMap((worker) => (worker.job ? [worker.job.jobId] : []));
+    return [...this.workers].flatMap((worker) => (worker.jobs[0] ? [worker.jobs[0].jobId] : []));
   }
 
   /** Kills every worker (SIGTERM, then SIGKILL after a grace) and waits until all have exited. */
   async close(): Promise<void> {
     this.closing = true;
-    this.backlog.length = 0;
+    this.backlog = [];
     await Promise.all([...this.workers].map((worker) => this.kill(worker)));
   }
 
-  private idleWorker(): Worker | undefined {
-    for (const worker of this.workers) if (worker.ready && !worker.job) return worker;
-    return undefined;
-  }
-
-  private assign(worker: Worker, jobId: number, args: Uint8Array): void {
-    worker.job = { jobId, startTime: Date.now() };
-    worker.child.send({ type: 'job', jobId, args });
+  private dispatch(): void {
+    if (this.backlog.length === 0) return;
+    const idle = [...this.workers].filter((worker) => worker.ready && worker.jobs.length === 0);
+    for (let i = 0; i < idle.length && this.backlog.length > 0; i++) {
+      const share = Math.min(MAX_BATCH, Math.ceil(this.backlog.length / (idle.length - i)));
+      const batch = this.backlog.splice(0, share);
+      const now = Date.now();
+      const worker = idle[i]!;
+      worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
+      worker.child.send({ type: 'jobs', jobs: batch });
+    }
   }
 
   private spawn(): Promise<void> {
@@ -123,7 +155,7 @@ export class WorkerPool {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
-    const worker: Worker = { child, ready: false };
+    const worker: Worker = { child, ready: false, jobs: [] };
     this.workers.add(worker);
     child.send(init);
     return new Promise<void>((resolve, reject) => {
@@ -132,17 +164,18 @@ export class WorkerPool {
           case 'ready':
             worker.ready = true;
             resolve();
-            this.feed(worker);
+            this.dispatch();
             break;
           case 'init-failed':
             reject(new Error(`the computation failed to load: ${message.error}`));
-            this.kill(worker);
+            void this.kill(worker);
             break;
           case 'done': {
             const { type: _type, ...outcome } = message;
-            worker.job = undefined;
-            this.options.onDone(outcome);
-            this.feed(worker);
+            const before = worker.jobs.length;
+            worker.jobs = worker.jobs.filter((job) => job.jobId !== outcome.jobId);
+            if (worker.jobs.length < before) this.options.onDone(outcome);
+            if (worker.jobs.length === 0) this.dispatch();
             break;
           }
         }
@@ -151,25 +184,11 @@ export class WorkerPool {
       child.on('exit', (code, signal) => {
         this.workers.delete(worker);
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
-        if (worker.job) {
-          const now = Date.now();
-          const { cancelled } = worker.job;
-          this.options.onDone({
-            jobId: worker.job.jobId,
-            ok: false,
-            cancelled,
-            exception: cancelled
-              ? 'dispy: the job was cancelled; its worker process was stopped'
-              : `dispy: the worker process running this job exited (${exitReason(code, signal)}); ` +
-                'the job called process.exit, crashed, or ran out of memory',
-            stdout: '',
-            stderr: '',
-            startTime: worker.job.startTime,
-            endTime: now,
-            cpuTime: 0,
-          });
-          worker.job = undefined;
-        }
+        const [running, ...queued] = worker.jobs;
+        worker.jobs = [];
+        if (running) this.reportLost(running, exitReason(code, signal));
+        // Jobs queued behind it never started: they wait for another worker.
+        if (!this.closing) this.backlog.unshift(...queued.map(({ jobId, args }) => ({ jobId, args })));
         if (!this.closing && worker.ready && this.workers.size < this.wanted) {
           // A killed or crashed worker is replaced, so the pool keeps one worker per CPU.
           logger.debug(`worker ${child.pid} exited (${exitReason(code, signal)}); starting a replacement`);
@@ -179,9 +198,26 @@ export class WorkerPool {
     });
   }
 
-  private feed(worker: Worker): void {
-    const next = this.backlog.shift();
-    if (next && worker.ready && !worker.job) this.assign(worker, next.jobId, next.args);
+  private reportCancelled(jobId: number): void {
+    const now = Date.now();
+    this.options.onDone({ jobId, ok: false, cancelled: true, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+  }
+
+  private reportLost(job: Assigned, reason: string): void {
+    this.options.onDone({
+      jobId: job.jobId,
+      ok: false,
+      cancelled: job.cancelled,
+      exception: job.cancelled
+        ? 'dispy: the job was cancelled; its worker process was stopped'
+        : `dispy: the worker process running this job exited (${reason}); ` +
+          'the job called process.exit, crashed, or ran out of memory',
+      stdout: '',
+      stderr: '',
+      startTime: job.assignedAt,
+      endTime: Date.now(),
+      cpuTime: 0,
+    });
   }
 
   private kill(worker: Worker): Promise<void> {

@@ -15,6 +15,8 @@ const runtimeRequire = createRequire(import.meta.url);
 const capture = new OutputCapture();
 let computation: ((...args: unknown[]) => unknown) | undefined;
 let currentJob: number | undefined;
+const queue: WorkerJob[] = [];
+let draining = false;
 
 function send(message: FromWorker): void {
   process.send!(message);
@@ -149,7 +151,24 @@ process.on('unhandledRejection', fatal);
 // The node process going away (crash, SIGKILL) closes the IPC channel: leave with it.
 process.on('disconnect', () => process.exit(0));
 capture.install();
+/** Runs queued jobs one at a time, each result sent as soon as it is known. */
+async function drain(): Promise<void> {
+  if (draining) return;
+  draining = true;
+  for (let job = queue.shift(); job; job = queue.shift()) await runJob(job);
+  draining = false;
+}
+
+/** The node cancelled a job it sent; if it has started already, it runs to its end. */
+function drop(jobId: number): void {
+  const index = queue.findIndex((job) => job.jobId === jobId);
+  if (index >= 0) queue.splice(index, 1);
+}
+
 process.on('message', (message: ToWorker) => {
   if (message.type === 'init') init(message);
-  else if (message.type === 'job') void runJob(message);
+  else if (message.type === 'jobs') {
+    queue.push(...message.jobs);
+    void drain();
+  } else if (message.type === 'drop') drop(message.jobId);
 });

@@ -14,6 +14,8 @@ export interface EngineNodeState<J> {
   cpus: number;
   readonly running: Map<number, J>;
   readonly computeIds: Set<string>;
+  /** Running average of how long its jobs take (ms); undefined until one is done. */
+  averageJobMs?: number;
 }
 
 export interface EngineHooks<J> {
@@ -23,11 +25,25 @@ export interface EngineHooks<J> {
 
 export interface EngineOptions {
   /**
-   * Jobs a node may hold per CPU (default 2): one running, the rest waiting on the node so that
-   * a worker starts its next job without a round trip to the scheduler. Nodes take more than
-   * one job per CPU only when every node has all its CPUs busy, so balance is unchanged.
+   * Jobs a node may hold per CPU: one running, the rest waiting on the node so that a worker
+   * starts its next job without a round trip to the scheduler. Default: adaptive (see
+   * `pipelineDepth`). Nodes take more than one job per CPU only when every node has all its
+   * CPUs busy.
    */
   jobsPerCpu?: number;
+}
+
+/**
+ * How many jobs per CPU a node may hold, given how long its jobs take (ms, running average).
+ * Short jobs are pipelined deeply, since a round trip would cost more than the job; a long job
+ * never waits on a node behind another (it could start sooner on a node that frees up).
+ */
+export function pipelineDepth(averageJobMs: number | undefined): number {
+  if (averageJobMs === undefined) return 2;
+  if (averageJobMs < 5) return 8;
+  if (averageJobMs < 50) return 4;
+  if (averageJobMs < 500) return 2;
+  return 1;
 }
 
 /**
@@ -46,13 +62,13 @@ export class SchedulingEngine<J extends EngineJob> {
   private readonly waiting = new Map<number, JobQueue<J>>();
   private passScheduled = false;
 
-  private readonly depth: number;
+  private readonly fixedDepth?: number;
 
   constructor(
     private readonly hooks: EngineHooks<J>,
     options: EngineOptions = {},
   ) {
-    this.depth = Math.max(1, options.jobsPerCpu ?? 2);
+    if (options.jobsPerCpu !== undefined) this.fixedDepth = Math.max(1, Math.floor(options.jobsPerCpu));
   }
 
   /** Jobs waiting for a CPU. */
@@ -116,12 +132,18 @@ export class SchedulingEngine<J extends EngineJob> {
     for (const queue of [...this.queues.values(), ...this.pinned.values()]) yield* queue.jobs();
   }
 
-  /** A job's node reported it done (or lost it): frees its CPU and dispatches more. */
-  jobDone(nodeKey: string, uid: number): J | undefined {
+  /**
+   * A job's node reported it done (or lost it): frees its slot and dispatches more. `runMs`,
+   * how long it ran, tunes how deeply the node is pipelined.
+   */
+  jobDone(nodeKey: string, uid: number, runMs?: number): J | undefined {
     const node = this.nodes.get(nodeKey);
     const job = node?.running.get(uid);
     if (!node || !job) return undefined;
     node.running.delete(uid);
+    if (runMs !== undefined && runMs >= 0) {
+      node.averageJobMs = node.averageJobMs === undefined ? runMs : 0.9 * node.averageJobMs + 0.1 * runMs;
+    }
     this.schedulePass();
     return job;
   }
@@ -147,7 +169,7 @@ export class SchedulingEngine<J extends EngineJob> {
       let bestLoad = Infinity;
       let bestQueue: JobQueue<J> | undefined;
       for (const node of this.nodes.values()) {
-        if (node.running.size >= node.cpus * this.depth) continue;
+        if (node.running.size >= node.cpus * (this.fixedDepth ?? pipelineDepth(node.averageJobMs))) continue;
         const load = node.running.size / node.cpus;
         if (load >= bestLoad) continue;
         const queue = this.queueFor(node);
