@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { SchedulingEngine, pipelineDepth, type EngineJob } from './scheduling-engine.js';
+
+interface TestJob extends EngineJob {
+  uid: number;
+}
+
+function harness(jobsPerCpu?: number) {
+  const sent: Array<[string, number]> = [];
+  const engine = new SchedulingEngine<TestJob>({ dispatch: (node, job) => sent.push([node, job.uid]) }, { jobsPerCpu });
+  const settle = () => new Promise<void>((resolve) => queueMicrotask(resolve));
+  return { engine, sent, settle };
+}
+
+const job = (uid: number, extra: Partial<TestJob> = {}): TestJob => ({ uid, priority: 0, computeId: 'c', ...extra });
+
+describe('SchedulingEngine', () => {
+  it('does not dispatch while submitting: one pass runs after the loop', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 2, 'c');
+    for (let uid = 1; uid <= 5; uid++) engine.submit(job(uid));
+    expect(sent).toEqual([]);
+    await settle();
+    expect(sent).toEqual([['a:1', 1], ['a:1', 2]]);
+    expect(engine.pendingCount).toBe(3);
+  });
+
+  it('sends each job to the least loaded node with room', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 4, 'c');
+    engine.addNode('b:1', 'b', 1, 'c');
+    for (let uid = 1; uid <= 5; uid++) engine.submit(job(uid));
+    await settle();
+    const perNode = (key: string) => sent.filter(([node]) => node === key).length;
+    expect(perNode('a:1')).toBe(4);
+    expect(perNode('b:1')).toBe(1);
+    engine.jobDone('b:1', sent.find(([node]) => node === 'b:1')![1]);
+    engine.submit(job(6));
+    await settle();
+    expect(sent.at(-1)).toEqual(['b:1', 6]);
+  });
+
+  it('keeps pinned jobs for their node, even before it exists', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 2, 'c');
+    engine.submit(job(1, { pinnedHost: 'b' }));
+    await settle();
+    expect(sent).toEqual([]);
+    engine.addNode('b:1', 'b', 1, 'c');
+    await settle();
+    expect(sent).toEqual([['b:1', 1]]);
+  });
+
+  it('dispatches higher priority first across computations on a node', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.submit(job(1, { computeId: 'x', priority: 1 }));
+    engine.submit(job(2, { computeId: 'y', priority: 9 }));
+    engine.addNode('a:1', 'a', 1, 'x');
+    engine.addNode('a:1', 'a', 1, 'y');
+    await settle();
+    expect(sent).toEqual([['a:1', 2]]);
+  });
+
+  it('removes waiting jobs and returns the running ones of a node that goes away', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 1, 'c');
+    engine.submit(job(1));
+    engine.submit(job(2));
+    await settle();
+    expect(engine.dequeue(2)).toBe(true);
+    expect(engine.dequeue(1)).toBe(false);
+    expect(engine.removeNode('a:1').map((j) => j.uid)).toEqual([1]);
+    expect(engine.pendingCount).toBe(0);
+    expect(sent).toEqual([['a:1', 1]]);
+  });
+
+  it('pipelines short jobs deeply and never queues long ones behind another', async () => {
+    expect(pipelineDepth(undefined)).toBe(2);
+    expect(pipelineDepth(0)).toBe(8);
+    expect(pipelineDepth(20)).toBe(4);
+    expect(pipelineDepth(100)).toBe(2);
+    expect(pipelineDepth(10_000)).toBe(1);
+    const { engine, sent, settle } = harness();
+    engine.addNode('a:1', 'a', 1, 'c');
+    for (let uid = 1; uid <= 20; uid++) engine.submit(job(uid));
+    await settle();
+    expect(sent).toHaveLength(2);
+    engine.jobDone('a:1', 1, 0);
+    await settle();
+    expect(sent).toHaveLength(2 + 7);
+    for (const [, uid] of sent.slice(1)) engine.jobDone('a:1', uid, 60_000);
+    await settle();
+    // The running average is now far above 500 ms: one job per CPU.
+    expect(engine.runningOn('a:1')).toHaveLength(1);
+  });
+});
