@@ -1,13 +1,8 @@
-import { defineConfig } from 'tsup';
+import { libraryConfig } from '../../tsup.base.js';
 
-export default defineConfig({
-  // worker-runtime is the entry of the forked worker processes; it is ESM only.
-  entry: ['src/index.ts'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
+export default libraryConfig({
+  // import.meta.url locates the worker entry, in the CJS build too.
   shims: true,
+  // The forked worker processes' entry is built on its own (ESM only).
   onSuccess: 'tsup --config tsup.worker.config.ts',
 });
