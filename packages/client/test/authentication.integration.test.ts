@@ -2,7 +2,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FramedSocket, PROTOCOL_VERSION, newNonce } from '@dispy/protocol';
 import { DispyJob, JobCluster } from '../src/index.js';
-import { NodeConnection } from '../src/session/node-connection.js';
+import { NodeConnection } from '@dispy/scheduler';
 import { startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
 
 afterEach(async () => {

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
 import {
@@ -12,18 +11,14 @@ import {
   dispy,
   encodeArguments,
   formatZodError,
-  type Frame,
   type Logger,
 } from '@dispy/protocol';
-import { SchedulingEngine } from '@dispy/scheduler';
+import { JobScheduler, type NodeInfo, type SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
-import { DispyNode, type DispyNodeAvailInfo } from '../node/dispy-node.js';
+import { DispyNode } from '../node/dispy-node.js';
 import { NodeAllocate } from '../node/node-allocate.js';
-import { NodeFinder } from '../discovery/node-finder.js';
 import { clusterOptionsSchema, type JobClusterOptions, type ResolvedClusterOptions } from './options.js';
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
-import { NodeLink } from './node-link.js';
-import type { ClusterJob } from './cluster-job.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -50,6 +45,8 @@ const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]
   ['jobTimeout', (value) => value !== undefined],
 ];
 
+type Job = SchedulerJob<DispyJob>;
+
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
  * computation to them once, and runs every submitted job on the least loaded node with a free
@@ -64,18 +61,13 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   readonly options: ResolvedClusterOptions;
   private readonly logger: Logger;
   private readonly computeId = randomBytes(8).toString('hex');
-  private readonly source: string;
-  private readonly allocations: NodeAllocate[];
-  private readonly engine: SchedulingEngine<ClusterJob>;
-  private readonly jobs = new Map<number, ClusterJob>();
-  private readonly entries = new WeakMap<DispyJob, ClusterJob>();
-  private readonly links = new Map<string, NodeLink>();
-  private readonly connecting = new Set<string>();
-  private readonly finder: NodeFinder;
+  private readonly scheduler: JobScheduler;
+  /** Jobs not done yet. */
+  private readonly jobs = new Map<DispyJob, Job>();
+  private readonly nodes = new Map<string, DispyNode>();
   private readonly started: Promise<void>;
   private readonly createdAt = Date.now();
   private idleWaiters: Array<() => void> = [];
-  private nextUid = 1;
   private closing?: Promise<void>;
   private startError?: Error;
 
@@ -95,23 +87,41 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     }
     const shipped = analyzeFunction(computation);
     this.name = shipped.name;
-    this.source = shipped.shippedSource;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
-    this.allocations = this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node));
-    this.engine = new SchedulingEngine<ClusterJob>({ dispatch: (key, job) => this.dispatch(key, job) });
     const ipAddr = [this.options.ipAddr ?? []].flat()[0];
-    this.finder = new NodeFinder({
+    this.scheduler = new JobScheduler({
       secret: this.options.secret,
-      bindHost: ipAddr,
-      bindPort: this.options.port,
+      ipAddr,
+      port: this.options.port,
       portIsDefault: options.port === undefined,
       nodePort: this.options.nodePort,
+      pingInterval: this.options.pingInterval,
       clientName: os.hostname(),
       logger: this.logger,
-      pingInterval: this.options.pingInterval,
-      onReply: (reply, address) => void this.onDiscovered(reply, address),
     });
-    this.started = this.start().catch((error: Error) => this.failStart(error));
+    this.started = this.scheduler
+      .addComputation<DispyJob>({
+        computeId: this.computeId,
+        name: this.name,
+        kind: dispy.ComputationKind.FUNCTION,
+        source: shipped.shippedSource,
+        destPath: this.options.destPath ?? '',
+        cleanup: this.options.cleanup !== false,
+        allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
+        reentrant: this.options.reentrant,
+        owner: this,
+        events: {
+          nodeUp: (info) => this.onNodeUp(info),
+          nodeDown: (info, lost, why) => this.onNodeDown(info, lost, why),
+          jobStarted: (job, info) => this.onJobStarted(job, info),
+          jobReply: (job, reply, info) => this.onJobReply(job, reply, info),
+          jobRefused: (job, info, message) => {
+            this.nodeOf(info).busy--;
+            this.finish(job, DispyJob.Cancelled, undefined, `node ${info.key} refused the job: ${message}`);
+          },
+        },
+      })
+      .catch((error: Error) => this.failStart(error));
   }
 
   /** Schedules `computation(...args)` on any node; returns the job at once. */
@@ -137,26 +147,14 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     }
     const priority = options.priority ?? 0;
     if (!Number.isFinite(priority)) throw new OptionError(`submitJob: priority must be a finite number, got ${String(priority)}`);
+    const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
     const args = encodeArguments(options.args);
     const job = new DispyJob<Awaited<ReturnType<F>>>();
-    const uid = this.nextUid++;
-    const entry: ClusterJob = { uid, computeId: this.computeId, priority, job: job as DispyJob, args };
-    this.jobs.set(uid, entry);
-    this.entries.set(entry.job, entry);
+    const queued = this.scheduler.submit({ computeId: this.computeId, priority, args, ref: job as DispyJob, pinnedHost: pinned?.host });
+    this.jobs.set(job as DispyJob, queued);
     this.updateActive();
     this.notifyStatus(DispyJob.Created, undefined, job as DispyJob);
-    const node = options.node;
-    if (node === undefined) {
-      this.engine.submit(entry);
-    } else {
-      const host = this.hostOf(node);
-      if (host !== undefined) {
-        entry.pinnedHost = host;
-        this.engine.submit(entry);
-      } else {
-        void this.submitToHostName(entry, node as string);
-      }
-    }
+    if (pinned?.lookup) void this.pinToHostName(queued, pinned.lookup);
     return job;
   }
 
@@ -165,21 +163,20 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    * replaced). The job ends Cancelled. Resolves 0, or -1 when the job is already done.
    */
   async cancel(job: DispyJob): Promise<number> {
-    const entry = this.entries.get(job);
-    if (!entry || !this.jobs.has(entry.uid)) return -1;
-    if (this.engine.dequeue(entry.uid) || entry.nodeKey === undefined) {
-      this.finish(entry, DispyJob.Cancelled, undefined, 'cancelled before it ran');
-      return 0;
+    const queued = this.jobs.get(job);
+    if (!queued) return -1;
+    switch (this.scheduler.cancel(queued)) {
+      case 'dequeued':
+        this.finish(queued, DispyJob.Cancelled, undefined, 'cancelled before it ran');
+        return 0;
+      case 'sent':
+        return 0;
+      default:
+        return -1;
     }
-    const link = this.links.get(entry.nodeKey);
-    if (!link) return -1;
-    link.connection.send({ cancel: { computeId: this.computeId, jobId: entry.uid } });
-    return 0;
   }
 
-  /**
-   * Resolves true when every submitted job is done, or false after `timeoutSeconds`.
-   */
+  /** Resolves true when every submitted job is done, or false after `timeoutSeconds`. */
   wait(timeoutSeconds?: number): Promise<boolean> {
     if (this.jobs.size === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
@@ -200,12 +197,12 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /** The nodes serving the cluster and how many jobs are not done yet. */
   status(): { nodes: DispyNode[]; jobsPending: number } {
-    return { nodes: [...this.links.values()].map((link) => link.node), jobsPending: this.jobs.size };
+    for (const info of this.scheduler.nodesOf(this.computeId)) this.nodeOf(info);
+    return { nodes: [...this.nodes.values()], jobsPending: this.jobs.size };
   }
 
   /** Prints the per-node table (CPUs, jobs done, CPU time, traffic) and returns it. */
   stats(): ClusterStats {
-    for (const link of this.links.values()) link.countTraffic();
     const stats = clusterStats(this.status().nodes, this.createdAt);
     process.stdout.write(formatStats(stats));
     return stats;
@@ -220,22 +217,12 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     this.closing ??= (async () => {
       await this.started;
       if (!(await this.wait(options.timeout))) {
-        for (const entry of [...this.jobs.values()]) {
-          this.engine.dequeue(entry.uid);
-          this.finish(entry, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
+        for (const job of [...this.jobs.values()]) {
+          this.scheduler.drop(job);
+          this.finish(job, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
         }
       }
-      this.finder.close();
-      await Promise.all(
-        [...this.links.values()].map(async (link) => {
-          // Idle connections are unref'd; keep this one alive until the node has answered.
-          link.connection.setActive(true);
-          await link.connection.closeComputation(this.computeId, true);
-          this.links.delete(link.key);
-          link.connection.destroy();
-          this.notifyStatus(DispyNode.Closed, link.node, undefined);
-        }),
-      );
+      await this.scheduler.close();
     })();
     return this.closing;
   }
@@ -244,191 +231,92 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     await this.close();
   }
 
-  private async start(): Promise<void> {
-    for (const allocation of this.allocations) {
-      if (allocation.isWildcard) {
-        this.finder.enableBroadcast();
-      } else if (net.isIP(allocation.host)) {
-        this.finder.addHost(allocation.host, allocation.port);
-      } else {
-        const addresses = await lookup(allocation.host, { all: true });
-        for (const { address } of addresses) {
-          allocation.resolved.add(address);
-          this.finder.addHost(address, allocation.port);
-        }
-      }
-    }
-    await this.finder.start();
-    this.finder.pingNow();
-  }
-
   private failStart(error: Error): void {
     this.startError = new DispyError('DISPY_ERR_START', `JobCluster ${this.name} could not start: ${error.message}`, { cause: error });
     this.logger.error(this.startError.message);
-    for (const entry of [...this.jobs.values()]) {
-      this.engine.dequeue(entry.uid);
-      this.finish(entry, DispyJob.Cancelled, undefined, this.startError.message);
+    for (const job of [...this.jobs.values()]) {
+      this.scheduler.drop(job);
+      this.finish(job, DispyJob.Cancelled, undefined, this.startError.message);
     }
   }
 
-  private async onDiscovered(reply: dispy.DiscoveryReply, address: string): Promise<void> {
-    const key = `${reply.tcpHost}:${reply.tcpPort}`;
-    if (this.closing || this.links.has(key) || this.connecting.has(key)) return;
-    if (reply.busy || reply.cpus === 0) {
-      this.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
-      return;
+  /** The public DispyNode of a scheduler node, created on first sight and kept up to date. */
+  private nodeOf(info: NodeInfo): DispyNode {
+    let node = this.nodes.get(info.key);
+    if (!node) {
+      node = new DispyNode(info.host, info.port, info.name);
+      this.nodes.set(info.key, node);
     }
-    const cpus = this.allocate(reply);
-    if (cpus <= 0) return;
-    this.connecting.add(key);
-    const link = new NodeLink({
-      host: reply.tcpHost,
-      port: reply.tcpPort,
-      name: reply.name,
-      pingedAt: address,
-      localAddress: [this.options.ipAddr ?? []].flat()[0],
-      secret: this.options.secret,
-      clientName: os.hostname(),
-      onFrame: (from, frame) => this.onFrame(from, frame),
-      onClose: (from, error) => this.onNodeClosed(from, error),
-    });
-    try {
-      await link.connection.open();
-      const answer = await link.connection.setup({
-        computeId: this.computeId,
-        name: this.name,
-        kind: dispy.ComputationKind.FUNCTION,
-        source: this.source,
-        cpus,
-        destPath: this.options.destPath ?? '',
-        cleanup: this.options.cleanup !== false,
-      });
-      if (!answer.ok) throw new Error(`setup failed: ${answer.error}`);
-      if (this.closing) {
-        link.connection.destroy();
-        return;
-      }
-      const { node } = link;
-      node.cpus = answer.cpus;
-      node.availCpus = reply.totalCpus || reply.cpus;
-      node.platform = reply.platform;
-      node.availInfo = toAvailInfo(reply.availInfo);
-      this.links.set(key, link);
-      this.finder.found(address, true);
-      link.connection.setActive(this.jobs.size > 0);
-      this.logger.info(`node ${node.name} (${key}) serves ${node.cpus} CPUs`);
-      this.notifyStatus(DispyNode.Initialized, node, undefined);
-      this.engine.addNode(key, node.ipAddr, node.cpus, this.computeId);
-    } catch (error) {
-      const level = DispyError.isInstance(error) ? 'error' : 'warn';
-      this.logger[level](`node ${reply.name} (${key}): ${(error as Error).message}`);
-      link.connection.destroy();
-    } finally {
-      this.connecting.delete(key);
-    }
+    node.cpus = info.cpus;
+    node.availCpus = info.totalCpus;
+    node.platform = info.platform;
+    node.availInfo = info.availInfo;
+    node.tx = info.tx;
+    node.rx = info.rx;
+    return node;
   }
 
-  private allocate(reply: dispy.DiscoveryReply): number {
-    const availInfo = toAvailInfo(reply.availInfo);
-    for (const allocation of this.allocations) {
-      try {
-        const cpus = allocation.allocate(this, reply.tcpHost, reply.name, reply.cpus, availInfo, reply.platform);
-        if (cpus > 0) return Math.min(Math.floor(cpus), reply.cpus);
-      } catch (error) {
-        this.logger.error(`NodeAllocate(${allocation.host}).allocate threw: ${(error as Error).message}`);
-      }
-    }
-    return 0;
+  private onNodeUp(info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    node.updateTime = Date.now();
+    this.notifyStatus(DispyNode.Initialized, node, undefined);
   }
 
-  private dispatch(key: string, entry: ClusterJob): void {
-    const link = this.links.get(key)!;
-    const { job } = entry;
-    entry.nodeKey = key;
+  private onNodeDown(info: NodeInfo, lost: Job[], why: string): void {
+    const node = this.nodeOf(info);
+    this.nodes.delete(info.key);
+    for (const job of lost) this.finish(job, DispyJob.Cancelled, undefined, why, node);
+    node.busy = 0;
+    this.notifyStatus(DispyNode.Closed, node, undefined);
+  }
+
+  private onJobStarted(queued: Job, info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    const job = queued.ref;
     job.status = DispyJob.Running;
-    job.ipAddr = link.node.ipAddr;
+    job.ipAddr = info.host;
     job.startTime = Date.now();
-    link.node.busy++;
-    link.connection.send({ job: { computeId: this.computeId, jobId: entry.uid, args: entry.args } });
-    if (!this.options.reentrant) entry.args = undefined;
-    this.notifyStatus(DispyJob.Running, link.node, job);
+    node.busy++;
+    this.notifyStatus(DispyJob.Running, node, job);
   }
 
-  private onFrame(link: NodeLink, frame: Frame): void {
-    if (frame.kind === 'jobReply') {
-      this.onJobReply(link, frame.jobReply as dispy.JobReply);
-    } else if (frame.kind === 'error') {
-      const { message, jobId } = frame.error!;
-      const entry = jobId ? this.jobs.get(Number(jobId)) : undefined;
-      this.logger.warn(`node ${link.node.name} (${link.key}): ${message}`);
-      if (entry) {
-        this.engine.jobDone(link.key, entry.uid);
-        link.node.busy--;
-        this.finish(entry, DispyJob.Cancelled, undefined, `node ${link.key} refused the job: ${message}`);
-      }
-    }
-  }
-
-  private onJobReply(link: NodeLink, reply: dispy.JobReply): void {
-    const uid = Number(reply.jobId);
-    link.connection.ack(uid);
-    const entry = this.jobs.get(uid);
-    if (!entry || entry.nodeKey !== link.key) return;
-    this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
-    const { node } = link;
+  private onJobReply(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+    const node = this.nodeOf(info);
     node.busy--;
     node.jobsDone++;
     node.cpuTime += reply.cpuTime;
     node.updateTime = Date.now();
-    const { job } = entry;
+    const job = queued.ref;
     job.stdout = reply.stdout;
     job.stderr = reply.stderr;
     job.startTime = reply.startTime || job.startTime;
     job.endTime = reply.endTime || Date.now();
     if (reply.status === dispy.JobStatus.FINISHED) {
+      let result: unknown;
       try {
-        this.finish(entry, DispyJob.Finished, decodeValue(reply.result));
+        result = decodeValue(reply.result);
       } catch (error) {
-        this.finish(entry, DispyJob.Terminated, undefined, `the result could not be decoded: ${(error as Error).message}`);
+        this.finish(queued, DispyJob.Terminated, undefined, `the result could not be decoded: ${(error as Error).message}`, node);
+        return;
       }
+      this.finish(queued, DispyJob.Finished, result, undefined, node);
     } else {
-      this.finish(entry, reply.status === dispy.JobStatus.CANCELLED ? DispyJob.Cancelled : DispyJob.Terminated, undefined, reply.exception);
+      const status = reply.status === dispy.JobStatus.CANCELLED ? DispyJob.Cancelled : DispyJob.Terminated;
+      this.finish(queued, status, undefined, reply.exception, node);
     }
   }
 
-  private onNodeClosed(link: NodeLink, error?: Error): void {
-    if (this.links.get(link.key) !== link) return;
-    this.links.delete(link.key);
-    const why = `node ${link.node.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;
-    if (!this.closing) this.logger.warn(why);
-    for (const entry of this.engine.removeNode(link.key)) {
-      if (this.options.reentrant && entry.args && entry.pinnedHost === undefined) {
-        entry.nodeKey = undefined;
-        entry.job.status = DispyJob.Created;
-        this.engine.submit(entry);
-      } else {
-        this.finish(entry, DispyJob.Cancelled, undefined, why);
-      }
-    }
-    link.node.busy = 0;
-    this.notifyStatus(DispyNode.Closed, link.node, undefined);
-    if (!this.closing) {
-      this.finder.found(link.pingedAt, false);
-      this.finder.pingNow();
-    }
-  }
-
-  private finish(entry: ClusterJob, status: number, result: unknown, exception?: string): void {
-    const { job } = entry;
+  private finish(queued: Job, status: number, result: unknown, exception?: string, node?: DispyNode): void {
+    const job = queued.ref;
+    if (!this.jobs.delete(job)) return;
     job.status = status;
-    job.result = result;
+    job.result = result as never;
     job.exception = exception || undefined;
     job.endTime ??= Date.now();
-    entry.args = undefined;
-    this.jobs.delete(entry.uid);
+    queued.args = undefined;
     job.settle();
     this.callUser('callback', () => this.options.callback?.(job));
-    this.notifyStatus(status, entry.nodeKey ? this.links.get(entry.nodeKey)?.node : undefined, job);
+    this.notifyStatus(status, node, job);
     if (this.jobs.size === 0) {
       this.updateActive();
       const waiters = this.idleWaiters;
@@ -452,34 +340,29 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /** Keeps the process alive while jobs are unfinished; lets it exit when idle. */
   private updateActive(): void {
-    const active = this.jobs.size > 0 && !this.startError;
-    this.finder.setActive(active);
-    for (const link of this.links.values()) link.connection.setActive(active);
+    this.scheduler.setActive(this.jobs.size > 0 && !this.startError);
   }
 
-  /** The IP a pinned job waits for, when it is known without a DNS lookup. */
-  private hostOf(node: DispyNode | string): string | undefined {
-    if (node instanceof DispyNode) return node.ipAddr;
+  /** Where a job for `node` must run: an IP now, or a host name to look up first. */
+  private pinnedHost(node: DispyNode | string): { host?: string; lookup?: string } {
+    if (node instanceof DispyNode) return { host: node.ipAddr };
     if (typeof node !== 'string' || node.length === 0) {
       throw new OptionError(`submitNode: node must be a DispyNode, an IP address or a host name, got ${String(node)}`);
     }
-    if (net.isIP(node)) return node;
-    for (const link of this.links.values()) if (link.node.name === node) return link.node.ipAddr;
-    return undefined;
+    if (net.isIP(node)) return { host: node };
+    for (const known of this.nodes.values()) if (known.name === node) return { host: known.ipAddr };
+    // Until the name is resolved the job waits for a host that cannot exist.
+    return { host: `unresolved:${node}`, lookup: node };
   }
 
-  private async submitToHostName(entry: ClusterJob, name: string): Promise<void> {
+  private async pinToHostName(queued: Job, name: string): Promise<void> {
     try {
+      const { lookup } = await import('node:dns/promises');
       const { address } = await lookup(name);
-      entry.pinnedHost = address;
-      if (this.jobs.has(entry.uid)) this.engine.submit(entry);
+      this.scheduler.repin(queued, address);
     } catch (error) {
-      this.finish(entry, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
+      this.scheduler.drop(queued);
+      this.finish(queued, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
     }
   }
-}
-
-function toAvailInfo(info: dispy.IAvailInfo | null | undefined): DispyNodeAvailInfo | undefined {
-  if (!info) return undefined;
-  return { cpu: info.cpu ?? 0, memory: info.memory ?? 0, disk: info.disk ?? 0, swap: info.swap ?? 0 };
 }

@@ -1,27 +1,37 @@
 import type { Frame } from '@dispy/protocol';
-import { DispyNode } from '../node/dispy-node.js';
 import { NodeConnection } from '../session/node-connection.js';
+import type { NodeInfo } from './types.js';
 
-/** A node serving the cluster: its public DispyNode and the connection that reaches it. */
+/** A node the scheduler is connected to: what it knows of it, and the connection. */
 export class NodeLink {
-  readonly node: DispyNode;
+  readonly info: NodeInfo;
   readonly connection: NodeConnection;
-  /** Address that discovery pings found it at. */
-  readonly pingedAt: string;
+  /** Computations set up there. */
+  readonly computeIds = new Set<string>();
 
   constructor(options: {
     host: string;
     port: number;
     name: string;
-    pingedAt: string;
+    totalCpus: number;
+    platform: string;
     localAddress?: string;
     secret: string;
     clientName: string;
     onFrame: (link: NodeLink, frame: Frame) => void;
     onClose: (link: NodeLink, error?: Error) => void;
   }) {
-    this.node = new DispyNode(options.host, options.port, options.name);
-    this.pingedAt = options.pingedAt;
+    this.info = {
+      key: `${options.host}:${options.port}`,
+      host: options.host,
+      port: options.port,
+      name: options.name,
+      cpus: 0,
+      totalCpus: options.totalCpus,
+      platform: options.platform,
+      tx: 0,
+      rx: 0,
+    };
     this.connection = new NodeConnection({
       host: options.host,
       port: options.port,
@@ -34,15 +44,14 @@ export class NodeLink {
   }
 
   get key(): string {
-    return `${this.node.ipAddr}:${this.node.port}`;
+    return this.info.key;
   }
 
   /** Refreshes the byte counters from the socket. */
   countTraffic(): void {
     const socket = this.connection.socket;
     if (!socket) return;
-    this.node.tx = socket.bytesWritten;
-    this.node.rx = socket.bytesRead;
-    this.node.updateTime = Date.now();
+    this.info.tx = socket.bytesWritten;
+    this.info.rx = socket.bytesRead;
   }
 }

@@ -39,7 +39,8 @@ const MAX_DELAY_MS = 5000;
 export class NodeFinder {
   private socket?: dgram.Socket;
   private readonly nonces: Buffer[] = [];
-  private readonly targets = new Map<string, number>();
+  /** Hosts to ping by unicast, keyed host:port. */
+  private readonly targets = new Map<string, { host: string; port: number }>();
   private broadcast = false;
   private timer?: NodeJS.Timeout;
   private delay = FIRST_DELAY_MS;
@@ -65,13 +66,14 @@ export class NodeFinder {
 
   /** Look for nodes at `host` (an address), on `port` (default: the cluster's node port). */
   addHost(host: string, port = this.options.nodePort): void {
-    this.targets.set(host, port);
+    this.targets.set(`${host}:${port}`, { host, port });
   }
 
   /** Stop pinging `host` (it is served), or resume (it went away). */
   found(host: string, isFound: boolean, port = this.options.nodePort): void {
-    if (isFound) this.targets.delete(host);
-    else this.targets.set(host, port);
+    const key = `${host}:${port}`;
+    if (isFound) this.targets.delete(key);
+    else this.targets.set(key, { host, port });
   }
 
   /** Also broadcast pings (for wildcard node patterns). */
@@ -120,7 +122,7 @@ export class NodeFinder {
   private tick(): void {
     clearTimeout(this.timer);
     if (!this.socket) return;
-    for (const [host, port] of this.targets) this.send(host, port);
+    for (const { host, port } of this.targets.values()) this.send(host, port);
     if (this.broadcast) {
       for (const address of broadcastAddresses()) this.send(address, this.options.nodePort);
     }
@@ -149,9 +151,10 @@ export class NodeFinder {
     const { body } = opened;
     const from = `${remote.address}:${remote.port}`;
     if (body.kind === 'refused') {
-      if (!this.knows(body.refused!.nonce) || this.refusedBy.has(from)) return;
+      const refused = body.refused as dispy.DiscoveryRefused;
+      if (!this.knows(refused.nonce) || this.refusedBy.has(from)) return;
       this.refusedBy.add(from);
-      this.options.logger.error(`node ${from} refused this cluster: ${body.refused!.reason}`);
+      this.options.logger.error(`node ${from} refused this cluster: ${refused.reason}`);
       return;
     }
     if (body.kind !== 'reply') return;
@@ -162,8 +165,9 @@ export class NodeFinder {
       }
       return;
     }
-    if (opened.version !== PROTOCOL_VERSION || !this.knows(body.reply!.nonce)) return;
-    this.options.onReply(body.reply!, remote.address);
+    const reply = body.reply as dispy.DiscoveryReply;
+    if (opened.version !== PROTOCOL_VERSION || !this.knows(reply.nonce)) return;
+    this.options.onReply(reply, remote.address);
   }
 
   private knows(nonce: Uint8Array): boolean {

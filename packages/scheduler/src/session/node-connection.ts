@@ -58,7 +58,7 @@ export class NodeConnection {
             return;
           }
           if (frame.kind === 'hello') {
-            const hello = frame.hello!;
+            const hello = frame.hello as dispy.Hello;
             if (hello.version !== PROTOCOL_VERSION) {
               reject(new AuthError(`node ${host}:${port} speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}`));
               this.channel!.destroy();
@@ -70,7 +70,7 @@ export class NodeConnection {
             });
             this.helloNonce = hello.nonce;
           } else if (frame.kind === 'authResult' && nonce) {
-            const result = frame.authResult!;
+            const result = frame.authResult as dispy.AuthResult;
             if (!result.ok) {
               reject(new AuthError(`node ${host}:${port} refused this client: ${result.reason}`));
               this.channel!.destroy();
@@ -107,7 +107,7 @@ export class NodeConnection {
   setup(setup: dispy.ISetup): Promise<dispy.SetupReply> {
     return this.request(`setup:${setup.computeId}`, { setup }).then((frame) => {
       if (frame.kind !== 'setupReply') throw new Error(frame.error?.message ?? 'setup failed');
-      return frame.setupReply!;
+      return frame.setupReply as dispy.SetupReply;
     });
   }
 

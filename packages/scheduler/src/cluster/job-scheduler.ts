@@ -1,0 +1,325 @@
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
+import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
+import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
+import { NodeFinder } from '../discovery/node-finder.js';
+import { NodeLink } from './node-link.js';
+import type { AvailInfo, ComputationSpec, NodeInfo, SchedulerJob } from './types.js';
+
+export interface JobSchedulerOptions {
+  secret: string;
+  /** Local address for discovery and node connections (undefined: any). */
+  ipAddr?: string;
+  /** UDP port of discovery (0: any). */
+  port: number;
+  /** The port was not chosen by the user: any free port will do if it is taken. */
+  portIsDefault: boolean;
+  nodePort: number;
+  pingInterval?: number;
+  clientName: string;
+  logger: Logger;
+  engine?: EngineOptions;
+}
+
+/**
+ * The scheduler that JobCluster embeds and dispyscheduler hosts: it finds nodes (discovery),
+ * asks each computation's allocators which to use, keeps one authenticated connection per node,
+ * sets computations up there, and runs the engine's choices: jobs go out as frames, replies come
+ * back as events of their computation.
+ */
+export class JobScheduler {
+  private readonly engine: SchedulingEngine<SchedulerJob>;
+  private readonly finder: NodeFinder;
+  private readonly computations = new Map<string, ComputationSpec>();
+  private readonly links = new Map<string, NodeLink>();
+  private readonly connecting = new Map<string, Promise<NodeLink | undefined>>();
+  private readonly jobs = new Map<number, SchedulerJob>();
+  private nextUid = 1;
+  private started?: Promise<void>;
+  private closed = false;
+
+  constructor(private readonly options: JobSchedulerOptions) {
+    this.engine = new SchedulingEngine<SchedulerJob>({ dispatch: (key, job) => this.dispatch(key, job) }, options.engine);
+    this.finder = new NodeFinder({
+      secret: options.secret,
+      bindHost: options.ipAddr,
+      bindPort: options.port,
+      portIsDefault: options.portIsDefault,
+      nodePort: options.nodePort,
+      clientName: options.clientName,
+      logger: options.logger,
+      pingInterval: options.pingInterval,
+      onReply: (reply, address) => void this.onDiscovered(reply, address),
+    });
+  }
+
+  /** Jobs waiting for a node. */
+  get pendingCount(): number {
+    return this.engine.pendingCount;
+  }
+
+  /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
+  async addComputation<Ref>(spec: ComputationSpec<Ref>): Promise<void> {
+    this.computations.set(spec.computeId, spec as ComputationSpec);
+    for (const allocator of spec.allocators) {
+      if (allocator.isWildcard) {
+        this.finder.enableBroadcast();
+      } else if (net.isIP(allocator.host)) {
+        this.finder.addHost(allocator.host, allocator.port);
+      } else {
+        for (const { address } of await lookup(allocator.host, { all: true })) {
+          allocator.resolved.add(address);
+          this.finder.addHost(address, allocator.port);
+        }
+      }
+    }
+    this.started ??= this.finder.start();
+    await this.started;
+    this.finder.pingNow();
+  }
+
+  /** Queues a job; it is dispatched to a node in the next pass. */
+  submit<Ref>(job: Omit<SchedulerJob<Ref>, 'uid'>): SchedulerJob<Ref> {
+    const queued = { ...job, uid: this.nextUid++ } as SchedulerJob<Ref>;
+    this.jobs.set(queued.uid, queued);
+    this.engine.submit(queued);
+    return queued;
+  }
+
+  /** Pins a job (already submitted, still waiting) to a host resolved later. */
+  repin(job: SchedulerJob, host: string): void {
+    if (!this.engine.dequeue(job.uid)) return;
+    job.pinnedHost = host;
+    this.engine.submit(job);
+  }
+
+  /**
+   * Cancels a job: `'dequeued'` when it was waiting (it is forgotten), `'sent'` when it is on a
+   * node (its reply will say cancelled), `'unknown'` when it is done or not ours.
+   */
+  cancel(job: SchedulerJob): 'dequeued' | 'sent' | 'unknown' {
+    if (!this.jobs.has(job.uid)) return 'unknown';
+    if (this.engine.dequeue(job.uid)) {
+      this.jobs.delete(job.uid);
+      return 'dequeued';
+    }
+    const link = job.nodeKey ? this.links.get(job.nodeKey) : undefined;
+    if (!link) return 'unknown';
+    link.connection.send({ cancel: { computeId: job.computeId, jobId: job.uid } });
+    return 'sent';
+  }
+
+  /** Forgets a waiting job without telling anyone (for a cluster giving up on it). */
+  drop(job: SchedulerJob): void {
+    this.engine.dequeue(job.uid);
+    this.jobs.delete(job.uid);
+  }
+
+  /** Nodes serving a computation now. */
+  nodesOf(computeId: string): NodeInfo[] {
+    return [...this.links.values()].filter((link) => link.computeIds.has(computeId)).map((link) => {
+      link.countTraffic();
+      return link.info;
+    });
+  }
+
+  /** Keeps the process alive (work is pending) or lets it exit when idle. */
+  setActive(active: boolean): void {
+    this.finder.setActive(active);
+    for (const link of this.links.values()) link.connection.setActive(active);
+  }
+
+  /** Closes a computation on its nodes (killing its running jobs) and forgets it. */
+  async closeComputation(computeId: string): Promise<void> {
+    const spec = this.computations.get(computeId);
+    this.computations.delete(computeId);
+    await Promise.all(
+      [...this.links.values()]
+        .filter((link) => link.computeIds.has(computeId))
+        .map(async (link) => {
+          // Idle connections are unref'd; keep this one alive until the node has answered.
+          link.connection.setActive(true);
+          await link.connection.closeComputation(computeId, true);
+          link.computeIds.delete(computeId);
+          if (spec) spec.events.nodeDown(link.info, [], 'the computation was closed');
+          if (link.computeIds.size === 0) {
+            this.links.delete(link.key);
+            this.engine.removeNode(link.key);
+            link.connection.destroy();
+          }
+        }),
+    );
+  }
+
+  /** Stops discovery and hangs up on every node. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.computations.keys()].map((id) => this.closeComputation(id)));
+    this.finder.close();
+    for (const link of this.links.values()) link.connection.destroy();
+    this.links.clear();
+  }
+
+  private async onDiscovered(reply: dispy.DiscoveryReply, address: string): Promise<void> {
+    if (this.closed) return;
+    const key = `${reply.tcpHost}:${reply.tcpPort}`;
+    const existing = this.links.get(key);
+    if (!existing && (reply.busy || reply.cpus === 0)) {
+      this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
+      return;
+    }
+    const wanted: Array<[ComputationSpec, number]> = [];
+    for (const spec of this.computations.values()) {
+      if (existing?.computeIds.has(spec.computeId)) continue;
+      const cpus = this.allocate(spec, reply);
+      if (cpus > 0) wanted.push([spec, cpus]);
+    }
+    if (wanted.length === 0) return;
+    const link = existing ?? (await this.connect(reply, key));
+    if (!link) return;
+    this.finder.found(address, true, reply.tcpPort);
+    for (const [spec, cpus] of wanted) await this.setUp(link, spec, cpus);
+  }
+
+  private connect(reply: dispy.DiscoveryReply, key: string): Promise<NodeLink | undefined> {
+    let pending = this.connecting.get(key);
+    if (pending) return pending;
+    const link = new NodeLink({
+      host: reply.tcpHost,
+      port: reply.tcpPort,
+      name: reply.name,
+      totalCpus: reply.totalCpus || reply.cpus,
+      platform: reply.platform,
+      localAddress: this.options.ipAddr,
+      secret: this.options.secret,
+      clientName: this.options.clientName,
+      onFrame: (from, frame) => this.onFrame(from, frame),
+      onClose: (from, error) => this.onNodeClosed(from, error),
+    });
+    link.info.availInfo = toAvailInfo(reply.availInfo);
+    pending = link.connection
+      .open()
+      .then(() => {
+        if (this.closed) {
+          link.connection.destroy();
+          return undefined;
+        }
+        this.links.set(key, link);
+        link.connection.setActive(this.jobs.size > 0);
+        return link;
+      })
+      .catch((error: Error) => {
+        const level = DispyError.isInstance(error) ? 'error' : 'warn';
+        this.options.logger[level](`node ${reply.name} (${key}): ${error.message}`);
+        link.connection.destroy();
+        return undefined;
+      })
+      .finally(() => this.connecting.delete(key));
+    this.connecting.set(key, pending);
+    return pending;
+  }
+
+  private async setUp(link: NodeLink, spec: ComputationSpec, cpus: number): Promise<void> {
+    try {
+      const answer = await link.connection.setup({
+        computeId: spec.computeId,
+        name: spec.name,
+        kind: spec.kind,
+        source: spec.source,
+        cpus,
+        destPath: spec.destPath,
+        cleanup: spec.cleanup,
+      });
+      if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
+      if (!this.computations.has(spec.computeId) || this.closed) return;
+      link.computeIds.add(spec.computeId);
+      link.info.cpus = answer.cpus;
+      this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
+      spec.events.nodeUp(link.info);
+      this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
+    } catch (error) {
+      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${(error as Error).message}`);
+      if (link.computeIds.size === 0) {
+        this.links.delete(link.key);
+        link.connection.destroy();
+      }
+    }
+  }
+
+  private allocate(spec: ComputationSpec, reply: dispy.DiscoveryReply): number {
+    const availInfo = toAvailInfo(reply.availInfo);
+    for (const allocator of spec.allocators) {
+      if (allocator.port !== undefined && allocator.port !== reply.tcpPort) continue;
+      try {
+        const cpus = allocator.allocate(spec.owner, reply.tcpHost, reply.name, reply.cpus, availInfo, reply.platform);
+        if (cpus > 0) return Math.min(Math.floor(cpus), reply.cpus);
+      } catch (error) {
+        this.options.logger.error(`allocate() of nodes "${allocator.host}" threw: ${(error as Error).message}`);
+      }
+    }
+    return 0;
+  }
+
+  private dispatch(key: string, job: SchedulerJob): void {
+    const link = this.links.get(key)!;
+    const spec = this.computations.get(job.computeId);
+    job.nodeKey = key;
+    link.connection.send({ job: { computeId: job.computeId, jobId: job.uid, args: job.args } });
+    if (!spec?.reentrant) job.args = undefined;
+    spec?.events.jobStarted(job, link.info);
+  }
+
+  private onFrame(link: NodeLink, frame: Frame): void {
+    if (frame.kind === 'jobReply') {
+      const reply = frame.jobReply as dispy.JobReply;
+      const uid = Number(reply.jobId);
+      link.connection.ack(uid);
+      const job = this.jobs.get(uid);
+      if (!job || job.nodeKey !== link.key || reply.status === dispy.JobStatus.PROVISIONAL) return;
+      this.jobs.delete(uid);
+      this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
+      this.computations.get(job.computeId)?.events.jobReply(job, reply, link.info);
+    } else if (frame.kind === 'error') {
+      const { jobId } = frame.error!;
+      const message = frame.error!.message ?? "";
+      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
+      const job = jobId ? this.jobs.get(Number(jobId)) : undefined;
+      if (job && job.nodeKey === link.key) {
+        this.jobs.delete(job.uid);
+        this.engine.jobDone(link.key, job.uid);
+        this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
+      }
+    }
+  }
+
+  private onNodeClosed(link: NodeLink, error?: Error): void {
+    if (this.links.get(link.key) !== link) return;
+    this.links.delete(link.key);
+    const why = `node ${link.info.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;
+    if (!this.closed) this.options.logger.warn(why);
+    const lostBy = new Map<string, SchedulerJob[]>();
+    for (const job of this.engine.removeNode(link.key)) {
+      const spec = this.computations.get(job.computeId);
+      job.nodeKey = undefined;
+      if (spec?.reentrant && job.args && job.pinnedHost === undefined) {
+        this.engine.submit(job);
+      } else {
+        this.jobs.delete(job.uid);
+        lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);
+      }
+    }
+    for (const computeId of link.computeIds) {
+      this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
+    }
+    if (!this.closed) {
+      this.finder.found(link.info.host, false, link.info.port);
+      this.finder.pingNow();
+    }
+  }
+}
+
+function toAvailInfo(info: dispy.IAvailInfo | null | undefined): AvailInfo | undefined {
+  if (!info) return undefined;
+  return { cpu: info.cpu ?? 0, memory: info.memory ?? 0, disk: info.disk ?? 0, swap: info.swap ?? 0 };
+}

@@ -1,0 +1,84 @@
+import type { dispy } from '@dispy/protocol';
+import type { EngineJob } from '../engine/scheduling-engine.js';
+
+/** A node's availability, measured on the node. */
+export interface AvailInfo {
+  cpu: number;
+  memory: number;
+  disk: number;
+  swap: number;
+}
+
+/** A node that serves (or served) a computation, as the scheduler knows it. */
+export interface NodeInfo {
+  /** host:port, unique per node. */
+  readonly key: string;
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  /** CPUs used for the computation there. */
+  cpus: number;
+  /** CPUs the node has in all. */
+  totalCpus: number;
+  platform: string;
+  availInfo?: AvailInfo;
+  /** Bytes sent to and received from the node on its connection. */
+  tx: number;
+  rx: number;
+}
+
+/**
+ * Chooses nodes for a computation: `host` is a name, an address or a `*` pattern; `allocate`
+ * returns how many CPUs of a discovered node to use (0: not this node). `NodeAllocate` of
+ * @dispy/client is one.
+ */
+export interface NodeAllocator {
+  readonly host: string;
+  readonly port?: number;
+  readonly isWildcard: boolean;
+  /** Addresses the scheduler resolved `host` to, when it is a host name. */
+  readonly resolved: Set<string>;
+  allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo?: AvailInfo, platform?: string): number;
+}
+
+/** A job handed to the scheduler: its computation, priority, optional node, and arguments. */
+export interface SchedulerJob<Ref = unknown> extends EngineJob {
+  /** What the submitter keeps for the job (JobCluster: its DispyJob). */
+  readonly ref: Ref;
+  /** The only node (IP address) that may run it. */
+  pinnedHost?: string;
+  /** Encoded arguments; dropped once sent unless the computation is reentrant. */
+  args: Uint8Array | undefined;
+  /** Node key while it runs. */
+  nodeKey?: string;
+}
+
+/** What the scheduler reports about one computation, in order, never concurrently. */
+export interface ComputationEvents<Ref = unknown> {
+  /** The computation is set up on a node, which now takes its jobs. */
+  nodeUp(node: NodeInfo): void;
+  /** A node stopped serving; `lost` are its running jobs that were not resubmitted. */
+  nodeDown(node: NodeInfo, lost: SchedulerJob<Ref>[], why: string): void;
+  /** A job was sent to a node. */
+  jobStarted(job: SchedulerJob<Ref>, node: NodeInfo): void;
+  /** A job's final reply (finished, terminated, cancelled) arrived from a node. */
+  jobReply(job: SchedulerJob<Ref>, reply: dispy.JobReply, node: NodeInfo): void;
+  /** A node refused a job. */
+  jobRefused(job: SchedulerJob<Ref>, node: NodeInfo, message: string): void;
+}
+
+/** A computation to run on the nodes the allocators choose. */
+export interface ComputationSpec<Ref = unknown> {
+  computeId: string;
+  name: string;
+  kind: dispy.ComputationKind;
+  source: string;
+  destPath: string;
+  cleanup: boolean;
+  allocators: NodeAllocator[];
+  /** Jobs of a node that dies are resubmitted elsewhere (true) or reported lost (false). */
+  reentrant: boolean;
+  /** Passed to `allocate` as its first argument (the user's cluster object). */
+  owner: unknown;
+  events: ComputationEvents<Ref>;
+}
