@@ -104,6 +104,17 @@ describe('JobCluster with real dispynode processes', () => {
     expect(await cluster.submit('dispy').wait()).toBe(expected);
   });
 
+  it("resolves require() and import() to Node's built-ins and the node's installed packages", async () => {
+    const node = await startNode({ host: '127.0.1.16' });
+    const cluster = clusterOn(async (text: string) => {
+      const { z } = require('zod'); // a dependency of @dispy/node, not of this test's computation
+      const { pack } = await import('msgpackr');
+      const { createHash } = require('node:crypto');
+      return { parsed: z.string().parse(text), packed: pack(text).length, hash: createHash('md5').update(text).digest('hex').length };
+    }, [node]);
+    expect(await cluster.submit('abc').wait()).toEqual({ parsed: 'abc', packed: 4, hash: 32 });
+  });
+
   it('carries structured values both ways', async () => {
     const node = await startNode({ host: '127.0.1.7' });
     const cluster = clusterOn((value: { when: Date; tags: Set<string>; big: bigint }) => ({
