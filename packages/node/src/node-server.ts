@@ -24,7 +24,9 @@ export interface NodeStatus {
  */
 export class DispyNodeServer {
   readonly options: ResolvedNodeOptions;
-  readonly cpus: number;
+  /** CPUs the machine lets the node serve (from the `cpus` option). */
+  readonly maxCpus: number;
+  private offeredCpus: number;
   readonly logger: Logger;
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<ClientSession>();
@@ -40,10 +42,11 @@ export class DispyNodeServer {
     }
     this.options = parsed.data;
     try {
-      this.cpus = resolveCpus(this.options.cpus);
+      this.maxCpus = resolveCpus(this.options.cpus);
     } catch (error) {
       throw new OptionError((error as Error).message);
     }
+    this.offeredCpus = this.maxCpus;
     this.logger = createLogger(`dispynode ${this.options.name}`, this.options.logLevel);
   }
 
@@ -83,8 +86,8 @@ export class DispyNodeServer {
       logger: this.logger,
       describe: async () => ({
         name: this.options.name,
-        cpus: this.owner ? 0 : this.cpus,
-        totalCpus: this.cpus,
+        cpus: this.owner ? 0 : this.offeredCpus,
+        totalCpus: this.maxCpus,
         busy: this.owner !== undefined,
         platform: `${os.platform()}-${os.arch()} node-${process.versions.node}`,
         tcpHost: this.options.hosts[0] ?? '',
@@ -102,6 +105,29 @@ export class DispyNodeServer {
       this.logger.warn('no secret set: anyone who can reach this node can run code on it (use --secret or DISPY_SECRET)');
     }
     this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
+  }
+
+  /** CPUs the node offers now; 0 while it takes no new jobs. */
+  get cpus(): number {
+    return this.offeredCpus;
+  }
+
+  /**
+   * Changes the CPUs the node offers (0..maxCpus; negative: that many fewer than maxCpus). A
+   * client being served is told, and its worker pools shrink or grow; with 0 running jobs finish
+   * and no new ones are taken.
+   * @returns the CPUs now offered
+   * @throws RangeError for a count out of range
+   */
+  setCpus(cpus: number): number {
+    const resolved = cpus < 0 ? this.maxCpus + cpus : cpus;
+    if (!Number.isInteger(cpus) || resolved < 0 || resolved > this.maxCpus) {
+      throw new RangeError(`cpus must be an integer from ${-this.maxCpus} to ${this.maxCpus}, got ${cpus}`);
+    }
+    this.offeredCpus = resolved;
+    for (const session of this.sessions) session.nodeCpusChanged(resolved);
+    this.logger.info(resolved === 0 ? 'takes no new jobs (0 CPUs)' : `serves ${resolved} CPUs`);
+    return resolved;
   }
 
   /** What the node is doing now. */
@@ -125,10 +151,13 @@ export class DispyNodeServer {
   }
 
   private accept(socket: net.Socket): void {
+    const server = this;
     const context: NodeContext = {
       name: this.options.name,
       secret: this.options.secret,
-      cpus: this.cpus,
+      get cpus() {
+        return server.offeredCpus;
+      },
       destPathPrefix: this.options.destPathPrefix,
       logger: this.logger,
       claim: (session) => {

@@ -19,6 +19,7 @@ import { DispyNode } from '../node/dispy-node.js';
 import { NodeAllocate } from '../node/node-allocate.js';
 import { clusterOptionsSchema, type JobClusterOptions, type ResolvedClusterOptions } from './options.js';
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
+import { findNodeKey } from './node-control.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -42,7 +43,6 @@ const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]
   ['keyfile', (value) => value !== undefined],
   ['certfile', (value) => value !== undefined],
   ['cafile', (value) => value !== undefined],
-  ['jobTimeout', (value) => value !== undefined],
 ];
 
 type Job = SchedulerJob<DispyJob>;
@@ -109,6 +109,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
         cleanup: this.options.cleanup !== false,
         allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
         reentrant: this.options.reentrant,
+        pulseInterval: this.options.pulseInterval ?? 0,
         owner: this,
         events: {
           nodeUp: (info) => this.onNodeUp(info),
@@ -118,6 +119,11 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
           jobRefused: (job, info, message) => {
             this.nodeOf(info).busy--;
             this.finish(job, DispyJob.Cancelled, undefined, `node ${info.key} refused the job: ${message}`);
+          },
+          nodeAvailInfo: (info) => {
+            const node = this.nodeOf(info);
+            node.updateTime = Date.now();
+            this.notifyStatus(DispyNode.AvailInfo, node, undefined);
           },
         },
       })
@@ -142,15 +148,19 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (this.closing) throw new DispyError('DISPY_ERR_CLOSED', `JobCluster ${this.name} is closed; create a new one to submit jobs`);
     if (this.startError) throw this.startError;
     if (!Array.isArray(options.args)) throw new OptionError(`submitJob: args must be an array, got ${typeof options.args}`);
-    if (options.depends !== undefined || options.timeout !== undefined) {
-      throw new OptionError('submitJob: per-job depends and timeout are not available in this release of @dispy/client yet');
+    if (options.depends !== undefined) {
+      throw new OptionError('submitJob: per-job depends are not available in this release of @dispy/client yet');
     }
     const priority = options.priority ?? 0;
     if (!Number.isFinite(priority)) throw new OptionError(`submitJob: priority must be a finite number, got ${String(priority)}`);
+    const timeout = options.timeout ?? this.options.jobTimeout;
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) {
+      throw new OptionError(`submitJob: timeout must be a positive number of seconds, got ${String(timeout)}`);
+    }
     const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
     const args = encodeArguments(options.args);
     const job = new DispyJob<Awaited<ReturnType<F>>>();
-    const queued = this.scheduler.submit({ computeId: this.computeId, priority, args, ref: job as DispyJob, pinnedHost: pinned?.host });
+    const queued = this.scheduler.submit({ computeId: this.computeId, priority, args, timeout, ref: job as DispyJob, pinnedHost: pinned?.host });
     this.jobs.set(job as DispyJob, queued);
     this.updateActive();
     this.notifyStatus(DispyJob.Created, undefined, job as DispyJob);
@@ -174,6 +184,60 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       default:
         return -1;
     }
+  }
+
+  /**
+   * Adds nodes to the cluster: a host name, an address, a `*` pattern, or a NodeAllocate. Nodes
+   * found from then on (and nodes already known that now match) are set up. Resolves 0.
+   */
+  async allocateNode(node: string | NodeAllocate): Promise<number> {
+    const allocator = typeof node === 'string' ? new NodeAllocate(node) : node;
+    if (!(allocator instanceof NodeAllocate)) throw new OptionError('allocateNode: node must be a host, an address, a pattern or a NodeAllocate');
+    await this.started;
+    await this.scheduler.allocate(this.computeId, allocator);
+    return 0;
+  }
+
+  /** Stops sending jobs to a node (its running jobs finish); 0, or -1 for an unknown node. */
+  async deallocateNode(node: DispyNode | string): Promise<number> {
+    const key = await findNodeKey(node, this.nodes.values());
+    return key && this.scheduler.deallocate(this.computeId, key) ? 0 : -1;
+  }
+
+  /**
+   * Closes the cluster's computation on a node and stops using it. Its running jobs are
+   * terminated (`terminatePending`) or finish first. 0, or -1 for an unknown node.
+   */
+  async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
+    const key = await findNodeKey(node, this.nodes.values());
+    if (!key) return -1;
+    return (await this.scheduler.closeNode(this.computeId, key, options.terminatePending ?? false)) ? 0 : -1;
+  }
+
+  /** The cluster's jobs that run (or wait to run) on a node now. */
+  async nodeJobs(node: DispyNode | string): Promise<DispyJob[]> {
+    const key = await findNodeKey(node, this.nodes.values());
+    if (!key) return [];
+    return this.scheduler
+      .runningOn(key)
+      .filter((job) => job.computeId === this.computeId)
+      .map((job) => (job as Job).ref);
+  }
+
+  /**
+   * Sets how many CPUs of a node the cluster uses (negative: that many fewer than the node has);
+   * its worker pool grows or shrinks. Resolves the CPUs now used, or -1 on failure.
+   */
+  async setNodeCpus(node: DispyNode | string, cpus: number): Promise<number> {
+    if (!Number.isInteger(cpus)) throw new OptionError(`setNodeCpus: cpus must be an integer, got ${String(cpus)}`);
+    const key = await findNodeKey(node, this.nodes.values());
+    const known = key ? this.nodes.get(key) : undefined;
+    if (!key || !known) return -1;
+    const wanted = cpus < 0 ? known.availCpus + cpus : Math.min(cpus, known.availCpus);
+    if (wanted < 1) return -1;
+    const now = await this.scheduler.setNodeCpus(this.computeId, key, wanted);
+    if (now > 0) known.cpus = now;
+    return now;
   }
 
   /** Resolves true when every submitted job is done, or false after `timeoutSeconds`. */

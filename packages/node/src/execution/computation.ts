@@ -62,8 +62,18 @@ export class Computation {
     return this.pool?.size ?? 0;
   }
 
-  run(jobId: number, args: Uint8Array): void {
-    this.pool!.run(jobId, args);
+  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
+    this.pool!.run(jobId, args, timeoutMs);
+  }
+
+  /** CPUs the client asked for at setup (the most this computation uses). */
+  get requestedCpus(): number {
+    return this.options.cpus;
+  }
+
+  /** Uses `cpus` worker processes from now on. */
+  async resize(cpus: number): Promise<void> {
+    await this.pool?.resize(cpus);
   }
 
   cancel(jobId: number): boolean {

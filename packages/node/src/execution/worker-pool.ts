@@ -24,16 +24,26 @@ export interface WorkerPoolOptions {
   onDone: (outcome: JobOutcome) => void;
 }
 
-interface Assigned {
+interface Waiting {
   jobId: number;
   args: Uint8Array;
+  /** Milliseconds the job may run once started; 0: no limit. */
+  timeoutMs: number;
+}
+
+interface Assigned extends Waiting {
   assignedAt: number;
   cancelled?: boolean;
+  timedOut?: boolean;
+  /** Set while the job is the one its worker runs (the first of its list). */
+  timer?: NodeJS.Timeout;
 }
 
 interface Worker {
   child: ChildProcess;
   ready: boolean;
+  /** Stop after the jobs it has (the pool is shrinking). */
+  retire?: boolean;
   /** Jobs sent to this worker and not reported yet, in order: the first is running. */
   jobs: Assigned[];
 }
@@ -54,7 +64,7 @@ const MAX_BATCH = 4;
  */
 export class WorkerPool {
   private readonly workers = new Set<Worker>();
-  private backlog: Array<{ jobId: number; args: Uint8Array }> = [];
+  private backlog: Waiting[] = [];
   private closing = false;
   private dispatchScheduled = false;
   private wanted: number;
@@ -79,9 +89,9 @@ export class WorkerPool {
     }
   }
 
-  /** Runs a job as soon as a worker is free. */
-  run(jobId: number, args: Uint8Array): void {
-    this.backlog.push({ jobId, args });
+  /** Runs a job as soon as a worker is free; `timeoutMs` (0: none) limits its run time. */
+  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
+    this.backlog.push({ jobId, args, timeoutMs });
     // Jobs that arrive in one read of the socket are handed out together.
     if (!this.dispatchScheduled) {
       this.dispatchScheduled = true;
@@ -122,6 +132,25 @@ export class WorkerPool {
     return false;
   }
 
+  /**
+   * Changes the number of workers. New ones start at once; when shrinking, idle workers stop at
+   * once and busy ones after their current job. Resolves when the new workers are ready.
+   */
+  async resize(size: number): Promise<void> {
+    this.wanted = size;
+    const starting: Promise<void>[] = [];
+    for (let i = this.workers.size - this.retiring(); i < size; i++) starting.push(this.spawn());
+    let excess = this.workers.size - this.retiring() - size;
+    // Idle workers go first, busy ones after their jobs.
+    const byLoad = [...this.workers].filter((worker) => !worker.retire).sort((a, b) => a.jobs.length - b.jobs.length);
+    for (const worker of byLoad) {
+      if (excess-- <= 0) break;
+      worker.retire = true;
+      if (worker.jobs.length === 0) void this.kill(worker);
+    }
+    await Promise.all(starting);
+  }
+
   /** Jobs running now (the first job of each busy worker). */
   runningJobs(): number[] {
     return [...this.workers].flatMap((worker) => (worker.jobs[0] ? [worker.jobs[0].jobId] : []));
@@ -130,20 +159,23 @@ export class WorkerPool {
   /** Kills every worker (SIGTERM, then SIGKILL after a grace) and waits until all have exited. */
   async close(): Promise<void> {
     this.closing = true;
+    for (const { jobId } of this.backlog) this.reportCancelled(jobId);
     this.backlog = [];
+    for (const worker of this.workers) for (const job of worker.jobs) job.cancelled = true;
     await Promise.all([...this.workers].map((worker) => this.kill(worker)));
   }
 
   private dispatch(): void {
     if (this.backlog.length === 0) return;
-    const idle = [...this.workers].filter((worker) => worker.ready && worker.jobs.length === 0);
+    const idle = [...this.workers].filter((worker) => worker.ready && !worker.retire && worker.jobs.length === 0);
     for (let i = 0; i < idle.length && this.backlog.length > 0; i++) {
       const share = Math.min(MAX_BATCH, Math.ceil(this.backlog.length / (idle.length - i)));
       const batch = this.backlog.splice(0, share);
       const now = Date.now();
       const worker = idle[i]!;
       worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
-      worker.child.send({ type: 'jobs', jobs: batch });
+      worker.child.send({ type: 'jobs', jobs: batch.map(({ jobId, args }) => ({ jobId, args })) });
+      this.armTimeout(worker);
     }
   }
 
@@ -172,10 +204,15 @@ export class WorkerPool {
             break;
           case 'done': {
             const { type: _type, ...outcome } = message;
-            const before = worker.jobs.length;
-            worker.jobs = worker.jobs.filter((job) => job.jobId !== outcome.jobId);
-            if (worker.jobs.length < before) this.options.onDone(outcome);
-            if (worker.jobs.length === 0) this.dispatch();
+            const index = worker.jobs.findIndex((job) => job.jobId === outcome.jobId);
+            if (index < 0) break; // cancelled while queued: already reported
+            clearTimeout(worker.jobs[index]!.timer);
+            worker.jobs.splice(index, 1);
+            this.options.onDone(outcome);
+            this.armTimeout(worker);
+            if (worker.jobs.length > 0) break;
+            if (worker.retire) void this.kill(worker);
+            else this.dispatch();
             break;
           }
         }
@@ -186,9 +223,18 @@ export class WorkerPool {
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
         const [running, ...queued] = worker.jobs;
         worker.jobs = [];
-        if (running) this.reportLost(running, exitReason(code, signal));
-        // Jobs queued behind it never started: they wait for another worker.
-        if (!this.closing) this.backlog.unshift(...queued.map(({ jobId, args }) => ({ jobId, args })));
+        if (running) {
+          clearTimeout(running.timer);
+          this.reportLost(running, exitReason(code, signal));
+        }
+        // Jobs queued behind it never started: they wait for another worker (or, when the pool
+        // is closing, end cancelled).
+        if (this.closing) {
+          for (const { jobId } of queued) this.reportCancelled(jobId);
+        } else {
+          this.backlog.unshift(...queued.map(({ jobId, args, timeoutMs }) => ({ jobId, args, timeoutMs })));
+          this.dispatch();
+        }
         if (!this.closing && worker.ready && this.workers.size < this.wanted) {
           // A killed or crashed worker is replaced, so the pool keeps one worker per CPU.
           logger.debug(`worker ${child.pid} exited (${exitReason(code, signal)}); starting a replacement`);
@@ -210,14 +256,32 @@ export class WorkerPool {
       cancelled: job.cancelled,
       exception: job.cancelled
         ? 'dispy: the job was cancelled; its worker process was stopped'
-        : `dispy: the worker process running this job exited (${reason}); ` +
-          'the job called process.exit, crashed, or ran out of memory',
+        : job.timedOut
+          ? `dispy: the job timed out after ${job.timeoutMs / 1000} s; its worker process was stopped`
+          : `dispy: the worker process running this job exited (${reason}); ` +
+            'the job called process.exit, crashed, or ran out of memory',
       stdout: '',
       stderr: '',
       startTime: job.assignedAt,
       endTime: Date.now(),
       cpuTime: 0,
     });
+  }
+
+  /** Starts the run-time limit of the job a worker is now running, if it has one. */
+  private armTimeout(worker: Worker): void {
+    const running = worker.jobs[0];
+    if (!running || running.timeoutMs <= 0 || running.timer) return;
+    running.timer = setTimeout(() => {
+      running.timedOut = true;
+      void this.kill(worker);
+    }, running.timeoutMs);
+  }
+
+  private retiring(): number {
+    let count = 0;
+    for (const worker of this.workers) if (worker.retire) count++;
+    return count;
   }
 
   private kill(worker: Worker): Promise<void> {

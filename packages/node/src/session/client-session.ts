@@ -11,12 +11,14 @@ import {
   type Logger,
 } from '@dispy/protocol';
 import { Computation } from '../execution/computation.js';
+import { measureAvailInfo } from '../avail-info.js';
 import type { JobOutcome } from '../execution/worker-pool.js';
 
 /** What a session needs of the node serving it. */
 export interface NodeContext {
   readonly name: string;
   readonly secret: string;
+  /** CPUs the node offers now (0: it takes no new jobs). */
   readonly cpus: number;
   readonly destPathPrefix: string;
   readonly logger: Logger;
@@ -40,6 +42,7 @@ export class ClientSession {
   private readonly computations = new Map<string, Computation>();
   private readonly unacked = new Map<number, dispy.IJobReply>();
   private readonly authTimer: NodeJS.Timeout;
+  private pulseTimer?: NodeJS.Timeout;
   private closed = false;
 
   constructor(
@@ -71,6 +74,7 @@ export class ClientSession {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.authTimer);
+    clearInterval(this.pulseTimer);
     if (error) this.node.logger.info(`client ${this.peer} disconnected: ${error.message}`);
     this.channel.destroy();
     const closing = [...this.computations.values()].map((computation) => computation.close());
@@ -91,6 +95,9 @@ export class ClientSession {
         break;
       case 'job':
         this.runJob(frame.job!);
+        break;
+      case 'setCpus':
+        void this.setCpus(frame.setCpus as dispy.SetCpus);
         break;
       case 'cancel': {
         const { computeId, jobId } = frame.cancel!;
@@ -147,6 +154,11 @@ export class ClientSession {
       refuse(`computation ${computeId} is already set up`);
       return;
     }
+    if (this.node.cpus === 0) {
+      refuse('the node takes no new jobs now');
+      if (this.computations.size === 0) this.node.release(this);
+      return;
+    }
     const wanted = setup.cpus > 0 ? Math.min(setup.cpus, this.node.cpus) : this.node.cpus;
     try {
       const computation = await Computation.install({
@@ -163,6 +175,7 @@ export class ClientSession {
         return;
       }
       this.computations.set(computeId, computation);
+      this.startPulses(setup.pulseInterval);
       this.node.logger.info(`computation ${setup.name} (${computeId}) set up for ${this.peer} with ${wanted} CPUs`);
       this.channel.send({ setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir } });
     } catch (error) {
@@ -178,7 +191,45 @@ export class ClientSession {
       this.channel.send({ error: { code: 'DISPY_ERR_NO_COMPUTATION', message: `no computation ${job.computeId} here`, jobId: job.jobId } });
       return;
     }
-    computation.run(Number(job.jobId), job.args);
+    if (this.node.cpus === 0) {
+      // Service stopped (or the owner set 0 CPUs): the scheduler sends the job elsewhere.
+      this.channel.send({ error: { code: 'DISPY_ERR_NODE_STOPPED', message: 'the node takes no new jobs now', jobId: job.jobId } });
+      return;
+    }
+    computation.run(Number(job.jobId), job.args, job.timeout > 0 ? job.timeout * 1000 : 0);
+  }
+
+  /** The client wants another number of CPUs for a computation (at most what the node offers). */
+  private async setCpus(request: dispy.SetCpus): Promise<void> {
+    const { computeId } = request;
+    const computation = this.computations.get(computeId);
+    if (!computation) {
+      this.channel.send({ setCpusReply: { computeId, cpus: 0, error: `no computation ${computeId} here` } });
+      return;
+    }
+    const cpus = Math.min(request.cpus, this.node.cpus);
+    await computation.resize(Math.max(cpus, 1));
+    this.channel.send({ setCpusReply: { computeId, cpus } });
+  }
+
+  /** The node's CPUs changed (its owner, or service hours): tell the client, resize the pools. */
+  nodeCpusChanged(cpus: number): void {
+    if (!this.authenticated || this.closed) return;
+    for (const computation of this.computations.values()) {
+      void computation.resize(Math.max(1, Math.min(cpus, computation.requestedCpus)));
+    }
+    this.channel.send({ nodeCpus: { cpus } });
+  }
+
+  /** Starts pulses every `seconds`: proof of life with the node's availability. */
+  private startPulses(seconds: number): void {
+    if (this.pulseTimer || seconds <= 0) return;
+    this.pulseTimer = setInterval(() => {
+      void measureAvailInfo(this.node.destPathPrefix).then((availInfo) => {
+        if (!this.closed) this.channel.send({ pulse: { busy: this.status().running, availInfo } });
+      });
+    }, seconds * 1000);
+    this.pulseTimer.unref();
   }
 
   private reply(computeId: string, outcome: JobOutcome): void {

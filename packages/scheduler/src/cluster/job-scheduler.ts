@@ -4,7 +4,7 @@ import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
 import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { NodeLink } from './node-link.js';
-import type { AvailInfo, ComputationSpec, NodeInfo, SchedulerJob } from './types.js';
+import type { AvailInfo, ComputationSpec, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
 
 export interface JobSchedulerOptions {
   secret: string;
@@ -123,6 +123,79 @@ export class JobScheduler {
     });
   }
 
+  /** Jobs running on (sent to) a node now. */
+  runningOn(nodeKey: string): SchedulerJob[] {
+    return this.engine.runningOn(nodeKey);
+  }
+
+  /** Adds a way of choosing nodes to a computation; nodes already known are asked again. */
+  async allocate(computeId: string, allocator: NodeAllocator): Promise<void> {
+    const spec = this.computations.get(computeId);
+    if (!spec) return;
+    spec.allocators.push(allocator);
+    spec.excluded?.clear();
+    if (allocator.isWildcard) this.finder.enableBroadcast();
+    else if (net.isIP(allocator.host)) this.finder.addHost(allocator.host, allocator.port);
+    else {
+      for (const { address } of await lookup(allocator.host, { all: true })) {
+        allocator.resolved.add(address);
+        this.finder.addHost(address, allocator.port);
+      }
+    }
+    this.finder.pingNow();
+  }
+
+  /** Stops sending a computation's jobs to a node; its running jobs finish. */
+  deallocate(computeId: string, nodeKey: string): boolean {
+    const link = this.links.get(nodeKey);
+    const spec = this.computations.get(computeId);
+    if (!link || !spec || !link.computeIds.has(computeId)) return false;
+    (spec.excluded ??= new Set()).add(nodeKey);
+    this.engine.removeComputation(nodeKey, computeId);
+    return true;
+  }
+
+  /**
+   * Closes a computation on one node: no new jobs go there; its running jobs are terminated
+   * (`terminatePending`) or finish first. The node is then released for this computation.
+   */
+  async closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
+    if (!this.deallocate(computeId, nodeKey)) return false;
+    const link = this.links.get(nodeKey)!;
+    if (!terminatePending) {
+      while (this.engine.runningOn(nodeKey).some((job) => job.computeId === computeId) && this.links.get(nodeKey) === link) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    if (this.links.get(nodeKey) !== link) return true;
+    await link.connection.closeComputation(computeId, terminatePending);
+    link.computeIds.delete(computeId);
+    this.computations.get(computeId)?.events.nodeDown(link.info, [], 'the node was closed for this computation');
+    if (link.computeIds.size === 0) {
+      this.links.delete(nodeKey);
+      this.engine.removeNode(nodeKey);
+      link.connection.destroy();
+    }
+    return true;
+  }
+
+  /**
+   * Uses `cpus` CPUs of a node for a computation (at most what the node offers); resolves with
+   * the CPUs now used, or -1 when the node does not serve the computation.
+   */
+  async setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number> {
+    const link = this.links.get(nodeKey);
+    if (!link || !link.computeIds.has(computeId)) return -1;
+    const answer = await link.connection.setCpus(computeId, cpus);
+    if (answer.error) {
+      this.options.logger.warn(`node ${link.key}: ${answer.error}`);
+      return -1;
+    }
+    link.info.cpus = answer.cpus;
+    this.engine.setNodeCpus(nodeKey, Math.min(answer.cpus, link.nodeCpus));
+    return answer.cpus;
+  }
+
   /** Keeps the process alive (work is pending) or lets it exit when idle. */
   setActive(active: boolean): void {
     this.finder.setActive(active);
@@ -171,8 +244,8 @@ export class JobScheduler {
     }
     const wanted: Array<[ComputationSpec, number]> = [];
     for (const spec of this.computations.values()) {
-      if (existing?.computeIds.has(spec.computeId)) continue;
-      const cpus = this.allocate(spec, reply);
+      if (existing?.computeIds.has(spec.computeId) || spec.excluded?.has(key)) continue;
+      const cpus = this.cpusWanted(spec, reply);
       if (cpus > 0) wanted.push([spec, cpus]);
     }
     if (wanted.length === 0) return;
@@ -230,11 +303,13 @@ export class JobScheduler {
         cpus,
         destPath: spec.destPath,
         cleanup: spec.cleanup,
+        pulseInterval: spec.pulseInterval,
       });
       if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
       if (!this.computations.has(spec.computeId) || this.closed) return;
       link.computeIds.add(spec.computeId);
       link.info.cpus = answer.cpus;
+      if (spec.pulseInterval > 0) this.watchPulses(link, spec.pulseInterval);
       this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
       spec.events.nodeUp(link.info);
       this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
@@ -247,7 +322,22 @@ export class JobScheduler {
     }
   }
 
-  private allocate(spec: ComputationSpec, reply: dispy.DiscoveryReply): number {
+  /** Presumes a node dead when it has been silent for five pulse intervals. */
+  private watchPulses(link: NodeLink, seconds: number): void {
+    const timer = setInterval(() => {
+      if (this.links.get(link.key) !== link) {
+        clearInterval(timer);
+        return;
+      }
+      if (Date.now() - link.info.lastHeard > 5 * seconds * 1000) {
+        clearInterval(timer);
+        link.connection.destroy(new Error(`no pulse for ${5 * seconds} s`));
+      }
+    }, seconds * 1000);
+    timer.unref();
+  }
+
+  private cpusWanted(spec: ComputationSpec, reply: dispy.DiscoveryReply): number {
     const availInfo = toAvailInfo(reply.availInfo);
     for (const allocator of spec.allocators) {
       if (allocator.port !== undefined && allocator.port !== reply.tcpPort) continue;
@@ -265,7 +355,7 @@ export class JobScheduler {
     const link = this.links.get(key)!;
     const spec = this.computations.get(job.computeId);
     job.nodeKey = key;
-    link.connection.send({ job: { computeId: job.computeId, jobId: job.uid, args: job.args } });
+    link.connection.send({ job: { computeId: job.computeId, jobId: job.uid, args: job.args, timeout: job.timeout ?? 0 } });
     if (!spec?.reentrant) job.args = undefined;
     spec?.events.jobStarted(job, link.info);
   }
@@ -281,15 +371,32 @@ export class JobScheduler {
       this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
       this.computations.get(job.computeId)?.events.jobReply(job, reply, link.info);
     } else if (frame.kind === 'error') {
-      const { jobId } = frame.error!;
-      const message = frame.error!.message ?? "";
-      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
+      const { jobId, code } = frame.error!;
+      const message = frame.error!.message ?? '';
       const job = jobId ? this.jobs.get(Number(jobId)) : undefined;
-      if (job && job.nodeKey === link.key) {
-        this.jobs.delete(job.uid);
-        this.engine.jobDone(link.key, job.uid);
-        this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
+      if (!job || job.nodeKey !== link.key) {
+        this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
+        return;
       }
+      this.engine.jobDone(link.key, job.uid);
+      if (code === 'DISPY_ERR_NODE_STOPPED') {
+        // The node stopped taking jobs after this one was sent: it runs elsewhere (or later).
+        this.options.logger.debug(`node ${link.key} takes no new jobs; job ${job.uid} goes back to the queue`);
+        job.nodeKey = undefined;
+        this.engine.submit(job);
+        return;
+      }
+      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
+      this.jobs.delete(job.uid);
+      this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
+    } else if (frame.kind === 'pulse') {
+      const pulse = frame.pulse as dispy.Pulse;
+      link.info.availInfo = toAvailInfo(pulse.availInfo);
+      for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
+    } else if (frame.kind === 'nodeCpus') {
+      link.nodeCpus = frame.nodeCpus!.cpus ?? 0;
+      this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+      this.options.logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
     }
   }
 

@@ -8,6 +8,8 @@ export class NodeLink {
   readonly connection: NodeConnection;
   /** Computations set up there. */
   readonly computeIds = new Set<string>();
+  /** CPUs the node itself offers now (it may lower them, e.g. outside its service hours). */
+  nodeCpus = Infinity;
 
   constructor(options: {
     host: string;
@@ -28,6 +30,7 @@ export class NodeLink {
       name: options.name,
       cpus: 0,
       totalCpus: options.totalCpus,
+      lastHeard: Date.now(),
       platform: options.platform,
       tx: 0,
       rx: 0,
@@ -38,7 +41,10 @@ export class NodeLink {
       localAddress: options.localAddress,
       secret: options.secret,
       clientName: options.clientName,
-      onFrame: (frame) => options.onFrame(this, frame),
+      onFrame: (frame) => {
+        this.info.lastHeard = Date.now();
+        options.onFrame(this, frame);
+      },
       onClose: (error) => options.onClose(this, error),
     });
   }

@@ -20,6 +20,8 @@ export interface NodeInfo {
   cpus: number;
   /** CPUs the node has in all. */
   totalCpus: number;
+  /** Epoch ms of the last frame from the node. */
+  lastHeard: number;
   platform: string;
   availInfo?: AvailInfo;
   /** Bytes sent to and received from the node on its connection. */
@@ -51,6 +53,8 @@ export interface SchedulerJob<Ref = unknown> extends EngineJob {
   args: Uint8Array | undefined;
   /** Node key while it runs. */
   nodeKey?: string;
+  /** Seconds it may run once started; undefined: no limit. */
+  timeout?: number;
 }
 
 /** What the scheduler reports about one computation, in order, never concurrently. */
@@ -65,6 +69,8 @@ export interface ComputationEvents<Ref = unknown> {
   jobReply(job: SchedulerJob<Ref>, reply: dispy.JobReply, node: NodeInfo): void;
   /** A node refused a job. */
   jobRefused(job: SchedulerJob<Ref>, node: NodeInfo, message: string): void;
+  /** A pulse brought the node's availability (`node.availInfo`). */
+  nodeAvailInfo(node: NodeInfo): void;
 }
 
 /** A computation to run on the nodes the allocators choose. */
@@ -78,7 +84,11 @@ export interface ComputationSpec<Ref = unknown> {
   allocators: NodeAllocator[];
   /** Jobs of a node that dies are resubmitted elsewhere (true) or reported lost (false). */
   reentrant: boolean;
+  /** Seconds between the nodes' pulses (0: none); a node silent for 5 of them is presumed dead. */
+  pulseInterval: number;
   /** Passed to `allocate` as its first argument (the user's cluster object). */
   owner: unknown;
+  /** Nodes deallocated for this computation: not set up again when they answer discovery. */
+  excluded?: Set<string>;
   events: ComputationEvents<Ref>;
 }

@@ -96,6 +96,11 @@ export class SchedulingEngine<J extends EngineJob> {
     this.schedulePass();
   }
 
+  /** Stops sending jobs of `computeId` to a node (its running jobs go on). */
+  removeComputation(key: string, computeId: string): void {
+    this.nodes.get(key)?.computeIds.delete(computeId);
+  }
+
   /** Removes a node and returns the jobs that were running there, for the caller to settle. */
   removeNode(key: string): J[] {
     const node = this.nodes.get(key);

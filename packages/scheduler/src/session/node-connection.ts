@@ -111,6 +111,14 @@ export class NodeConnection {
     });
   }
 
+  /** Asks the node to use `cpus` CPUs for a computation; resolves with its answer. */
+  setCpus(computeId: string, cpus: number): Promise<dispy.SetCpusReply> {
+    return this.request(`cpus:${computeId}`, { setCpus: { computeId, cpus } }).then((frame) => {
+      if (frame.kind !== 'setCpusReply') throw new Error(frame.error?.message ?? 'setting CPUs failed');
+      return frame.setCpusReply as dispy.SetCpusReply;
+    });
+  }
+
   /** Asks the node to close a computation; resolves when it has (or the connection is gone). */
   async closeComputation(computeId: string, terminatePending: boolean): Promise<void> {
     if (this.closedError) return;
@@ -140,8 +148,12 @@ export class NodeConnection {
     else this.channel?.socket.unref();
   }
 
-  /** Hangs up. */
-  destroy(): void {
+  /** Hangs up; with `error`, the connection's close reports it (a node presumed dead). */
+  destroy(error?: Error): void {
+    if (error) {
+      this.channel?.destroy(error);
+      return;
+    }
     this.channel?.end();
     this.channel?.socket.destroy();
   }
@@ -166,6 +178,7 @@ export class NodeConnection {
     const key =
       frame.kind === 'setupReply' ? `setup:${frame.setupReply!.computeId}`
       : frame.kind === 'closeReply' ? `close:${frame.closeReply!.computeId}`
+      : frame.kind === 'setCpusReply' ? `cpus:${frame.setCpusReply!.computeId}`
       : undefined;
     const waiter = key ? this.waiters.get(key) : undefined;
     if (waiter && key) {
