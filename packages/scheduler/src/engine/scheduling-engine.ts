@@ -36,10 +36,11 @@ export interface EngineOptions {
 /**
  * How many jobs per CPU a node may hold, given how long its jobs take (ms, running average).
  * Short jobs are pipelined deeply, since a round trip would cost more than the job; a long job
- * never waits on a node behind another (it could start sooner on a node that frees up).
+ * never waits on a node behind another (it could start sooner on a node that frees up). Until a
+ * node has finished a job, it gets one per CPU.
  */
 export function pipelineDepth(averageJobMs: number | undefined): number {
-  if (averageJobMs === undefined) return 2;
+  if (averageJobMs === undefined) return 1;
   if (averageJobMs < 5) return 8;
   if (averageJobMs < 50) return 4;
   if (averageJobMs < 500) return 2;
