@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { DispyNodeServer } from '@dispy/node';
-import { helpText, parseFlags } from './flags.js';
+import { helpText, parseFlags, saveConfig } from './flags.js';
 
 async function main(): Promise<void> {
   let settings;
@@ -13,6 +13,16 @@ async function main(): Promise<void> {
   }
   if (settings.help) {
     process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  if (settings.saveConfig) {
+    try {
+      new DispyNodeServer(settings.options); // validates before anything is written
+      saveConfig(settings.saveConfig, settings.options);
+    } catch (error) {
+      process.stderr.write(`dispynode: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   let node: DispyNodeServer;
@@ -36,14 +46,23 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // --serve reached, service hours' end of a client's request: the node stopped by itself.
+  void node.finished.then(() => stop('done'));
 
   if (!settings.daemon) {
     const commands = createInterface({ input: process.stdin });
     commands.on('line', (line) => {
       const command = line.trim();
-      if (command === 'quit' || command === 'exit') void stop(command);
-      else if (command === 'status' || command === '') process.stdout.write(`${JSON.stringify(node.status(), null, 2)}\n`);
-      else process.stdout.write(`unknown command ${JSON.stringify(command)}; commands: status, quit\n`);
+      const [word, argument] = command.split(/\s+/);
+      if (word === 'quit' || word === 'exit') void stop(word);
+      else if (word === 'status' || word === '') process.stdout.write(`${JSON.stringify(node.status(), null, 2)}\n`);
+      else if (word === 'cpus' && argument !== undefined && /^-?\d+$/.test(argument)) {
+        try {
+          process.stdout.write(`serving ${node.setCpus(Number(argument))} CPUs\n`);
+        } catch (error) {
+          process.stdout.write(`${(error as Error).message}\n`);
+        }
+      } else process.stdout.write(`unknown command ${JSON.stringify(command)}; commands: status, cpus N, quit\n`);
     });
     commands.on('close', () => void 0);
   }

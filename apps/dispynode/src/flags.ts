@@ -1,13 +1,14 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { NodeOptions } from '@dispy/node';
-import { nodeOptionsSchema } from '@dispy/node';
+import { nodeOptionsSchema, parseSize } from '@dispy/node';
 
 /** One row per flag: its spelling, the node option it sets, and how its text becomes a value. */
 interface Flag {
   flag: string;
   short?: string;
   option?: keyof NodeOptions;
-  kind: 'string' | 'integer' | 'boolean' | 'list';
+  kind: 'string' | 'integer' | 'number' | 'size' | 'boolean' | 'list';
   help?: string;
   arg?: string;
 }
@@ -20,6 +21,19 @@ export const FLAGS: Flag[] = [
   { flag: 'name', option: 'name', kind: 'string', arg: 'NAME' },
   { flag: 'dest-path-prefix', option: 'destPathPrefix', kind: 'string', arg: 'DIR' },
   { flag: 'secret', short: 's', option: 'secret', kind: 'string', arg: 'SECRET', help: 'shared secret clients must prove (also DISPY_SECRET or DISPY_NODE_SECRET)' },
+  { flag: 'ext-host', option: 'extHosts', kind: 'list', arg: 'ADDR' },
+  { flag: 'serve', option: 'serve', kind: 'integer', arg: 'N' },
+  { flag: 'service-start', option: 'serviceStart', kind: 'string', arg: 'HH:MM' },
+  { flag: 'service-stop', option: 'serviceStop', kind: 'string', arg: 'HH:MM' },
+  { flag: 'service-end', option: 'serviceEnd', kind: 'string', arg: 'HH:MM' },
+  { flag: 'client-shutdown', option: 'clientShutdown', kind: 'boolean' },
+  { flag: 'zombie-interval', option: 'zombieInterval', kind: 'number', arg: 'MINUTES' },
+  { flag: 'clean', option: 'clean', kind: 'boolean' },
+  { flag: 'max-file-size', option: 'maxFileSize', kind: 'size', arg: 'SIZE', help: 'largest file transferred, e.g. 10m, 1g (0: no limit; default 10m)' },
+  { flag: 'scheduler-host', option: 'schedulerHost', kind: 'string', arg: 'HOST[:PORT]' },
+  { flag: 'ping-interval', option: 'pingInterval', kind: 'number', arg: 'SECONDS' },
+  { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },
+  { flag: 'save-config', kind: 'string', arg: 'FILE', help: 'write the options to a JSON file (without the secret) and exit' },
   { flag: 'daemon', kind: 'boolean', help: 'do not read commands (status, quit) from stdin' },
   { flag: 'debug', short: 'd', kind: 'boolean', help: 'log debug messages' },
   { flag: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
@@ -29,6 +43,8 @@ export interface CliSettings {
   options: NodeOptions;
   daemon: boolean;
   help: boolean;
+  /** --save-config FILE: write the options there and exit. */
+  saveConfig?: string;
 }
 
 /**
@@ -36,7 +52,7 @@ export interface CliSettings {
  * negative number after an integer flag (`-c -1`), which parseArgs would take for a flag.
  */
 function normalize(argv: string[]): string[] {
-  const integerFlags = new Set(FLAGS.filter((f) => f.kind === 'integer').flatMap((f) => [`--${f.flag}`, ...(f.short ? [`-${f.short}`] : [])]));
+  const integerFlags = new Set(FLAGS.filter((f) => f.kind === 'integer' || f.kind === 'number').flatMap((f) => [`--${f.flag}`, ...(f.short ? [`-${f.short}`] : [])]));
   const out: string[] = [];
   for (const arg of argv) {
     const previous = out[out.length - 1];
@@ -68,13 +84,22 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
     ),
   });
   if (positionals.length > 0) throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}; see --help`);
-  const options: Record<string, unknown> = {};
+  const options: Record<string, unknown> = values.config ? readConfig(values.config as string) : {};
   for (const f of FLAGS) {
     const raw = values[f.flag];
     if (raw === undefined || !f.option) continue;
     if (f.kind === 'integer') {
       if (!/^-?\d+$/.test(raw as string)) throw new Error(`--${f.flag} must be an integer, got ${JSON.stringify(raw)}`);
       options[f.option] = Number(raw);
+    } else if (f.kind === 'number') {
+      if (!/^-?(\d+\.?\d*|\.\d+)$/.test(raw as string)) throw new Error(`--${f.flag} must be a number, got ${JSON.stringify(raw)}`);
+      options[f.option] = Number(raw);
+    } else if (f.kind === 'size') {
+      try {
+        options[f.option] = parseSize(raw as string);
+      } catch (error) {
+        throw new Error(`--${f.flag}: ${(error as Error).message}`);
+      }
     } else {
       options[f.option] = raw;
     }
@@ -82,7 +107,28 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
   const secret = options.secret ?? env.DISPY_SECRET ?? env.DISPY_NODE_SECRET;
   if (secret !== undefined) options.secret = secret;
   options.logLevel = values.debug ? 'debug' : 'info';
-  return { options: options as NodeOptions, daemon: values.daemon === true, help: values.help === true };
+  const saveConfig = values['save-config'] as string | undefined;
+  return { options: options as NodeOptions, daemon: values.daemon === true, help: values.help === true, saveConfig };
+}
+
+/** Options from a --config file: a JSON object whose keys are the node options. */
+function readConfig(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`--config ${file}: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`--config ${file}: must hold a JSON object of options`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Writes options for a later --config; the secret is left out (pass it by flag or env). */
+export function saveConfig(file: string, options: NodeOptions): void {
+  const { secret: _secret, ...rest } = options;
+  writeFileSync(file, `${JSON.stringify(rest, null, 2)}\n`, { mode: 0o600 });
 }
 
 /** The --help text, built from the flag table and the option schema. */
@@ -90,7 +136,7 @@ export function helpText(): string {
   const shape = nodeOptionsSchema.shape as Record<string, { description?: string }>;
   const lines = FLAGS.map((f) => {
     const names = `${f.short ? `-${f.short}, ` : '    '}--${f.flag}${f.arg ? ` ${f.arg}` : ''}`;
-    const text = f.help ?? (f.option ? shape[f.option]?.description : '') ?? '';
+    const text = f.help ?? (f.option ? unwrapDescription(shape[f.option]) : '') ?? '';
     return `  ${names.padEnd(30)} ${text}`;
   });
   return [
@@ -102,6 +148,11 @@ export function helpText(): string {
     'Options (dispy\'s underscore spellings such as --dest_path_prefix are accepted too):',
     ...lines,
     '',
-    'Without --daemon, type "status" or "quit" on stdin. SIGINT/SIGTERM stop the node cleanly.',
+    'Without --daemon, type "status", "cpus N" or "quit" on stdin. SIGINT/SIGTERM stop the node cleanly.',
   ].join('\n');
+}
+
+/** The description of a schema field, also through .optional(). */
+function unwrapDescription(field: { description?: string; _def?: { innerType?: { description?: string } } } | undefined): string {
+  return field?.description ?? field?._def?.innerType?.description ?? '';
 }

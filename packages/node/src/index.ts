@@ -1,3 +1,3 @@
 export { DispyNodeServer, type NodeStatus } from './node-server.js';
-export { nodeOptionsSchema, resolveCpus, type NodeOptions, type ResolvedNodeOptions } from './options.js';
+export { nodeOptionsSchema, parseSize, resolveCpus, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 export { measureAvailInfo, type AvailInfo } from './avail-info.js';

@@ -6,14 +6,22 @@ import { nodeOptionsSchema, resolveCpus, type NodeOptions, type ResolvedNodeOpti
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';
 import { measureAvailInfo } from './avail-info.js';
+import { ServiceHours, type ServiceEvent } from './service-hours.js';
+import { cleanPrefix, writePidFile } from './clean-prefix.js';
+import { Announcer } from './discovery/announcer.js';
 
 /** What `status()` reports. */
 export interface NodeStatus {
   name: string;
   addresses: string[];
+  /** CPUs offered now, and at most. */
   cpus: number;
+  maxCpus: number;
+  /** The client being served, if any. */
   client?: string;
   running: number;
+  /** Clients served so far. */
+  served: number;
 }
 
 /**
@@ -33,6 +41,15 @@ export class DispyNodeServer {
   private discovery?: DiscoveryResponder;
   private owner?: ClientSession;
   private boundPort = 0;
+  private served = 0;
+  private shutdownRequested = false;
+  private serviceHours?: ServiceHours;
+  private announcer?: Announcer;
+  private announceTimer?: NodeJS.Timeout;
+  private closing?: Promise<void>;
+  private resolveFinished!: () => void;
+  /** Resolves when the node has stopped serving (close(), --serve reached, a client shutdown). */
+  readonly finished = new Promise<void>((resolve) => (this.resolveFinished = resolve));
 
   constructor(options: NodeOptions = {}) {
     const parsed = nodeOptionsSchema.safeParse(options);
@@ -64,6 +81,8 @@ export class DispyNodeServer {
   async start(): Promise<void> {
     const { port, secret } = this.options;
     await mkdir(this.options.destPathPrefix, { recursive: true, mode: 0o700 });
+    if (this.options.clean) await cleanPrefix(this.options.destPathPrefix, this.logger);
+    await writePidFile(this.options.destPathPrefix);
     let tcpPort = port;
     for (const host of this.hosts()) {
       const server = net.createServer((socket) => this.accept(socket));
@@ -90,7 +109,7 @@ export class DispyNodeServer {
         totalCpus: this.maxCpus,
         busy: this.owner !== undefined,
         platform: `${os.platform()}-${os.arch()} node-${process.versions.node}`,
-        tcpHost: this.options.hosts[0] ?? '',
+        tcpHost: this.options.extHosts[0] ?? this.options.hosts[0] ?? '',
         tcpPort,
         availInfo: await measureAvailInfo(this.options.destPathPrefix),
       }),
@@ -105,6 +124,38 @@ export class DispyNodeServer {
       this.logger.warn('no secret set: anyone who can reach this node can run code on it (use --secret or DISPY_SECRET)');
     }
     this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
+    this.serviceHours = new ServiceHours({
+      start: this.options.serviceStart,
+      stop: this.options.serviceStop,
+      end: this.options.serviceEnd,
+      onEvent: (event) => this.onServiceEvent(event),
+    });
+    this.serviceHours.start();
+    this.announcer = new Announcer({
+      secret,
+      name: this.options.name,
+      tcpPort,
+      schedulerHost: this.options.schedulerHost,
+      broadcast: this.hosts().some((host) => !host.startsWith('127.') && host !== '::1'),
+      logger: this.logger,
+    });
+    this.announce();
+    if (this.options.pingInterval) {
+      this.announceTimer = setInterval(() => this.announce(), this.options.pingInterval * 1000);
+      this.announceTimer.unref();
+    }
+  }
+
+  /** Tells clients this node is free (at start, when a client leaves, every --ping-interval). */
+  private announce(): void {
+    if (!this.owner && this.offeredCpus > 0) this.announcer?.announce();
+  }
+
+  private onServiceEvent(event: ServiceEvent): void {
+    this.logger.info(`service ${event} (daily service hours)`);
+    if (event === 'start') this.setCpus(this.maxCpus);
+    else this.setCpus(0);
+    if (event === 'end') for (const session of this.sessions) void session.shutdown();
   }
 
   /** CPUs the node offers now; 0 while it takes no new jobs. */
@@ -134,16 +185,31 @@ export class DispyNodeServer {
   status(): NodeStatus {
     let running = 0;
     for (const session of this.sessions) running += session.status().running;
-    return { name: this.options.name, addresses: this.addresses, cpus: this.cpus, client: this.owner?.peer, running };
+    return {
+      name: this.options.name,
+      addresses: this.addresses,
+      cpus: this.cpus,
+      maxCpus: this.maxCpus,
+      client: this.owner?.peer,
+      running,
+      served: this.served,
+    };
   }
 
   /** Stops serving: kills running jobs and their workers, removes computations, closes sockets. */
-  async close(): Promise<void> {
-    this.discovery?.close();
-    const closing = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
-    await Promise.all([...this.sessions].map((session) => session.shutdown()));
-    await Promise.all(closing);
-    this.servers.length = 0;
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.serviceHours?.stopTimers();
+      clearInterval(this.announceTimer);
+      this.announcer?.close();
+      this.discovery?.close();
+      const closing = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+      await Promise.all([...this.sessions].map((session) => session.shutdown()));
+      await Promise.all(closing);
+      this.servers.length = 0;
+      this.resolveFinished();
+    })();
+    return this.closing;
   }
 
   private hosts(): string[] {
@@ -160,6 +226,15 @@ export class DispyNodeServer {
       },
       destPathPrefix: this.options.destPathPrefix,
       logger: this.logger,
+      zombieIntervalMs: this.options.zombieInterval * 60_000,
+      requestShutdown: (session) => {
+        if (!this.options.clientShutdown) {
+          this.logger.warn(`client ${session.peer} asked this node to shut down; ignored (start it with --client-shutdown to allow)`);
+          return;
+        }
+        this.logger.info(`client ${session.peer} asked this node to shut down; it will once the client is done`);
+        this.shutdownRequested = true;
+      },
       claim: (session) => {
         if (this.owner && this.owner !== session) return false;
         this.owner = session;
@@ -168,7 +243,14 @@ export class DispyNodeServer {
       release: (session) => {
         if (this.owner !== session) return;
         this.owner = undefined;
+        this.served++;
         this.logger.info(`client ${session.peer} released this node`);
+        if (this.shutdownRequested || (this.options.serve >= 0 && this.served >= this.options.serve)) {
+          this.logger.info(this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`);
+          void this.close();
+        } else {
+          this.announce();
+        }
       },
     };
     const session = new ClientSession(socket, context, (ended) => this.sessions.delete(ended));

@@ -3,6 +3,11 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_NODE_PORT, LOG_LEVELS } from '@dispy/protocol';
 
+/** A daily time of day: HH:MM (or HH:MM:SS). */
+const timeOfDay = z
+  .string()
+  .regex(/^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'must be a time of day HH:MM (00:00 to 23:59)');
+
 /**
  * Options of a node, shared by `DispyNodeServer` and the `dispynode` CLI (whose flags, config
  * file and --help are generated from the descriptions here).
@@ -32,6 +37,37 @@ export const nodeOptionsSchema = z
       .describe('directory under which computations keep their files'),
     secret: z.string().default('').describe('shared secret clients must prove'),
     logLevel: z.enum(LOG_LEVELS).default('info').describe('log level'),
+    extHosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('address announced to clients instead of the served one, per --host (NAT)'),
+    serve: z
+      .number()
+      .int('serve must be an integer')
+      .default(-1)
+      .describe('serve this many clients, then exit (-1: no limit)'),
+    serviceStart: timeOfDay.optional().describe('daily time (HH:MM) to start taking jobs'),
+    serviceStop: timeOfDay.optional().describe('daily time (HH:MM) to stop taking new jobs; running ones finish'),
+    serviceEnd: timeOfDay.optional().describe('daily time (HH:MM) to terminate running jobs and release the client'),
+    clientShutdown: z.boolean().default(false).describe('let a computation stop this node (dispynode_shutdown())'),
+    zombieInterval: z
+      .number()
+      .positive('zombie interval must be a positive number of minutes')
+      .default(60)
+      .describe('minutes without hearing from a client before its computation is closed'),
+    clean: z.boolean().default(false).describe('remove what an earlier node left under the prefix (and stop its processes)'),
+    maxFileSize: z
+      .number()
+      .int()
+      .min(0)
+      .default(10 * 1024 * 1024)
+      .describe('largest file a client may send or a job may send back, in bytes (0: no limit)'),
+    schedulerHost: z.string().optional().describe('announce this node to a client or scheduler at HOST[:PORT]'),
+    pingInterval: z
+      .number()
+      .positive('ping interval must be a positive number of seconds')
+      .optional()
+      .describe('seconds between announcements of this node while it is idle'),
   })
   .strict();
 
@@ -46,4 +82,12 @@ export function resolveCpus(cpus: number, available = os.availableParallelism())
     throw new RangeError(`cpus ${cpus} leaves no CPU to serve (this machine has ${available})`);
   }
   return resolved;
+}
+
+/** Parses a size such as `10m`, `512k`, `2G` or `1000` (bytes) into bytes. */
+export function parseSize(text: string): number {
+  const match = /^(\d+)([kmgt]?)b?$/i.exec(text.trim());
+  if (!match) throw new RangeError(`size must be a number of bytes with an optional k, m, g or t suffix, got ${JSON.stringify(text)}`);
+  const power = ' kmgt'.indexOf(match[2]!.toLowerCase() || ' ');
+  return Number(match[1]) * 1024 ** power;
 }

@@ -11,6 +11,7 @@ export interface ComputationOptions {
   nodeAddress: string;
   logger: Logger;
   onDone: (outcome: JobOutcome) => void;
+  onShutdownRequest?: () => void;
 }
 
 /**
@@ -39,6 +40,7 @@ export class Computation {
       size: options.cpus,
       logger: options.logger,
       onDone: options.onDone,
+      onShutdownRequest: options.onShutdownRequest,
       init: {
         type: 'init',
         name: setup.name || 'computation',

@@ -53,4 +53,9 @@ export interface WorkerDone {
   cpuTime: number;
 }
 
-export type FromWorker = WorkerReady | WorkerInitFailed | WorkerDone;
+/** A computation called dispynode_shutdown(); the node decides (--client-shutdown). */
+export interface WorkerShutdownRequest {
+  type: 'shutdown-request';
+}
+
+export type FromWorker = WorkerReady | WorkerInitFailed | WorkerDone | WorkerShutdownRequest;

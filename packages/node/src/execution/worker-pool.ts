@@ -22,6 +22,8 @@ export interface WorkerPoolOptions {
   logger: Logger;
   /** Called once per job run, in the order jobs end. */
   onDone: (outcome: JobOutcome) => void;
+  /** A computation asked the node to shut down. */
+  onShutdownRequest?: () => void;
 }
 
 interface Waiting {
@@ -197,6 +199,9 @@ export class WorkerPool {
             worker.ready = true;
             resolve();
             this.dispatch();
+            break;
+          case 'shutdown-request':
+            this.options.onShutdownRequest?.();
             break;
           case 'init-failed':
             reject(new Error(`the computation failed to load: ${message.error}`));

@@ -74,6 +74,8 @@ function init(message: WorkerInit): void {
     dispy_node_name: message.nodeName,
     dispy_node_ip_addr: message.nodeAddress,
     dispy_job_path: computeDir,
+    // Asks the node to stop once this client is done; honoured only with --client-shutdown.
+    dispynode_shutdown: () => send({ type: 'shutdown-request' }),
   };
   for (const [name, value] of Object.entries(globals)) {
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });

@@ -22,6 +22,10 @@ export interface NodeContext {
   readonly cpus: number;
   readonly destPathPrefix: string;
   readonly logger: Logger;
+  /** A client silent this long (ms) is presumed gone: its computations are closed. */
+  readonly zombieIntervalMs: number;
+  /** A computation of this session asked the node to shut down. */
+  requestShutdown(session: ClientSession): void;
   /** Makes `session` the node's client; false when another client holds the node. */
   claim(session: ClientSession): boolean;
   release(session: ClientSession): void;
@@ -43,6 +47,8 @@ export class ClientSession {
   private readonly unacked = new Map<number, dispy.IJobReply>();
   private readonly authTimer: NodeJS.Timeout;
   private pulseTimer?: NodeJS.Timeout;
+  private zombieTimer?: NodeJS.Timeout;
+  private lastHeard = Date.now();
   private closed = false;
 
   constructor(
@@ -75,6 +81,7 @@ export class ClientSession {
     this.closed = true;
     clearTimeout(this.authTimer);
     clearInterval(this.pulseTimer);
+    clearInterval(this.zombieTimer);
     if (error) this.node.logger.info(`client ${this.peer} disconnected: ${error.message}`);
     this.channel.destroy();
     const closing = [...this.computations.values()].map((computation) => computation.close());
@@ -85,6 +92,7 @@ export class ClientSession {
   }
 
   private onFrame(frame: Frame): void {
+    this.lastHeard = Date.now();
     if (!this.authenticated) {
       this.authenticate(frame);
       return;
@@ -106,6 +114,8 @@ export class ClientSession {
         }
         break;
       }
+      case 'pulse':
+        break; // the client's heartbeat: lastHeard is all it is for
       case 'jobAck':
         for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
         break;
@@ -169,6 +179,7 @@ export class ClientSession {
         nodeAddress: this.channel.socket.localAddress ?? '',
         logger: this.node.logger,
         onDone: (outcome) => this.reply(computeId, outcome),
+        onShutdownRequest: () => this.node.requestShutdown(this),
       });
       if (this.closed) {
         await computation.close();
@@ -176,8 +187,11 @@ export class ClientSession {
       }
       this.computations.set(computeId, computation);
       this.startPulses(setup.pulseInterval);
+      this.watchForZombie();
       this.node.logger.info(`computation ${setup.name} (${computeId}) set up for ${this.peer} with ${wanted} CPUs`);
-      this.channel.send({ setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir } });
+      this.channel.send({
+        setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir, heartbeatInterval: this.heartbeatSeconds() },
+      });
     } catch (error) {
       this.node.logger.warn(`setup of ${setup.name} for ${this.peer} failed: ${(error as Error).message}`);
       refuse((error as Error).message);
@@ -219,6 +233,25 @@ export class ClientSession {
       void computation.resize(Math.max(1, Math.min(cpus, computation.requestedCpus)));
     }
     this.channel.send({ nodeCpus: { cpus } });
+  }
+
+  /** How often the client should send a heartbeat: five per zombie interval. */
+  private heartbeatSeconds(): number {
+    return this.node.zombieIntervalMs / 5 / 1000;
+  }
+
+  /** Closes this client's computations when it has been silent for the zombie interval. */
+  private watchForZombie(): void {
+    if (this.zombieTimer) return;
+    this.zombieTimer = setInterval(() => {
+      const silentMs = Date.now() - this.lastHeard;
+      if (silentMs <= this.node.zombieIntervalMs) return;
+      this.node.logger.warn(
+        `client ${this.peer} silent for ${(silentMs / 60_000).toFixed(2)} min (zombie interval): closing its computations`,
+      );
+      void this.shutdown();
+    }, Math.max(100, this.node.zombieIntervalMs / 5));
+    this.zombieTimer.unref();
   }
 
   /** Starts pulses every `seconds`: proof of life with the node's availability. */

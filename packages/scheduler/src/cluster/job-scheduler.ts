@@ -309,6 +309,7 @@ export class JobScheduler {
       if (!this.computations.has(spec.computeId) || this.closed) return;
       link.computeIds.add(spec.computeId);
       link.info.cpus = answer.cpus;
+      link.startHeartbeat(answer.heartbeatInterval);
       if (spec.pulseInterval > 0) this.watchPulses(link, spec.pulseInterval);
       this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
       spec.events.nodeUp(link.info);
@@ -401,6 +402,7 @@ export class JobScheduler {
   }
 
   private onNodeClosed(link: NodeLink, error?: Error): void {
+    link.stopHeartbeat();
     if (this.links.get(link.key) !== link) return;
     this.links.delete(link.key);
     const why = `node ${link.info.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;

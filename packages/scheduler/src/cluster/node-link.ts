@@ -53,6 +53,22 @@ export class NodeLink {
     return this.info.key;
   }
 
+  private heartbeat?: NodeJS.Timeout;
+
+  /**
+   * Sends the node a heartbeat every `seconds` (it asked for them at setup): a node closes the
+   * computations of a client it has not heard from for its zombie interval.
+   */
+  startHeartbeat(seconds: number): void {
+    if (this.heartbeat || !(seconds > 0)) return;
+    this.heartbeat = setInterval(() => this.connection.send({ pulse: {} }), seconds * 1000);
+    this.heartbeat.unref();
+  }
+
+  stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+  }
+
   /** Refreshes the byte counters from the socket. */
   countTraffic(): void {
     const socket = this.connection.socket;

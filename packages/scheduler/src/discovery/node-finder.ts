@@ -157,6 +157,11 @@ export class NodeFinder {
       this.options.logger.error(`node ${from} refused this cluster: ${refused.reason}`);
       return;
     }
+    if (body.kind === 'announce') {
+      // A node that has just started (or become free) says so: ask it as any other node.
+      if (opened.authentic && opened.version === PROTOCOL_VERSION) this.send(remote.address, body.announce!.tcpPort ?? this.options.nodePort);
+      return;
+    }
     if (body.kind !== 'reply') return;
     if (!opened.authentic) {
       if (!this.refusedBy.has(from)) {

@@ -1,0 +1,54 @@
+import dgram from 'node:dgram';
+import { DEFAULT_CLIENT_PORT, broadcastAddresses, sealDatagram, type Logger } from '@dispy/protocol';
+
+export interface AnnouncerOptions {
+  secret: string;
+  name: string;
+  tcpPort: number;
+  /** `HOST` or `HOST:PORT` of a client or scheduler to tell directly (--scheduler-host). */
+  schedulerHost?: string;
+  /** Broadcast on the local networks too (the node serves a non-loopback address). */
+  broadcast: boolean;
+  logger: Logger;
+}
+
+/**
+ * Tells clients that a node is up and free: an authenticated datagram to the client port,
+ * broadcast on the local networks and sent to `--scheduler-host`. A client that wants the node
+ * pings it as usual, so nodes that start after a client are found at once.
+ */
+export class Announcer {
+  private socket?: dgram.Socket;
+
+  constructor(private readonly options: AnnouncerOptions) {}
+
+  announce(): void {
+    const { secret, name, tcpPort, schedulerHost, broadcast, logger } = this.options;
+    const targets: Array<[string, number]> = [];
+    if (schedulerHost) {
+      const [host, port] = schedulerHost.includes(':') && !schedulerHost.includes('::')
+        ? [schedulerHost.slice(0, schedulerHost.lastIndexOf(':')), Number(schedulerHost.slice(schedulerHost.lastIndexOf(':') + 1))]
+        : [schedulerHost, DEFAULT_CLIENT_PORT];
+      targets.push([host, port]);
+    }
+    if (broadcast) for (const address of broadcastAddresses()) targets.push([address, DEFAULT_CLIENT_PORT]);
+    if (targets.length === 0) return;
+    if (!this.socket) {
+      this.socket = dgram.createSocket('udp4');
+      this.socket.on('error', (error) => logger.debug(`announcement: ${error.message}`));
+      this.socket.bind(() => this.socket?.setBroadcast(true));
+      this.socket.unref();
+    }
+    const datagram = sealDatagram(secret, { announce: { name, tcpPort } });
+    for (const [host, port] of targets) {
+      this.socket.send(datagram, port, host, (error) => {
+        if (error) logger.debug(`announcement to ${host}:${port}: ${error.message}`);
+      });
+    }
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}
