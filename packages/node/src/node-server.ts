@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { OptionError, createLogger, formatZodError, type Logger } from '@dispy/protocol';
+import { OptionError, createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol';
 import { nodeOptionsSchema, resolveCpus, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';
@@ -134,6 +134,7 @@ export class DispyNodeServer {
     this.announcer = new Announcer({
       secret,
       name: this.options.name,
+      tcpHost: this.options.extHosts[0] ?? (isWildcard(this.hosts()[0]!) ? '' : this.hosts()[0]!),
       tcpPort,
       schedulerHost: this.options.schedulerHost,
       broadcast: this.hosts().some((host) => !host.startsWith('127.') && host !== '::1'),

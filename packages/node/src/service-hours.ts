@@ -39,12 +39,18 @@ export class ServiceHours {
     return Boolean(this.options.start || this.options.stop || this.options.end);
   }
 
-  /** Applies the state of now (the most recent event) and arms the next events. */
+  /**
+   * Applies the state of now and arms the next events. With a start time, the state is that of
+   * the most recent event (a node started at night, between stop and start, waits for start);
+   * without one, the node serves until its first stop or end.
+   */
   start(now = new Date()): void {
     const events = (['start', 'stop', 'end'] as const).filter((event) => this.options[event]);
     if (events.length === 0) return;
-    const latest = events.reduce((a, b) => (lastOccurrence(this.options[a]!, now) >= lastOccurrence(this.options[b]!, now) ? a : b));
-    this.options.onEvent(latest);
+    if (this.options.start) {
+      const latest = events.reduce((a, b) => (lastOccurrence(this.options[a]!, now) >= lastOccurrence(this.options[b]!, now) ? a : b));
+      this.options.onEvent(latest);
+    }
     for (const event of events) this.arm(event, now);
   }
 

@@ -4,6 +4,8 @@ import { DEFAULT_CLIENT_PORT, broadcastAddresses, sealDatagram, type Logger } fr
 export interface AnnouncerOptions {
   secret: string;
   name: string;
+  /** The address clients should ping; empty when the node serves every interface. */
+  tcpHost: string;
   tcpPort: number;
   /** `HOST` or `HOST:PORT` of a client or scheduler to tell directly (--scheduler-host). */
   schedulerHost?: string;
@@ -23,7 +25,7 @@ export class Announcer {
   constructor(private readonly options: AnnouncerOptions) {}
 
   announce(): void {
-    const { secret, name, tcpPort, schedulerHost, broadcast, logger } = this.options;
+    const { secret, name, tcpHost, tcpPort, schedulerHost, broadcast, logger } = this.options;
     const targets: Array<[string, number]> = [];
     if (schedulerHost) {
       const [host, port] = schedulerHost.includes(':') && !schedulerHost.includes('::')
@@ -39,7 +41,7 @@ export class Announcer {
       this.socket.bind(() => this.socket?.setBroadcast(true));
       this.socket.unref();
     }
-    const datagram = sealDatagram(secret, { announce: { name, tcpPort } });
+    const datagram = sealDatagram(secret, { announce: { name, tcpHost, tcpPort } });
     for (const [host, port] of targets) {
       this.socket.send(datagram, port, host, (error) => {
         if (error) logger.debug(`announcement to ${host}:${port}: ${error.message}`);

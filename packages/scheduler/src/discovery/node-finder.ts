@@ -159,7 +159,8 @@ export class NodeFinder {
     }
     if (body.kind === 'announce') {
       // A node that has just started (or become free) says so: ask it as any other node.
-      if (opened.authentic && opened.version === PROTOCOL_VERSION) this.send(remote.address, body.announce!.tcpPort ?? this.options.nodePort);
+      const announce = body.announce as dispy.NodeAnnounce;
+      if (opened.authentic && opened.version === PROTOCOL_VERSION) this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
       return;
     }
     if (body.kind !== 'reply') return;

@@ -1,0 +1,171 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DispyJob, JobCluster, NodeAllocate } from '@dispy/client';
+import { DISPYNODE_BIN, freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+
+const clusters: JobCluster[] = [];
+const cleanups: Array<() => void> = [];
+
+afterEach(async () => {
+  await Promise.all(clusters.splice(0).map((cluster) => cluster.close({ timeout: 2 })));
+  for (const cleanup of cleanups.splice(0)) cleanup();
+  await stopAllNodes();
+});
+
+function clusterFor(fn: (...args: any[]) => any, host: string, port: number, extra: Record<string, unknown> = {}) {
+  const cluster = new JobCluster(fn, { nodes: [host], nodePort: port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
+  clusters.push(cluster);
+  return cluster;
+}
+
+/** Local time of day `ms` from now, as HH:MM:SS. */
+function inAMoment(ms: number): string {
+  const at = new Date(Date.now() + ms);
+  return [at.getHours(), at.getMinutes(), at.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
+function tempDir(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-service-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('dispynode service options', () => {
+  it('--serve 1 exits after serving one client', async () => {
+    const node = await startNode({ host: '127.0.8.2', cpus: 1, args: ['--serve', '1'] });
+    const cluster = clusterFor((n: number) => n, node.host, node.port);
+    expect(await cluster.submit(5).wait()).toBe(5);
+    await cluster.close();
+    await node.waitForLog(/served 1 clients \(--serve\): stopping/);
+    await vi.waitFor(() => expect(node.child.exitCode).toBe(0), { timeout: 10_000 });
+  });
+
+  it('--zombie-interval frees a node whose client went silent (SIGSTOP) or was killed (SIGKILL)', async () => {
+    const node = await startNode({ host: '127.0.8.3', cpus: 1, args: ['--zombie-interval', '0.02'] });
+    const script = fileURLToPath(new URL('./fixtures/long-client.mjs', import.meta.url));
+    const startClient = async () => {
+      const client = spawn(process.execPath, [script, node.host, String(node.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      cleanups.push(() => client.kill('SIGKILL'));
+      await new Promise<void>((resolve) => client.stdout!.once('data', () => resolve()));
+      return client;
+    };
+    // A stopped process keeps its connection open but sends nothing: a zombie to the node.
+    const silent = await startClient();
+    silent.kill('SIGSTOP');
+    await node.waitForLog(/silent for [\d.]+ min \(zombie interval\): closing its computations/);
+    await node.waitForLog(/released this node/);
+    silent.kill('SIGKILL');
+    // A killed one closes its connection: the node frees itself at once.
+    const killed = await startClient();
+    killed.kill('SIGKILL');
+    await vi.waitFor(() => expect(node.log.match(/released this node/g)).toHaveLength(2), { timeout: 10_000 });
+    const next = clusterFor((n: number) => n * 2, node.host, node.port);
+    expect(await next.submit(21).wait()).toBe(42);
+  });
+
+  it('--service-stop refuses new jobs while running ones finish', async () => {
+    const node = await startNode({ host: '127.0.8.4', cpus: 1, args: ['--service-stop', inAMoment(2500)] });
+    const cluster = clusterFor(async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return ms;
+    }, node.host, node.port);
+    const running = cluster.submit(4000);
+    await vi.waitFor(() => expect(running.status).toBe(DispyJob.Running), { timeout: 5000 });
+    await node.waitForLog(/service stop/, 10_000);
+    const late = cluster.submit(10);
+    expect(await running.wait()).toBe(4000);
+    expect(running.status).toBe(DispyJob.Finished);
+    expect(await cluster.wait(1)).toBe(false);
+    expect(late.status).toBe(DispyJob.Created);
+  });
+
+  it('--scheduler-host announces the node to a client, which finds it without broadcast', async () => {
+    const clientPort = await freePort('127.0.0.1');
+    const nodePort = await freePort('127.0.8.5');
+    // Loopback has no broadcast: the announcement is the only way this cluster learns of the node.
+    const cluster = new JobCluster((n: number) => n + 1, {
+      nodes: ['127.0.8.*'], nodePort, ipAddr: '127.0.0.1', port: clientPort, loglevel: 'silent',
+    });
+    clusters.push(cluster);
+    const job = cluster.submit(1);
+    await startNode({ host: '127.0.8.5', port: nodePort, cpus: 1, args: ['--scheduler-host', `127.0.0.1:${clientPort}`] });
+    expect(await job.wait()).toBe(2);
+    expect(job.ipAddr).toBe('127.0.8.5');
+  });
+
+  it('--clean stops what an earlier node left and empties the prefix', async () => {
+    const prefix = tempDir();
+    const first = await startNode({ host: '127.0.8.6', cpus: 1, args: ['--dest-path-prefix', prefix] });
+    writeFileSync(path.join(prefix, 'leftover.txt'), 'old');
+    const second = await startNode({ host: '127.0.8.7', cpus: 1, args: ['--dest-path-prefix', prefix, '--clean'] });
+    await vi.waitFor(() => expect(first.child.exitCode ?? first.child.signalCode).not.toBeNull(), { timeout: 10_000 });
+    expect(existsSync(path.join(prefix, 'leftover.txt'))).toBe(false);
+    expect(readFileSync(path.join(prefix, 'dispynode.pid'), 'utf8')).toBe(String(second.child.pid));
+  });
+
+  it('lets a computation stop the node only with --client-shutdown', async () => {
+    const stubborn = await startNode({ host: '127.0.8.8', cpus: 1 });
+    const asking = (globalThis as { dispynode_shutdown?: () => void });
+    const stopper = () => {
+      (globalThis as typeof asking).dispynode_shutdown!();
+      return 'asked';
+    };
+    const first = clusterFor(stopper, stubborn.host, stubborn.port);
+    expect(await first.submit().wait()).toBe('asked');
+    await first.close();
+    await stubborn.waitForLog(/asked this node to shut down; ignored/);
+    expect(stubborn.child.exitCode).toBeNull();
+
+    const willing = await startNode({ host: '127.0.8.9', cpus: 1, args: ['--client-shutdown'] });
+    const second = clusterFor(stopper, willing.host, willing.port);
+    expect(await second.submit().wait()).toBe('asked');
+    await second.close();
+    await vi.waitFor(() => expect(willing.child.exitCode).toBe(0), { timeout: 10_000 });
+  });
+
+  it('saves its options with --save-config and reads them back with --config', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'node.json');
+    const saved = spawn(process.execPath, [DISPYNODE_BIN, '--save-config', file, '-c', '1', '--name', 'configured', '--zombie-interval', '2.5', '--max-file-size', '2m', '-s', 'hush']);
+    expect(await new Promise((resolve) => saved.once('exit', resolve))).toBe(0);
+    const options = JSON.parse(readFileSync(file, 'utf8'));
+    expect(options).toMatchObject({ cpus: 1, name: 'configured', zombieInterval: 2.5, maxFileSize: 2 * 1024 * 1024 });
+    expect(options).not.toHaveProperty('secret');
+    const node = await startNode({ host: '127.0.8.10', args: ['--config', file] });
+    expect(node.log).toMatch(/\[dispynode configured\] info: serving \d CPUs/);
+  });
+
+  it('refuses a malformed service time with the flag named', async () => {
+    const child = spawn(process.execPath, [DISPYNODE_BIN, '--service-stop', '25:00', '-p', '0', '-i', '127.0.8.11']);
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(1);
+    expect(stderr).toContain('option "serviceStop": must be a time of day HH:MM');
+  });
+
+  it('takes "cpus N" on stdin and tells the client', async () => {
+    const port = await freePort('127.0.8.12');
+    const prefix = tempDir();
+    const child = spawn(process.execPath, [DISPYNODE_BIN, '-i', '127.0.8.12', '-p', String(port), '-c', '2', '--dest-path-prefix', prefix], { stdio: ['pipe', 'pipe', 'pipe'] });
+    cleanups.push(() => child.kill('SIGKILL'));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    await vi.waitFor(() => expect(stderr).toMatch(/serving 2 CPUs/), { timeout: 10_000 });
+    const cluster = new JobCluster((n: number) => n, { nodes: [new NodeAllocate('127.0.8.12', { port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    clusters.push(cluster);
+    await cluster.submit(1).wait();
+    child.stdin.write('cpus 1\nstatus\n');
+    await vi.waitFor(() => expect(stdout).toMatch(/serving 1 CPUs/));
+    await vi.waitFor(() => expect(stdout).toMatch(/"cpus": 1/));
+    child.stdin.write('cpus 7\n');
+    await vi.waitFor(() => expect(stdout).toMatch(/cpus must be an integer from -2 to 2, got 7/));
+    child.stdin.end('quit\n');
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+  });
+});
