@@ -175,6 +175,71 @@ describe('cluster control of jobs and nodes', () => {
     expect(await cluster.closeNode('127.9.9.9')).toBe(-1);
   });
 
+  it('pins jobs to a node by host name, and does not move them when that node goes away', async () => {
+    const [a, b] = await Promise.all([startNode({ host: '127.0.0.1', cpus: 1 }), startNode({ host: '127.0.7.14', cpus: 1 })]);
+    const cluster = new JobCluster(sleeper, {
+      nodes: [new NodeAllocate(a!.host, { port: a!.port }), new NodeAllocate(b!.host, { port: b!.port })],
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
+    clusters.push(cluster);
+    await vi.waitFor(() => expect(cluster.status().nodes).toHaveLength(2), { timeout: 10_000 });
+    const byName = cluster.submitNode('localhost', 10);
+    await byName.wait();
+    expect(byName.ipAddr).toBe('127.0.0.1');
+    const pinned = cluster.submitNode(b!.host, 30_000);
+    const waiting = cluster.submitNode(b!.host, 10);
+    await vi.waitFor(() => expect(pinned.status).toBe(DispyJob.Running));
+    await b!.stop();
+    await pinned.wait();
+    expect(pinned.status).toBe(DispyJob.Cancelled);
+    expect(pinned.exception).toMatch(/127\.0\.7\.14.*went away/);
+    // The job still waiting for that node keeps waiting for it; it is not run elsewhere.
+    expect(await cluster.wait(1)).toBe(false);
+    expect(waiting.status).toBe(DispyJob.Created);
+    expect(await cluster.cancel(waiting)).toBe(0);
+  });
+
+  it("reports each node's availability at its pulse interval", async () => {
+    const node = await startNode({ host: '127.0.7.15', cpus: 1 });
+    const infos: Array<DispyNode['availInfo']> = [];
+    const cluster = clusterOn(sleeper, node, {
+      pulseInterval: 1,
+      clusterStatus: (status: number, dispyNode: DispyNode | undefined) => {
+        if (status === DispyNode.AvailInfo) infos.push(dispyNode!.availInfo);
+      },
+    });
+    await cluster.submit(2500).wait();
+    expect(infos.length).toBeGreaterThanOrEqual(2);
+    expect(infos[0]).toEqual({ cpu: expect.any(Number), memory: expect.any(Number), disk: expect.any(Number), swap: expect.any(Number) });
+    expect(infos[0]!.memory).toBeGreaterThan(0);
+  });
+
+  it('presumes a silent node dead after five pulse intervals and resubmits its jobs when reentrant', async () => {
+    const [frozen, healthy] = await Promise.all([startNode({ host: '127.0.7.16', cpus: 1 }), startNode({ host: '127.0.7.17', cpus: 1 })]);
+    const cluster = new JobCluster(sleeper, {
+      nodes: [new NodeAllocate(frozen!.host, { port: frozen!.port })],
+      ipAddr: '127.0.0.1',
+      port: 0,
+      pulseInterval: 1,
+      reentrant: true,
+      loglevel: 'silent',
+    });
+    clusters.push(cluster);
+    const job = cluster.submit(1000);
+    await vi.waitFor(() => expect(job.status).toBe(DispyJob.Running), { timeout: 10_000 });
+    frozen!.child.kill('SIGSTOP');
+    await cluster.allocateNode(new NodeAllocate(healthy!.host, { port: healthy!.port }));
+    try {
+      await job.wait();
+    } finally {
+      frozen!.child.kill('SIGCONT');
+    }
+    expect(job.status).toBe(DispyJob.Finished);
+    expect(job.ipAddr).toBe(healthy!.host);
+  }, 30_000);
+
   it('runs the bounded-submit and custom-scheduler examples to completion', async () => {
     const node = await startNode({ host: '127.0.7.13', cpus: 2 });
     const example = (name: string) => fileURLToPath(new URL(`../../../examples/${name}`, import.meta.url));
