@@ -228,6 +228,7 @@ export class DispyNodeServer {
       destPathPrefix: this.options.destPathPrefix,
       logger: this.logger,
       zombieIntervalMs: this.options.zombieInterval * 60_000,
+      maxFileSize: this.options.maxFileSize,
       requestShutdown: (session) => {
         if (!this.options.clientShutdown) {
           this.logger.warn(`client ${session.peer} asked this node to shut down; ignored (start it with --client-shutdown to allow)`);

@@ -1,7 +1,10 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { dispy, type Logger } from '@dispy/protocol';
+import { confine, dispy, fileSha256, type Logger } from '@dispy/protocol';
 import { WorkerPool, type JobOutcome } from './worker-pool.js';
+import { ProgramPool } from './program-pool.js';
+import type { JobRunner } from './job-runner.js';
+import type { Definition } from './worker-messages.js';
 
 export interface ComputationOptions {
   setup: dispy.ISetup;
@@ -12,60 +15,104 @@ export interface ComputationOptions {
   logger: Logger;
   onDone: (outcome: JobOutcome) => void;
   onShutdownRequest?: () => void;
+  onProvisional?: (jobId: number, result: Uint8Array) => void;
+  onSendFile?: (jobId: number, file: string) => Promise<void>;
+}
+
+/** A file expected by name: resolved when it arrives whole, rejected when its transfer fails. */
+interface Expected {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: Error) => void;
 }
 
 /**
- * A computation installed on this node for a client: its directory and its worker pool.
+ * A computation installed on this node for a client: its directory, the files it was sent,
+ * and what runs its jobs (worker processes for a function, spawns for a program).
  */
 export class Computation {
   readonly id: string;
   readonly dir: string;
-  private pool?: WorkerPool;
+  private runner?: JobRunner;
+  private readonly expected = new Map<string, Expected>();
+  /** Per-job files: how many waiting or running jobs use each. */
+  private readonly jobFileUses = new Map<string, number>();
+  private readonly jobFiles = new Map<number, string[]>();
 
   private constructor(private readonly options: ComputationOptions, dir: string) {
     this.id = options.setup.computeId ?? '';
     this.dir = dir;
   }
 
-  /** Creates the computation's directory and starts its workers; throws with the reason. */
-  static async install(options: ComputationOptions): Promise<Computation> {
+  /** Creates the computation's directory (confined under the prefix); starts nothing yet. */
+  static async prepare(options: ComputationOptions): Promise<Computation> {
     const { setup, destPathPrefix } = options;
     const dir = confine(destPathPrefix, setup.destPath || `computation-${setup.computeId}`);
-    if (setup.kind !== dispy.ComputationKind.FUNCTION) {
-      throw new Error('program computations are not supported by this node yet');
-    }
+    for (const file of setup.files ?? []) confine(dir, file.name ?? '');
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const computation = new Computation(options, dir);
-    const pool = new WorkerPool({
-      size: options.cpus,
-      logger: options.logger,
-      onDone: options.onDone,
-      onShutdownRequest: options.onShutdownRequest,
-      init: {
-        type: 'init',
-        name: setup.name || 'computation',
-        source: setup.source ?? '',
-        computeDir: dir,
-        nodeName: options.nodeName,
-        nodeAddress: options.nodeAddress,
-      },
-    });
-    try {
-      await pool.start();
-    } catch (error) {
-      if (setup.cleanup) await rm(dir, { recursive: true, force: true });
-      throw error;
+    return new Computation(options, dir);
+  }
+
+  /** Of the files offered at setup, those not here already with the same sha256. */
+  async wantedFiles(files: dispy.IFileInfo[]): Promise<string[]> {
+    const wanted: string[] = [];
+    for (const file of files) {
+      const target = confine(this.dir, file.name!);
+      const existing = await stat(target).catch(() => undefined);
+      const same = existing?.isFile() && existing.size === Number(file.size) && (await fileSha256(target)).equals(Buffer.from(file.sha256 ?? []));
+      if (!same) wanted.push(file.name!);
     }
-    computation.pool = pool;
-    return computation;
+    return wanted;
+  }
+
+  /** Resolves when every named file has arrived; rejects with the first transfer's failure. */
+  awaitFiles(names: string[]): Promise<void> {
+    return Promise.all(names.map((name) => this.expect(name).promise)).then(() => undefined);
+  }
+
+  /** A transfer into this computation's directory ended. */
+  fileArrived(name: string, error?: Error): void {
+    const expected = this.expect(name);
+    if (error) expected.reject(error);
+    else expected.resolve();
+  }
+
+  /** Starts the workers (running setup in each) or readies the program. */
+  async start(): Promise<void> {
+    const { setup, cpus, logger } = this.options;
+    if (setup.kind === dispy.ComputationKind.PROGRAM) {
+      const program = confine(this.dir, setup.source ?? '');
+      await chmod(program, 0o755);
+      this.runner = new ProgramPool({ program, dir: this.dir, size: cpus, onDone: (outcome) => this.done(outcome) });
+    } else {
+      const definition = (d: dispy.IDefinition | null | undefined): Definition | undefined =>
+        d?.name ? { name: d.name, source: d.source ?? '' } : undefined;
+      this.runner = new WorkerPool({
+        size: cpus,
+        logger,
+        onDone: (outcome) => this.done(outcome),
+        onShutdownRequest: this.options.onShutdownRequest,
+        onProvisional: this.options.onProvisional,
+        onSendFile: this.options.onSendFile,
+        init: {
+          type: 'init',
+          name: setup.name || 'computation',
+          source: setup.source ?? '',
+          computeDir: this.dir,
+          nodeName: this.options.nodeName,
+          nodeAddress: this.options.nodeAddress,
+          definitions: (setup.definitions ?? []).map(definition).filter((d): d is Definition => d !== undefined),
+          values: setup.values?.length ? setup.values : undefined,
+          setup: definition(setup.setup),
+          setupArgs: setup.setupArgs?.length ? setup.setupArgs : undefined,
+        },
+      });
+    }
+    await this.runner.start();
   }
 
   get cpus(): number {
-    return this.pool?.size ?? 0;
-  }
-
-  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
-    this.pool!.run(jobId, args, timeoutMs);
+    return this.runner?.size ?? 0;
   }
 
   /** CPUs the client asked for at setup (the most this computation uses). */
@@ -73,33 +120,87 @@ export class Computation {
     return this.options.cpus;
   }
 
-  /** Uses `cpus` worker processes from now on. */
-  async resize(cpus: number): Promise<void> {
-    await this.pool?.resize(cpus);
+  /** Runs a job once its per-job files (sent just before it) have arrived. */
+  run(job: dispy.Job): void {
+    const jobId = Number(job.jobId);
+    const files = job.files ?? [];
+    const definitions = (job.definitions ?? []).map((d) => ({ name: d.name ?? '', source: d.source ?? '' }));
+    const timeoutMs = job.timeout > 0 ? job.timeout * 1000 : 0;
+    if (files.length === 0) {
+      this.runner!.run(jobId, job.args, timeoutMs, definitions);
+      return;
+    }
+    this.jobFiles.set(jobId, files);
+    for (const name of files) this.jobFileUses.set(name, (this.jobFileUses.get(name) ?? 0) + 1);
+    this.awaitFiles(files).then(
+      () => this.runner?.run(jobId, job.args, timeoutMs, definitions),
+      (error: Error) => {
+        const now = Date.now();
+        this.done({ jobId, ok: false, exception: `dispy: a depends file of the job did not arrive: ${error.message}`, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+      },
+    );
   }
 
   cancel(jobId: number): boolean {
-    return this.pool?.cancel(jobId) ?? false;
+    return this.runner?.cancel(jobId) ?? false;
   }
 
   runningJobs(): number[] {
-    return this.pool?.runningJobs() ?? [];
+    return this.runner?.runningJobs() ?? [];
   }
 
-  /** Stops the workers (killing running jobs) and removes the files unless told to keep them. */
+  /** Uses `cpus` worker processes from now on. */
+  async resize(cpus: number): Promise<void> {
+    await this.runner?.resize(cpus);
+  }
+
+  /**
+   * Runs the cleanup function (if any), stops the workers (killing running jobs), and removes
+   * the files unless the client asked to keep them.
+   */
   async close(): Promise<void> {
-    await this.pool?.close();
-    if (this.options.setup.cleanup) await rm(this.dir, { recursive: true, force: true });
+    const { setup, logger } = this.options;
+    if (setup.cleanupFunction?.name && this.runner) {
+      const error = await this.runner.runCleanup({ name: setup.cleanupFunction.name, source: setup.cleanupFunction.source ?? '' });
+      if (error) logger.warn(`cleanup of ${setup.name} failed: ${error}`);
+    }
+    await this.runner?.close();
+    for (const expected of this.expected.values()) expected.reject(new Error('the computation was closed'));
+    if (setup.cleanup) await rm(this.dir, { recursive: true, force: true });
   }
-}
 
-/** Resolves a client-given relative path under `root`, refusing anything that escapes it. */
-export function confine(root: string, relative: string): string {
-  if (path.isAbsolute(relative)) throw new Error(`path ${JSON.stringify(relative)} must be relative`);
-  const base = path.resolve(root);
-  const resolved = path.resolve(base, relative);
-  if (resolved !== base && !resolved.startsWith(base + path.sep)) {
-    throw new Error(`path ${JSON.stringify(relative)} escapes the node's directory`);
+  private expect(name: string): Expected {
+    let expected = this.expected.get(name);
+    if (!expected) {
+      let resolve!: () => void;
+      let reject!: (error: Error) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      promise.catch(() => undefined);
+      expected = { promise, resolve, reject };
+      this.expected.set(name, expected);
+    }
+    return expected;
   }
-  return resolved;
+
+  /** A job ended: its per-job files go once no other job uses them; then it is reported. */
+  private done(outcome: JobOutcome): void {
+    const files = this.jobFiles.get(outcome.jobId);
+    if (files) {
+      this.jobFiles.delete(outcome.jobId);
+      for (const name of files) {
+        const uses = (this.jobFileUses.get(name) ?? 1) - 1;
+        if (uses > 0) {
+          this.jobFileUses.set(name, uses);
+          continue;
+        }
+        this.jobFileUses.delete(name);
+        this.expected.delete(name);
+        void rm(path.join(this.dir, name), { force: true });
+      }
+    }
+    this.options.onDone(outcome);
+  }
 }

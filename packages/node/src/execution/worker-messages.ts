@@ -1,5 +1,11 @@
 /** Messages between the node process and its worker processes (IPC, advanced serialization). */
 
+/** A function or class shipped as source, defined as a global of that name. */
+export interface Definition {
+  name: string;
+  source: string;
+}
+
 export interface WorkerInit {
   type: 'init';
   name: string;
@@ -7,11 +13,34 @@ export interface WorkerInit {
   computeDir: string;
   nodeName: string;
   nodeAddress: string;
+  /** Functions and classes of depends. */
+  definitions: Definition[];
+  /** Value codec: { name: value } of depends. */
+  values?: Uint8Array;
+  /** Run before the first job; must return 0 (or a promise of 0). */
+  setup?: Definition;
+  /** Value codec: arguments to setup. */
+  setupArgs?: Uint8Array;
 }
 
 export interface WorkerJob {
   jobId: number;
   args: Uint8Array;
+  /** Per-job functions and classes, defined for this job only. */
+  definitions?: Definition[];
+}
+
+/** Run the computation's cleanup function (once, before the pool closes). */
+export interface WorkerCleanup {
+  type: 'cleanup';
+  cleanup: Definition;
+}
+
+/** The node's answer to a send-file request of a job. */
+export interface WorkerSendFileDone {
+  type: 'send-file-done';
+  requestId: number;
+  error?: string;
 }
 
 /** Jobs to run one after the other; batching them saves a pipe write (and a wake-up) per job. */
@@ -26,7 +55,7 @@ export interface WorkerDrop {
   jobId: number;
 }
 
-export type ToWorker = WorkerInit | WorkerJobs | WorkerDrop;
+export type ToWorker = WorkerInit | WorkerJobs | WorkerDrop | WorkerCleanup | WorkerSendFileDone;
 
 export interface WorkerReady {
   type: 'ready';
@@ -58,4 +87,31 @@ export interface WorkerShutdownRequest {
   type: 'shutdown-request';
 }
 
-export type FromWorker = WorkerReady | WorkerInitFailed | WorkerDone | WorkerShutdownRequest;
+/** dispyProvisionalResult(value) in a job. */
+export interface WorkerProvisional {
+  type: 'provisional';
+  jobId: number;
+  result: Uint8Array;
+}
+
+/** dispySendFile(path) in a job: the node streams the file to the client. */
+export interface WorkerSendFile {
+  type: 'send-file';
+  requestId: number;
+  jobId: number;
+  path: string;
+}
+
+export interface WorkerCleanupDone {
+  type: 'cleanup-done';
+  error?: string;
+}
+
+export type FromWorker =
+  | WorkerReady
+  | WorkerInitFailed
+  | WorkerDone
+  | WorkerShutdownRequest
+  | WorkerProvisional
+  | WorkerSendFile
+  | WorkerCleanupDone;

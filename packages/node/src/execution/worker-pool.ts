@@ -2,7 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@dispy/protocol';
-import type { FromWorker, WorkerDone, WorkerInit } from './worker-messages.js';
+import type { Definition, FromWorker, WorkerDone, WorkerInit } from './worker-messages.js';
+import type { JobRunner } from './job-runner.js';
 
 /** Path of the worker entry: beside this file once built, or in dist/ when run from source. */
 function workerRuntimePath(): string {
@@ -24,11 +25,16 @@ export interface WorkerPoolOptions {
   onDone: (outcome: JobOutcome) => void;
   /** A computation asked the node to shut down. */
   onShutdownRequest?: () => void;
+  /** A job sent an intermediate result. */
+  onProvisional?: (jobId: number, result: Uint8Array) => void;
+  /** A job asked for a file (absolute path) to go to the client; resolve or reject when done. */
+  onSendFile?: (jobId: number, file: string) => Promise<void>;
 }
 
 interface Waiting {
   jobId: number;
   args: Uint8Array;
+  definitions?: Definition[];
   /** Milliseconds the job may run once started; 0: no limit. */
   timeoutMs: number;
 }
@@ -46,6 +52,7 @@ interface Worker {
   ready: boolean;
   /** Stop after the jobs it has (the pool is shrinking). */
   retire?: boolean;
+  onCleanupDone?: (error?: string) => void;
   /** Jobs sent to this worker and not reported yet, in order: the first is running. */
   jobs: Assigned[];
 }
@@ -64,7 +71,7 @@ const MAX_BATCH = 4;
  * ends only its running job, which is reported Terminated with the reason; jobs queued behind it
  * go back to the wait list, and the worker is replaced.
  */
-export class WorkerPool {
+export class WorkerPool implements JobRunner {
   private readonly workers = new Set<Worker>();
   private backlog: Waiting[] = [];
   private closing = false;
@@ -92,8 +99,8 @@ export class WorkerPool {
   }
 
   /** Runs a job as soon as a worker is free; `timeoutMs` (0: none) limits its run time. */
-  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
-    this.backlog.push({ jobId, args, timeoutMs });
+  run(jobId: number, args: Uint8Array, timeoutMs = 0, definitions?: Definition[]): void {
+    this.backlog.push({ jobId, args, timeoutMs, definitions });
     // Jobs that arrive in one read of the socket are handed out together.
     if (!this.dispatchScheduled) {
       this.dispatchScheduled = true;
@@ -153,6 +160,23 @@ export class WorkerPool {
     await Promise.all(starting);
   }
 
+  /**
+   * Runs the computation's cleanup function once, in an idle worker, before the pool closes.
+   * Resolves with the error text if it threw (or did not finish in 30 s).
+   */
+  async runCleanup(cleanup: Definition): Promise<string | undefined> {
+    const worker = [...this.workers].find((w) => w.ready && w.jobs.length === 0) ?? [...this.workers].find((w) => w.ready);
+    if (!worker) return 'no worker to run cleanup in';
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve('cleanup did not finish in 30 s'), 30_000);
+      worker.onCleanupDone = (error) => {
+        clearTimeout(timer);
+        resolve(error);
+      };
+      worker.child.send({ type: 'cleanup', cleanup });
+    });
+  }
+
   /** Jobs running now (the first job of each busy worker). */
   runningJobs(): number[] {
     return [...this.workers].flatMap((worker) => (worker.jobs[0] ? [worker.jobs[0].jobId] : []));
@@ -176,7 +200,7 @@ export class WorkerPool {
       const now = Date.now();
       const worker = idle[i]!;
       worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
-      worker.child.send({ type: 'jobs', jobs: batch.map(({ jobId, args }) => ({ jobId, args })) });
+      worker.child.send({ type: 'jobs', jobs: batch.map(({ jobId, args, definitions }) => ({ jobId, args, definitions })) });
       this.armTimeout(worker);
     }
   }
@@ -202,6 +226,21 @@ export class WorkerPool {
             break;
           case 'shutdown-request':
             this.options.onShutdownRequest?.();
+            break;
+          case 'provisional':
+            if (worker.jobs[0]?.jobId === message.jobId) this.options.onProvisional?.(message.jobId, message.result);
+            break;
+          case 'send-file': {
+            const { requestId } = message;
+            const sending = this.options.onSendFile?.(message.jobId, message.path) ?? Promise.reject(new Error('not supported here'));
+            sending.then(
+              () => child.connected && child.send({ type: 'send-file-done', requestId }),
+              (error: Error) => child.connected && child.send({ type: 'send-file-done', requestId, error: error.message }),
+            );
+            break;
+          }
+          case 'cleanup-done':
+            worker.onCleanupDone?.(message.error);
             break;
           case 'init-failed':
             reject(new Error(`the computation failed to load: ${message.error}`));
@@ -237,7 +276,7 @@ export class WorkerPool {
         if (this.closing) {
           for (const { jobId } of queued) this.reportCancelled(jobId);
         } else {
-          this.backlog.unshift(...queued.map(({ jobId, args, timeoutMs }) => ({ jobId, args, timeoutMs })));
+          this.backlog.unshift(...queued.map(({ jobId, args, timeoutMs, definitions }) => ({ jobId, args, timeoutMs, definitions })));
           this.dispatch();
         }
         if (!this.closing && worker.ready && this.workers.size < this.wanted) {

@@ -6,15 +6,18 @@ import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
-import { decodeValue, encodeValue } from '@dispy/protocol/codec';
+import { decodeValue, encodeValue, registerClass } from '@dispy/protocol/codec';
 import { OutputCapture } from './output-capture.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
-import type { FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
+import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
 
 const runtimeRequire = createRequire(import.meta.url);
 const capture = new OutputCapture();
 let computation: ((...args: unknown[]) => unknown) | undefined;
 let currentJob: number | undefined;
+let computeDir = process.cwd();
+let nextRequest = 1;
+const sendFileRequests = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
 const queue: WorkerJob[] = [];
 let draining = false;
 
@@ -59,8 +62,35 @@ function makeImport(computeDir: string, localRequire: NodeJS.Require) {
   };
 }
 
-function init(message: WorkerInit): void {
-  const { computeDir } = message;
+/** Evaluates a shipped function or class and defines it as a global of its name. */
+function define(definition: Definition, dir: string): unknown {
+  const value = new vm.Script(`(${definition.source})`, { filename: path.join(dir, `${definition.name}.js`) }).runInThisContext();
+  Object.defineProperty(globalThis, definition.name, { value, writable: true, configurable: true });
+  if (typeof value === 'function' && /^class[\s{]/.test(Function.prototype.toString.call(value))) registerClass(definition.name, value);
+  return value;
+}
+
+/** dispyProvisionalResult(value): sends an intermediate result of the running job. */
+function provisionalResult(value: unknown): Promise<number> {
+  const jobId = currentJob;
+  if (jobId === undefined) return Promise.reject(new Error('dispyProvisionalResult is only for a running job'));
+  const result = encodeValue(value, 'the provisional result');
+  return new Promise((resolve) => process.send!({ type: 'provisional', jobId, result } satisfies FromWorker, () => resolve(0)));
+}
+
+/** dispySendFile(path): the node streams the file to the client; resolves 0 when it arrived. */
+function sendFile(file: string): Promise<number> {
+  const jobId = currentJob;
+  if (jobId === undefined) return Promise.reject(new Error('dispySendFile is only for a running job'));
+  const requestId = nextRequest++;
+  return new Promise((resolve, reject) => {
+    sendFileRequests.set(requestId, { resolve, reject });
+    send({ type: 'send-file', requestId, jobId, path: path.resolve(computeDir, file) });
+  });
+}
+
+async function init(message: WorkerInit): Promise<void> {
+  computeDir = message.computeDir;
   const computeRequire = makeRequire(computeDir);
   const dispyImport = makeImport(computeDir, computeRequire);
   const globals: Record<string, unknown> = {
@@ -74,6 +104,10 @@ function init(message: WorkerInit): void {
     dispy_node_name: message.nodeName,
     dispy_node_ip_addr: message.nodeAddress,
     dispy_job_path: computeDir,
+    dispyProvisionalResult: provisionalResult,
+    dispy_provisional_result: provisionalResult,
+    dispySendFile: sendFile,
+    dispy_send_file: sendFile,
     // Asks the node to stop once this client is done; honoured only with --client-shutdown.
     dispynode_shutdown: () => send({ type: 'shutdown-request' }),
   };
@@ -83,6 +117,18 @@ function init(message: WorkerInit): void {
   installTranspilerHelpers();
   process.chdir(computeDir);
   try {
+    if (message.values) {
+      for (const [name, value] of Object.entries(decodeValue(message.values) as Record<string, unknown>)) {
+        Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
+      }
+    }
+    for (const definition of message.definitions) define(definition, computeDir);
+    if (message.setup) {
+      const setup = define(message.setup, computeDir) as (...args: unknown[]) => unknown;
+      const args = message.setupArgs ? (decodeValue(message.setupArgs) as unknown[]) : [];
+      const status = await setup(...args);
+      if (status !== 0 && status !== undefined) throw new Error(`setup returned ${JSON.stringify(status)}, not 0`);
+    }
     const script = new vm.Script(`(${message.source})`, {
       filename: path.join(computeDir, `${message.name}.js`),
     });
@@ -106,7 +152,9 @@ async function runJob(message: WorkerJob): Promise<void> {
   let ok = true;
   let result: Uint8Array | undefined;
   let exception: string | undefined;
+  const perJob = message.definitions ?? [];
   try {
+    for (const definition of perJob) define(definition, computeDir);
     const args = decodeValue(message.args) as unknown[];
     const value = await computation!(...args);
     result = encodeValue(value, 'the result');
@@ -114,6 +162,8 @@ async function runJob(message: WorkerJob): Promise<void> {
     ok = false;
     exception = describeError(error);
   }
+  // Per-job depends last only as long as their job.
+  for (const { name } of perJob) delete (globalThis as Record<string, unknown>)[name];
   const output = capture.stop();
   const cpu = process.cpuUsage(cpuStart);
   currentJob = undefined;
@@ -167,8 +217,25 @@ function drop(jobId: number): void {
   if (index >= 0) queue.splice(index, 1);
 }
 
+async function cleanup(definition: Definition): Promise<void> {
+  try {
+    const fn = define(definition, computeDir) as () => unknown;
+    await fn();
+    send({ type: 'cleanup-done' });
+  } catch (error) {
+    send({ type: 'cleanup-done', error: describeError(error) });
+  }
+}
+
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'init') init(message);
+  if (message.type === 'init') void init(message);
+  else if (message.type === 'cleanup') void cleanup(message.cleanup);
+  else if (message.type === 'send-file-done') {
+    const request = sendFileRequests.get(message.requestId);
+    sendFileRequests.delete(message.requestId);
+    if (message.error) request?.reject(new Error(`dispySendFile: ${message.error}`));
+    else request?.resolve(0);
+  }
   else if (message.type === 'jobs') {
     queue.push(...message.jobs);
     void drain();

@@ -1,7 +1,10 @@
 import type { Socket } from 'node:net';
 import {
+  FileReceiver,
   FramedSocket,
   PROTOCOL_VERSION,
+  confine,
+  sendFileChunks,
   clientProof,
   dispy,
   macEquals,
@@ -12,6 +15,9 @@ import {
 } from '@dispy/protocol';
 import { Computation } from '../execution/computation.js';
 import { measureAvailInfo } from '../avail-info.js';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ReceivedFile } from '@dispy/protocol';
 import type { JobOutcome } from '../execution/worker-pool.js';
 
 /** What a session needs of the node serving it. */
@@ -22,6 +28,8 @@ export interface NodeContext {
   readonly cpus: number;
   readonly destPathPrefix: string;
   readonly logger: Logger;
+  /** Largest file transferred either way, in bytes (0: no limit). */
+  readonly maxFileSize: number;
   /** A client silent this long (ms) is presumed gone: its computations are closed. */
   readonly zombieIntervalMs: number;
   /** A computation of this session asked the node to shut down. */
@@ -44,6 +52,12 @@ export class ClientSession {
   private readonly nonce = newNonce();
   private authenticated = false;
   private readonly computations = new Map<string, Computation>();
+  /** Computations whose setup waits for files. */
+  private readonly preparing = new Map<string, Computation>();
+  private readonly files: FileReceiver;
+  /** Transfers of files to the client (dispySendFile), by transfer id. */
+  private readonly outgoing = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextTransfer = 1;
   private readonly unacked = new Map<number, dispy.IJobReply>();
   private readonly authTimer: NodeJS.Timeout;
   private pulseTimer?: NodeJS.Timeout;
@@ -60,6 +74,17 @@ export class ClientSession {
     this.channel = new FramedSocket(socket, {
       onFrame: (frame) => this.onFrame(frame),
       onClose: (error) => void this.shutdown(error),
+    });
+    this.files = new FileReceiver({
+      rootFor: (chunk) => {
+        const computation = this.computations.get(chunk.computeId ?? '') ?? this.preparing.get(chunk.computeId ?? '');
+        if (!computation) throw new Error(`no computation ${chunk.computeId} here`);
+        return computation.dir;
+      },
+      maxFileSize: node.maxFileSize,
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+      onDone: (transferId, result) => this.fileReceived(transferId, result),
     });
     this.authTimer = setTimeout(() => {
       node.logger.warn(`client ${this.peer} did not authenticate in time; disconnected`);
@@ -84,8 +109,11 @@ export class ClientSession {
     clearInterval(this.zombieTimer);
     if (error) this.node.logger.info(`client ${this.peer} disconnected: ${error.message}`);
     this.channel.destroy();
-    const closing = [...this.computations.values()].map((computation) => computation.close());
+    await this.files.abort();
+    for (const transfer of this.outgoing.values()) transfer.reject(new Error('the client went away'));
+    const closing = [...this.computations.values(), ...this.preparing.values()].map((computation) => computation.close());
     this.computations.clear();
+    this.preparing.clear();
     await Promise.allSettled(closing);
     this.node.release(this);
     this.onEnd(this);
@@ -116,6 +144,17 @@ export class ClientSession {
       }
       case 'pulse':
         break; // the client's heartbeat: lastHeard is all it is for
+      case 'fileChunk':
+        this.files.receive(frame.fileChunk as dispy.FileChunk);
+        break;
+      case 'fileDone': {
+        const { transferId, ok, error } = frame.fileDone as dispy.FileDone;
+        const transfer = this.outgoing.get(Number(transferId));
+        this.outgoing.delete(Number(transferId));
+        if (ok) transfer?.resolve();
+        else transfer?.reject(new Error(error || 'the client refused the file'));
+        break;
+      }
       case 'jobAck':
         for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
         break;
@@ -170,8 +209,9 @@ export class ClientSession {
       return;
     }
     const wanted = setup.cpus > 0 ? Math.min(setup.cpus, this.node.cpus) : this.node.cpus;
+    let computation: Computation | undefined;
     try {
-      const computation = await Computation.install({
+      computation = await Computation.prepare({
         setup,
         cpus: wanted,
         destPathPrefix: this.node.destPathPrefix,
@@ -180,7 +220,17 @@ export class ClientSession {
         logger: this.node.logger,
         onDone: (outcome) => this.reply(computeId, outcome),
         onShutdownRequest: () => this.node.requestShutdown(this),
+        onProvisional: (jobId, result) => this.channel.send({ jobReply: { computeId, jobId, status: dispy.JobStatus.PROVISIONAL, result } }),
+        onSendFile: (jobId, file) => this.sendFileToClient(computation!, jobId, file),
       });
+      this.preparing.set(computeId, computation);
+      const files = await computation.wantedFiles(setup.files ?? []);
+      if (files.length > 0) {
+        this.channel.send({ fileWant: { computeId, names: files } });
+        await computation.awaitFiles(files);
+      }
+      await computation.start();
+      this.preparing.delete(computeId);
       if (this.closed) {
         await computation.close();
         return;
@@ -193,10 +243,40 @@ export class ClientSession {
         setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir, heartbeatInterval: this.heartbeatSeconds() },
       });
     } catch (error) {
+      this.preparing.delete(computeId);
+      await computation?.close().catch(() => undefined);
       this.node.logger.warn(`setup of ${setup.name} for ${this.peer} failed: ${(error as Error).message}`);
       refuse((error as Error).message);
       if (this.computations.size === 0) this.node.release(this);
     }
+  }
+
+  /** A file sent by the client arrived (or failed): tell it, and whoever waits for the file. */
+  private fileReceived(transferId: number, result: ReceivedFile | Error): void {
+    if (result instanceof Error) {
+      this.node.logger.warn(`file from ${this.peer} refused: ${result.message}`);
+      this.channel.send({ fileDone: { transferId, ok: false, error: result.message } });
+    } else {
+      this.channel.send({ fileDone: { transferId, ok: true } });
+    }
+    const name = result instanceof Error ? undefined : result.name;
+    const computeId = result instanceof Error ? undefined : result.computeId;
+    if (name && computeId) (this.computations.get(computeId) ?? this.preparing.get(computeId))?.fileArrived(name);
+  }
+
+  /** dispySendFile: streams a file of a job's directory to the client, size-limited. */
+  private async sendFileToClient(computation: Computation, jobId: number, file: string): Promise<void> {
+    const name = path.relative(computation.dir, file);
+    confine(computation.dir, name); // refuses a file outside the computation's directory
+    const info = await stat(file);
+    const limit = this.node.maxFileSize;
+    if (limit > 0 && info.size > limit) {
+      throw new Error(`${name} is ${info.size} bytes, over the node's limit of ${limit} bytes (--max-file-size)`);
+    }
+    const transferId = this.nextTransfer++;
+    const arrived = new Promise<void>((resolve, reject) => this.outgoing.set(transferId, { resolve, reject }));
+    await sendFileChunks(this.channel, { transferId, file, name, computeId: computation.id, jobId });
+    await arrived;
   }
 
   private runJob(job: dispy.Job): void {
@@ -210,7 +290,7 @@ export class ClientSession {
       this.channel.send({ error: { code: 'DISPY_ERR_NODE_STOPPED', message: 'the node takes no new jobs now', jobId: job.jobId } });
       return;
     }
-    computation.run(Number(job.jobId), job.args, job.timeout > 0 ? job.timeout * 1000 : 0);
+    computation.run(job);
   }
 
   /** The client wants another number of CPUs for a computation (at most what the node offers). */

@@ -1,5 +1,6 @@
 import { types } from 'node:util';
 import { UnsendableValueError } from '../errors/unsendable-value-error.js';
+import { isShippedInstance } from './value-codec.js';
 
 /**
  * Throws UnsendableValueError, naming where and why, when `value` holds anything the
@@ -59,13 +60,13 @@ export function checkSendable(value: unknown, path: string): void {
       for (let i = 0; i < object.length; i++) stack.push([object[i], `${where}[${i}]`]);
       continue;
     }
-    if (!types.isNativeError(object)) {
+    if (!types.isNativeError(object) && !isShippedInstance(object)) {
       const proto = Object.getPrototypeOf(object);
       if (proto !== Object.prototype && proto !== null) {
         const name = proto?.constructor?.name || 'anonymous class';
         throw new UnsendableValueError(
           where,
-          `it is an instance of class ${name}, which the other side does not have; send a plain object`,
+          `it is an instance of class ${name}, which the other side does not have; list the class in depends, or send a plain object`,
         );
       }
     }

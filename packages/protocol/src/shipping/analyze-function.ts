@@ -21,9 +21,11 @@ export interface AnalyzeOptions {
   allowedGlobals?: Iterable<string>;
   /** What the function is, for messages: "the computation", "setup". */
   role?: string;
+  /** Accept a class (depends may ship classes). */
+  allowClass?: boolean;
 }
 
-const cache = new WeakMap<Function, { result: ShippableFunction; free: string[] }>();
+const cache = new WeakMap<Function, { result: ShippableFunction; free: string[]; ast: AcornNode }>();
 
 /**
  * Checks that `fn` can run on another machine from its source text alone and returns that text.
@@ -40,7 +42,7 @@ export function analyzeFunction(fn: unknown, options: AnalyzeOptions = {}): Ship
   }
   let entry = cache.get(fn);
   if (!entry) {
-    entry = inspect(fn, role);
+    entry = inspect(fn, role, options.allowClass ?? false);
     cache.set(fn, entry);
   }
   const allowed = new Set(options.allowedGlobals ?? []);
@@ -58,7 +60,7 @@ export function analyzeFunction(fn: unknown, options: AnalyzeOptions = {}): Ship
   return entry.result;
 }
 
-function inspect(fn: Function, role: string): { result: ShippableFunction; free: string[] } {
+function inspect(fn: Function, role: string, allowClass: boolean): { result: ShippableFunction; free: string[]; ast: AcornNode } {
   const source = Function.prototype.toString.call(fn);
   const name = fn.name && /^[A-Za-z_$][\w$]*$/.test(fn.name) ? fn.name : 'computation';
   if (/\{\s*\[native code\]\s*\}\s*$/.test(source)) {
@@ -71,7 +73,7 @@ function inspect(fn: Function, role: string): { result: ShippableFunction; free:
       `${label(role, fn)} is a native function; only functions written in JavaScript or TypeScript can be shipped`,
     );
   }
-  if (/^class[\s{]/.test(source)) {
+  if (/^class[\s{]/.test(source) && !allowClass) {
     throw new ComputationError(`${label(role, fn)} is a class; pass a function (classes belong in depends)`);
   }
   let ast: AcornNode;
@@ -94,7 +96,26 @@ function inspect(fn: Function, role: string): { result: ShippableFunction; free:
     const id = reference.identifier.name;
     if (!KNOWN_GLOBALS.has(id)) free.add(id);
   }
-  return { result: { name, source, shippedSource: rewriteImports(source, ast) }, free: [...free] };
+  return { result: { name, source, shippedSource: rewriteImports(source, ast) }, free: [...free], ast };
+}
+
+/**
+ * Names a function assigns as globals (`globalThis.data = …`, `global.data = …`): what dispy's
+ * `global data` pattern in setup makes available to the computation.
+ */
+export function assignedGlobals(fn: Function): string[] {
+  const entry = cache.get(fn) ?? inspect(fn, 'setup', false);
+  cache.set(fn, entry);
+  const names = new Set<string>();
+  visit(entry.ast, (node) => {
+    if (node.type !== 'AssignmentExpression') return;
+    const target = (node as unknown as { left: { type: string; computed?: boolean; object?: { type: string; name?: string }; property?: { type: string; name?: string } } }).left;
+    if (target.type !== 'MemberExpression' || target.computed || target.object?.type !== 'Identifier') return;
+    if ((target.object.name === 'globalThis' || target.object.name === 'global') && target.property?.type === 'Identifier') {
+      names.add(target.property.name!);
+    }
+  });
+  return [...names];
 }
 
 /** Replaces the `import` keyword of every ImportExpression (positions shifted by the `(`). */

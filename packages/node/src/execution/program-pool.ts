@@ -1,0 +1,132 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { decodeValue, encodeValue } from '@dispy/protocol';
+import type { JobRunner } from './job-runner.js';
+import type { JobOutcome } from './worker-pool.js';
+
+export interface ProgramPoolOptions {
+  /** The program's path (in the computation's directory, made executable). */
+  program: string;
+  /** Working directory of every run. */
+  dir: string;
+  size: number;
+  onDone: (outcome: JobOutcome) => void;
+}
+
+interface Run {
+  child: ChildProcess;
+  startTime: number;
+  stdout: string[];
+  stderr: string[];
+  cancelled?: boolean;
+  timedOut?: boolean;
+  timeoutMs: number;
+  timer?: NodeJS.Timeout;
+}
+
+const KILL_GRACE_MS = 1000;
+
+/**
+ * Runs a program computation: one process per job (a program is its own process), at most
+ * `size` at a time, in the computation's directory with the job's string arguments. The result
+ * is the exit status; a program killed by a signal ends Terminated with the signal named.
+ */
+export class ProgramPool implements JobRunner {
+  private readonly running = new Map<number, Run>();
+  private backlog: Array<{ jobId: number; args: Uint8Array; timeoutMs: number }> = [];
+  private closing = false;
+
+  constructor(private readonly options: ProgramPoolOptions) {}
+
+  get size(): number {
+    return this.options.size;
+  }
+
+  async start(): Promise<void> {}
+
+  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
+    this.backlog.push({ jobId, args, timeoutMs });
+    this.pump();
+  }
+
+  cancel(jobId: number): boolean {
+    const waiting = this.backlog.findIndex((job) => job.jobId === jobId);
+    if (waiting >= 0) {
+      this.backlog.splice(waiting, 1);
+      const now = Date.now();
+      this.options.onDone({ jobId, ok: false, cancelled: true, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+      return true;
+    }
+    const run = this.running.get(jobId);
+    if (!run) return false;
+    run.cancelled = true;
+    kill(run.child);
+    return true;
+  }
+
+  runningJobs(): number[] {
+    return [...this.running.keys()];
+  }
+
+  async resize(size: number): Promise<void> {
+    this.options.size = size;
+    this.pump();
+  }
+
+  async runCleanup(): Promise<string | undefined> {
+    return 'a program computation has no cleanup function';
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const { jobId } of this.backlog) this.cancel(jobId);
+    const exits = [...this.running.values()].map((run) => {
+      run.cancelled = true;
+      return new Promise<void>((resolve) => {
+        run.child.once('close', () => resolve());
+        kill(run.child);
+      });
+    });
+    await Promise.all(exits);
+  }
+
+  private pump(): void {
+    while (!this.closing && this.running.size < this.options.size && this.backlog.length > 0) {
+      const { jobId, args, timeoutMs } = this.backlog.shift()!;
+      this.launch(jobId, args, timeoutMs);
+    }
+  }
+
+  private launch(jobId: number, args: Uint8Array, timeoutMs: number): void {
+    const argv = (decodeValue(args) as unknown[]).map(String);
+    const child = spawn(this.options.program, argv, { cwd: this.options.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const run: Run = { child, startTime: Date.now(), stdout: [], stderr: [], timeoutMs };
+    this.running.set(jobId, run);
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => run.stderr.push(text));
+    if (timeoutMs > 0) {
+      run.timer = setTimeout(() => {
+        run.timedOut = true;
+        kill(child);
+      }, timeoutMs);
+    }
+    let failed: Error | undefined;
+    child.once('error', (error) => (failed = error));
+    child.once('close', (code, signal) => {
+      clearTimeout(run.timer);
+      this.running.delete(jobId);
+      const base = { jobId, stdout: run.stdout.join(''), stderr: run.stderr.join(''), startTime: run.startTime, endTime: Date.now(), cpuTime: 0 };
+      if (run.cancelled) this.options.onDone({ ...base, ok: false, cancelled: true, exception: 'dispy: the job was cancelled; its program was stopped' });
+      else if (run.timedOut) this.options.onDone({ ...base, ok: false, exception: `dispy: the job timed out after ${timeoutMs / 1000} s; its program was stopped` });
+      else if (failed) this.options.onDone({ ...base, ok: false, exception: `dispy: the program could not run: ${failed.message}` });
+      else if (signal) this.options.onDone({ ...base, ok: false, exception: `dispy: the program was killed by ${signal}` });
+      else this.options.onDone({ ...base, ok: true, result: encodeValue(code) });
+      this.pump();
+    });
+  }
+}
+
+function kill(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS).unref();
+}

@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { FrameInit } from '../framing/framed-socket.js';
+
+/** Bytes of file data per FileChunk frame. */
+export const FILE_CHUNK_BYTES = 512 * 1024;
+
+/** What a file sender needs of a connection: send a frame, and wait while its buffer is full. */
+export interface FrameSink {
+  send(frame: FrameInit): boolean;
+  drain(): Promise<void>;
+}
+
+export interface SendFileOptions {
+  transferId: number;
+  /** The file on this side. */
+  file: string;
+  /** Its name on the other side (relative to the receiver's directory). */
+  name: string;
+  computeId?: string;
+  jobId?: number;
+}
+
+/**
+ * Streams a file as FileChunk frames: the first names it and gives its size, the last carries
+ * the sha256 of what was read. Waits whenever the socket's buffer is full, so memory stays
+ * constant whatever the file's size. Resolves with the number of bytes sent.
+ */
+export async function sendFileChunks(sink: FrameSink, options: SendFileOptions): Promise<number> {
+  const { transferId, file, name, computeId = '', jobId = 0 } = options;
+  const info = await stat(file);
+  const hash = createHash('sha256');
+  let sent = 0;
+  const emit = (data: Buffer, last: boolean): boolean => {
+    const frame: FrameInit = {
+      fileChunk: {
+        transferId,
+        path: name,
+        offset: sent,
+        data,
+        last,
+        computeId,
+        jobId,
+        ...(sent === 0 ? { size: info.size, mode: info.mode & 0o777 } : {}),
+        ...(last ? { sha256: hash.digest() } : {}),
+      },
+    };
+    sent += data.length;
+    return sink.send(frame);
+  };
+  // One chunk is held back so that the last frame can carry the hash of the whole.
+  let previous: Buffer | undefined;
+  for await (const chunk of createReadStream(file, { highWaterMark: FILE_CHUNK_BYTES })) {
+    if (previous && !emit(previous, false)) await sink.drain();
+    hash.update(chunk as Buffer);
+    previous = chunk as Buffer;
+  }
+  emit(previous ?? Buffer.alloc(0), true);
+  return sent;
+}
