@@ -29,7 +29,7 @@ describe('JobCluster options', () => {
   });
 
   it('refuses options of later releases rather than ignoring them', () => {
-    expect(() => new JobCluster((n: number) => n, { ...quiet, setup: () => 0 })).toThrow(/"setup" is not available/);
+    expect(() => new JobCluster((n: number) => n, { ...quiet, keyfile: 'key.pem' })).toThrow(/"keyfile" is not available/);
   });
 });
 

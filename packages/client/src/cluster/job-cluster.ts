@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import os from 'node:os';
 import {
@@ -6,10 +8,12 @@ import {
   DispyError,
   OptionError,
   analyzeFunction,
+  assignedGlobals,
   createLogger,
   decodeValue,
   dispy,
   encodeArguments,
+  encodeValue,
   formatZodError,
   type Logger,
 } from '@dispy/protocol';
@@ -20,6 +24,7 @@ import { NodeAllocate } from '../node/node-allocate.js';
 import { clusterOptionsSchema, type JobClusterOptions, type ResolvedClusterOptions } from './options.js';
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
 import { findNodeKey } from './node-control.js';
+import { collectDepends, describeFiles } from './depends.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -37,15 +42,15 @@ export interface SubmitJobOptions<A extends unknown[]> {
 
 /** Options that belong to later releases; refused clearly rather than ignored. */
 const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]> = [
-  ['depends', (value) => Array.isArray(value) && value.length > 0],
-  ['setup', (value) => value !== undefined],
-  ['cleanup', (value) => typeof value === 'function'],
   ['keyfile', (value) => value !== undefined],
   ['certfile', (value) => value !== undefined],
   ['cafile', (value) => value !== undefined],
 ];
 
 type Job = SchedulerJob<DispyJob>;
+
+/** A host no node has: a job pinned to it waits (its files are being hashed). */
+const HOLD = '\0held';
 
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
@@ -59,6 +64,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   /** The computation's name. */
   readonly name: string;
   readonly options: ResolvedClusterOptions;
+  private readonly isProgram: boolean;
   private readonly logger: Logger;
   private readonly computeId = randomBytes(8).toString('hex');
   private readonly scheduler: JobScheduler;
@@ -82,11 +88,34 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
         throw new OptionError(`JobCluster: option "${option}" is not available in this release of @dispy/client yet`);
       }
     }
+    const depends = collectDepends(this.options.depends, 'JobCluster option "depends"');
+    const setup = this.options.setup ? analyzeFunction(this.options.setup, { role: 'setup', allowedGlobals: depends.names }) : undefined;
+    const cleanup = typeof this.options.cleanup === 'function'
+      ? analyzeFunction(this.options.cleanup, { role: 'cleanup', allowedGlobals: depends.names })
+      : undefined;
+    let kind = dispy.ComputationKind.FUNCTION;
+    let source: string;
     if (typeof computation === 'string') {
-      throw new ComputationError('program computations (a path) are not available in this release of @dispy/client yet; pass a function');
+      // A program: shipped as a file of the computation, run per job with string arguments.
+      let isFile = false;
+      try {
+        isFile = statSync(computation).isFile();
+      } catch {
+        throw new ComputationError(`program ${JSON.stringify(computation)} does not exist`);
+      }
+      if (!isFile) throw new ComputationError(`program ${JSON.stringify(computation)} is not a file`);
+      kind = dispy.ComputationKind.PROGRAM;
+      this.name = path.basename(computation);
+      source = this.name;
+      depends.files.push(path.resolve(computation));
+    } else {
+      const setupGlobals = this.options.setup ? assignedGlobals(this.options.setup) : [];
+      const shipped = analyzeFunction(computation, { allowedGlobals: [...depends.names, ...setupGlobals] });
+      this.name = shipped.name;
+      source = shipped.shippedSource;
     }
-    const shipped = analyzeFunction(computation);
-    this.name = shipped.name;
+    this.isProgram = kind === dispy.ComputationKind.PROGRAM;
+    const values = Object.keys(depends.values).length > 0 ? encodeValue(depends.values, 'JobCluster option "depends"') : undefined;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
     const ipAddr = [this.options.ipAddr ?? []].flat()[0];
     this.scheduler = new JobScheduler({
@@ -98,13 +127,30 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       pingInterval: this.options.pingInterval,
       clientName: os.hostname(),
       logger: this.logger,
+      fileDir: process.cwd(),
     });
-    this.started = this.scheduler
-      .addComputation<DispyJob>({
-        computeId: this.computeId,
-        name: this.name,
-        kind: dispy.ComputationKind.FUNCTION,
-        source: shipped.shippedSource,
+    const definition = (name: string, shipped?: { shippedSource: string }) => shipped && { name, source: shipped.shippedSource };
+    const computationSpec = {
+      computeId: this.computeId,
+      name: this.name,
+      kind,
+      source,
+      definitions: depends.definitions,
+      values,
+      setup: definition(this.options.setup?.name || 'setup', setup),
+      cleanupFunction: definition((this.options.cleanup as Function | undefined)?.name || 'cleanup', cleanup),
+    };
+    this.started = describeFiles(depends.files)
+      .then((files) => this.scheduler.addComputation<DispyJob>({
+        ...computationSpec,
+        files,
+        nodeExtras: async (allocator) => {
+          const chosen = allocator as NodeAllocate;
+          return {
+            files: await describeFiles(collectDepends(chosen.depends, `NodeAllocate(${chosen.host}).depends`).files),
+            setupArgs: chosen.setupArgs.length > 0 ? encodeValue(chosen.setupArgs, `NodeAllocate(${chosen.host}).setupArgs`) : undefined,
+          };
+        },
         destPath: this.options.destPath ?? '',
         cleanup: this.options.cleanup !== false,
         allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
@@ -125,8 +171,21 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
             node.updateTime = Date.now();
             this.notifyStatus(DispyNode.AvailInfo, node, undefined);
           },
+          jobProvisional: (queued, reply, info) => this.onProvisional(queued, reply, info),
+          jobRequeued: (queued) => {
+            const node = queued.ref.ipAddr ? [...this.nodes.values()].find((n) => n.ipAddr === queued.ref.ipAddr) : undefined;
+            if (node) node.busy = Math.max(0, node.busy - 1);
+            queued.ref.status = DispyJob.Created;
+            this.notifyStatus(DispyJob.Created, undefined, queued.ref);
+          },
+          nodeFailed: (info, error) => {
+            this.logger.error(`node ${info.name} (${info.key}) cannot run ${this.name}: ${error}`);
+            const node = new DispyNode(info.host, info.port, info.name);
+            node.setupError = error;
+            this.notifyStatus(DispyNode.Closed, node, undefined);
+          },
         },
-      })
+      }))
       .catch((error: Error) => this.failStart(error));
   }
 
@@ -148,8 +207,15 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (this.closing) throw new DispyError('DISPY_ERR_CLOSED', `JobCluster ${this.name} is closed; create a new one to submit jobs`);
     if (this.startError) throw this.startError;
     if (!Array.isArray(options.args)) throw new OptionError(`submitJob: args must be an array, got ${typeof options.args}`);
-    if (options.depends !== undefined) {
-      throw new OptionError('submitJob: per-job depends are not available in this release of @dispy/client yet');
+    if (this.isProgram) {
+      const wrong = options.args.findIndex((arg) => typeof arg !== 'string');
+      if (wrong >= 0) {
+        throw new OptionError(`a program's arguments must be strings; argument ${wrong + 1} is ${typeof options.args[wrong]}`);
+      }
+    }
+    const perJob = options.depends ? collectDepends(options.depends, 'submitJob depends') : undefined;
+    if (perJob && Object.keys(perJob.values).length > 0) {
+      throw new OptionError('submitJob depends: per-job depends take functions, classes and files; put values in the arguments');
     }
     const priority = options.priority ?? 0;
     if (!Number.isFinite(priority)) throw new OptionError(`submitJob: priority must be a finite number, got ${String(priority)}`);
@@ -160,12 +226,45 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
     const args = encodeArguments(options.args);
     const job = new DispyJob<Awaited<ReturnType<F>>>();
-    const queued = this.scheduler.submit({ computeId: this.computeId, priority, args, timeout, ref: job as DispyJob, pinnedHost: pinned?.host });
+    const queued = this.scheduler.submit({
+      computeId: this.computeId,
+      priority,
+      args,
+      timeout,
+      ref: job as DispyJob,
+      pinnedHost: perJob?.files.length ? HOLD : pinned?.host,
+      definitions: perJob?.definitions,
+    });
     this.jobs.set(job as DispyJob, queued);
     this.updateActive();
     this.notifyStatus(DispyJob.Created, undefined, job as DispyJob);
-    if (pinned?.lookup) void this.pinToHostName(queued, pinned.lookup);
+    if (perJob?.files.length) void this.attachFiles(queued, perJob.files, pinned);
+    else if (pinned?.lookup) void this.pinToHostName(queued, pinned.lookup);
     return job;
+  }
+
+  /** Hashes a job's own files, then lets it run (it waited, held, meanwhile). */
+  private async attachFiles(queued: Job, files: string[], pinned?: { host?: string; lookup?: string }): Promise<void> {
+    try {
+      queued.files = await describeFiles(files);
+    } catch (error) {
+      this.scheduler.drop(queued);
+      this.finish(queued, DispyJob.Cancelled, undefined, `its depends files could not be read: ${(error as Error).message}`);
+      return;
+    }
+    if (pinned?.lookup) await this.pinToHostName(queued, pinned.lookup);
+    else this.scheduler.repin(queued, pinned?.host);
+  }
+
+  /**
+   * Copies a file to a node, into the cluster's directory there (base name). Resolves 0, or -1
+   * when the node does not serve the cluster.
+   */
+  async sendFile(file: string, node: DispyNode | string): Promise<number> {
+    const [described] = await describeFiles([path.resolve(file)]);
+    const key = await findNodeKey(node, this.nodes.values());
+    if (!key || !described) return -1;
+    return (await this.scheduler.sendFile(this.computeId, key, described)) ? 0 : -1;
   }
 
   /**
@@ -342,6 +441,22 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     job.startTime = Date.now();
     node.busy++;
     this.notifyStatus(DispyJob.Running, node, job);
+  }
+
+  /** An intermediate result: the job goes on; callback and clusterStatus see it, in order. */
+  private onProvisional(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+    const job = queued.ref;
+    let result: unknown;
+    try {
+      result = decodeValue(reply.result);
+    } catch (error) {
+      this.logger.warn(`a provisional result of job ${String(job.id)} could not be decoded: ${(error as Error).message}`);
+      return;
+    }
+    job.status = DispyJob.ProvisionalResult;
+    job.result = result as never;
+    this.callUser('callback', () => this.options.callback?.(job));
+    this.notifyStatus(DispyJob.ProvisionalResult, this.nodeOf(info), job);
   }
 
   private onJobReply(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {

@@ -36,6 +36,8 @@ export class DispyNode {
   updateTime = Date.now();
   availInfo: DispyNodeAvailInfo | undefined;
   platform = '';
+  /** Why the cluster's setup failed on this node (reported with status Closed). */
+  setupError: string | undefined;
 
   /** @internal Nodes are created by the cluster when it finds them. */
   constructor(

@@ -1,10 +1,10 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
+import { DispyError, dispy, sendFileChunks, type Frame, type Logger } from '@dispy/protocol';
 import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { NodeLink } from './node-link.js';
-import type { AvailInfo, ComputationSpec, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
+import type { AvailInfo, ComputationSpec, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
 
 export interface JobSchedulerOptions {
   secret: string;
@@ -19,6 +19,8 @@ export interface JobSchedulerOptions {
   clientName: string;
   logger: Logger;
   engine?: EngineOptions;
+  /** Where files sent by jobs (dispySendFile) are saved, at their relative paths. */
+  fileDir: string;
 }
 
 /**
@@ -34,7 +36,9 @@ export class JobScheduler {
   private readonly links = new Map<string, NodeLink>();
   private readonly connecting = new Map<string, Promise<NodeLink | undefined>>();
   private readonly jobs = new Map<number, SchedulerJob>();
+  private readonly settingUp = new Set<string>();
   private nextUid = 1;
+  private nextTransfer = 1;
   private started?: Promise<void>;
   private closed = false;
 
@@ -86,8 +90,8 @@ export class JobScheduler {
     return queued;
   }
 
-  /** Pins a job (already submitted, still waiting) to a host resolved later. */
-  repin(job: SchedulerJob, host: string): void {
+  /** Pins a waiting job to another host (undefined: any node), e.g. once its name is resolved. */
+  repin(job: SchedulerJob, host: string | undefined): void {
     if (!this.engine.dequeue(job.uid)) return;
     job.pinnedHost = host;
     this.engine.submit(job);
@@ -242,17 +246,17 @@ export class JobScheduler {
       this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
       return;
     }
-    const wanted: Array<[ComputationSpec, number]> = [];
+    const wanted: Array<[ComputationSpec, number, NodeAllocator]> = [];
     for (const spec of this.computations.values()) {
       if (existing?.computeIds.has(spec.computeId) || spec.excluded?.has(key)) continue;
-      const cpus = this.cpusWanted(spec, reply);
-      if (cpus > 0) wanted.push([spec, cpus]);
+      const [cpus, allocator] = this.cpusWanted(spec, reply);
+      if (cpus > 0) wanted.push([spec, cpus, allocator!]);
     }
     if (wanted.length === 0) return;
     const link = existing ?? (await this.connect(reply, key));
     if (!link) return;
     this.finder.found(address, true, reply.tcpPort);
-    for (const [spec, cpus] of wanted) await this.setUp(link, spec, cpus);
+    for (const [spec, cpus, allocator] of wanted) await this.setUp(link, spec, cpus, allocator);
   }
 
   private connect(reply: dispy.DiscoveryReply, key: string): Promise<NodeLink | undefined> {
@@ -293,19 +297,35 @@ export class JobScheduler {
     return pending;
   }
 
-  private async setUp(link: NodeLink, spec: ComputationSpec, cpus: number): Promise<void> {
+  private async setUp(link: NodeLink, spec: ComputationSpec, cpus: number, allocator: NodeAllocator): Promise<void> {
+    if (this.settingUp.has(`${link.key}/${spec.computeId}`)) return;
+    this.settingUp.add(`${link.key}/${spec.computeId}`);
     try {
-      const answer = await link.connection.setup({
-        computeId: spec.computeId,
-        name: spec.name,
-        kind: spec.kind,
-        source: spec.source,
-        cpus,
-        destPath: spec.destPath,
-        cleanup: spec.cleanup,
-        pulseInterval: spec.pulseInterval,
-      });
-      if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
+      const extras = (await spec.nodeExtras?.(allocator)) ?? { files: [] };
+      const files = [...spec.files, ...extras.files];
+      const answer = await link.connection.setup(
+        {
+          computeId: spec.computeId,
+          name: spec.name,
+          kind: spec.kind,
+          source: spec.source,
+          cpus,
+          destPath: spec.destPath,
+          cleanup: spec.cleanup,
+          pulseInterval: spec.pulseInterval,
+          definitions: spec.definitions,
+          values: spec.values,
+          files: files.map(({ name, size, sha256, mode }) => ({ name, size, sha256, mode })),
+          setup: spec.setup,
+          setupArgs: extras.setupArgs,
+          cleanupFunction: spec.cleanupFunction,
+        },
+        (names) => this.sendFiles(link, spec.computeId, files.filter((file) => names.includes(file.name))),
+      );
+      if (!answer.ok) {
+        spec.events.nodeFailed(link.info, answer.error);
+        throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
+      }
       if (!this.computations.has(spec.computeId) || this.closed) return;
       link.computeIds.add(spec.computeId);
       link.info.cpus = answer.cpus;
@@ -316,11 +336,33 @@ export class JobScheduler {
       this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
     } catch (error) {
       this.options.logger.warn(`node ${link.info.name} (${link.key}): ${(error as Error).message}`);
+      // A node that cannot run the computation is not asked again (it would fail the same way).
+      (spec.excluded ??= new Set()).add(link.key);
       if (link.computeIds.size === 0) {
         this.links.delete(link.key);
         link.connection.destroy();
       }
+    } finally {
+      this.settingUp.delete(`${link.key}/${spec.computeId}`);
     }
+  }
+
+  /** Streams files to a node and waits until each is in place there. */
+  private async sendFiles(link: NodeLink, computeId: string, files: LocalFile[], jobId = 0): Promise<void> {
+    for (const file of files) {
+      const transferId = this.nextTransfer++;
+      const arrived = link.connection.fileDone(transferId);
+      await sendFileChunks(link.connection, { transferId, file: file.path, name: file.name, computeId, jobId });
+      await arrived;
+    }
+  }
+
+  /** Copies a file to a node, into the computation's directory (cluster.sendFile). */
+  async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
+    const link = this.links.get(nodeKey);
+    if (!link || !link.computeIds.has(computeId)) return false;
+    await this.sendFiles(link, computeId, [file]);
+    return true;
   }
 
   /** Presumes a node dead when it has been silent for five pulse intervals. */
@@ -338,25 +380,41 @@ export class JobScheduler {
     timer.unref();
   }
 
-  private cpusWanted(spec: ComputationSpec, reply: dispy.DiscoveryReply): number {
+  private cpusWanted(spec: ComputationSpec, reply: dispy.DiscoveryReply): [number, NodeAllocator?] {
     const availInfo = toAvailInfo(reply.availInfo);
     for (const allocator of spec.allocators) {
       if (allocator.port !== undefined && allocator.port !== reply.tcpPort) continue;
       try {
         const cpus = allocator.allocate(spec.owner, reply.tcpHost, reply.name, reply.cpus, availInfo, reply.platform);
-        if (cpus > 0) return Math.min(Math.floor(cpus), reply.cpus);
+        if (cpus > 0) return [Math.min(Math.floor(cpus), reply.cpus), allocator];
       } catch (error) {
         this.options.logger.error(`allocate() of nodes "${allocator.host}" threw: ${(error as Error).message}`);
       }
     }
-    return 0;
+    return [0];
   }
 
   private dispatch(key: string, job: SchedulerJob): void {
     const link = this.links.get(key)!;
     const spec = this.computations.get(job.computeId);
     job.nodeKey = key;
-    link.connection.send({ job: { computeId: job.computeId, jobId: job.uid, args: job.args, timeout: job.timeout ?? 0 } });
+    const frame = {
+      job: {
+        computeId: job.computeId,
+        jobId: job.uid,
+        args: job.args,
+        timeout: job.timeout ?? 0,
+        files: job.files?.map((file) => file.name),
+        definitions: job.definitions,
+      },
+    };
+    if (job.files?.length) {
+      // Per-job files go first, on the same connection; the node runs the job once they are in.
+      this.sendFiles(link, job.computeId, job.files, job.uid).catch((error: Error) =>
+        this.options.logger.warn(`per-job files of job ${job.uid} to ${link.key}: ${error.message}`),
+      );
+    }
+    link.connection.send(frame);
     if (!spec?.reentrant) job.args = undefined;
     spec?.events.jobStarted(job, link.info);
   }
@@ -367,7 +425,11 @@ export class JobScheduler {
       const uid = Number(reply.jobId);
       link.connection.ack(uid);
       const job = this.jobs.get(uid);
-      if (!job || job.nodeKey !== link.key || reply.status === dispy.JobStatus.PROVISIONAL) return;
+      if (!job || job.nodeKey !== link.key) return;
+      if (reply.status === dispy.JobStatus.PROVISIONAL) {
+        this.computations.get(job.computeId)?.events.jobProvisional(job, reply, link.info);
+        return;
+      }
       this.jobs.delete(uid);
       this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
       this.computations.get(job.computeId)?.events.jobReply(job, reply, link.info);
@@ -390,6 +452,8 @@ export class JobScheduler {
       this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
       this.jobs.delete(job.uid);
       this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
+    } else if (frame.kind === 'fileChunk') {
+      link.files(this.options.fileDir).receive(frame.fileChunk as dispy.FileChunk);
     } else if (frame.kind === 'pulse') {
       const pulse = frame.pulse as dispy.Pulse;
       link.info.availInfo = toAvailInfo(pulse.availInfo);
@@ -413,6 +477,7 @@ export class JobScheduler {
       job.nodeKey = undefined;
       if (spec?.reentrant && job.args && job.pinnedHost === undefined) {
         this.engine.submit(job);
+        spec.events.jobRequeued(job);
       } else {
         this.jobs.delete(job.uid);
         lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);

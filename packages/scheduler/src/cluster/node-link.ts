@@ -1,4 +1,4 @@
-import type { Frame } from '@dispy/protocol';
+import { FileReceiver, type Frame } from '@dispy/protocol';
 import { NodeConnection } from '../session/node-connection.js';
 import type { NodeInfo } from './types.js';
 
@@ -54,6 +54,25 @@ export class NodeLink {
   }
 
   private heartbeat?: NodeJS.Timeout;
+  private receiver?: FileReceiver;
+
+  /**
+   * Receives files the node's jobs send (dispySendFile) into `dir`, at their relative paths
+   * (never outside it), and answers each transfer with FileDone.
+   */
+  files(dir: string): FileReceiver {
+    this.receiver ??= new FileReceiver({
+      rootFor: () => dir,
+      maxFileSize: 0, // the node enforces its --max-file-size before it sends
+      pause: () => this.connection.socket?.pause(),
+      resume: () => this.connection.socket?.resume(),
+      onDone: (transferId, result) =>
+        this.connection.send({
+          fileDone: result instanceof Error ? { transferId, ok: false, error: result.message } : { transferId, ok: true },
+        }),
+    });
+    return this.receiver;
+  }
 
   /**
    * Sends the node a heartbeat every `seconds` (it asked for them at setup): a node closes the

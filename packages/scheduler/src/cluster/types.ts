@@ -43,6 +43,18 @@ export interface NodeAllocator {
   allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo?: AvailInfo, platform?: string): number;
 }
 
+/** A file of this side to send: its name there, its path here, and what proves it. */
+export interface LocalFile {
+  name: string;
+  path: string;
+  size: number;
+  sha256: Uint8Array;
+  mode: number;
+}
+
+/** A function or class shipped as source. */
+export type Definition = dispy.IDefinition;
+
 /** A job handed to the scheduler: its computation, priority, optional node, and arguments. */
 export interface SchedulerJob<Ref = unknown> extends EngineJob {
   /** What the submitter keeps for the job (JobCluster: its DispyJob). */
@@ -55,6 +67,9 @@ export interface SchedulerJob<Ref = unknown> extends EngineJob {
   nodeKey?: string;
   /** Seconds it may run once started; undefined: no limit. */
   timeout?: number;
+  /** Per-job depends: files sent before the job and removed after it, functions and classes. */
+  files?: LocalFile[];
+  definitions?: Definition[];
 }
 
 /** What the scheduler reports about one computation, in order, never concurrently. */
@@ -71,6 +86,12 @@ export interface ComputationEvents<Ref = unknown> {
   jobRefused(job: SchedulerJob<Ref>, node: NodeInfo, message: string): void;
   /** A pulse brought the node's availability (`node.availInfo`). */
   nodeAvailInfo(node: NodeInfo): void;
+  /** A running job sent an intermediate result. */
+  jobProvisional(job: SchedulerJob<Ref>, reply: dispy.JobReply, node: NodeInfo): void;
+  /** A job of a node that died went back to the queue (reentrant computation). */
+  jobRequeued(job: SchedulerJob<Ref>): void;
+  /** A node could not set the computation up (setup failed there); the cluster goes on without it. */
+  nodeFailed(node: NodeInfo, error: string): void;
 }
 
 /** A computation to run on the nodes the allocators choose. */
@@ -78,7 +99,16 @@ export interface ComputationSpec<Ref = unknown> {
   computeId: string;
   name: string;
   kind: dispy.ComputationKind;
+  /** Function source, or for a program its file name among `files`. */
   source: string;
+  /** depends: functions and classes, { name: value } globals (value codec), files. */
+  definitions: Definition[];
+  values?: Uint8Array;
+  files: LocalFile[];
+  setup?: Definition;
+  cleanupFunction?: Definition;
+  /** Per-node extras from the allocator that chose the node: more files, setup arguments. */
+  nodeExtras?(allocator: NodeAllocator): Promise<{ files: LocalFile[]; setupArgs?: Uint8Array }>;
   destPath: string;
   cleanup: boolean;
   allocators: NodeAllocator[];

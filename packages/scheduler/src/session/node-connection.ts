@@ -26,6 +26,8 @@ export interface NodeConnectionOptions {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const REPLY_TIMEOUT_MS = 60_000;
+/** Setup may load data and receive large files first. */
+const SETUP_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * The client's persistent connection to one node: mutual authentication, then setup, jobs and
@@ -103,12 +105,34 @@ export class NodeConnection {
 
   private helloNonce?: Uint8Array;
 
-  /** Sends a setup request and resolves with the node's answer. */
-  setup(setup: dispy.ISetup): Promise<dispy.SetupReply> {
-    return this.request(`setup:${setup.computeId}`, { setup }).then((frame) => {
-      if (frame.kind !== 'setupReply') throw new Error(frame.error?.message ?? 'setup failed');
-      return frame.setupReply as dispy.SetupReply;
+  /**
+   * Sends a setup request and resolves with the node's answer. When the node asks for files
+   * first (FileWant), `sendFiles` streams them, and the answer follows.
+   */
+  async setup(setup: dispy.ISetup, sendFiles: (names: string[]) => Promise<void> = async () => {}): Promise<dispy.SetupReply> {
+    const key = `setup:${setup.computeId}`;
+    let frame = await this.request(key, { setup }, SETUP_TIMEOUT_MS);
+    if (frame.kind === 'fileWant') {
+      const want = frame.fileWant as dispy.FileWant;
+      const answer = this.waitFor(key, SETUP_TIMEOUT_MS);
+      await sendFiles(want.names);
+      frame = await answer;
+    }
+    if (frame.kind !== 'setupReply') throw new Error(frame.error?.message ?? 'setup failed');
+    return frame.setupReply as dispy.SetupReply;
+  }
+
+  /** Resolves when the node has the file of transfer `transferId` (rejects with its reason). */
+  fileDone(transferId: number): Promise<void> {
+    return this.waitFor(`file:${transferId}`).then((frame) => {
+      const done = frame.fileDone as dispy.FileDone | undefined;
+      if (!done?.ok) throw new Error(done?.error || frame.error?.message || 'the file was refused');
     });
+  }
+
+  /** Resolves when the socket can take more (for streaming files). */
+  drain(): Promise<void> {
+    return this.channel?.drain() ?? Promise.resolve();
   }
 
   /** Asks the node to use `cpus` CPUs for a computation; resolves with its answer. */
@@ -158,19 +182,25 @@ export class NodeConnection {
     this.channel?.socket.destroy();
   }
 
-  private request(key: string, frame: FrameInit): Promise<Frame> {
+  private request(key: string, frame: FrameInit, timeoutMs = REPLY_TIMEOUT_MS): Promise<Frame> {
+    const answer = this.waitFor(key, timeoutMs);
+    this.channel?.send(frame);
+    return answer;
+  }
+
+  /** Resolves with the next frame answering `key`, or rejects if none comes in time. */
+  private waitFor(key: string, timeoutMs = REPLY_TIMEOUT_MS): Promise<Frame> {
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(key);
         reject(new Error(`node ${this.options.host}:${this.options.port} did not answer ${key.split(':')[0]} in time`));
-      }, REPLY_TIMEOUT_MS);
+      }, timeoutMs);
       timer.unref();
       this.waiters.set(key, (answer) => {
         clearTimeout(timer);
         resolve(answer);
       });
-      this.channel!.send(frame);
     });
   }
 
@@ -179,6 +209,8 @@ export class NodeConnection {
       frame.kind === 'setupReply' ? `setup:${frame.setupReply!.computeId}`
       : frame.kind === 'closeReply' ? `close:${frame.closeReply!.computeId}`
       : frame.kind === 'setCpusReply' ? `cpus:${frame.setCpusReply!.computeId}`
+      : frame.kind === 'fileWant' ? `setup:${frame.fileWant!.computeId}`
+      : frame.kind === 'fileDone' ? `file:${frame.fileDone!.transferId}`
       : undefined;
     const waiter = key ? this.waiters.get(key) : undefined;
     if (waiter && key) {
