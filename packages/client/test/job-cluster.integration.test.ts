@@ -93,6 +93,28 @@ describe('JobCluster with real dispynode processes', () => {
     expect(after).not.toBe(before);
   });
 
+  it('ends a job whose callback throws later, and runs the jobs queued behind it elsewhere', async () => {
+    const node = await startNode({ host: '127.0.1.17', cpus: 1 });
+    const cluster = clusterOn(async (explode: boolean) => {
+      if (explode) setTimeout(() => { throw new Error('thrown from a timer'); }, 0);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return 'calm';
+    }, [node]);
+    await cluster.submit(false).wait(); // learn the job length: later jobs are pipelined
+    const jobs = [cluster.submit(true), cluster.submit(false), cluster.submit(false)];
+    await cluster.wait();
+    expect(jobs[0]!.status).toBe(DispyJob.Terminated);
+    expect(jobs[0]!.exception).toMatch(/thrown from a timer/);
+    expect(jobs.slice(1).map((job) => [job.status, job.result])).toEqual([[DispyJob.Finished, 'calm'], [DispyJob.Finished, 'calm']]);
+  });
+
+  it('refuses at submit an argument list larger than one message', async () => {
+    const node = await startNode({ host: '127.0.1.18', cpus: 1 });
+    const cluster = clusterOn((data: Uint8Array) => data.length, [node]);
+    expect(() => cluster.submit(new Uint8Array(65 * 1024 * 1024))).toThrow(/the argument list cannot be sent: it encodes to \d+ bytes, over the \d+-byte limit/);
+    expect(await cluster.submit(new Uint8Array(1024)).wait()).toBe(1024);
+  });
+
   it('awaits async computations', async () => {
     const node = await startNode({ host: '127.0.1.6' });
     const cluster = clusterOn(async (text: string) => {
@@ -108,11 +130,11 @@ describe('JobCluster with real dispynode processes', () => {
     const node = await startNode({ host: '127.0.1.16' });
     const cluster = clusterOn(async (text: string) => {
       const { z } = require('zod'); // a dependency of @dispy/node, not of this test's computation
-      const { pack } = await import('msgpackr');
+      const { z: imported } = await import('zod');
       const { createHash } = require('node:crypto');
-      return { parsed: z.string().parse(text), packed: pack(text).length, hash: createHash('md5').update(text).digest('hex').length };
+      return { parsed: z.string().parse(text), imported: imported.number().parse(3), hash: createHash('md5').update(text).digest('hex').length };
     }, [node]);
-    expect(await cluster.submit('abc').wait()).toEqual({ parsed: 'abc', packed: 4, hash: 32 });
+    expect(await cluster.submit('abc').wait()).toEqual({ parsed: 'abc', imported: 3, hash: 32 });
   });
 
   it('carries structured values both ways', async () => {

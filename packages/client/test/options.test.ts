@@ -6,7 +6,7 @@ const quiet = { nodes: ['127.0.3.1'], nodePort: 9, ipAddr: '127.0.0.1', port: 0,
 describe('JobCluster options', () => {
   it('names the wrong option, the value and what is accepted', () => {
     expect(() => new JobCluster((n: number) => n, { nodePort: 'abc' as unknown as number })).toThrow(
-      'JobCluster: option "nodePort": must be an integer 0..65535, got "abc"',
+      'JobCluster: option "nodePort": must be an integer 1..65535, got "abc"',
     );
     expect(() => new JobCluster((n: number) => n, { loglevel: 'loud' as 'warn' })).toThrow(/option "loglevel": must be one of debug, info, warn, error, silent, got "loud"/);
     expect(() => new JobCluster((n: number) => n, { pulseInterval: 0 })).toThrow(/option "pulseInterval": must be a number of seconds 1..600, got 0/);

@@ -131,6 +131,11 @@ export class DispyNodeServer {
       onEvent: (event) => this.onServiceEvent(event),
     });
     this.serviceHours.start();
+    if (this.options.serve === 0) {
+      this.logger.info('--serve 0: serving no client; stopping');
+      void this.close();
+      return;
+    }
     this.announcer = new Announcer({
       secret,
       name: this.options.name,

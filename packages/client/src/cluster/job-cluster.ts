@@ -5,7 +5,9 @@ import net from 'node:net';
 import os from 'node:os';
 import {
   ComputationError,
+  DEFAULT_MAX_FRAME_BYTES,
   DispyError,
+  UnsendableValueError,
   OptionError,
   analyzeFunction,
   assignedGlobals,
@@ -45,9 +47,13 @@ const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]
   ['keyfile', (value) => value !== undefined],
   ['certfile', (value) => value !== undefined],
   ['cafile', (value) => value !== undefined],
+  ['recoverFile', (value) => typeof value === 'string'],
 ];
 
 type Job = SchedulerJob<DispyJob>;
+
+/** Largest encoded argument list: one frame, with room for the rest of the job message. */
+const MAX_ARGUMENT_BYTES = DEFAULT_MAX_FRAME_BYTES - 64 * 1024;
 
 /** A host no node has: a job pinned to it waits (its files are being hashed). */
 const HOLD = '\0held';
@@ -225,6 +231,12 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     }
     const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
     const args = encodeArguments(options.args);
+    if (args.length > MAX_ARGUMENT_BYTES) {
+      throw new UnsendableValueError(
+        'the argument list',
+        `it encodes to ${args.length} bytes, over the ${MAX_ARGUMENT_BYTES}-byte limit of one message; send large data as a depends file`,
+      );
+    }
     const job = new DispyJob<Awaited<ReturnType<F>>>();
     const queued = this.scheduler.submit({
       computeId: this.computeId,

@@ -43,7 +43,12 @@ export const clusterOptionsSchema = z
     ipAddr: addresses.optional(),
     extIpAddr: addresses.optional(),
     port: port('client port').default(DEFAULT_CLIENT_PORT),
-    nodePort: port('node port').min(1, 'must be an integer 1..65535').default(DEFAULT_NODE_PORT),
+    nodePort: z
+      .number({ invalid_type_error: 'must be an integer 1..65535' })
+      .int('must be an integer 1..65535')
+      .min(1, 'must be an integer 1..65535')
+      .max(65535, 'must be an integer 1..65535')
+      .default(DEFAULT_NODE_PORT),
     recoverFile: z.union([z.string(), z.literal(false)]).optional(),
     destPath: z.string().optional(),
     loglevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }).default('warn'),

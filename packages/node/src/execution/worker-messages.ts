@@ -73,6 +73,8 @@ export interface WorkerDone {
   ok: boolean;
   /** Ended by a cancel request (its worker was killed). */
   cancelled?: boolean;
+  /** An error escaped the job: the worker exits now and takes no more jobs. */
+  fatal?: boolean;
   result?: Uint8Array;
   exception?: string;
   stdout: string;

@@ -52,6 +52,8 @@ interface Worker {
   ready: boolean;
   /** Stop after the jobs it has (the pool is shrinking). */
   retire?: boolean;
+  /** Exiting after an error escaped a job: it starts no other job. */
+  dying?: boolean;
   onCleanupDone?: (error?: string) => void;
   /** Jobs sent to this worker and not reported yet, in order: the first is running. */
   jobs: Assigned[];
@@ -193,7 +195,7 @@ export class WorkerPool implements JobRunner {
 
   private dispatch(): void {
     if (this.backlog.length === 0) return;
-    const idle = [...this.workers].filter((worker) => worker.ready && !worker.retire && worker.jobs.length === 0);
+    const idle = [...this.workers].filter((worker) => worker.ready && !worker.retire && !worker.dying && worker.jobs.length === 0);
     for (let i = 0; i < idle.length && this.backlog.length > 0; i++) {
       const share = Math.min(MAX_BATCH, Math.ceil(this.backlog.length / (idle.length - i)));
       const batch = this.backlog.splice(0, share);
@@ -252,7 +254,9 @@ export class WorkerPool implements JobRunner {
             if (index < 0) break; // cancelled while queued: already reported
             clearTimeout(worker.jobs[index]!.timer);
             worker.jobs.splice(index, 1);
+            if (outcome.fatal) worker.dying = true;
             this.options.onDone(outcome);
+            if (worker.dying) break; // its exit hands the jobs it still holds to other workers
             this.armTimeout(worker);
             if (worker.jobs.length > 0) break;
             if (worker.retire) void this.kill(worker);
@@ -265,7 +269,8 @@ export class WorkerPool implements JobRunner {
       child.on('exit', (code, signal) => {
         this.workers.delete(worker);
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
-        const [running, ...queued] = worker.jobs;
+        // A dying worker started none of the jobs it still holds; others ran the first.
+        const [running, ...queued] = worker.dying ? [undefined, ...worker.jobs] : worker.jobs;
         worker.jobs = [];
         if (running) {
           clearTimeout(running.timer);
@@ -282,7 +287,9 @@ export class WorkerPool implements JobRunner {
         if (!this.closing && worker.ready && this.workers.size < this.wanted) {
           // A killed or crashed worker is replaced, so the pool keeps one worker per CPU.
           logger.debug(`worker ${child.pid} exited (${exitReason(code, signal)}); starting a replacement`);
-          this.spawn().catch((error: Error) => logger.error(`could not replace a worker: ${error.message}`));
+          this.spawn().catch((error: Error) => {
+            if (!this.closing) logger.error(`could not replace a worker: ${error.message}`);
+          });
         }
       });
     });

@@ -20,6 +20,8 @@ let nextRequest = 1;
 const sendFileRequests = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
 const queue: WorkerJob[] = [];
 let draining = false;
+/** An error escaped a job: finish nothing more, the worker is about to exit. */
+let dying = false;
 
 function send(message: FromWorker): void {
   process.send!(message);
@@ -93,6 +95,7 @@ async function init(message: WorkerInit): Promise<void> {
   computeDir = message.computeDir;
   const computeRequire = makeRequire(computeDir);
   const dispyImport = makeImport(computeDir, computeRequire);
+  const moduleObject = { exports: {} };
   const globals: Record<string, unknown> = {
     require: computeRequire,
     __dispy_import: dispyImport,
@@ -100,7 +103,8 @@ async function init(message: WorkerInit): Promise<void> {
     __vite_ssr_dynamic_import__: dispyImport,
     __filename: path.join(computeDir, `${message.name}.js`),
     __dirname: computeDir,
-    module: { exports: {} },
+    module: moduleObject,
+    exports: moduleObject.exports,
     dispy_node_name: message.nodeName,
     dispy_node_ip_addr: message.nodeAddress,
     dispy_job_path: computeDir,
@@ -186,10 +190,11 @@ async function runJob(message: WorkerJob): Promise<void> {
 function fatal(error: unknown): void {
   const output = capture.stop();
   const jobId = currentJob;
+  dying = true;
   if (jobId !== undefined) {
     const now = Date.now();
     process.send!(
-      { type: 'done', jobId, ok: false, exception: describeError(error), ...output, startTime: now, endTime: now, cpuTime: 0 } satisfies FromWorker,
+      { type: 'done', jobId, ok: false, fatal: true, exception: describeError(error), ...output, startTime: now, endTime: now, cpuTime: 0 } satisfies FromWorker,
       () => process.exit(70),
     );
   } else {
@@ -207,7 +212,7 @@ capture.install();
 async function drain(): Promise<void> {
   if (draining) return;
   draining = true;
-  for (let job = queue.shift(); job; job = queue.shift()) await runJob(job);
+  for (let job = queue.shift(); job && !dying; job = queue.shift()) await runJob(job);
   draining = false;
 }
 

@@ -24,13 +24,13 @@ const node = [
   'performance', 'fetch', 'Headers', 'Request', 'Response', 'FormData', 'crypto', 'Crypto',
   'CryptoKey', 'SubtleCrypto', 'DOMException', 'ReadableStream', 'WritableStream',
   'TransformStream', 'TextEncoderStream', 'TextDecoderStream', 'CompressionStream',
-  'DecompressionStream', 'WebSocket', 'navigator',
+  'DecompressionStream',
 ];
 
 /** Globals dispy defines inside every worker (camelCase and dispy's own spellings). */
 export const DISPY_COMPUTATION_GLOBALS = [
   'dispyProvisionalResult', 'dispy_provisional_result', 'dispySendFile', 'dispy_send_file',
-  'dispy_node_name', 'dispy_node_ip_addr', 'dispy_job_path',
+  'dispy_node_name', 'dispy_node_ip_addr', 'dispy_job_path', 'dispynode_shutdown',
 ];
 
 /**
