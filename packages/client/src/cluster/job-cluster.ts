@@ -1,25 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import os from 'node:os';
 import {
-  ComputationError,
   DEFAULT_MAX_FRAME_BYTES,
   DispyError,
   UnsendableValueError,
   OptionError,
-  analyzeFunction,
-  assignedGlobals,
   createLogger,
-  decodeValue,
   dispy,
   encodeArguments,
   encodeValue,
   formatZodError,
   type Logger,
 } from '@dispy/protocol';
-import { JobScheduler, type NodeInfo, type SchedulerJob } from '@dispy/scheduler';
+import { JobScheduler, type SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
 import { NodeAllocate } from '../node/node-allocate.js';
@@ -27,6 +22,8 @@ import { clusterOptionsSchema, type JobClusterOptions, type ResolvedClusterOptio
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
 import { findNodeKey } from './node-control.js';
 import { collectDepends, describeFiles } from './depends.js';
+import { shipComputation } from './ship-computation.js';
+import { JobLedger } from './job-ledger.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -74,12 +71,9 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private readonly logger: Logger;
   private readonly computeId = randomBytes(8).toString('hex');
   private readonly scheduler: JobScheduler;
-  /** Jobs not done yet. */
-  private readonly jobs = new Map<DispyJob, Job>();
-  private readonly nodes = new Map<string, DispyNode>();
+  private readonly ledger: JobLedger;
   private readonly started: Promise<void>;
   private readonly createdAt = Date.now();
-  private idleWaiters: Array<() => void> = [];
   private closing?: Promise<void>;
   private startError?: Error;
 
@@ -94,39 +88,13 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
         throw new OptionError(`JobCluster: option "${option}" is not available in this release of @dispy/client yet`);
       }
     }
-    const depends = collectDepends(this.options.depends, 'JobCluster option "depends"');
-    const setup = this.options.setup ? analyzeFunction(this.options.setup, { role: 'setup', allowedGlobals: depends.names }) : undefined;
-    const cleanup = typeof this.options.cleanup === 'function'
-      ? analyzeFunction(this.options.cleanup, { role: 'cleanup', allowedGlobals: depends.names })
-      : undefined;
-    let kind = dispy.ComputationKind.FUNCTION;
-    let source: string;
-    if (typeof computation === 'string') {
-      // A program: shipped as a file of the computation, run per job with string arguments.
-      let isFile = false;
-      try {
-        isFile = statSync(computation).isFile();
-      } catch {
-        throw new ComputationError(`program ${JSON.stringify(computation)} does not exist`);
-      }
-      if (!isFile) throw new ComputationError(`program ${JSON.stringify(computation)} is not a file`);
-      kind = dispy.ComputationKind.PROGRAM;
-      this.name = path.basename(computation);
-      source = this.name;
-      depends.files.push(path.resolve(computation));
-    } else {
-      const setupGlobals = this.options.setup ? assignedGlobals(this.options.setup) : [];
-      const shipped = analyzeFunction(computation, { allowedGlobals: [...depends.names, ...setupGlobals] });
-      this.name = shipped.name;
-      source = shipped.shippedSource;
-    }
-    this.isProgram = kind === dispy.ComputationKind.PROGRAM;
-    const values = Object.keys(depends.values).length > 0 ? encodeValue(depends.values, 'JobCluster option "depends"') : undefined;
+    const shipped = shipComputation(computation, this.options);
+    this.name = shipped.name;
+    this.isProgram = shipped.kind === dispy.ComputationKind.PROGRAM;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
-    const ipAddr = [this.options.ipAddr ?? []].flat()[0];
     this.scheduler = new JobScheduler({
       secret: this.options.secret,
-      ipAddr,
+      ipAddr: [this.options.ipAddr ?? []].flat()[0],
       port: this.options.port,
       portIsDefault: options.port === undefined,
       nodePort: this.options.nodePort,
@@ -135,63 +103,36 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       logger: this.logger,
       fileDir: process.cwd(),
     });
-    const definition = (name: string, shipped?: { shippedSource: string }) => shipped && { name, source: shipped.shippedSource };
-    const computationSpec = {
-      computeId: this.computeId,
+    this.ledger = new JobLedger({
       name: this.name,
-      kind,
-      source,
-      definitions: depends.definitions,
-      values,
-      setup: definition(this.options.setup?.name || 'setup', setup),
-      cleanupFunction: definition((this.options.cleanup as Function | undefined)?.name || 'cleanup', cleanup),
-    };
-    this.started = describeFiles(depends.files)
-      .then((files) => this.scheduler.addComputation<DispyJob>({
-        ...computationSpec,
-        files,
-        nodeExtras: async (allocator) => {
-          const chosen = allocator as NodeAllocate;
-          return {
-            files: await describeFiles(collectDepends(chosen.depends, `NodeAllocate(${chosen.host}).depends`).files),
-            setupArgs: chosen.setupArgs.length > 0 ? encodeValue(chosen.setupArgs, `NodeAllocate(${chosen.host}).setupArgs`) : undefined,
-          };
-        },
-        destPath: this.options.destPath ?? '',
-        cleanup: this.options.cleanup !== false,
-        allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
-        reentrant: this.options.reentrant,
-        pulseInterval: this.options.pulseInterval ?? 0,
-        owner: this,
-        events: {
-          nodeUp: (info) => this.onNodeUp(info),
-          nodeDown: (info, lost, why) => this.onNodeDown(info, lost, why),
-          jobStarted: (job, info) => this.onJobStarted(job, info),
-          jobReply: (job, reply, info) => this.onJobReply(job, reply, info),
-          jobRefused: (job, info, message) => {
-            this.nodeOf(info).busy--;
-            this.finish(job, DispyJob.Cancelled, undefined, `node ${info.key} refused the job: ${message}`);
+      logger: this.logger,
+      callback: this.options.callback,
+      clusterStatus: this.options.clusterStatus,
+      setActive: (active) => this.scheduler.setActive(active && !this.startError),
+    });
+    const { files, ...spec } = shipped;
+    this.started = describeFiles(files)
+      .then((described) =>
+        this.scheduler.addComputation<DispyJob>({
+          ...spec,
+          computeId: this.computeId,
+          files: described,
+          nodeExtras: async (allocator) => {
+            const chosen = allocator as NodeAllocate;
+            return {
+              files: await describeFiles(collectDepends(chosen.depends, `NodeAllocate(${chosen.host}).depends`).files),
+              setupArgs: chosen.setupArgs.length > 0 ? encodeValue(chosen.setupArgs, `NodeAllocate(${chosen.host}).setupArgs`) : undefined,
+            };
           },
-          nodeAvailInfo: (info) => {
-            const node = this.nodeOf(info);
-            node.updateTime = Date.now();
-            this.notifyStatus(DispyNode.AvailInfo, node, undefined);
-          },
-          jobProvisional: (queued, reply, info) => this.onProvisional(queued, reply, info),
-          jobRequeued: (queued) => {
-            const node = queued.ref.ipAddr ? [...this.nodes.values()].find((n) => n.ipAddr === queued.ref.ipAddr) : undefined;
-            if (node) node.busy = Math.max(0, node.busy - 1);
-            queued.ref.status = DispyJob.Created;
-            this.notifyStatus(DispyJob.Created, undefined, queued.ref);
-          },
-          nodeFailed: (info, error) => {
-            this.logger.error(`node ${info.name} (${info.key}) cannot run ${this.name}: ${error}`);
-            const node = new DispyNode(info.host, info.port, info.name);
-            node.setupError = error;
-            this.notifyStatus(DispyNode.Closed, node, undefined);
-          },
-        },
-      }))
+          destPath: this.options.destPath ?? '',
+          cleanup: this.options.cleanup !== false,
+          allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
+          reentrant: this.options.reentrant,
+          pulseInterval: this.options.pulseInterval ?? 0,
+          owner: this,
+          events: this.ledger,
+        }),
+      )
       .catch((error: Error) => this.failStart(error));
   }
 
@@ -247,9 +188,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       pinnedHost: perJob?.files.length ? HOLD : pinned?.host,
       definitions: perJob?.definitions,
     });
-    this.jobs.set(job as DispyJob, queued);
-    this.updateActive();
-    this.notifyStatus(DispyJob.Created, undefined, job as DispyJob);
+    this.ledger.track(queued);
     if (perJob?.files.length) void this.attachFiles(queued, perJob.files, pinned);
     else if (pinned?.lookup) void this.pinToHostName(queued, pinned.lookup);
     return job;
@@ -261,7 +200,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       queued.files = await describeFiles(files);
     } catch (error) {
       this.scheduler.drop(queued);
-      this.finish(queued, DispyJob.Cancelled, undefined, `its depends files could not be read: ${(error as Error).message}`);
+      this.ledger.finish(queued, DispyJob.Cancelled, undefined, `its depends files could not be read: ${(error as Error).message}`);
       return;
     }
     if (pinned?.lookup) await this.pinToHostName(queued, pinned.lookup);
@@ -274,7 +213,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    */
   async sendFile(file: string, node: DispyNode | string): Promise<number> {
     const [described] = await describeFiles([path.resolve(file)]);
-    const key = await findNodeKey(node, this.nodes.values());
+    const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key || !described) return -1;
     return (await this.scheduler.sendFile(this.computeId, key, described)) ? 0 : -1;
   }
@@ -284,11 +223,11 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    * replaced). The job ends Cancelled. Resolves 0, or -1 when the job is already done.
    */
   async cancel(job: DispyJob): Promise<number> {
-    const queued = this.jobs.get(job);
+    const queued = this.ledger.jobs.get(job);
     if (!queued) return -1;
     switch (this.scheduler.cancel(queued)) {
       case 'dequeued':
-        this.finish(queued, DispyJob.Cancelled, undefined, 'cancelled before it ran');
+        this.ledger.finish(queued, DispyJob.Cancelled, undefined, 'cancelled before it ran');
         return 0;
       case 'sent':
         return 0;
@@ -311,7 +250,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /** Stops sending jobs to a node (its running jobs finish); 0, or -1 for an unknown node. */
   async deallocateNode(node: DispyNode | string): Promise<number> {
-    const key = await findNodeKey(node, this.nodes.values());
+    const key = await findNodeKey(node, this.ledger.nodes.values());
     return key && this.scheduler.deallocate(this.computeId, key) ? 0 : -1;
   }
 
@@ -320,14 +259,14 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    * terminated (`terminatePending`) or finish first. 0, or -1 for an unknown node.
    */
   async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
-    const key = await findNodeKey(node, this.nodes.values());
+    const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key) return -1;
     return (await this.scheduler.closeNode(this.computeId, key, options.terminatePending ?? false)) ? 0 : -1;
   }
 
   /** The cluster's jobs that run (or wait to run) on a node now. */
   async nodeJobs(node: DispyNode | string): Promise<DispyJob[]> {
-    const key = await findNodeKey(node, this.nodes.values());
+    const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key) return [];
     return this.scheduler
       .runningOn(key)
@@ -341,8 +280,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    */
   async setNodeCpus(node: DispyNode | string, cpus: number): Promise<number> {
     if (!Number.isInteger(cpus)) throw new OptionError(`setNodeCpus: cpus must be an integer, got ${String(cpus)}`);
-    const key = await findNodeKey(node, this.nodes.values());
-    const known = key ? this.nodes.get(key) : undefined;
+    const key = await findNodeKey(node, this.ledger.nodes.values());
+    const known = key ? this.ledger.nodes.get(key) : undefined;
     if (!key || !known) return -1;
     const wanted = cpus < 0 ? known.availCpus + cpus : Math.min(cpus, known.availCpus);
     if (wanted < 1) return -1;
@@ -353,27 +292,13 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /** Resolves true when every submitted job is done, or false after `timeoutSeconds`. */
   wait(timeoutSeconds?: number): Promise<boolean> {
-    if (this.jobs.size === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      this.idleWaiters.push(done);
-      if (timeoutSeconds !== undefined) {
-        timer = setTimeout(() => {
-          this.idleWaiters = this.idleWaiters.filter((waiter) => waiter !== done);
-          resolve(false);
-        }, timeoutSeconds * 1000);
-      }
-    });
+    return this.ledger.wait(timeoutSeconds);
   }
 
   /** The nodes serving the cluster and how many jobs are not done yet. */
   status(): { nodes: DispyNode[]; jobsPending: number } {
-    for (const info of this.scheduler.nodesOf(this.computeId)) this.nodeOf(info);
-    return { nodes: [...this.nodes.values()], jobsPending: this.jobs.size };
+    for (const info of this.scheduler.nodesOf(this.computeId)) this.ledger.nodeOf(info);
+    return { nodes: [...this.ledger.nodes.values()], jobsPending: this.ledger.jobs.size };
   }
 
   /** Prints the per-node table (CPUs, jobs done, CPU time, traffic) and returns it. */
@@ -392,9 +317,9 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     this.closing ??= (async () => {
       await this.started;
       if (!(await this.wait(options.timeout))) {
-        for (const job of [...this.jobs.values()]) {
+        for (const job of [...this.ledger.jobs.values()]) {
           this.scheduler.drop(job);
-          this.finish(job, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
+          this.ledger.finish(job, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
         }
       }
       await this.scheduler.close();
@@ -409,129 +334,10 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private failStart(error: Error): void {
     this.startError = new DispyError('DISPY_ERR_START', `JobCluster ${this.name} could not start: ${error.message}`, { cause: error });
     this.logger.error(this.startError.message);
-    for (const job of [...this.jobs.values()]) {
+    for (const job of [...this.ledger.jobs.values()]) {
       this.scheduler.drop(job);
-      this.finish(job, DispyJob.Cancelled, undefined, this.startError.message);
+      this.ledger.finish(job, DispyJob.Cancelled, undefined, this.startError.message);
     }
-  }
-
-  /** The public DispyNode of a scheduler node, created on first sight and kept up to date. */
-  private nodeOf(info: NodeInfo): DispyNode {
-    let node = this.nodes.get(info.key);
-    if (!node) {
-      node = new DispyNode(info.host, info.port, info.name);
-      this.nodes.set(info.key, node);
-    }
-    node.cpus = info.cpus;
-    node.availCpus = info.totalCpus;
-    node.platform = info.platform;
-    node.availInfo = info.availInfo;
-    node.tx = info.tx;
-    node.rx = info.rx;
-    return node;
-  }
-
-  private onNodeUp(info: NodeInfo): void {
-    const node = this.nodeOf(info);
-    node.updateTime = Date.now();
-    this.notifyStatus(DispyNode.Initialized, node, undefined);
-  }
-
-  private onNodeDown(info: NodeInfo, lost: Job[], why: string): void {
-    const node = this.nodeOf(info);
-    this.nodes.delete(info.key);
-    for (const job of lost) this.finish(job, DispyJob.Cancelled, undefined, why, node);
-    node.busy = 0;
-    this.notifyStatus(DispyNode.Closed, node, undefined);
-  }
-
-  private onJobStarted(queued: Job, info: NodeInfo): void {
-    const node = this.nodeOf(info);
-    const job = queued.ref;
-    job.status = DispyJob.Running;
-    job.ipAddr = info.host;
-    job.startTime = Date.now();
-    node.busy++;
-    this.notifyStatus(DispyJob.Running, node, job);
-  }
-
-  /** An intermediate result: the job goes on; callback and clusterStatus see it, in order. */
-  private onProvisional(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
-    const job = queued.ref;
-    let result: unknown;
-    try {
-      result = decodeValue(reply.result);
-    } catch (error) {
-      this.logger.warn(`a provisional result of job ${String(job.id)} could not be decoded: ${(error as Error).message}`);
-      return;
-    }
-    job.status = DispyJob.ProvisionalResult;
-    job.result = result as never;
-    this.callUser('callback', () => this.options.callback?.(job));
-    this.notifyStatus(DispyJob.ProvisionalResult, this.nodeOf(info), job);
-  }
-
-  private onJobReply(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
-    const node = this.nodeOf(info);
-    node.busy--;
-    node.jobsDone++;
-    node.cpuTime += reply.cpuTime;
-    node.updateTime = Date.now();
-    const job = queued.ref;
-    job.stdout = reply.stdout;
-    job.stderr = reply.stderr;
-    job.startTime = reply.startTime || job.startTime;
-    job.endTime = reply.endTime || Date.now();
-    if (reply.status === dispy.JobStatus.FINISHED) {
-      let result: unknown;
-      try {
-        result = decodeValue(reply.result);
-      } catch (error) {
-        this.finish(queued, DispyJob.Terminated, undefined, `the result could not be decoded: ${(error as Error).message}`, node);
-        return;
-      }
-      this.finish(queued, DispyJob.Finished, result, undefined, node);
-    } else {
-      const status = reply.status === dispy.JobStatus.CANCELLED ? DispyJob.Cancelled : DispyJob.Terminated;
-      this.finish(queued, status, undefined, reply.exception, node);
-    }
-  }
-
-  private finish(queued: Job, status: number, result: unknown, exception?: string, node?: DispyNode): void {
-    const job = queued.ref;
-    if (!this.jobs.delete(job)) return;
-    job.status = status;
-    job.result = result as never;
-    job.exception = exception || undefined;
-    job.endTime ??= Date.now();
-    queued.args = undefined;
-    job.settle();
-    this.callUser('callback', () => this.options.callback?.(job));
-    this.notifyStatus(status, node, job);
-    if (this.jobs.size === 0) {
-      this.updateActive();
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const waiter of waiters) waiter();
-    }
-  }
-
-  private notifyStatus(status: number, node: DispyNode | undefined, job: DispyJob | undefined): void {
-    if (this.options.clusterStatus) this.callUser('clusterStatus', () => this.options.clusterStatus!(status, node, job));
-  }
-
-  /** Runs a user callback; what it throws is logged, never thrown into the cluster. */
-  private callUser(what: string, call: () => void): void {
-    try {
-      call();
-    } catch (error) {
-      this.logger.error(`${what} threw: ${(error as Error).stack ?? String(error)}`);
-    }
-  }
-
-  /** Keeps the process alive while jobs are unfinished; lets it exit when idle. */
-  private updateActive(): void {
-    this.scheduler.setActive(this.jobs.size > 0 && !this.startError);
   }
 
   /** Where a job for `node` must run: an IP now, or a host name to look up first. */
@@ -541,7 +347,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       throw new OptionError(`submitNode: node must be a DispyNode, an IP address or a host name, got ${String(node)}`);
     }
     if (net.isIP(node)) return { host: node };
-    for (const known of this.nodes.values()) if (known.name === node) return { host: known.ipAddr };
+    for (const known of this.ledger.nodes.values()) if (known.name === node) return { host: known.ipAddr };
     // Until the name is resolved the job waits for a host that cannot exist.
     return { host: `unresolved:${node}`, lookup: node };
   }
@@ -553,7 +359,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       this.scheduler.repin(queued, address);
     } catch (error) {
       this.scheduler.drop(queued);
-      this.finish(queued, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
+      this.ledger.finish(queued, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
     }
   }
 }

@@ -270,7 +270,8 @@ export class WorkerPool implements JobRunner {
         this.workers.delete(worker);
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
         // A dying worker started none of the jobs it still holds; others ran the first.
-        const [running, ...queued] = worker.dying ? [undefined, ...worker.jobs] : worker.jobs;
+        const running = worker.dying ? undefined : worker.jobs[0];
+        const queued = worker.dying ? worker.jobs : worker.jobs.slice(1);
         worker.jobs = [];
         if (running) {
           clearTimeout(running.timer);

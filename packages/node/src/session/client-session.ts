@@ -127,16 +127,16 @@ export class ClientSession {
     }
     switch (frame.kind) {
       case 'setup':
-        void this.setup(frame.setup!);
+        void this.setup(frame.setup as dispy.Setup);
         break;
       case 'job':
-        this.runJob(frame.job!);
+        this.runJob(frame.job as dispy.Job);
         break;
       case 'setCpus':
         void this.setCpus(frame.setCpus as dispy.SetCpus);
         break;
       case 'cancel': {
-        const { computeId, jobId } = frame.cancel!;
+        const { computeId, jobId } = frame.cancel as dispy.Cancel;
         if (!this.computations.get(computeId)?.cancel(Number(jobId))) {
           this.node.logger.debug(`cancel of job ${jobId}: not here (already done)`);
         }
@@ -159,7 +159,7 @@ export class ClientSession {
         for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
         break;
       case 'close':
-        void this.closeComputation(frame.close!);
+        void this.closeComputation(frame.close as dispy.Close);
         break;
       case 'error':
         this.node.logger.warn(`client ${this.peer} reported: ${frame.error!.message}`);
@@ -175,7 +175,7 @@ export class ClientSession {
       this.channel.destroy(new Error(`expected auth, got ${frame.kind}`));
       return;
     }
-    const auth = frame.auth!;
+    const auth = frame.auth as dispy.Auth;
     if (auth.version !== PROTOCOL_VERSION) {
       logger.warn(`client ${this.peer} speaks protocol ${auth.version}, this node ${PROTOCOL_VERSION}; refused`);
       this.channel.end({ authResult: { ok: false, reason: `node speaks protocol ${PROTOCOL_VERSION}, client ${auth.version}` } });

@@ -1,0 +1,197 @@
+import { decodeValue, dispy, type Logger } from '@dispy/protocol';
+import type { ComputationEvents, NodeInfo, SchedulerJob } from '@dispy/scheduler';
+import { DispyJob } from '../job/dispy-job.js';
+import { DispyNode } from '../node/dispy-node.js';
+
+type Job = SchedulerJob<DispyJob>;
+
+export interface JobLedgerOptions {
+  name: string;
+  logger: Logger;
+  callback?: (job: DispyJob) => void;
+  clusterStatus?: (status: number, node: DispyNode | undefined, job: DispyJob | undefined) => void;
+  /** Called with true while jobs are unfinished, false when all are done. */
+  setActive: (active: boolean) => void;
+}
+
+/**
+ * A cluster's jobs and nodes as its program sees them: it turns the scheduler's events into
+ * DispyJob statuses and DispyNode counters, and calls `callback` and `clusterStatus` for each
+ * change, in order, never concurrently; what a user callback throws is logged, not thrown.
+ */
+export class JobLedger implements ComputationEvents<DispyJob> {
+  /** Jobs not done yet. */
+  readonly jobs = new Map<DispyJob, Job>();
+  readonly nodes = new Map<string, DispyNode>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: JobLedgerOptions) {}
+
+  /** A job was submitted. */
+  track(job: Job): void {
+    this.jobs.set(job.ref, job);
+    this.options.setActive(true);
+    this.notifyStatus(DispyJob.Created, undefined, job.ref);
+  }
+
+  /** Resolves true when every job is done, or false after `timeoutSeconds`. */
+  wait(timeoutSeconds?: number): Promise<boolean> {
+    if (this.jobs.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.idleWaiters.push(done);
+      if (timeoutSeconds !== undefined) {
+        timer = setTimeout(() => {
+          this.idleWaiters = this.idleWaiters.filter((waiter) => waiter !== done);
+          resolve(false);
+        }, timeoutSeconds * 1000);
+      }
+    });
+  }
+
+  /** The public DispyNode of a scheduler node, created on first sight and kept up to date. */
+  nodeOf(info: NodeInfo): DispyNode {
+    let node = this.nodes.get(info.key);
+    if (!node) {
+      node = new DispyNode(info.host, info.port, info.name);
+      this.nodes.set(info.key, node);
+    }
+    node.cpus = info.cpus;
+    node.availCpus = info.totalCpus;
+    node.platform = info.platform;
+    node.availInfo = info.availInfo;
+    node.tx = info.tx;
+    node.rx = info.rx;
+    return node;
+  }
+
+  /** Ends a job with a final status; settles its wait(), calls callback and clusterStatus. */
+  finish(queued: Job, status: number, result: unknown, exception?: string, node?: DispyNode): void {
+    const job = queued.ref;
+    if (!this.jobs.delete(job)) return;
+    job.status = status;
+    job.result = result as never;
+    job.exception = exception || undefined;
+    job.endTime ??= Date.now();
+    queued.args = undefined;
+    job.settle();
+    this.callUser('callback', () => this.options.callback?.(job));
+    this.notifyStatus(status, node, job);
+    if (this.jobs.size === 0) {
+      this.options.setActive(false);
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const waiter of waiters) waiter();
+    }
+  }
+
+  nodeUp(info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    node.updateTime = Date.now();
+    this.notifyStatus(DispyNode.Initialized, node, undefined);
+  }
+
+  nodeDown(info: NodeInfo, lost: Job[], why: string): void {
+    const node = this.nodeOf(info);
+    this.nodes.delete(info.key);
+    for (const job of lost) this.finish(job, DispyJob.Cancelled, undefined, why, node);
+    node.busy = 0;
+    this.notifyStatus(DispyNode.Closed, node, undefined);
+  }
+
+  nodeFailed(info: NodeInfo, error: string): void {
+    this.options.logger.error(`node ${info.name} (${info.key}) cannot run ${this.options.name}: ${error}`);
+    const node = new DispyNode(info.host, info.port, info.name);
+    node.setupError = error;
+    this.notifyStatus(DispyNode.Closed, node, undefined);
+  }
+
+  nodeAvailInfo(info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    node.updateTime = Date.now();
+    this.notifyStatus(DispyNode.AvailInfo, node, undefined);
+  }
+
+  jobStarted(queued: Job, info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    const job = queued.ref;
+    job.status = DispyJob.Running;
+    job.ipAddr = info.host;
+    job.startTime = Date.now();
+    node.busy++;
+    this.notifyStatus(DispyJob.Running, node, job);
+  }
+
+  jobRequeued(queued: Job): void {
+    const node = [...this.nodes.values()].find((n) => n.ipAddr === queued.ref.ipAddr);
+    if (node) node.busy = Math.max(0, node.busy - 1);
+    queued.ref.status = DispyJob.Created;
+    this.notifyStatus(DispyJob.Created, undefined, queued.ref);
+  }
+
+  jobRefused(queued: Job, info: NodeInfo, message: string): void {
+    const node = this.nodeOf(info);
+    node.busy--;
+    this.finish(queued, DispyJob.Cancelled, undefined, `node ${info.key} refused the job: ${message}`, node);
+  }
+
+  /** An intermediate result: the job goes on. */
+  jobProvisional(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+    const job = queued.ref;
+    let result: unknown;
+    try {
+      result = decodeValue(reply.result);
+    } catch (error) {
+      this.options.logger.warn(`a provisional result of job ${String(job.id)} could not be decoded: ${(error as Error).message}`);
+      return;
+    }
+    job.status = DispyJob.ProvisionalResult;
+    job.result = result as never;
+    this.callUser('callback', () => this.options.callback?.(job));
+    this.notifyStatus(DispyJob.ProvisionalResult, this.nodeOf(info), job);
+  }
+
+  jobReply(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    node.busy--;
+    node.jobsDone++;
+    node.cpuTime += reply.cpuTime;
+    node.updateTime = Date.now();
+    const job = queued.ref;
+    job.stdout = reply.stdout;
+    job.stderr = reply.stderr;
+    job.startTime = reply.startTime || job.startTime;
+    job.endTime = reply.endTime || Date.now();
+    if (reply.status === dispy.JobStatus.FINISHED) {
+      let result: unknown;
+      try {
+        result = decodeValue(reply.result);
+      } catch (error) {
+        this.finish(queued, DispyJob.Terminated, undefined, `the result could not be decoded: ${(error as Error).message}`, node);
+        return;
+      }
+      this.finish(queued, DispyJob.Finished, result, undefined, node);
+    } else {
+      const status = reply.status === dispy.JobStatus.CANCELLED ? DispyJob.Cancelled : DispyJob.Terminated;
+      this.finish(queued, status, undefined, reply.exception, node);
+    }
+  }
+
+  private notifyStatus(status: number, node: DispyNode | undefined, job: DispyJob | undefined): void {
+    const { clusterStatus } = this.options;
+    if (clusterStatus) this.callUser('clusterStatus', () => clusterStatus(status, node, job));
+  }
+
+  /** Runs a user callback; what it throws is logged, never thrown into the cluster. */
+  private callUser(what: string, call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.options.logger.error(`${what} threw: ${(error as Error).stack ?? String(error)}`);
+    }
+  }
+}
