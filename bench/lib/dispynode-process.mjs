@@ -37,13 +37,14 @@ export async function stopAllDispynodes() {
 
 /**
  * Starts `dispynode -i 127.0.0.1 -p PORT -c CPUS --daemon` with a fresh temporary
- * --dest-path-prefix and resolves once it logs that it is serving.
+ * --dest-path-prefix (and `extraArgs`, e.g. `['--max-file-size', '0']`) and resolves once it
+ * logs that it is serving.
  * @returns {Promise<{ host: string, port: number, pid: number, log: () => string, stop: () => Promise<void> }>}
  */
-export async function startDispynode({ cpus = 2 } = {}) {
+export async function startDispynode({ cpus = 2, extraArgs = [] } = {}) {
   const port = await freePort();
   const destDir = await mkdtemp(path.join(os.tmpdir(), 'dispy-bench-node-'));
-  const args = [BIN, '-i', HOST, '-p', String(port), '-c', String(cpus), '--daemon', '--dest-path-prefix', destDir];
+  const args = [BIN, '-i', HOST, '-p', String(port), '-c', String(cpus), '--daemon', '--dest-path-prefix', destDir, ...extraArgs];
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const entry = { child, destDir, stop: () => stop() };
   live.add(entry);

@@ -106,7 +106,8 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
   }
   const secret = options.secret ?? env.DISPY_SECRET ?? env.DISPY_NODE_SECRET;
   if (secret !== undefined) options.secret = secret;
-  options.logLevel = values.debug ? 'debug' : 'info';
+  if (values.debug) options.logLevel = 'debug';
+  else options.logLevel ??= 'info';
   const saveConfig = values['save-config'] as string | undefined;
   return { options: options as NodeOptions, daemon: values.daemon === true, help: values.help === true, saveConfig };
 }

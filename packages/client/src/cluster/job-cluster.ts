@@ -342,7 +342,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   /** Where a job for `node` must run: an IP now, or a host name to look up first. */
   private pinnedHost(node: DispyNode | string): { host?: string; lookup?: string } {
-    if (node instanceof DispyNode) return { host: node.ipAddr };
+    if (node instanceof DispyNode) return { host: `${node.ipAddr}:${node.port}` };
     if (typeof node !== 'string' || node.length === 0) {
       throw new OptionError(`submitNode: node must be a DispyNode, an IP address or a host name, got ${String(node)}`);
     }

@@ -67,7 +67,7 @@ export class JobScheduler {
     this.computations.set(spec.computeId, spec as ComputationSpec);
     for (const allocator of spec.allocators) {
       if (allocator.isWildcard) {
-        this.finder.enableBroadcast();
+        this.finder.enableBroadcast(allocator.port);
       } else if (net.isIP(allocator.host)) {
         this.finder.addHost(allocator.host, allocator.port);
       } else {
@@ -138,7 +138,7 @@ export class JobScheduler {
     if (!spec) return;
     spec.allocators.push(allocator);
     spec.excluded?.clear();
-    if (allocator.isWildcard) this.finder.enableBroadcast();
+    if (allocator.isWildcard) this.finder.enableBroadcast(allocator.port);
     else if (net.isIP(allocator.host)) this.finder.addHost(allocator.host, allocator.port);
     else {
       for (const { address } of await lookup(allocator.host, { all: true })) {

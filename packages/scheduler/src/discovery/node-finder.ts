@@ -41,7 +41,8 @@ export class NodeFinder {
   private readonly nonces: Buffer[] = [];
   /** Hosts to ping by unicast, keyed host:port. */
   private readonly targets = new Map<string, { host: string; port: number }>();
-  private broadcast = false;
+  /** Ports to broadcast pings to (wildcard node patterns); empty: no broadcast. */
+  private readonly broadcastPorts = new Set<number>();
   private timer?: NodeJS.Timeout;
   private delay = FIRST_DELAY_MS;
   private active = true;
@@ -76,9 +77,9 @@ export class NodeFinder {
     else this.targets.set(key, { host, port });
   }
 
-  /** Also broadcast pings (for wildcard node patterns). */
-  enableBroadcast(): void {
-    this.broadcast = true;
+  /** Also broadcast pings, to `port` (for wildcard node patterns). */
+  enableBroadcast(port = this.options.nodePort): void {
+    this.broadcastPorts.add(port);
   }
 
   /** Sends a round of pings now and restarts the backoff. */
@@ -123,8 +124,8 @@ export class NodeFinder {
     clearTimeout(this.timer);
     if (!this.socket) return;
     for (const { host, port } of this.targets.values()) this.send(host, port);
-    if (this.broadcast) {
-      for (const address of broadcastAddresses()) this.send(address, this.options.nodePort);
+    for (const port of this.broadcastPorts) {
+      for (const address of broadcastAddresses()) this.send(address, port);
     }
     const interval = this.options.pingInterval;
     const next = interval !== undefined ? interval * 1000 : this.delay;

@@ -3,7 +3,7 @@ import { JobQueue, type Queueable } from './job-queue.js';
 /** A job as the engine sees it: which computation, how urgent, and optionally which node. */
 export interface EngineJob extends Queueable {
   readonly computeId: string;
-  /** IP address (or host) of the only node that may run it. */
+  /** The only node that may run it: its IP address (any port), or its key `host:port`. */
   readonly pinnedHost?: string;
 }
 
@@ -194,8 +194,10 @@ export class SchedulingEngine<J extends EngineJob> {
 
   /** The queue a node should take its next job from: pinned jobs first, then the most urgent. */
   private queueFor(node: EngineNodeState<J>): JobQueue<J> | undefined {
-    const pinned = this.pinned.get(node.host);
-    if (pinned && pinned.peek() && node.computeIds.has(pinned.peek()!.computeId)) return pinned;
+    for (const pinned of [this.pinned.get(node.key), this.pinned.get(node.host)]) {
+      const head = pinned?.peek();
+      if (head && node.computeIds.has(head.computeId)) return pinned;
+    }
     let chosen: JobQueue<J> | undefined;
     for (const computeId of node.computeIds) {
       const queue = this.queues.get(computeId);
