@@ -51,6 +51,16 @@ describe('SchedulingEngine', () => {
     expect(sent).toEqual([['b:1', 1]]);
   });
 
+  it('pins a job to one node of an address by its key', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 1, 'c');
+    engine.addNode('a:2', 'a', 1, 'c');
+    engine.submit(job(1, { pinnedHost: 'a:2' }));
+    engine.submit(job(2, { pinnedHost: 'a:2' }));
+    await settle();
+    expect(sent).toEqual([['a:2', 1]]);
+  });
+
   it('dispatches higher priority first across computations on a node', async () => {
     const { engine, sent, settle } = harness(1);
     engine.submit(job(1, { computeId: 'x', priority: 1 }));

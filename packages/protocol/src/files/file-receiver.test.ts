@@ -1,0 +1,94 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dispy } from '../schema/generated.js';
+import { FileReceiver, type ReceivedFile } from './file-receiver.js';
+import { confine } from './confine.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function receiver(maxFileSize = 0) {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'dispy-receiver-'));
+  dirs.push(root);
+  const results = new Map<number, ReceivedFile | Error>();
+  let settle: () => void = () => {};
+  const files = new FileReceiver({
+    rootFor: () => root,
+    maxFileSize,
+    pause: () => {},
+    resume: () => {},
+    onDone: (id, result) => {
+      results.set(id, result);
+      settle();
+    },
+  });
+  const done = (id: number) =>
+    new Promise<ReceivedFile | Error>((resolve) => {
+      const check = () => results.has(id) && resolve(results.get(id)!);
+      settle = check;
+      check();
+    });
+  return { root, files, done };
+}
+
+function chunks(transferId: number, name: string, data: Buffer, pieces: number, sha = createHash('sha256').update(data).digest()): dispy.FileChunk[] {
+  const size = Math.ceil(data.length / pieces);
+  const out: dispy.FileChunk[] = [];
+  for (let offset = 0, i = 0; i < pieces; i++, offset += size) {
+    const last = i === pieces - 1;
+    out.push(dispy.FileChunk.create({ transferId, path: name, offset, data: data.subarray(offset, offset + size), last, size: i === 0 ? data.length : 0, sha256: last ? sha : undefined }));
+  }
+  return out;
+}
+
+describe('FileReceiver', () => {
+  it('writes a file that arrives in chunks and checks its sha256 before naming it', async () => {
+    const { root, files, done } = receiver();
+    const data = Buffer.from('x'.repeat(100_000));
+    for (const chunk of chunks(1, 'sub/dir/data.txt', data, 7)) files.receive(chunk);
+    const result = await done(1);
+    expect(result).toMatchObject({ name: 'sub/dir/data.txt', size: 100_000 });
+    expect(readFileSync(path.join(root, 'sub/dir/data.txt')).equals(data)).toBe(true);
+  });
+
+  it('refuses a damaged file and leaves nothing behind', async () => {
+    const { root, files, done } = receiver();
+    const data = Buffer.from('payload');
+    for (const chunk of chunks(2, 'damaged.bin', data, 2, Buffer.alloc(32))) files.receive(chunk);
+    expect(String(await done(2))).toMatch(/arrived damaged: its sha256 does not match/);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('refuses names outside its directory', async () => {
+    for (const [id, name, why] of [[3, '../escape.txt', /must not contain "\.\."/], [4, '/etc/passwd', /must be relative/], [5, 'a/../../b', /must not contain/]] as const) {
+      const { root, files, done } = receiver();
+      for (const chunk of chunks(id, name, Buffer.from('evil'), 1)) files.receive(chunk);
+      expect(String(await done(id))).toMatch(why);
+      expect(existsSync(path.join(root, '..', 'escape.txt'))).toBe(false);
+    }
+  });
+
+  it('refuses a file over the size limit, announced or not', async () => {
+    const { files, done } = receiver(10);
+    for (const chunk of chunks(6, 'big.bin', Buffer.alloc(11), 1)) files.receive(chunk);
+    expect(String(await done(6))).toMatch(/exceeds the size limit of 10 bytes/);
+    // A sender that lies about the size is stopped when the bytes pass the limit.
+    const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map((chunk, i) => (i === 0 ? Object.assign(chunk, { size: 5 }) : chunk));
+    for (const chunk of lying) files.receive(chunk);
+    expect(String(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
+  });
+});
+
+describe('confine', () => {
+  it('resolves relative names under the root and refuses escapes', () => {
+    expect(confine('/srv/dispy', 'a/b.txt')).toBe('/srv/dispy/a/b.txt');
+    expect(() => confine('/srv/dispy', '')).toThrow(/a file name is required/);
+    expect(() => confine('/srv/dispy', '.')).toThrow(/escapes its directory/);
+    expect(() => confine('/srv/dispy', 'C:\\windows')).toThrow(/must be relative/);
+  });
+});
