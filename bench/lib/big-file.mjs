@@ -69,16 +69,4 @@ export async function createBigFile({ bytes = BIG_FILE_BYTES, name = BIG_FILE_NA
   return { file, dir, bytes, remove };
 }
 
-/** Reads the peak resident memory (VmHWM) of process `pid` in MiB; undefined where /proc is missing. */
-export async function peakRssMiB(pid) {
-  try {
-    const { readFile } = await import('node:fs/promises');
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const match = /VmHWM:\s+(\d+)\s+kB/.exec(status);
-    return match ? Number(match[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export { MiB };

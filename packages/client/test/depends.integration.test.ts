@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -189,6 +189,49 @@ describe('computations with their world', () => {
     await bad!.waitForLog(/setup of .* failed: the computation failed to load: Error: no data on this node/);
   });
 
+  it('runs a cleanup function before removing files, and gives each node its own depends', async () => {
+    const node = await startNode({ host: '127.0.9.12', cpus: 1 });
+    function loadOwn() {
+      globalThis.own = require('node:fs').readFileSync('words.txt', 'utf8').split('\n')[1];
+      return 0;
+    }
+    function leaveMark() {
+      // The computation's directory is about to go; leave a mark beside it.
+      require('node:fs').writeFileSync(`${dispy_job_path}/../cleaned-by-cleanup`, 'yes');
+    }
+    const cluster = new JobCluster(() => (globalThis as unknown as { own: string }).own, {
+      nodes: [new NodeAllocate(node.host, { port: node.port, depends: [fixture('words.txt')] })],
+      setup: loadOwn,
+      cleanup: leaveMark,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
+    expect(await cluster.submit().wait()).toBe('beta');
+    await cluster.close();
+    expect(readFileSync(path.join(node.destPathPrefix, 'cleaned-by-cleanup'), 'utf8')).toBe('yes');
+    expect(readdirSync(node.destPathPrefix).filter((entry) => entry.startsWith('computation-'))).toEqual([]);
+  });
+
+  it('copies a file to a node with sendFile, and refuses dispySendFile over the node limit', async () => {
+    const node = await startNode({ host: '127.0.9.13', cpus: 1, args: ['--max-file-size', '1k'] });
+    const cluster = clusterOn(async (name: string, bytes: number) => {
+      const fs = require('node:fs');
+      if (bytes === 0) return fs.readFileSync(name, 'utf8').trim();
+      fs.writeFileSync('out.bin', Buffer.alloc(bytes));
+      try {
+        return await dispySendFile('out.bin');
+      } catch (error) {
+        return (error as Error).message;
+      }
+    }, node);
+    await cluster.submit('none', 0).wait(); // the node is set up once a job has run
+    expect(await cluster.sendFile(fixture('words.txt'), node.host)).toBe(0);
+    expect(await cluster.submit('words.txt', 0).wait()).toBe('alpha\nbeta\ngamma');
+    expect(await cluster.submit('', 2048).wait()).toMatch(/out\.bin is 2048 bytes, over the node's limit of 1024 bytes/);
+    expect(await cluster.sendFile(fixture('words.txt'), '127.9.9.9')).toBe(-1);
+  });
+
   it('keeps files with cleanup: false and does not send an unchanged file again', async () => {
     const node = await startNode({ host: '127.0.9.11', cpus: 1 });
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-kept-'));
@@ -214,6 +257,8 @@ describe('computations with their world', () => {
 });
 
 declare global {
+  // eslint-disable-next-line no-var
+  var dispy_job_path: string;
   function dispyProvisionalResult(value: unknown): Promise<number>;
   function dispySendFile(path: string): Promise<number>;
   // eslint-disable-next-line no-var
