@@ -7,18 +7,24 @@
 // `{ key, label, value, unit, digits, note }`; list it in SECTIONS; and add any ratio or target
 // that uses its keys to COMPARISONS or TARGETS below.
 import os from 'node:os';
+import dispyArguments from './sections/dispy-arguments.mjs';
+import dispyFileTransfer from './sections/dispy-file-transfer.mjs';
 import dispyJobs from './sections/dispy-jobs.mjs';
 import piscinaPool from './sections/piscina-pool.mjs';
 import tcpRtt from './sections/tcp-rtt.mjs';
+import tcpTransfer from './sections/tcp-transfer.mjs';
 import { formatNumber, formatTable } from './lib/table.mjs';
 import { now } from './lib/timing.mjs';
 import { stopAllDispynodes } from './lib/dispynode-process.mjs';
 
-/** Run in this order; piscina and TCP run after dispy's node has been stopped. */
-const SECTIONS = [dispyJobs, piscinaPool, tcpRtt];
+/**
+ * Run in this order; piscina and TCP run after dispy's nodes have been stopped. Each dispy section
+ * starts (and stops) its own dispynode.
+ */
+const SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer];
 
 /** Python dispy 4.15 on this kind of machine, for reference only (not measured here). */
-const PYTHON_DISPY = { jobsPerSecond: 250, latencyMs: [5, 6] };
+const PYTHON_DISPY = { jobsPerSecond: 250, latencyMs: [5, 6], argumentMiBPerSecond: 136 };
 
 /** Ratios printed under the measurements; `value(m)` gets metric values by key. */
 const COMPARISONS = [
@@ -40,6 +46,24 @@ const COMPARISONS = [
     digits: 1,
     unit: '×',
   },
+  {
+    label: 'dispy file transfer ÷ raw loopback TCP',
+    value: (m) => m('dispy.file.rate') / m('tcp.transfer.rate'),
+    digits: 3,
+    unit: '×',
+  },
+  {
+    label: 'dispy 1 MiB-argument throughput ÷ raw loopback TCP',
+    value: (m) => m('dispy.args.rate') / m('tcp.transfer.rate'),
+    digits: 3,
+    unit: '×',
+  },
+  {
+    label: `dispy 1 MiB-argument throughput ÷ Python dispy (~${PYTHON_DISPY.argumentMiBPerSecond} MiB/s)`,
+    value: (m) => m('dispy.args.rate') / PYTHON_DISPY.argumentMiBPerSecond,
+    digits: 1,
+    unit: '×',
+  },
 ];
 
 /** Targets; `pass(value)` decides PASS or MISS, and a missing measurement is a MISS. */
@@ -57,6 +81,20 @@ const TARGETS = [
     digits: 3,
     unit: 'ms',
     pass: (value) => value < 1,
+  },
+  {
+    label: 'file transfer ≥ 0.5× raw loopback TCP',
+    value: (m) => m('dispy.file.rate') / m('tcp.transfer.rate'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.5,
+  },
+  {
+    label: '1 MiB arguments ≥ 0.5× raw loopback TCP',
+    value: (m) => m('dispy.args.rate') / m('tcp.transfer.rate'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.5,
   },
 ];
 
@@ -140,6 +178,9 @@ function report({ metrics, failures }, elapsedMs) {
     '',
     `Reference: Python dispy 4.15 does about ${PYTHON_DISPY.jobsPerSecond} jobs/s with ` +
       `${PYTHON_DISPY.latencyMs.join('–')} ms sequential latency on this kind of machine.`,
+    `Reference: Python dispy moves 1 MiB arguments at about ${PYTHON_DISPY.argumentMiBPerSecond} MiB/s here, and sends ` +
+      'files stop-and-wait in 1 MB chunks without a checksum.',
+    'Transfer rates are in MiB/s (2^20 bytes per second).',
   );
 
   if (failures.length > 0) {

@@ -4,7 +4,7 @@
 // move exactly the same bytes, and nothing along the way can compress or skip zeros.
 import { once } from 'node:events';
 import { createWriteStream, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -62,6 +62,14 @@ export async function createBigFile({ bytes = BIG_FILE_BYTES, name = BIG_FILE_NA
     stream.end();
     await Promise.race([once(stream, 'finish'), failed]);
     await Promise.race([once(stream, 'close'), failed]);
+    // On disk before anyone times reading it: otherwise the kernel's writeback of 100 MiB of
+    // dirty pages competes with the first measurements for the CPUs.
+    const handle = await open(file, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     await remove();
     throw error;

@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { DispyError, dispy, sendFileChunks, type Frame, type Logger } from '@dispy/protocol';
+import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
 import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { NodeLink } from './node-link.js';
@@ -38,7 +38,6 @@ export class JobScheduler {
   private readonly jobs = new Map<number, SchedulerJob>();
   private readonly settingUp = new Set<string>();
   private nextUid = 1;
-  private nextTransfer = 1;
   private started?: Promise<void>;
   private closed = false;
 
@@ -65,18 +64,7 @@ export class JobScheduler {
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
   async addComputation<Ref>(spec: ComputationSpec<Ref>): Promise<void> {
     this.computations.set(spec.computeId, spec as ComputationSpec);
-    for (const allocator of spec.allocators) {
-      if (allocator.isWildcard) {
-        this.finder.enableBroadcast(allocator.port);
-      } else if (net.isIP(allocator.host)) {
-        this.finder.addHost(allocator.host, allocator.port);
-      } else {
-        for (const { address } of await lookup(allocator.host, { all: true })) {
-          allocator.resolved.add(address);
-          this.finder.addHost(address, allocator.port);
-        }
-      }
-    }
+    for (const allocator of spec.allocators) await this.lookFor(allocator);
     this.started ??= this.finder.start();
     await this.started;
     this.finder.pingNow();
@@ -138,15 +126,22 @@ export class JobScheduler {
     if (!spec) return;
     spec.allocators.push(allocator);
     spec.excluded?.clear();
-    if (allocator.isWildcard) this.finder.enableBroadcast(allocator.port);
-    else if (net.isIP(allocator.host)) this.finder.addHost(allocator.host, allocator.port);
-    else {
+    await this.lookFor(allocator);
+    this.finder.pingNow();
+  }
+
+  /** Points discovery at an allocator's nodes: broadcast for a pattern, else its addresses. */
+  private async lookFor(allocator: NodeAllocator): Promise<void> {
+    if (allocator.isWildcard) {
+      this.finder.enableBroadcast(allocator.port);
+    } else if (net.isIP(allocator.host)) {
+      this.finder.addHost(allocator.host, allocator.port);
+    } else {
       for (const { address } of await lookup(allocator.host, { all: true })) {
         allocator.resolved.add(address);
         this.finder.addHost(address, allocator.port);
       }
     }
-    this.finder.pingNow();
   }
 
   /** Stops sending a computation's jobs to a node; its running jobs finish. */
@@ -172,15 +167,22 @@ export class JobScheduler {
       }
     }
     if (this.links.get(nodeKey) !== link) return true;
+    await this.release(link, computeId, terminatePending, 'the node was closed for this computation');
+    return true;
+  }
+
+  /** Closes a computation on a node; a node left with none is hung up on. */
+  private async release(link: NodeLink, computeId: string, terminatePending: boolean, why: string): Promise<void> {
+    // Idle connections are unref'd; keep this one alive until the node has answered.
+    link.connection.setActive(true);
     await link.connection.closeComputation(computeId, terminatePending);
     link.computeIds.delete(computeId);
-    this.computations.get(computeId)?.events.nodeDown(link.info, [], 'the node was closed for this computation');
+    this.computations.get(computeId)?.events.nodeDown(link.info, [], why);
     if (link.computeIds.size === 0) {
-      this.links.delete(nodeKey);
-      this.engine.removeNode(nodeKey);
+      this.links.delete(link.key);
+      this.engine.removeNode(link.key);
       link.connection.destroy();
     }
-    return true;
   }
 
   /**
@@ -208,24 +210,9 @@ export class JobScheduler {
 
   /** Closes a computation on its nodes (killing its running jobs) and forgets it. */
   async closeComputation(computeId: string): Promise<void> {
-    const spec = this.computations.get(computeId);
+    const closing = [...this.links.values()].filter((link) => link.computeIds.has(computeId));
+    await Promise.all(closing.map((link) => this.release(link, computeId, true, 'the computation was closed')));
     this.computations.delete(computeId);
-    await Promise.all(
-      [...this.links.values()]
-        .filter((link) => link.computeIds.has(computeId))
-        .map(async (link) => {
-          // Idle connections are unref'd; keep this one alive until the node has answered.
-          link.connection.setActive(true);
-          await link.connection.closeComputation(computeId, true);
-          link.computeIds.delete(computeId);
-          if (spec) spec.events.nodeDown(link.info, [], 'the computation was closed');
-          if (link.computeIds.size === 0) {
-            this.links.delete(link.key);
-            this.engine.removeNode(link.key);
-            link.connection.destroy();
-          }
-        }),
-    );
   }
 
   /** Stops discovery and hangs up on every node. */
@@ -320,7 +307,7 @@ export class JobScheduler {
           setupArgs: extras.setupArgs,
           cleanupFunction: spec.cleanupFunction,
         },
-        (names) => this.sendFiles(link, spec.computeId, files.filter((file) => names.includes(file.name))),
+        (names) => link.sendFiles(spec.computeId, files.filter((file) => names.includes(file.name))),
       );
       if (!answer.ok) {
         spec.events.nodeFailed(link.info, answer.error);
@@ -347,21 +334,11 @@ export class JobScheduler {
     }
   }
 
-  /** Streams files to a node and waits until each is in place there. */
-  private async sendFiles(link: NodeLink, computeId: string, files: LocalFile[], jobId = 0): Promise<void> {
-    for (const file of files) {
-      const transferId = this.nextTransfer++;
-      const arrived = link.connection.fileDone(transferId);
-      await sendFileChunks(link.connection, { transferId, file: file.path, name: file.name, computeId, jobId });
-      await arrived;
-    }
-  }
-
   /** Copies a file to a node, into the computation's directory (cluster.sendFile). */
   async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
     const link = this.links.get(nodeKey);
     if (!link || !link.computeIds.has(computeId)) return false;
-    await this.sendFiles(link, computeId, [file]);
+    await link.sendFiles(computeId, [file]);
     return true;
   }
 
@@ -410,7 +387,7 @@ export class JobScheduler {
     };
     if (job.files?.length) {
       // Per-job files go first, on the same connection; the node runs the job once they are in.
-      this.sendFiles(link, job.computeId, job.files, job.uid).catch((error: Error) =>
+      link.sendFiles(job.computeId, job.files, job.uid).catch((error: Error) =>
         this.options.logger.warn(`per-job files of job ${job.uid} to ${link.key}: ${error.message}`),
       );
     }

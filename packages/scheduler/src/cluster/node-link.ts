@@ -1,6 +1,6 @@
-import { FileReceiver, type Frame } from '@dispy/protocol';
+import { FileReceiver, sendFileChunks, type Frame } from '@dispy/protocol';
 import { NodeConnection } from '../session/node-connection.js';
-import type { NodeInfo } from './types.js';
+import type { LocalFile, NodeInfo } from './types.js';
 
 /** A node the scheduler is connected to: what it knows of it, and the connection. */
 export class NodeLink {
@@ -55,6 +55,17 @@ export class NodeLink {
 
   private heartbeat?: NodeJS.Timeout;
   private receiver?: FileReceiver;
+  private nextTransfer = 1;
+
+  /** Streams files to the node and waits until each is in place there. */
+  async sendFiles(computeId: string, files: LocalFile[], jobId = 0): Promise<void> {
+    for (const file of files) {
+      const transferId = this.nextTransfer++;
+      const arrived = this.connection.fileDone(transferId);
+      await sendFileChunks(this.connection, { transferId, file: file.path, name: file.name, computeId, jobId });
+      await arrived;
+    }
+  }
 
   /**
    * Receives files the node's jobs send (dispySendFile) into `dir`, at their relative paths
