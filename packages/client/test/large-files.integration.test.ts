@@ -64,7 +64,7 @@ describe('large files', () => {
       nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', depends: [big],
     });
     expect(await cluster.wait(2)).toBe(true);
-    await node.waitForLog(/exceeds the size limit of 1024 bytes/);
+    await node.waitForLog(/file two-k.bin of \d+ bytes exceeds this node's limit of 1024 bytes \(--max-file-size\)/);
     await cluster.close();
 
     // A raw client that names files outside the computation's directory.

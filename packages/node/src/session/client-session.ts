@@ -84,7 +84,7 @@ export class ClientSession {
       maxFileSize: node.maxFileSize,
       pause: () => socket.pause(),
       resume: () => socket.resume(),
-      onDone: (transferId, result) => this.fileReceived(transferId, result),
+      onDone: (transferId, result, about) => this.fileReceived(transferId, result, about),
     });
     this.authTimer = setTimeout(() => {
       node.logger.warn(`client ${this.peer} did not authenticate in time; disconnected`);
@@ -224,6 +224,11 @@ export class ClientSession {
         onSendFile: (jobId, file) => this.sendFileToClient(computation!, jobId, file),
       });
       this.preparing.set(computeId, computation);
+      const limit = this.node.maxFileSize;
+      const tooLarge = (setup.files ?? []).find((file) => limit > 0 && Number(file.size) > limit);
+      if (tooLarge) {
+        throw new Error(`file ${tooLarge.name} of ${tooLarge.size} bytes exceeds this node's limit of ${limit} bytes (--max-file-size)`);
+      }
       const files = await computation.wantedFiles(setup.files ?? []);
       if (files.length > 0) {
         this.channel.send({ fileWant: { computeId, names: files } });
@@ -252,16 +257,11 @@ export class ClientSession {
   }
 
   /** A file sent by the client arrived (or failed): tell it, and whoever waits for the file. */
-  private fileReceived(transferId: number, result: ReceivedFile | Error): void {
-    if (result instanceof Error) {
-      this.node.logger.warn(`file from ${this.peer} refused: ${result.message}`);
-      this.channel.send({ fileDone: { transferId, ok: false, error: result.message } });
-    } else {
-      this.channel.send({ fileDone: { transferId, ok: true } });
-    }
-    const name = result instanceof Error ? undefined : result.name;
-    const computeId = result instanceof Error ? undefined : result.computeId;
-    if (name && computeId) (this.computations.get(computeId) ?? this.preparing.get(computeId))?.fileArrived(name);
+  private fileReceived(transferId: number, result: ReceivedFile | Error, about: { name: string; computeId: string }): void {
+    const failed = result instanceof Error ? result : undefined;
+    if (failed) this.node.logger.warn(`file from ${this.peer} refused: ${failed.message}`);
+    this.channel.send({ fileDone: failed ? { transferId, ok: false, error: failed.message } : { transferId, ok: true } });
+    (this.computations.get(about.computeId) ?? this.preparing.get(about.computeId))?.fileArrived(about.name, failed);
   }
 
   /** dispySendFile: streams a file of a job's directory to the client, size-limited. */

@@ -19,8 +19,11 @@ export interface FileReceiverOptions {
   rootFor(chunk: dispy.IFileChunk): string;
   /** Largest file accepted, in bytes (0: no limit). */
   maxFileSize: number;
-  /** Called once per transfer: the file, or why it was refused (its partial file is removed). */
-  onDone(transferId: number, result: ReceivedFile | Error): void;
+  /**
+   * Called once per transfer: the file, or why it was refused (its partial file is removed),
+   * with the name and computation the sender gave.
+   */
+  onDone(transferId: number, result: ReceivedFile | Error, about: { name: string; computeId: string; jobId: number }): void;
   /** Stop reading the socket while this many bytes wait to be written (constant memory). */
   pause(): void;
   resume(): void;
@@ -165,7 +168,7 @@ export class FileReceiver {
     }
     if (transfer.failed) {
       await this.discard(transfer);
-      this.options.onDone(id, transfer.failed);
+      this.options.onDone(id, transfer.failed, transfer);
       return;
     }
     try {
@@ -174,12 +177,14 @@ export class FileReceiver {
       await rename(transfer.partial, transfer.target);
     } catch (error) {
       await this.discard(transfer);
-      this.options.onDone(id, error as Error);
+      this.options.onDone(id, error as Error, transfer);
       return;
     }
-    this.options.onDone(id, {
-      transferId: id, name: transfer.name, path: transfer.target, size: transfer.received, computeId: transfer.computeId, jobId: transfer.jobId,
-    });
+    this.options.onDone(
+      id,
+      { transferId: id, name: transfer.name, path: transfer.target, size: transfer.received, computeId: transfer.computeId, jobId: transfer.jobId },
+      transfer,
+    );
   }
 
   private async discard(transfer: Transfer): Promise<void> {

@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import type { FrameInit } from '../framing/framed-socket.js';
 
 /** Bytes of file data per FileChunk frame. */
-export const FILE_CHUNK_BYTES = 512 * 1024;
+export const FILE_CHUNK_BYTES = 1024 * 1024;
 
 /** What a file sender needs of a connection: send a frame, and wait while its buffer is full. */
 export interface FrameSink {
@@ -20,6 +20,8 @@ export interface SendFileOptions {
   name: string;
   computeId?: string;
   jobId?: number;
+  /** The file's sha256 when already known (it was offered by hash): it is not hashed again. */
+  sha256?: Uint8Array;
 }
 
 /**
@@ -28,7 +30,7 @@ export interface SendFileOptions {
  * constant whatever the file's size. Resolves with the number of bytes sent.
  */
 export async function sendFileChunks(sink: FrameSink, options: SendFileOptions): Promise<number> {
-  const { transferId, file, name, computeId = '', jobId = 0 } = options;
+  const { transferId, file, name, computeId = '', jobId = 0, sha256 } = options;
   const info = await stat(file);
   const hash = createHash('sha256');
   let sent = 0;
@@ -43,7 +45,7 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
         computeId,
         jobId,
         ...(sent === 0 ? { size: info.size, mode: info.mode & 0o777 } : {}),
-        ...(last ? { sha256: hash.digest() } : {}),
+        ...(last ? { sha256: sha256 ?? hash.digest() } : {}),
       },
     };
     sent += data.length;
@@ -53,7 +55,7 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
   let previous: Buffer | undefined;
   for await (const chunk of createReadStream(file, { highWaterMark: FILE_CHUNK_BYTES })) {
     if (previous && !emit(previous, false)) await sink.drain();
-    hash.update(chunk as Buffer);
+    if (!sha256) hash.update(chunk as Buffer);
     previous = chunk as Buffer;
   }
   emit(previous ?? Buffer.alloc(0), true);

@@ -62,7 +62,9 @@ export class NodeLink {
     for (const file of files) {
       const transferId = this.nextTransfer++;
       const arrived = this.connection.fileDone(transferId);
-      await sendFileChunks(this.connection, { transferId, file: file.path, name: file.name, computeId, jobId });
+      // If sending fails (the node went away), the wait for its answer fails too: not unhandled.
+      arrived.catch(() => undefined);
+      await sendFileChunks(this.connection, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256 });
       await arrived;
     }
   }
