@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { OptionError, analyzeFunction, fileSha256, registerClass } from '@dispy/protocol';
+import { OptionError, analyzeFunction, registerClass } from '@dispy/protocol';
 import type { Definition, LocalFile } from '@dispy/scheduler';
 
 /** What a `depends` list holds, sorted by how each part travels. */
@@ -59,12 +59,12 @@ export function collectDepends(list: unknown[], where: string): Depends {
   return depends;
 }
 
-/** Size, mode and sha256 of files to send (read as streams). */
+/** Name, size and mode of files to send (their sha256 is computed as they are sent). */
 export async function describeFiles(paths: string[]): Promise<LocalFile[]> {
   return Promise.all(
     paths.map(async (file) => {
       const info = await stat(file);
-      return { name: path.basename(file), path: file, size: info.size, mode: info.mode & 0o777, sha256: await fileSha256(file) };
+      return { name: path.basename(file), path: file, size: info.size, mode: info.mode & 0o777 };
     }),
   );
 }

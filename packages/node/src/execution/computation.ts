@@ -53,16 +53,20 @@ export class Computation {
     return new Computation(options, dir);
   }
 
-  /** Of the files offered at setup, those not here already with the same sha256. */
-  async wantedFiles(files: dispy.IFileInfo[]): Promise<string[]> {
-    const wanted: string[] = [];
+  /**
+   * Sorts the files offered at setup: `send` are missing here (or of another size); `have` are
+   * here with the same size, given with their sha256 for the client to compare with its own.
+   */
+  async wantedFiles(files: dispy.IFileInfo[]): Promise<{ send: string[]; have: dispy.IFileInfo[] }> {
+    const send: string[] = [];
+    const have: dispy.IFileInfo[] = [];
     for (const file of files) {
       const target = confine(this.dir, file.name!);
       const existing = await stat(target).catch(() => undefined);
-      const same = existing?.isFile() && existing.size === Number(file.size) && (await fileSha256(target)).equals(Buffer.from(file.sha256 ?? []));
-      if (!same) wanted.push(file.name!);
+      if (existing?.isFile() && existing.size === Number(file.size)) have.push({ name: file.name, sha256: await fileSha256(target) });
+      else send.push(file.name!);
     }
-    return wanted;
+    return { send, have };
   }
 
   /** Resolves when every named file has arrived; rejects with the first transfer's failure. */

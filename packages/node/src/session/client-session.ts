@@ -147,6 +147,9 @@ export class ClientSession {
       case 'fileChunk':
         this.files.receive(frame.fileChunk as dispy.FileChunk);
         break;
+      case 'fileKept':
+        (this.computations.get(frame.fileKept!.computeId ?? '') ?? this.preparing.get(frame.fileKept!.computeId ?? ''))?.fileArrived(frame.fileKept!.name ?? '');
+        break;
       case 'fileDone': {
         const { transferId, ok, error } = frame.fileDone as dispy.FileDone;
         const transfer = this.outgoing.get(Number(transferId));
@@ -229,10 +232,11 @@ export class ClientSession {
       if (tooLarge) {
         throw new Error(`file ${tooLarge.name} of ${tooLarge.size} bytes exceeds this node's limit of ${limit} bytes (--max-file-size)`);
       }
-      const files = await computation.wantedFiles(setup.files ?? []);
-      if (files.length > 0) {
-        this.channel.send({ fileWant: { computeId, names: files } });
-        await computation.awaitFiles(files);
+      const { send, have } = await computation.wantedFiles(setup.files ?? []);
+      if (send.length > 0 || have.length > 0) {
+        this.channel.send({ fileWant: { computeId, names: send, have } });
+        // The client answers each `have` with the file (it differs) or a FileDone (it is the same).
+        await computation.awaitFiles([...send, ...have.map((file) => file.name!)]);
       }
       await computation.start();
       this.preparing.delete(computeId);

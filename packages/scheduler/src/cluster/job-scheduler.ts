@@ -307,7 +307,7 @@ export class JobScheduler {
           setupArgs: extras.setupArgs,
           cleanupFunction: spec.cleanupFunction,
         },
-        (names) => link.sendFiles(spec.computeId, files.filter((file) => names.includes(file.name))),
+        (want) => link.sendWanted(spec.computeId, files, want),
       );
       if (!answer.ok) {
         spec.events.nodeFailed(link.info, answer.error);

@@ -1,4 +1,4 @@
-import { FileReceiver, sendFileChunks, type Frame } from '@dispy/protocol';
+import { FileReceiver, fileSha256, sendFileChunks, type Frame, type dispy } from '@dispy/protocol';
 import { NodeConnection } from '../session/node-connection.js';
 import type { LocalFile, NodeInfo } from './types.js';
 
@@ -56,6 +56,22 @@ export class NodeLink {
   private heartbeat?: NodeJS.Timeout;
   private receiver?: FileReceiver;
   private nextTransfer = 1;
+
+  /**
+   * Answers a FileWant: sends the files the node lacks, and of those it has, sends the ones that
+   * differ from ours (by sha256) and confirms the others (FileKept).
+   */
+  async sendWanted(computeId: string, files: LocalFile[], want: dispy.FileWant): Promise<void> {
+    const toSend = files.filter((file) => want.names.includes(file.name));
+    for (const theirs of want.have) {
+      const ours = files.find((file) => file.name === theirs.name);
+      if (!ours) continue;
+      ours.sha256 ??= await fileSha256(ours.path);
+      if (Buffer.from(ours.sha256).equals(Buffer.from(theirs.sha256 ?? []))) this.connection.send({ fileKept: { computeId, name: ours.name } });
+      else toSend.push(ours);
+    }
+    await this.sendFiles(computeId, toSend);
+  }
 
   /** Streams files to the node and waits until each is in place there. */
   async sendFiles(computeId: string, files: LocalFile[], jobId = 0): Promise<void> {

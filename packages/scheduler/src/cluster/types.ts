@@ -48,7 +48,8 @@ export interface LocalFile {
   name: string;
   path: string;
   size: number;
-  sha256: Uint8Array;
+  /** Computed only when needed: when the node has a file of that name and size to compare. */
+  sha256?: Uint8Array;
   mode: number;
 }
 

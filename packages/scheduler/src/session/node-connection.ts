@@ -109,13 +109,13 @@ export class NodeConnection {
    * Sends a setup request and resolves with the node's answer. When the node asks for files
    * first (FileWant), `sendFiles` streams them, and the answer follows.
    */
-  async setup(setup: dispy.ISetup, sendFiles: (names: string[]) => Promise<void> = async () => {}): Promise<dispy.SetupReply> {
+  async setup(setup: dispy.ISetup, sendFiles: (want: dispy.FileWant) => Promise<void> = async () => {}): Promise<dispy.SetupReply> {
     const key = `setup:${setup.computeId}`;
     let frame = await this.request(key, { setup }, SETUP_TIMEOUT_MS);
     if (frame.kind === 'fileWant') {
       const want = frame.fileWant as dispy.FileWant;
       const answer = this.waitFor(key, SETUP_TIMEOUT_MS);
-      await sendFiles(want.names);
+      await sendFiles(want);
       frame = await answer;
     }
     if (frame.kind !== 'setupReply') throw new Error(frame.error?.message ?? 'setup failed');
