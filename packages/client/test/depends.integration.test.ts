@@ -86,6 +86,14 @@ describe('computations with their world', () => {
     const withFile = cluster.submitJob({ args: ['words.txt'], depends: [fixture('words.txt'), unused] });
     expect(await withFile.wait()).toBe('alpha');
     expect(await cluster.submit('words.txt').wait()).toBe('gone');
+    await cluster.close();
+    // A job's file may not replace (and then remove) one of the cluster's own.
+    const withDepends = clusterOn((name: string) => require('node:fs').readFileSync(name, 'utf8').length, node, { depends: [fixture('words.txt')] });
+    const clash = withDepends.submitJob({ args: ['words.txt'], depends: [fixture('words.txt')] });
+    await clash.wait();
+    expect(clash.status).toBe(DispyJob.Terminated);
+    expect(clash.exception).toMatch(/depends file words.txt has the name of a depends file of the cluster/);
+    expect(await withDepends.submit('words.txt').wait()).toBe(17);
   });
 
   it('reports provisional results to the callback, in order, and lets it cancel the rest', async () => {

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ComputationError, DispyError, JobCluster, NodeAllocate, OptionError, UnsendableValueError } from '../src/index.js';
 
@@ -26,6 +27,13 @@ describe('JobCluster options', () => {
     expect((error as OptionError).code).toBe('DISPY_ERR_OPTION');
     expect((error as Error).message).toBe('JobCluster: unknown option "ip_addr"; did you mean "ipAddr"?');
     expect(() => new JobCluster((n: number) => n, { nodeport: 1 } as never)).toThrow(/did you mean "nodePort"/);
+  });
+
+  it('says what cleanup takes, and refuses function-only options for a program', () => {
+    expect(() => new JobCluster((n: number) => n, { ...quiet, cleanup: 'x' as never })).toThrow('JobCluster: option "cleanup": must be true, false or a function, got "x"');
+    const program = fileURLToPath(new URL('./fixtures/depends/count-args.sh', import.meta.url));
+    expect(() => new JobCluster(program, { ...quiet, setup: () => 0 })).toThrow(/a program computation takes only files in depends/);
+    expect(() => new JobCluster('/no/such/program', quiet)).toThrow('program "/no/such/program" does not exist');
   });
 
   it('refuses options of later releases rather than ignoring them', () => {

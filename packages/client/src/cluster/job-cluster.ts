@@ -108,7 +108,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       logger: this.logger,
       callback: this.options.callback,
       clusterStatus: this.options.clusterStatus,
-      setActive: (active) => this.scheduler.setActive(active && !this.startError),
+      setActive: () => this.refreshActive(),
     });
     const { files, ...spec } = shipped;
     this.started = describeFiles(files)
@@ -215,7 +215,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     const [described] = await describeFiles([path.resolve(file)]);
     const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key || !described) return -1;
-    return (await this.scheduler.sendFile(this.computeId, key, described)) ? 0 : -1;
+    return (await this.whileActive(() => this.scheduler.sendFile(this.computeId, key, described))) ? 0 : -1;
   }
 
   /**
@@ -261,7 +261,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
     const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key) return -1;
-    return (await this.scheduler.closeNode(this.computeId, key, options.terminatePending ?? false)) ? 0 : -1;
+    const closed = await this.whileActive(() => this.scheduler.closeNode(this.computeId, key, options.terminatePending ?? false));
+    return closed ? 0 : -1;
   }
 
   /** The cluster's jobs that run (or wait to run) on a node now. */
@@ -285,7 +286,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (!key || !known) return -1;
     const wanted = cpus < 0 ? known.availCpus + cpus : Math.min(cpus, known.availCpus);
     if (wanted < 1) return -1;
-    const now = await this.scheduler.setNodeCpus(this.computeId, key, wanted);
+    const now = await this.whileActive(() => this.scheduler.setNodeCpus(this.computeId, key, wanted));
     if (now > 0) known.cpus = now;
     return now;
   }
@@ -329,6 +330,26 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Operations on nodes in progress (each keeps the process alive until it is answered). */
+  private pendingOperations = 0;
+
+  /** The process stays alive while jobs are unfinished or a node operation waits for its answer. */
+  private refreshActive(): void {
+    this.scheduler.setActive((this.ledger.jobs.size > 0 || this.pendingOperations > 0) && !this.startError);
+  }
+
+  /** Runs an operation on nodes, keeping the process alive until it settles. */
+  private async whileActive<T>(operation: () => Promise<T>): Promise<T> {
+    this.pendingOperations++;
+    this.refreshActive();
+    try {
+      return await operation();
+    } finally {
+      this.pendingOperations--;
+      this.refreshActive();
+    }
   }
 
   private failStart(error: Error): void {

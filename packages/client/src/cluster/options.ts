@@ -53,7 +53,9 @@ export const clusterOptionsSchema = z
     destPath: z.string().optional(),
     loglevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }).default('warn'),
     setup: fn('must be a function').optional(),
-    cleanup: z.union([z.boolean(), fn('must be true, false or a function')]).default(true),
+    cleanup: z
+      .union([z.boolean(), fn('must be true, false or a function')], { errorMap: () => ({ message: 'must be true, false or a function' }) })
+      .default(true),
     pulseInterval: seconds(1, 600).optional(),
     pingInterval: seconds(0.1, 86_400).optional(),
     reentrant: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),

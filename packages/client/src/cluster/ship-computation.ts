@@ -27,13 +27,20 @@ export interface ShippedComputation {
  */
 export function shipComputation(computation: unknown, options: ResolvedClusterOptions): ShippedComputation {
   const depends = collectDepends(options.depends, 'JobCluster option "depends"');
-  const definition = (fn: Function | undefined, role: string): Definition | undefined => {
+  const cleanup = typeof options.cleanup === 'function' ? options.cleanup : undefined;
+  if (typeof computation === 'string' && (options.setup || cleanup || depends.names.length > 0)) {
+    throw new ComputationError(
+      'a program computation takes only files in depends; setup, a cleanup function, and depends functions, classes and values are for function computations',
+    );
+  }
+  const setupGlobals = options.setup ? assignedGlobals(options.setup) : [];
+  const definition = (fn: Function | undefined, role: string, allowed: string[]): Definition | undefined => {
     if (!fn) return undefined;
-    const shipped = analyzeFunction(fn, { role, allowedGlobals: depends.names });
+    const shipped = analyzeFunction(fn, { role, allowedGlobals: allowed });
     return { name: fn.name || role, source: shipped.shippedSource };
   };
-  const setup = definition(options.setup, 'setup');
-  const cleanupFunction = definition(typeof options.cleanup === 'function' ? options.cleanup : undefined, 'cleanup');
+  const setup = definition(options.setup, 'setup', depends.names);
+  const cleanupFunction = definition(cleanup, 'cleanup', [...depends.names, ...setupGlobals]);
   const values = Object.keys(depends.values).length > 0 ? encodeValue(depends.values, 'JobCluster option "depends"') : undefined;
   const common = { definitions: depends.definitions, values, setup, cleanupFunction, files: depends.files };
   if (typeof computation === 'string') {
@@ -48,7 +55,6 @@ export function shipComputation(computation: unknown, options: ResolvedClusterOp
     const name = path.basename(computation);
     return { ...common, name, kind: dispy.ComputationKind.PROGRAM, source: name, files: [...depends.files, path.resolve(computation)] };
   }
-  const setupGlobals = options.setup ? assignedGlobals(options.setup) : [];
   const shipped = analyzeFunction(computation, { allowedGlobals: [...depends.names, ...setupGlobals] });
   return { ...common, name: shipped.name, kind: dispy.ComputationKind.FUNCTION, source: shipped.shippedSource };
 }

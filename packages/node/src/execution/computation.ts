@@ -35,6 +35,8 @@ export class Computation {
   readonly dir: string;
   private runner?: JobRunner;
   private readonly expected = new Map<string, Expected>();
+  /** Names of the files sent at setup (a per-job file may not take one of them). */
+  private readonly setupFiles: Set<string>;
   /** Per-job files: how many waiting or running jobs use each. */
   private readonly jobFileUses = new Map<string, number>();
   private readonly jobFiles = new Map<number, string[]>();
@@ -42,6 +44,7 @@ export class Computation {
   private constructor(private readonly options: ComputationOptions, dir: string) {
     this.id = options.setup.computeId ?? '';
     this.dir = dir;
+    this.setupFiles = new Set((options.setup.files ?? []).map((file) => file.name ?? ''));
   }
 
   /** Creates the computation's directory (confined under the prefix); starts nothing yet. */
@@ -69,14 +72,14 @@ export class Computation {
     return { send, have };
   }
 
-  /** Resolves when every named file has arrived; rejects with the first transfer's failure. */
+  /** Resolves when every file has arrived (keys: names, or `jobId/name`); rejects on a failure. */
   awaitFiles(names: string[]): Promise<void> {
     return Promise.all(names.map((name) => this.expect(name).promise)).then(() => undefined);
   }
 
-  /** A transfer into this computation's directory ended. */
-  fileArrived(name: string, error?: Error): void {
-    const expected = this.expect(name);
+  /** A transfer into this computation's directory ended (`jobId`: a per-job file of that job). */
+  fileArrived(name: string, error?: Error, jobId = 0): void {
+    const expected = this.expect(jobId ? `${jobId}/${name}` : name);
     if (error) expected.reject(error);
     else expected.resolve();
   }
@@ -134,9 +137,18 @@ export class Computation {
       this.runner!.run(jobId, job.args, timeoutMs, definitions);
       return;
     }
+    const clash = files.find((name) => this.setupFiles.has(name));
+    if (clash) {
+      const now = Date.now();
+      this.options.onDone({
+        jobId, ok: false, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0,
+        exception: `dispy: the job's depends file ${clash} has the name of a depends file of the cluster; rename one of them`,
+      });
+      return;
+    }
     this.jobFiles.set(jobId, files);
     for (const name of files) this.jobFileUses.set(name, (this.jobFileUses.get(name) ?? 0) + 1);
-    this.awaitFiles(files).then(
+    this.awaitFiles(files.map((name) => `${jobId}/${name}`)).then(
       () => this.runner?.run(jobId, job.args, timeoutMs, definitions),
       (error: Error) => {
         const now = Date.now();
@@ -201,9 +213,9 @@ export class Computation {
           continue;
         }
         this.jobFileUses.delete(name);
-        this.expected.delete(name);
         void rm(path.join(this.dir, name), { force: true });
       }
+      for (const name of files) this.expected.delete(`${outcome.jobId}/${name}`);
     }
     this.options.onDone(outcome);
   }

@@ -261,11 +261,11 @@ export class ClientSession {
   }
 
   /** A file sent by the client arrived (or failed): tell it, and whoever waits for the file. */
-  private fileReceived(transferId: number, result: ReceivedFile | Error, about: { name: string; computeId: string }): void {
+  private fileReceived(transferId: number, result: ReceivedFile | Error, about: { name: string; computeId: string; jobId: number }): void {
     const failed = result instanceof Error ? result : undefined;
     if (failed) this.node.logger.warn(`file from ${this.peer} refused: ${failed.message}`);
     this.channel.send({ fileDone: failed ? { transferId, ok: false, error: failed.message } : { transferId, ok: true } });
-    (this.computations.get(about.computeId) ?? this.preparing.get(about.computeId))?.fileArrived(about.name, failed);
+    (this.computations.get(about.computeId) ?? this.preparing.get(about.computeId))?.fileArrived(about.name, failed, about.jobId);
   }
 
   /** dispySendFile: streams a file of a job's directory to the client, size-limited. */

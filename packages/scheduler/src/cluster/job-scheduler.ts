@@ -309,10 +309,7 @@ export class JobScheduler {
         },
         (want) => link.sendWanted(spec.computeId, files, want),
       );
-      if (!answer.ok) {
-        spec.events.nodeFailed(link.info, answer.error);
-        throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
-      }
+      if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
       if (!this.computations.has(spec.computeId) || this.closed) return;
       link.computeIds.add(spec.computeId);
       link.info.cpus = answer.cpus;
@@ -322,8 +319,9 @@ export class JobScheduler {
       spec.events.nodeUp(link.info);
       this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
     } catch (error) {
-      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${(error as Error).message}`);
-      // A node that cannot run the computation is not asked again (it would fail the same way).
+      // Whatever failed (its files, its setup there), the cluster hears of it and goes on without
+      // the node, which is not asked again (it would fail the same way).
+      spec.events.nodeFailed(link.info, (error as Error).message);
       (spec.excluded ??= new Set()).add(link.key);
       if (link.computeIds.size === 0) {
         this.links.delete(link.key);
