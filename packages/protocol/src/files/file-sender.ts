@@ -10,7 +10,15 @@ export const FILE_CHUNK_BYTES = 1024 * 1024;
 export interface FrameSink {
   send(frame: FrameInit): boolean;
   drain(): Promise<void>;
+  /** Bytes queued on the connection and not yet handed to the kernel. */
+  readonly bufferedBytes?: number;
 }
+
+/**
+ * Bytes a sender lets queue before it waits: a few chunks in flight keep reading the file,
+ * framing and the socket busy at once, while memory stays bounded.
+ */
+const IN_FLIGHT_BYTES = 4 * FILE_CHUNK_BYTES;
 
 export interface SendFileOptions {
   transferId: number;
@@ -54,7 +62,7 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
   // One chunk is held back so that the last frame can carry the hash of the whole.
   let previous: Buffer | undefined;
   for await (const chunk of createReadStream(file, { highWaterMark: FILE_CHUNK_BYTES })) {
-    if (previous && !emit(previous, false)) await sink.drain();
+    if (previous && !emit(previous, false) && (sink.bufferedBytes ?? Infinity) > IN_FLIGHT_BYTES) await sink.drain();
     if (!sha256) hash.update(chunk as Buffer);
     previous = chunk as Buffer;
   }

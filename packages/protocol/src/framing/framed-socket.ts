@@ -68,6 +68,11 @@ export class FramedSocket {
     socket.on('close', () => this.finish());
   }
 
+  /** Bytes queued on the socket and not yet handed to the kernel. */
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
