@@ -204,19 +204,23 @@ export class Computation {
   /** A job ended: its per-job files go once no other job uses them; then it is reported. */
   private done(outcome: JobOutcome): void {
     const files = this.jobFiles.get(outcome.jobId);
-    if (files) {
-      this.jobFiles.delete(outcome.jobId);
-      for (const name of files) {
-        const uses = (this.jobFileUses.get(name) ?? 1) - 1;
-        if (uses > 0) {
-          this.jobFileUses.set(name, uses);
-          continue;
-        }
-        this.jobFileUses.delete(name);
-        void rm(path.join(this.dir, name), { force: true });
-      }
-      for (const name of files) this.expected.delete(`${outcome.jobId}/${name}`);
+    if (!files) {
+      this.options.onDone(outcome);
+      return;
     }
-    this.options.onDone(outcome);
+    this.jobFiles.delete(outcome.jobId);
+    const unused: string[] = [];
+    for (const name of files) {
+      this.expected.delete(`${outcome.jobId}/${name}`);
+      const uses = (this.jobFileUses.get(name) ?? 1) - 1;
+      if (uses > 0) {
+        this.jobFileUses.set(name, uses);
+      } else {
+        this.jobFileUses.delete(name);
+        unused.push(name);
+      }
+    }
+    // Removed before the job is reported, so the client's next job never sees them.
+    void Promise.all(unused.map((name) => rm(path.join(this.dir, name), { force: true }))).finally(() => this.options.onDone(outcome));
   }
 }
