@@ -108,11 +108,16 @@ describe('JobCluster with real dispynode processes', () => {
     expect(jobs.slice(1).map((job) => [job.status, job.result])).toEqual([[DispyJob.Finished, 'calm'], [DispyJob.Finished, 'calm']]);
   });
 
-  it('refuses at submit an argument list larger than one message', async () => {
+  it('refuses arguments at submit, and results on the node, larger than one message', async () => {
     const node = await startNode({ host: '127.0.1.18', cpus: 1 });
-    const cluster = clusterOn((data: Uint8Array) => data.length, [node]);
+    const cluster = clusterOn((data: Uint8Array | number) => (typeof data === 'number' ? new Uint8Array(data) : data.length), [node]);
     expect(() => cluster.submit(new Uint8Array(65 * 1024 * 1024))).toThrow(/the argument list cannot be sent: it encodes to \d+ bytes, over the \d+-byte limit/);
     expect(await cluster.submit(new Uint8Array(1024)).wait()).toBe(1024);
+    const huge = cluster.submit(65 * 1024 * 1024);
+    await huge.wait();
+    expect(huge.status).toBe(DispyJob.Terminated);
+    expect(huge.exception).toMatch(/the result encodes to \d+ bytes, over the \d+-byte limit of one message; write it to a file and send it with dispySendFile/);
+    expect(await cluster.submit(new Uint8Array(10)).wait()).toBe(10);
   });
 
   it('awaits async computations', async () => {

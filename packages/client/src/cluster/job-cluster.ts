@@ -3,7 +3,7 @@ import path from 'node:path';
 import net from 'node:net';
 import os from 'node:os';
 import {
-  DEFAULT_MAX_FRAME_BYTES,
+  MAX_VALUE_BYTES,
   DispyError,
   UnsendableValueError,
   OptionError,
@@ -48,9 +48,6 @@ const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]
 ];
 
 type Job = SchedulerJob<DispyJob>;
-
-/** Largest encoded argument list: one frame, with room for the rest of the job message. */
-const MAX_ARGUMENT_BYTES = DEFAULT_MAX_FRAME_BYTES - 64 * 1024;
 
 /** A host no node has: a job pinned to it waits (its files are being hashed). */
 const HOLD = '\0held';
@@ -172,10 +169,10 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     }
     const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
     const args = encodeArguments(options.args);
-    if (args.length > MAX_ARGUMENT_BYTES) {
+    if (args.length > MAX_VALUE_BYTES) {
       throw new UnsendableValueError(
         'the argument list',
-        `it encodes to ${args.length} bytes, over the ${MAX_ARGUMENT_BYTES}-byte limit of one message; send large data as a depends file`,
+        `it encodes to ${args.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit of one message; send large data as a depends file`,
       );
     }
     const job = new DispyJob<Awaited<ReturnType<F>>>();

@@ -6,7 +6,7 @@ import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
-import { decodeValue, encodeValue, registerClass } from '@dispy/protocol/codec';
+import { MAX_VALUE_BYTES, decodeValue, encodeValue, registerClass } from '@dispy/protocol/codec';
 import { OutputCapture } from './output-capture.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
@@ -77,6 +77,9 @@ function provisionalResult(value: unknown): Promise<number> {
   const jobId = currentJob;
   if (jobId === undefined) return Promise.reject(new Error('dispyProvisionalResult is only for a running job'));
   const result = encodeValue(value, 'the provisional result');
+  if (result.length > MAX_VALUE_BYTES) {
+    return Promise.reject(new RangeError(`the provisional result encodes to ${result.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit of one message`));
+  }
   return new Promise((resolve) => process.send!({ type: 'provisional', jobId, result } satisfies FromWorker, () => resolve(0)));
 }
 
@@ -162,8 +165,14 @@ async function runJob(message: WorkerJob): Promise<void> {
     const args = decodeValue(message.args) as unknown[];
     const value = await computation!(...args);
     result = encodeValue(value, 'the result');
+    if (result.length > MAX_VALUE_BYTES) {
+      throw new RangeError(
+        `the result encodes to ${result.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit of one message; write it to a file and send it with dispySendFile`,
+      );
+    }
   } catch (error) {
     ok = false;
+    result = undefined;
     exception = describeError(error);
   }
   // Per-job depends last only as long as their job.

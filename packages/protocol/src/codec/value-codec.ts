@@ -9,6 +9,12 @@ import { checkSendable } from './check-sendable.js';
  */
 const packr = new Packr({ structuredClone: true, moreTypes: true, useBigIntExtension: true });
 
+/**
+ * Largest encoded value (an argument list, a result) that fits in one frame with the rest of
+ * its message: the 64 MiB frame limit less 64 KiB.
+ */
+export const MAX_VALUE_BYTES = 64 * 1024 * 1024 - 64 * 1024;
+
 /** msgpack extension type of instances of classes shipped in depends. */
 const SHIPPED_INSTANCE = 0x44;
 const shippedClasses = new Map<string, Function>();
