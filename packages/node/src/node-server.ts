@@ -250,7 +250,7 @@ export class DispyNodeServer {
       release: (session) => {
         if (this.owner !== session) return;
         this.owner = undefined;
-        this.served++;
+        if (session.servedComputation) this.served++;
         this.logger.info(`client ${session.peer} released this node`);
         if (this.shutdownRequested || (this.options.serve >= 0 && this.served >= this.options.serve)) {
           this.logger.info(this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`);

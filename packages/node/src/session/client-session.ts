@@ -64,6 +64,8 @@ export class ClientSession {
   private zombieTimer?: NodeJS.Timeout;
   private lastHeard = Date.now();
   private closed = false;
+  /** A computation of this client was set up here (the node counts it as a client served). */
+  servedComputation = false;
 
   constructor(
     socket: Socket,
@@ -235,7 +237,7 @@ export class ClientSession {
       const { send, have } = await computation.wantedFiles(setup.files ?? []);
       if (send.length > 0 || have.length > 0) {
         this.channel.send({ fileWant: { computeId, names: send, have } });
-        // The client answers each `have` with the file (it differs) or a FileDone (it is the same).
+        // The client answers each `have` with the file (it differs) or FileKept (it is the same).
         await computation.awaitFiles([...send, ...have.map((file) => file.name!)]);
       }
       await computation.start();
@@ -245,6 +247,7 @@ export class ClientSession {
         return;
       }
       this.computations.set(computeId, computation);
+      this.servedComputation = true;
       this.startPulses(setup.pulseInterval);
       this.watchForZombie();
       this.node.logger.info(`computation ${setup.name} (${computeId}) set up for ${this.peer} with ${wanted} CPUs`);
