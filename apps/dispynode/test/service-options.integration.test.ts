@@ -163,6 +163,13 @@ describe('dispynode service options', () => {
     child.stdin.write('cpus 1\nstatus\n');
     await vi.waitFor(() => expect(stdout).toMatch(/serving 1 CPUs/));
     await vi.waitFor(() => expect(stdout).toMatch(/"cpus": 1/));
+    // Jobs that reach the node after it stopped taking them go back to the queue, arguments intact.
+    await cluster.submit(0).wait(); // short jobs: the node now holds several per CPU
+    const many = Array.from({ length: 300 }, (_, i) => cluster.submit(i));
+    child.stdin.write('cpus 0\n');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.stdin.write('cpus 2\n');
+    expect(await Promise.all(many.map((job) => job.wait()))).toEqual(many.map((_, i) => i));
     child.stdin.write('cpus 7\n');
     await vi.waitFor(() => expect(stdout).toMatch(/cpus must be an integer from -2 to 2, got 7/));
     child.stdin.end('quit\n');

@@ -390,7 +390,6 @@ export class JobScheduler {
       );
     }
     link.connection.send(frame);
-    if (!spec?.reentrant) job.args = undefined;
     spec?.events.jobStarted(job, link.info);
   }
 
@@ -406,6 +405,8 @@ export class JobScheduler {
         return;
       }
       this.jobs.delete(uid);
+      // Arguments are kept while the job is out, to resend it if its node stops or dies.
+      job.args = undefined;
       this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
       this.computations.get(job.computeId)?.events.jobReply(job, reply, link.info);
     } else if (frame.kind === 'error') {
@@ -422,6 +423,7 @@ export class JobScheduler {
         this.options.logger.debug(`node ${link.key} takes no new jobs; job ${job.uid} goes back to the queue`);
         job.nodeKey = undefined;
         this.engine.submit(job);
+        this.computations.get(job.computeId)?.events.jobRequeued(job);
         return;
       }
       this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
@@ -450,7 +452,7 @@ export class JobScheduler {
     for (const job of this.engine.removeNode(link.key)) {
       const spec = this.computations.get(job.computeId);
       job.nodeKey = undefined;
-      if (spec?.reentrant && job.args && job.pinnedHost === undefined) {
+      if (spec?.reentrant && job.pinnedHost === undefined) {
         this.engine.submit(job);
         spec.events.jobRequeued(job);
       } else {

@@ -62,7 +62,7 @@ export interface SchedulerJob<Ref = unknown> extends EngineJob {
   readonly ref: Ref;
   /** The only node (IP address) that may run it. */
   pinnedHost?: string;
-  /** Encoded arguments; dropped once sent unless the computation is reentrant. */
+  /** Encoded arguments; kept until the job's final reply, so it can be sent again. */
   args: Uint8Array | undefined;
   /** Node key while it runs. */
   nodeKey?: string;
