@@ -15,7 +15,7 @@ import tcpRtt from './sections/tcp-rtt.mjs';
 import tcpTransfer from './sections/tcp-transfer.mjs';
 import { formatNumber, formatTable } from './lib/table.mjs';
 import { now } from './lib/timing.mjs';
-import { stopAllDispynodes } from './lib/dispynode-process.mjs';
+import { stopAllNodes } from '../testing/dispynode-process.mjs';
 
 /**
  * Run in this order; piscina and TCP run after dispy's nodes have been stopped. Each dispy section
@@ -106,7 +106,7 @@ const EXIT_GRACE_MS = 3_000;
 process.once('SIGINT', () => {
   progress('bench: interrupted; stopping');
   const bound = new Promise((resolve) => setTimeout(resolve, EXIT_GRACE_MS * 2).unref());
-  void Promise.race([stopAllDispynodes(), bound]).finally(() => process.exit(130));
+  void Promise.race([stopAllNodes(), bound]).finally(() => process.exit(130));
 });
 
 function progress(text) {

@@ -3,10 +3,11 @@
 // from the first submit until cluster.wait() resolves; the rate is the arguments' bytes over it.
 import { DispyJob, JobCluster } from '../../packages/client/dist/index.js';
 import { MiB } from '../lib/big-file.mjs';
-import { startDispynode } from '../lib/dispynode-process.mjs';
+import { startNode } from '../../testing/dispynode-process.mjs';
+import { batchRound } from '../lib/batch-round.mjs';
 import { nodePeakRssNote } from '../lib/memory.mjs';
 import { median } from '../lib/stats.mjs';
-import { now, withTimeout } from '../lib/timing.mjs';
+import { withTimeout } from '../lib/timing.mjs';
 
 const NODE_CPUS = 2;
 const JOBS = 200;
@@ -40,7 +41,7 @@ export default {
   id: 'dispy-args',
   title: `dispy 1 MiB arguments: ${JOBS} jobs at once to one dispynode (${NODE_CPUS} CPUs) on 127.0.0.1`,
   async run() {
-    const node = await startDispynode({ cpus: NODE_CPUS });
+    const node = await startNode({ host: '127.0.0.1', cpus: NODE_CPUS });
     let cluster;
     try {
       cluster = new JobCluster((data) => data.length, {
@@ -57,21 +58,11 @@ export default {
 
       const rounds = [];
       for (let round = 0; round < ROUNDS; round++) {
-        const jobs = new Array(JOBS);
-        const start = now();
-        for (let i = 0; i < JOBS; i++) jobs[i] = cluster.submit(args[i]);
-        const allDone = await cluster.wait(ROUND_TIMEOUT_S);
-        const elapsed = now() - start;
-        if (!allDone) {
-          const finished = jobs.filter((job) => job.isDone).length;
-          throw new Error(`cluster.wait() did not resolve within ${ROUND_TIMEOUT_S} s: ${finished}/${JOBS} jobs done`);
-        }
-        jobs.forEach(check);
-        rounds.push(elapsed);
+        rounds.push(await batchRound(cluster, { count: JOBS, argumentOf: (i) => args[i], timeoutSeconds: ROUND_TIMEOUT_S, check }));
       }
       const megabytes = (JOBS * ARGUMENT_BYTES) / MiB;
       const rate = megabytes / (median(rounds) / 1000);
-      const memory = await nodePeakRssNote(node.pid);
+      const memory = await nodePeakRssNote(node.child.pid);
       return [
         {
           key: 'dispy.args.rate',

@@ -6,7 +6,7 @@
 // file's size over the difference.
 import { DispyJob, JobCluster } from '../../packages/client/dist/index.js';
 import { BIG_FILE_NAME, MiB, createBigFile } from '../lib/big-file.mjs';
-import { startDispynode } from '../lib/dispynode-process.mjs';
+import { startNode } from '../../testing/dispynode-process.mjs';
 import { nodePeakRssNote } from '../lib/memory.mjs';
 import { median } from '../lib/stats.mjs';
 import { now, withTimeout } from '../lib/timing.mjs';
@@ -65,7 +65,7 @@ export default {
     let node;
     try {
       // The node's default limit (10 MB) would refuse the file.
-      node = await startDispynode({ cpus: NODE_CPUS, extraArgs: ['--max-file-size', '0'] });
+      node = await startNode({ host: '127.0.0.1', cpus: NODE_CPUS, args: ['--max-file-size', '0'] });
       // Not counted: the first cluster of the run also pays for loading and compiling code.
       await timeFirstJob(node, undefined, -1);
       const baseline = [];
@@ -80,7 +80,7 @@ export default {
       // A transfer that took no longer than the setup has no meaningful rate.
       const rates = transferMs.map((ms) => (ms > 0 ? big.bytes / MiB / (ms / 1000) : Number.NaN));
       const rate = median(rates.map((r) => (Number.isNaN(r) ? Infinity : r)));
-      const memory = await nodePeakRssNote(node.pid);
+      const memory = await nodePeakRssNote(node.child.pid);
       return [
         {
           key: 'dispy.file.rate',

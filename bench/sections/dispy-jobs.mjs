@@ -1,7 +1,8 @@
 // dispy: throughput of many jobs submitted at once, and the latency of one job at a time,
 // against one real dispynode process (2 CPUs) on loopback.
 import { DispyJob, JobCluster } from '../../packages/client/dist/index.js';
-import { startDispynode } from '../lib/dispynode-process.mjs';
+import { startNode } from '../../testing/dispynode-process.mjs';
+import { batchRound } from '../lib/batch-round.mjs';
 import { roundsSummary, summarize } from '../lib/stats.mjs';
 import { now, withTimeout } from '../lib/timing.mjs';
 import { THROUGHPUT_JOBS, THROUGHPUT_ROUNDS } from '../lib/workload.mjs';
@@ -26,19 +27,9 @@ function check(job, n) {
   }
 }
 
-/** One round: submits THROUGHPUT_JOBS jobs in one synchronous loop and times until `cluster.wait()` resolves. */
-async function throughputRound(cluster) {
-  const jobs = new Array(THROUGHPUT_JOBS);
-  const start = now();
-  for (let n = 0; n < THROUGHPUT_JOBS; n++) jobs[n] = cluster.submit(n);
-  const allDone = await cluster.wait(THROUGHPUT_TIMEOUT_S);
-  const elapsedMs = now() - start;
-  if (!allDone) {
-    const finished = jobs.filter((job) => job.isDone).length;
-    throw new Error(`cluster.wait() did not resolve within ${THROUGHPUT_TIMEOUT_S} s: ${finished}/${THROUGHPUT_JOBS} jobs done`);
-  }
-  jobs.forEach(check);
-  return elapsedMs;
+/** One round: THROUGHPUT_JOBS jobs submitted in one synchronous loop, timed until all are done. */
+function throughputRound(cluster) {
+  return batchRound(cluster, { count: THROUGHPUT_JOBS, argumentOf: (n) => n, timeoutSeconds: THROUGHPUT_TIMEOUT_S, check });
 }
 
 /** One job at a time: submit, await its result, repeat; returns per-job times in ms. */
@@ -59,7 +50,7 @@ export default {
   id: 'dispy',
   title: `dispy: one dispynode process (${NODE_CPUS} CPUs) on 127.0.0.1`,
   async run() {
-    const node = await startDispynode({ cpus: NODE_CPUS });
+    const node = await startNode({ host: '127.0.0.1', cpus: NODE_CPUS });
     let cluster;
     try {
       cluster = new JobCluster((n) => n * 2, {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, JobCluster } from '@dispy/client';
-import { DISPYNODE_BIN, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+import { DISPYNODE_BIN, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
 
 afterEach(stopAllNodes);
 

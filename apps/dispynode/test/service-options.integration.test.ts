@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, JobCluster, NodeAllocate } from '@dispy/client';
-import { DISPYNODE_BIN, freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+import { DISPYNODE_BIN, freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
 
 const clusters: JobCluster[] = [];
 const cleanups: Array<() => void> = [];

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FramedSocket, PROTOCOL_VERSION, newNonce } from '@dispy/protocol';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { NodeConnection } from '@dispy/scheduler';
-import { startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
 
 afterEach(async () => {
   vi.restoreAllMocks();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DISPYNODE_BIN } from '../../../testing/dispynode-process.js';
+import { DISPYNODE_BIN } from '../../../testing/dispynode-process.mjs';
 import { createNamespacePair, namespacesUnavailable, type NamespacePair } from '../../../testing/network-namespaces.js';
 import type { ChildProcess } from 'node:child_process';
 

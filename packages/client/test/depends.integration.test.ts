@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.js';
+import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/depends/${name}`, import.meta.url));
 const clusters: JobCluster[] = [];

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.js';
+import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 
 const clusters: JobCluster[] = [];
 

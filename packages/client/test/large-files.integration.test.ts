@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NodeConnection } from '@dispy/scheduler';
 import { JobCluster } from '../src/index.js';
-import { startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
 
 const cleanups: Array<() => void> = [];
 afterEach(async () => {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.js';
+import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 
 const run = promisify(execFile);
 const clusters: JobCluster[] = [];

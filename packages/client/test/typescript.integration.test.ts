@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { transformSync } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobCluster } from '../src/index.js';
-import { startNode, stopAllNodes } from '../../../testing/dispynode-process.js';
+import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
 
 const run = promisify(execFile);
 const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));

@@ -1,8 +1,9 @@
 /*
- * Test support: starts real `dispynode` processes the way a user does (the built CLI) on
- * loopback addresses, and stops every one of them. Shared by the packages' integration tests.
+ * Starts real `dispynode` processes the way a user does (the built CLI) on loopback addresses,
+ * and stops every one of them. Shared by the integration tests and `pnpm bench` (so it is plain
+ * JavaScript; its types are in dispynode-process.d.mts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -12,35 +13,29 @@ import { fileURLToPath } from 'node:url';
 
 export const DISPYNODE_BIN = fileURLToPath(new URL('../apps/dispynode/dist/bin.js', import.meta.url));
 
-export interface NodeProcess {
-  host: string;
-  port: number;
-  child: ChildProcess;
-  destPathPrefix: string;
-  /** Everything the node wrote to stderr so far (its log). */
-  readonly log: string;
-  /** Resolves when the log matches `pattern` (or rejects after `timeoutMs`). */
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
-  /** PIDs of the node's worker processes now. */
-  workerPids(): number[];
-  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove its directory. */
-  stop(): Promise<void>;
-}
+const running = new Set();
 
-const running = new Set<NodeProcess>();
+// If the process ends without stopping its nodes (an uncaught error, process.exit), kill them so
+// none is left behind; their workers leave when the node's IPC channel closes.
+process.on('exit', () => {
+  for (const node of running) {
+    node.child.kill('SIGKILL');
+    rmSync(node.destPathPrefix, { recursive: true, force: true });
+  }
+});
 
 /** A TCP port free on `host` whose UDP twin is free too. */
-export async function freePort(host: string): Promise<number> {
+export async function freePort(host) {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise<number>((resolve, reject) => {
+    const port = await new Promise((resolve, reject) => {
       const server = net.createServer();
       server.once('error', reject);
       server.listen(0, host, () => {
-        const { port } = server.address() as net.AddressInfo;
+        const { port } = server.address();
         server.close(() => resolve(port));
       });
     });
-    const udpFree = await new Promise<boolean>((resolve) => {
+    const udpFree = await new Promise((resolve) => {
       const socket = dgram.createSocket('udp4');
       socket.once('error', () => resolve(false));
       socket.bind(port, host, () => socket.close(() => resolve(true)));
@@ -50,18 +45,8 @@ export async function freePort(host: string): Promise<number> {
   throw new Error(`no free port on ${host}`);
 }
 
-export interface StartNodeOptions {
-  host: string;
-  /** Default: a free port. */
-  port?: number;
-  cpus?: number;
-  secret?: string;
-  args?: string[];
-  env?: NodeJS.ProcessEnv;
-}
-
 /** Starts `dispynode -i HOST -p PORT -c CPUS --daemon --dest-path-prefix DIR` and waits until it serves. */
-export async function startNode(options: StartNodeOptions): Promise<NodeProcess> {
+export async function startNode(options) {
   const port = options.port ?? (await freePort(options.host));
   const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
   const args = [DISPYNODE_BIN, '-i', options.host, '-p', String(port), '-c', String(options.cpus ?? 2), '--daemon', '--dest-path-prefix', destPathPrefix];
@@ -69,14 +54,14 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
   args.push(...(options.args ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   let log = '';
-  const listeners = new Set<() => void>();
-  child.stderr!.on('data', (chunk: Buffer) => {
+  const listeners = new Set();
+  child.stderr.on('data', (chunk) => {
     log += chunk.toString();
     for (const listener of listeners) listener();
   });
-  child.stdout!.resume();
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const node: NodeProcess = {
+  child.stdout.resume();
+  const exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  const node = {
     host: options.host,
     port,
     child,
@@ -92,7 +77,7 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
           clearTimeout(timer);
           resolve();
         };
-        const fail = (why: string) => {
+        const fail = (why) => {
           listeners.delete(check);
           clearTimeout(timer);
           reject(new Error(`node log did not match ${pattern}: ${why}; log:\n${log}`));
@@ -103,7 +88,7 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
         void exited.then(() => setImmediate(() => listeners.has(check) && fail(`the node exited (${child.exitCode ?? child.signalCode})`)));
       });
     },
-    workerPids: () => childPids(child.pid!),
+    workerPids: () => childPids(child.pid),
     async stop() {
       running.delete(node);
       if (child.exitCode === null && child.signalCode === null) {
@@ -126,13 +111,13 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
 }
 
 /** Stops every node still running (for afterEach). */
-export async function stopAllNodes(): Promise<void> {
+export async function stopAllNodes() {
   await Promise.all([...running].map((node) => node.stop()));
 }
 
 /** PIDs of the direct children of `pid` (read from /proc, so no procps is needed). */
-export function childPids(pid: number): number[] {
-  const children: number[] = [];
+export function childPids(pid) {
+  const children = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -148,7 +133,7 @@ export function childPids(pid: number): number[] {
 }
 
 /** True while a process with this PID exists. */
-export function isAlive(pid: number): boolean {
+export function isAlive(pid) {
   try {
     process.kill(pid, 0);
     return true;
