@@ -56,11 +56,6 @@ export class JobScheduler {
     });
   }
 
-  /** Jobs waiting for a node. */
-  get pendingCount(): number {
-    return this.engine.pendingCount;
-  }
-
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
   async addComputation<Ref>(spec: ComputationSpec<Ref>): Promise<void> {
     this.computations.set(spec.computeId, spec as ComputationSpec);

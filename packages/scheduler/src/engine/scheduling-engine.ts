@@ -133,11 +133,6 @@ export class SchedulingEngine<J extends EngineJob> {
     return true;
   }
 
-  /** Every job still waiting (for a computation, or for a pinned host). */
-  *waitingJobs(): IterableIterator<J> {
-    for (const queue of [...this.queues.values(), ...this.pinned.values()]) yield* queue.jobs();
-  }
-
   /**
    * A job's node reported it done (or lost it): frees its slot and dispatches more. `runMs`,
    * how long it ran, tunes how deeply the node is pipelined.
