@@ -21,7 +21,21 @@ import { stopAllNodes } from '../testing/dispynode-process.mjs';
  * Run in this order; piscina and TCP run after dispy's nodes have been stopped. Each dispy section
  * starts (and stops) its own dispynode.
  */
-const SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer];
+const ALL_SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer];
+
+/** `pnpm bench dispy-file tcp-transfer` runs only the sections with those ids (all by default). */
+const SECTIONS = selectSections(process.argv.slice(2));
+
+function selectSections(ids) {
+  if (ids.length === 0) return ALL_SECTIONS;
+  const known = new Map(ALL_SECTIONS.map((section) => [section.id, section]));
+  const unknown = ids.filter((id) => !known.has(id));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: no section ${unknown.join(', ')}; the sections are ${[...known.keys()].join(', ')}\n`);
+    process.exit(2);
+  }
+  return ids.map((id) => known.get(id));
+}
 
 /** Python dispy 4.15 on this kind of machine, for reference only (not measured here). */
 const PYTHON_DISPY = { jobsPerSecond: 250, latencyMs: [5, 6], argumentMiBPerSecond: 136 };

@@ -29,6 +29,8 @@ export interface StartNodeOptions {
   /** More dispynode flags. */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Flags for Node itself before the script (--cpu-prof, --inspect), which NODE_OPTIONS may not carry. */
+  execArgv?: string[];
 }
 
 /** A TCP port free on `host` whose UDP twin is free too. */

@@ -154,6 +154,24 @@ describe('JobCluster with real dispynode processes', () => {
     expect(result).toEqual({ year: 2024, tags: ['a', 'b'], next: 2n ** 70n + 1n, map: new Map([['k', new Uint8Array([1, 2])]]) });
   });
 
+  it('carries megabyte arguments intact to their own jobs, as they were when submitted', async () => {
+    const node = await startNode({ host: '127.0.1.7' });
+    const cluster = clusterOn((data: Uint8Array, label: string) => {
+      const { createHash } = require('node:crypto');
+      return `${label}:${data.length}:${createHash('sha256').update(data).digest('hex')}`;
+    }, [node]);
+    const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+    // One buffer, refilled after each submit: every job must see what it held at its submit.
+    const buffer = new Uint8Array(3 * 1024 * 1024 + 17);
+    const expected: string[] = [];
+    const jobs = Array.from({ length: 12 }, (_, i) => {
+      for (let j = 0; j < buffer.length; j += 4096) buffer[j] = (i * 7 + j) & 0xff;
+      expected.push(`job ${i}:${buffer.length}:${sha(buffer)}`);
+      return cluster.submit(buffer, `job ${i}`);
+    });
+    expect(await Promise.all(jobs.map((job) => job.wait()))).toEqual(expected);
+  });
+
   it('shares the load between two dispynode processes', async () => {
     const [a, b] = await Promise.all([startNode({ host: '127.0.1.8', cpus: 1 }), startNode({ host: '127.0.1.9', cpus: 1 })]);
     const cluster = new JobCluster(

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { confine, dispy, fileSha256, type Logger } from '@dispy/protocol';
 import { WorkerPool, type JobOutcome } from './worker-pool.js';
 import { ProgramPool } from './program-pool.js';
-import type { JobRunner } from './job-runner.js';
+import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { Definition } from './worker-messages.js';
 
 export interface ComputationOptions {
@@ -128,13 +128,13 @@ export class Computation {
   }
 
   /** Runs a job once its per-job files (sent just before it) have arrived. */
-  run(job: dispy.Job): void {
+  run(job: dispy.Job, args: EncodedArguments): void {
     const jobId = Number(job.jobId);
     const files = job.files ?? [];
     const definitions = (job.definitions ?? []).map((d) => ({ name: d.name ?? '', source: d.source ?? '' }));
     const timeoutMs = job.timeout > 0 ? job.timeout * 1000 : 0;
     if (files.length === 0) {
-      this.runner!.run(jobId, job.args, timeoutMs, definitions);
+      this.runner!.run(jobId, args, timeoutMs, definitions);
       return;
     }
     const clash = files.find((name) => this.setupFiles.has(name));
@@ -149,7 +149,7 @@ export class Computation {
     this.jobFiles.set(jobId, files);
     for (const name of files) this.jobFileUses.set(name, (this.jobFileUses.get(name) ?? 0) + 1);
     this.awaitFiles(files.map((name) => `${jobId}/${name}`)).then(
-      () => this.runner?.run(jobId, job.args, timeoutMs, definitions),
+      () => this.runner?.run(jobId, args, timeoutMs, definitions),
       (error: Error) => {
         const now = Date.now();
         this.done({ jobId, ok: false, exception: `dispy: a depends file of the job did not arrive: ${error.message}`, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { decodeValue, encodeValue } from '@dispy/protocol';
-import type { JobRunner } from './job-runner.js';
+import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { JobOutcome } from './worker-pool.js';
 
 export interface ProgramPoolOptions {
@@ -32,7 +32,7 @@ const KILL_GRACE_MS = 1000;
  */
 export class ProgramPool implements JobRunner {
   private readonly running = new Map<number, Run>();
-  private backlog: Array<{ jobId: number; args: Uint8Array; timeoutMs: number }> = [];
+  private backlog: Array<{ jobId: number; args: EncodedArguments; timeoutMs: number }> = [];
   private closing = false;
 
   constructor(private readonly options: ProgramPoolOptions) {}
@@ -43,7 +43,7 @@ export class ProgramPool implements JobRunner {
 
   async start(): Promise<void> {}
 
-  run(jobId: number, args: Uint8Array, timeoutMs = 0): void {
+  run(jobId: number, args: EncodedArguments, timeoutMs = 0): void {
     this.backlog.push({ jobId, args, timeoutMs });
     this.pump();
   }
@@ -96,8 +96,8 @@ export class ProgramPool implements JobRunner {
     }
   }
 
-  private launch(jobId: number, args: Uint8Array, timeoutMs: number): void {
-    const argv = (decodeValue(args) as unknown[]).map(String);
+  private launch(jobId: number, args: EncodedArguments, timeoutMs: number): void {
+    const argv = ((decodeValue(Buffer.concat(args)) as unknown[] | undefined) ?? []).map(String);
     const child = spawn(this.options.program, argv, { cwd: this.options.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     const run: Run = { child, startTime: Date.now(), stdout: [], stderr: [], timeoutMs };
     this.running.set(jobId, run);

@@ -1,4 +1,8 @@
-/** Messages between the node process and its worker processes (IPC, advanced serialization). */
+/**
+ * Messages between the node process and its worker processes: jobs and drops on the job channel
+ * (job-channel.ts), which keeps them in order and carries arguments without copies; the rest on
+ * the IPC channel (advanced serialization).
+ */
 
 /** A function or class shipped as source, defined as a global of that name. */
 export interface Definition {
@@ -23,9 +27,10 @@ export interface WorkerInit {
   setupArgs?: Uint8Array;
 }
 
+/** A job to run after those sent before it; its encoded arguments are the frame's attachment. */
 export interface WorkerJob {
+  type: 'job';
   jobId: number;
-  args: Uint8Array;
   /** Per-job functions and classes, defined for this job only. */
   definitions?: Definition[];
 }
@@ -43,19 +48,17 @@ export interface WorkerSendFileDone {
   error?: string;
 }
 
-/** Jobs to run one after the other; batching them saves a pipe write (and a wake-up) per job. */
-export interface WorkerJobs {
-  type: 'jobs';
-  jobs: WorkerJob[];
-}
-
 /** Forget a job sent earlier if it has not started (the node has reported it cancelled). */
 export interface WorkerDrop {
   type: 'drop';
   jobId: number;
 }
 
-export type ToWorker = WorkerInit | WorkerJobs | WorkerDrop | WorkerCleanup | WorkerSendFileDone;
+/** On the IPC channel. */
+export type ToWorker = WorkerInit | WorkerCleanup | WorkerSendFileDone;
+
+/** On the job channel, in the order the worker must see them. */
+export type JobChannelMessage = WorkerJob | WorkerDrop;
 
 export interface WorkerReady {
   type: 'ready';

@@ -1,9 +1,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@dispy/protocol';
 import type { Definition, FromWorker, WorkerDone, WorkerInit } from './worker-messages.js';
-import type { JobRunner } from './job-runner.js';
+import { JOB_CHANNEL_FD, JobChannelWriter } from './job-channel.js';
+import type { EncodedArguments, JobRunner } from './job-runner.js';
 
 /** Path of the worker entry: beside this file once built, or in dist/ when run from source. */
 function workerRuntimePath(): string {
@@ -33,7 +35,7 @@ export interface WorkerPoolOptions {
 
 interface Waiting {
   jobId: number;
-  args: Uint8Array;
+  args: EncodedArguments;
   definitions?: Definition[];
   /** Milliseconds the job may run once started; 0: no limit. */
   timeoutMs: number;
@@ -49,6 +51,8 @@ interface Assigned extends Waiting {
 
 interface Worker {
   child: ChildProcess;
+  /** Jobs and drops go here, in order. */
+  channel: JobChannelWriter;
   ready: boolean;
   /** Stop after the jobs it has (the pool is shrinking). */
   retire?: boolean;
@@ -62,13 +66,13 @@ interface Worker {
 /** Grace a killed worker gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 1000;
 
-/** Most jobs sent to an idle worker in one message. */
+/** Most jobs sent to an idle worker at once. */
 const MAX_BATCH = 4;
 
 /**
  * Reusable worker processes for one computation, one per CPU. Each worker loads the computation
  * once and runs one job at a time. Jobs wait here until a worker is idle; an idle worker gets
- * its share of the waiting jobs in one message (at most MAX_BATCH), which it runs in order,
+ * its share of the waiting jobs in one write (at most MAX_BATCH), which it runs in order,
  * reporting each result at once. A worker that dies (crash, `process.exit`, OOM, native fault)
  * ends only its running job, which is reported Terminated with the reason; jobs queued behind it
  * go back to the wait list, and the worker is replaced.
@@ -101,7 +105,7 @@ export class WorkerPool implements JobRunner {
   }
 
   /** Runs a job as soon as a worker is free; `timeoutMs` (0: none) limits its run time. */
-  run(jobId: number, args: Uint8Array, timeoutMs = 0, definitions?: Definition[]): void {
+  run(jobId: number, args: EncodedArguments, timeoutMs = 0, definitions?: Definition[]): void {
     this.backlog.push({ jobId, args, timeoutMs, definitions });
     // Jobs that arrive in one read of the socket are handed out together.
     if (!this.dispatchScheduled) {
@@ -135,7 +139,7 @@ export class WorkerPool implements JobRunner {
         // Queued behind another job in that worker: forget it here and there. Should the worker
         // have started it meanwhile, its result is ignored: the job was reported cancelled.
         worker.jobs.splice(index, 1);
-        worker.child.send({ type: 'drop', jobId });
+        worker.channel.send([{ message: { type: 'drop', jobId } }]);
         this.reportCancelled(jobId);
       }
       return true;
@@ -202,7 +206,7 @@ export class WorkerPool implements JobRunner {
       const now = Date.now();
       const worker = idle[i]!;
       worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
-      worker.child.send({ type: 'jobs', jobs: batch.map(({ jobId, args, definitions }) => ({ jobId, args, definitions })) });
+      worker.channel.send(batch.map(({ jobId, args, definitions }) => ({ message: { type: 'job', jobId, definitions }, args })));
       this.armTimeout(worker);
     }
   }
@@ -213,9 +217,9 @@ export class WorkerPool implements JobRunner {
       cwd: init.computeDir,
       execArgv: [],
       serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
     });
-    const worker: Worker = { child, ready: false, jobs: [] };
+    const worker: Worker = { child, channel: new JobChannelWriter(child.stdio[JOB_CHANNEL_FD] as Socket), ready: false, jobs: [] };
     this.workers.add(worker);
     child.send(init);
     return new Promise<void>((resolve, reject) => {

@@ -9,7 +9,13 @@ import vm from 'node:vm';
 import { MAX_VALUE_BYTES, decodeValue, encodeValue, registerClass } from '@dispy/protocol/codec';
 import { OutputCapture } from './output-capture.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
+import { readJobChannel } from './job-channel.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
+
+/** A job received on the job channel, with its encoded arguments. */
+interface QueuedJob extends WorkerJob {
+  args: Uint8Array;
+}
 
 const runtimeRequire = createRequire(import.meta.url);
 const capture = new OutputCapture();
@@ -18,7 +24,7 @@ let currentJob: number | undefined;
 let computeDir = process.cwd();
 let nextRequest = 1;
 const sendFileRequests = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
-const queue: WorkerJob[] = [];
+const queue: QueuedJob[] = [];
 let draining = false;
 /** An error escaped a job: finish nothing more, the worker is about to exit. */
 let dying = false;
@@ -151,7 +157,7 @@ async function init(message: WorkerInit): Promise<void> {
   send({ type: 'ready' });
 }
 
-async function runJob(message: WorkerJob): Promise<void> {
+async function runJob(message: QueuedJob): Promise<void> {
   currentJob = message.jobId;
   const startTime = Date.now();
   const cpuStart = process.cpuUsage();
@@ -162,7 +168,7 @@ async function runJob(message: WorkerJob): Promise<void> {
   const perJob = message.definitions ?? [];
   try {
     for (const definition of perJob) define(definition, computeDir);
-    const args = decodeValue(message.args) as unknown[];
+    const args = (decodeValue(message.args) as unknown[] | undefined) ?? [];
     const value = await computation!(...args);
     result = encodeValue(value, 'the result');
     if (result.length > MAX_VALUE_BYTES) {
@@ -250,8 +256,11 @@ process.on('message', (message: ToWorker) => {
     if (message.error) request?.reject(new Error(`dispySendFile: ${message.error}`));
     else request?.resolve(0);
   }
-  else if (message.type === 'jobs') {
-    queue.push(...message.jobs);
-    void drain();
-  } else if (message.type === 'drop') drop(message.jobId);
 });
+
+readJobChannel((message, args) => {
+  if (message.type === 'job') {
+    queue.push({ ...message, args });
+    void drain();
+  } else drop(message.jobId);
+}).on('error', () => undefined); // the node going away is seen as the IPC channel's disconnect

@@ -74,7 +74,7 @@ export class ClientSession {
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.channel = new FramedSocket(socket, {
-      onFrame: (frame) => this.onFrame(frame),
+      onFrame: (frame, attachment) => this.onFrame(frame, attachment),
       onClose: (error) => void this.shutdown(error),
     });
     this.files = new FileReceiver({
@@ -121,7 +121,7 @@ export class ClientSession {
     this.onEnd(this);
   }
 
-  private onFrame(frame: Frame): void {
+  private onFrame(frame: Frame, attachment?: Buffer[]): void {
     this.lastHeard = Date.now();
     if (!this.authenticated) {
       this.authenticate(frame);
@@ -132,7 +132,7 @@ export class ClientSession {
         void this.setup(frame.setup as dispy.Setup);
         break;
       case 'job':
-        this.runJob(frame.job as dispy.Job);
+        this.runJob(frame.job as dispy.Job, attachment);
         break;
       case 'setCpus':
         void this.setCpus(frame.setCpus as dispy.SetCpus);
@@ -147,7 +147,7 @@ export class ClientSession {
       case 'pulse':
         break; // the client's heartbeat: lastHeard is all it is for
       case 'fileChunk':
-        this.files.receive(frame.fileChunk as dispy.FileChunk);
+        this.files.receive(frame.fileChunk as dispy.FileChunk, attachment);
         break;
       case 'fileKept':
         (this.computations.get(frame.fileKept!.computeId ?? '') ?? this.preparing.get(frame.fileKept!.computeId ?? ''))?.fileArrived(frame.fileKept!.name ?? '');
@@ -286,7 +286,11 @@ export class ClientSession {
     await arrived;
   }
 
-  private runJob(job: dispy.Job): void {
+  private runJob(job: dispy.Job, args: Buffer[] | undefined): void {
+    if (!args) {
+      this.channel.send({ error: { code: 'DISPY_ERR_PROTOCOL', message: `job ${job.jobId} came without its arguments`, jobId: job.jobId } });
+      return;
+    }
     const computation = this.computations.get(job.computeId);
     if (!computation) {
       this.channel.send({ error: { code: 'DISPY_ERR_NO_COMPUTATION', message: `no computation ${job.computeId} here`, jobId: job.jobId } });
@@ -297,7 +301,7 @@ export class ClientSession {
       this.channel.send({ error: { code: 'DISPY_ERR_NODE_STOPPED', message: 'the node takes no new jobs now', jobId: job.jobId } });
       return;
     }
-    computation.run(job);
+    computation.run(job, args);
   }
 
   /** The client wants another number of CPUs for a computation (at most what the node offers). */

@@ -36,12 +36,21 @@ function receiver(maxFileSize = 0) {
   return { root, files, done };
 }
 
-function chunks(transferId: number, name: string, data: Buffer, pieces: number, sha = createHash('sha256').update(data).digest()): dispy.FileChunk[] {
-  const size = Math.ceil(data.length / pieces);
-  const out: dispy.FileChunk[] = [];
-  for (let offset = 0, i = 0; i < pieces; i++, offset += size) {
-    const last = i === pieces - 1;
-    out.push(dispy.FileChunk.create({ transferId, path: name, offset, data: data.subarray(offset, offset + size), last, size: i === 0 ? data.length : 0, sha256: last ? sha : undefined }));
+/**
+ * The frames of a transfer of `data` in `count` chunks, each with its bytes (the frame's
+ * attachment) in two pieces, as they arrive from socket reads.
+ */
+function chunks(transferId: number, name: string, data: Buffer, count: number, sha = createHash('sha256').update(data).digest()): Array<[dispy.FileChunk, Buffer[]]> {
+  const size = Math.ceil(data.length / count);
+  const out: Array<[dispy.FileChunk, Buffer[]]> = [];
+  for (let offset = 0, i = 0; i < count; i++, offset += size) {
+    const last = i === count - 1;
+    const bytes = data.subarray(offset, offset + size);
+    const half = Math.floor(bytes.length / 2);
+    out.push([
+      dispy.FileChunk.create({ transferId, path: name, offset, last, size: i === 0 ? data.length : 0, sha256: last ? sha : undefined }),
+      [bytes.subarray(0, half), bytes.subarray(half)],
+    ]);
   }
   return out;
 }
@@ -50,7 +59,7 @@ describe('FileReceiver', () => {
   it('writes a file that arrives in chunks and checks its sha256 before naming it', async () => {
     const { root, files, done } = receiver();
     const data = Buffer.from('x'.repeat(100_000));
-    for (const chunk of chunks(1, 'sub/dir/data.txt', data, 7)) files.receive(chunk);
+    for (const [chunk, bytes] of chunks(1, 'sub/dir/data.txt', data, 7)) files.receive(chunk, bytes);
     const result = await done(1);
     expect(result).toMatchObject({ name: 'sub/dir/data.txt', size: 100_000 });
     expect(readFileSync(path.join(root, 'sub/dir/data.txt')).equals(data)).toBe(true);
@@ -59,7 +68,7 @@ describe('FileReceiver', () => {
   it('refuses a damaged file and leaves nothing behind', async () => {
     const { root, files, done } = receiver();
     const data = Buffer.from('payload');
-    for (const chunk of chunks(2, 'damaged.bin', data, 2, Buffer.alloc(32))) files.receive(chunk);
+    for (const [chunk, bytes] of chunks(2, 'damaged.bin', data, 2, Buffer.alloc(32))) files.receive(chunk, bytes);
     expect(String(await done(2))).toMatch(/arrived damaged: its sha256 does not match/);
     expect(readdirSync(root)).toEqual([]);
   });
@@ -67,7 +76,7 @@ describe('FileReceiver', () => {
   it('refuses names outside its directory', async () => {
     for (const [id, name, why] of [[3, '../escape.txt', /must not contain "\.\."/], [4, '/etc/passwd', /must be relative/], [5, 'a/../../b', /must not contain/]] as const) {
       const { root, files, done } = receiver();
-      for (const chunk of chunks(id, name, Buffer.from('evil'), 1)) files.receive(chunk);
+      for (const [chunk, bytes] of chunks(id, name, Buffer.from('evil'), 1)) files.receive(chunk, bytes);
       expect(String(await done(id))).toMatch(why);
       expect(existsSync(path.join(root, '..', 'escape.txt'))).toBe(false);
     }
@@ -75,11 +84,11 @@ describe('FileReceiver', () => {
 
   it('refuses a file over the size limit, announced or not', async () => {
     const { files, done } = receiver(10);
-    for (const chunk of chunks(6, 'big.bin', Buffer.alloc(11), 1)) files.receive(chunk);
+    for (const [chunk, bytes] of chunks(6, 'big.bin', Buffer.alloc(11), 1)) files.receive(chunk, bytes);
     expect(String(await done(6))).toMatch(/exceeds the size limit of 10 bytes/);
     // A sender that lies about the size is stopped when the bytes pass the limit.
-    const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map((chunk, i) => (i === 0 ? Object.assign(chunk, { size: 5 }) : chunk));
-    for (const chunk of lying) files.receive(chunk);
+    const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map(([chunk, bytes], i): [dispy.FileChunk, Buffer[]] => [i === 0 ? Object.assign(chunk, { size: 5 }) : chunk, bytes]);
+    for (const [chunk, bytes] of lying) files.receive(chunk, bytes);
     expect(String(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
   });
 });

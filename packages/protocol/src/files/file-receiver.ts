@@ -45,7 +45,7 @@ interface Transfer {
 }
 
 /** Bytes waiting to reach the disk before the socket is paused. */
-const HIGH_WATER = 4 * 1024 * 1024;
+const HIGH_WATER = 16 * 1024 * 1024;
 
 /**
  * Writes incoming FileChunk frames to disk: each transfer goes to a partial file beside its
@@ -60,8 +60,11 @@ export class FileReceiver {
 
   constructor(private readonly options: FileReceiverOptions) {}
 
-  /** Handles one chunk. Errors end that transfer (reported through onDone), never the caller. */
-  receive(chunk: dispy.FileChunk): void {
+  /**
+   * Handles one chunk, whose bytes are `data` (the frame's attachment, in pieces). Errors end
+   * that transfer (reported through onDone), never the caller.
+   */
+  receive(chunk: dispy.FileChunk, data: readonly Buffer[] = []): void {
     const id = Number(chunk.transferId);
     let transfer = this.transfers.get(id);
     if (!transfer) {
@@ -79,20 +82,21 @@ export class FileReceiver {
       this.finishIfLast(id, chunk);
       return;
     }
-    const data = chunk.data;
-    transfer.received += data.length;
+    let length = 0;
+    for (const piece of data) length += piece.length;
+    transfer.received += length;
     const limit = this.options.maxFileSize;
     if (limit > 0 && transfer.received > limit) {
       transfer.failed = new Error(`file ${transfer.name} exceeds the size limit of ${limit} bytes`);
-    } else if (Number(chunk.offset) + data.length !== transfer.received) {
+    } else if (Number(chunk.offset) + length !== transfer.received) {
       transfer.failed = new Error(`file ${transfer.name}: chunk at offset ${chunk.offset} is out of order`);
-    } else if (data.length > 0) {
-      transfer.hash.update(data);
-      this.waiting += data.length;
+    } else if (length > 0) {
+      for (const piece of data) transfer.hash.update(piece);
+      this.waiting += length;
       const at = Number(chunk.offset);
       transfer.writes = transfer.writes.then(async () => {
-        await (await transfer.file).write(data, 0, data.length, at);
-        this.waiting -= data.length;
+        await writeAll(await transfer.file, data, at);
+        this.waiting -= length;
         if (this.paused && this.waiting < HIGH_WATER / 2) {
           this.paused = false;
           this.options.resume();
@@ -195,5 +199,18 @@ export class FileReceiver {
       // never opened
     }
     await rm(transfer.partial, { force: true });
+  }
+}
+
+/** Writes every piece at `position` on, in one system call when the kernel takes them all. */
+async function writeAll(file: FileHandle, pieces: readonly Buffer[], position: number): Promise<void> {
+  let left = pieces.slice();
+  while (left.length > 0) {
+    let { bytesWritten } = await file.writev(left, position);
+    if (bytesWritten === 0) throw new Error('the disk took no bytes');
+    position += bytesWritten;
+    // A short write (rare for regular files) leaves the rest to write again.
+    while (left.length > 0 && bytesWritten >= left[0]!.length) bytesWritten -= left.shift()!.length;
+    if (left.length > 0 && bytesWritten > 0) left[0] = left[0]!.subarray(bytesWritten);
   }
 }

@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { FrameInit } from '../framing/framed-socket.js';
+import type { Attachment, FrameInit } from '../framing/framed-socket.js';
 
 /** Bytes of file data per FileChunk frame. */
 export const FILE_CHUNK_BYTES = 1024 * 1024;
 
 /** What a file sender needs of a connection: send a frame, and wait while its buffer is full. */
 export interface FrameSink {
-  send(frame: FrameInit): boolean;
+  send(frame: FrameInit, attachment?: Attachment): boolean;
   drain(): Promise<void>;
   /** Bytes queued on the connection and not yet handed to the kernel. */
   readonly bufferedBytes?: number;
@@ -18,7 +18,7 @@ export interface FrameSink {
  * Bytes a sender lets queue before it waits: a few chunks in flight keep reading the file,
  * framing and the socket busy at once, while memory stays bounded.
  */
-const IN_FLIGHT_BYTES = 4 * FILE_CHUNK_BYTES;
+const IN_FLIGHT_BYTES = 16 * FILE_CHUNK_BYTES;
 
 export interface SendFileOptions {
   transferId: number;
@@ -33,8 +33,9 @@ export interface SendFileOptions {
 }
 
 /**
- * Streams a file as FileChunk frames: the first names it and gives its size, the last carries
- * the sha256 of what was read. Waits whenever the socket's buffer is full, so memory stays
+ * Streams a file as FileChunk frames, each with its piece of the file as the frame's attachment
+ * (the bytes read from the file go to the socket as they are, never copied into a message): the
+ * first names the file and gives its size, the last carries the sha256 of what was read. Waits whenever the socket's buffer is full, so memory stays
  * constant whatever the file's size. Resolves with the number of bytes sent.
  */
 export async function sendFileChunks(sink: FrameSink, options: SendFileOptions): Promise<number> {
@@ -48,7 +49,6 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
         transferId,
         path: name,
         offset: sent,
-        data,
         last,
         computeId,
         jobId,
@@ -57,7 +57,7 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
       },
     };
     sent += data.length;
-    return sink.send(frame);
+    return sink.send(frame, data);
   };
   // One chunk is held back so that the last frame can carry the hash of the whole.
   let previous: Buffer | undefined;

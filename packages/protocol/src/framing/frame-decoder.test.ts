@@ -2,14 +2,23 @@ import { describe, expect, it } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { FrameError } from '../errors/frame-error.js';
 import {
+  ATTACHED_FRAME_HEADER_BYTES,
   DEFAULT_MAX_FRAME_BYTES,
   FRAME_HEADER_BYTES,
   FrameDecoder,
+  MAX_MESSAGE_BYTES,
   frameHeader,
+  type DecodedFrame,
 } from './frame-decoder.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
-const toHex = (frames: Buffer[]): string[] => frames.map((frame) => frame.toString('hex'));
+/** The messages of frames that have no attachment, in hex. */
+const toHex = (frames: DecodedFrame[]): string[] =>
+  frames.map((frame) => {
+    expect(frame.attachment).toBeUndefined();
+    return frame.message.toString('hex');
+  });
+const texts = (frames: DecodedFrame[]): string[] => frames.map((frame) => String(frame.message));
 
 /*
  * Golden vectors: three frames as they appear on the wire, each a 4-byte big-endian length then
@@ -40,12 +49,22 @@ function expectTooLarge(action: () => unknown, size: number, limit: number): voi
 }
 
 describe('frameHeader', () => {
-  it('writes the payload length as 4 big-endian bytes', () => {
+  it('writes the message length as 4 big-endian bytes', () => {
     expect(FRAME_HEADER_BYTES).toBe(4);
     expect(frameHeader(0).toString('hex')).toBe('00000000');
     expect(frameHeader(6).toString('hex')).toBe('00000006');
     expect(frameHeader(0x01020304).toString('hex')).toBe('01020304');
-    expect(frameHeader(0xffffffff).toString('hex')).toBe('ffffffff');
+    expect(frameHeader(MAX_MESSAGE_BYTES).toString('hex')).toBe('7fffffff');
+  });
+
+  it('with an attachment, sets the high bit of the message length and adds the attachment length', () => {
+    expect(ATTACHED_FRAME_HEADER_BYTES).toBe(8);
+    expect(frameHeader(6, 0).toString('hex')).toBe('8000000600000000');
+    expect(frameHeader(4, 0x01020304).toString('hex')).toBe('8000000401020304');
+  });
+
+  it('refuses a message length that would set the high bit', () => {
+    expect(() => frameHeader(MAX_MESSAGE_BYTES + 1)).toThrow(RangeError);
   });
 });
 
@@ -63,10 +82,10 @@ describe('FrameDecoder golden vectors', () => {
     const decoder = new FrameDecoder();
     const frames = decoder.push(STREAM);
     expect(toHex(frames)).toEqual(EXPECTED);
-    expect(frames[1]).toHaveLength(0);
+    expect(frames[1]!.message).toHaveLength(0);
     expect(decoder.pendingBytes).toBe(0);
-    expect(dispy.Frame.decode(frames[0]!).pulse?.busy).toBe(2);
-    expect(dispy.Frame.decode(frames[2]!).closeReply?.computeId).toBe('c1');
+    expect(dispy.Frame.decode(frames[0]!.message).pulse?.busy).toBe(2);
+    expect(dispy.Frame.decode(frames[2]!.message).closeReply?.computeId).toBe('c1');
   });
 
   it('yields identical frames when the stream is split into two chunks at every possible point', () => {
@@ -80,7 +99,7 @@ describe('FrameDecoder golden vectors', () => {
 
   it('yields identical frames when the stream arrives byte by byte', () => {
     const decoder = new FrameDecoder();
-    const frames: Buffer[] = [];
+    const frames: DecodedFrame[] = [];
     const completedAt: number[] = [];
     for (let i = 0; i < STREAM.length; i++) {
       const out = decoder.push(STREAM.subarray(i, i + 1));
@@ -121,14 +140,14 @@ describe('FrameDecoder golden vectors', () => {
     for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
     const stream = Buffer.concat([frameOf(body), STREAM, frameOf(body)]);
     const decoder = new FrameDecoder();
-    const frames: Buffer[] = [];
+    const frames: DecodedFrame[] = [];
     for (let offset = 0; offset < stream.length; offset += 777) {
       frames.push(...decoder.push(stream.subarray(offset, offset + 777)));
     }
     expect(frames).toHaveLength(5);
-    expect(frames[0]!.equals(body)).toBe(true);
+    expect(frames[0]!.message.equals(body)).toBe(true);
     expect(toHex(frames.slice(1, 4))).toEqual(EXPECTED);
-    expect(frames[4]!.equals(body)).toBe(true);
+    expect(frames[4]!.message.equals(body)).toBe(true);
   });
 });
 
@@ -157,7 +176,7 @@ describe('FrameDecoder size limit', () => {
     expect(decoder.push(frameHeader(1024))).toEqual([]);
     const frames = decoder.push(body);
     expect(frames).toHaveLength(1);
-    expect(frames[0]!.equals(body)).toBe(true);
+    expect(frames[0]!.message.equals(body)).toBe(true);
   });
 
   it('uses a 64 MiB limit by default', () => {
@@ -168,7 +187,8 @@ describe('FrameDecoder size limit', () => {
       DEFAULT_MAX_FRAME_BYTES + 1,
       DEFAULT_MAX_FRAME_BYTES,
     );
-    expectTooLarge(() => new FrameDecoder().push(hex('ffffffff')), 0xffffffff, DEFAULT_MAX_FRAME_BYTES);
+    expectTooLarge(() => new FrameDecoder().push(hex('7fffffff')), MAX_MESSAGE_BYTES, DEFAULT_MAX_FRAME_BYTES);
+    expectTooLarge(() => new FrameDecoder().push(hex('ffffffff ffffffff')), MAX_MESSAGE_BYTES + 0xffffffff, DEFAULT_MAX_FRAME_BYTES);
   });
 
   it('with a limit of 0 accepts only empty frames', () => {
@@ -194,16 +214,16 @@ describe('FrameDecoder pendingBytes', () => {
     expect(decoder.pendingBytes).toBe(9);
 
     const frames = decoder.push(frame.subarray(13));
-    expect(frames.map(String)).toEqual(['0123456789']);
+    expect(texts(frames)).toEqual(['0123456789']);
     expect(decoder.pendingBytes).toBe(0);
   });
 
   it('keeps the bytes of the next frame pending after returning a complete one', () => {
     const decoder = new FrameDecoder();
     const frames = decoder.push(Buffer.concat([frameOf(Buffer.from('abc')), hex('0000')]));
-    expect(frames.map(String)).toEqual(['abc']);
+    expect(texts(frames)).toEqual(['abc']);
     expect(decoder.pendingBytes).toBe(2);
-    expect(decoder.push(hex('0002 7879')).map(String)).toEqual(['xy']);
+    expect(texts(decoder.push(hex('0002 7879')))).toEqual(['xy']);
     expect(decoder.pendingBytes).toBe(0);
   });
 
@@ -217,5 +237,67 @@ describe('FrameDecoder pendingBytes', () => {
       pending.push(decoder.pendingBytes);
     }
     expect(pending).toEqual(expected);
+  });
+});
+
+describe('FrameDecoder attachments', () => {
+  // Frame { pulse: { busy: 2 } } with the 3-byte attachment "xyz", between two plain frames.
+  const ATTACHED_STREAM = hex(`00000004 ${PULSE_BODY}  80000004 00000003 ${PULSE_BODY} 78797a  00000006 ${CLOSE_REPLY_BODY}`);
+
+  function describeFrames(frames: DecodedFrame[]): Array<[string, string | undefined]> {
+    return frames.map((frame) => [frame.message.toString('hex'), frame.attachment && Buffer.concat(frame.attachment).toString()]);
+  }
+  const ATTACHED_EXPECTED: Array<[string, string | undefined]> = [
+    [PULSE_BODY, undefined],
+    [PULSE_BODY, 'xyz'],
+    [CLOSE_REPLY_BODY, undefined],
+  ];
+
+  it('the golden stream is what frameHeader writes', () => {
+    const attached = Buffer.concat([frameHeader(4, 3), hex(PULSE_BODY), Buffer.from('xyz')]);
+    expect(ATTACHED_STREAM.includes(attached)).toBe(true);
+  });
+
+  it('returns a frame with its attachment, between plain frames, however the stream is split', () => {
+    for (let a = 0; a <= ATTACHED_STREAM.length; a++) {
+      for (let b = a; b <= ATTACHED_STREAM.length; b++) {
+        const decoder = new FrameDecoder();
+        const frames = [
+          ...decoder.push(ATTACHED_STREAM.subarray(0, a)),
+          ...decoder.push(ATTACHED_STREAM.subarray(a, b)),
+          ...decoder.push(ATTACHED_STREAM.subarray(b)),
+        ];
+        expect(describeFrames(frames), `split at ${a} and ${b}`).toEqual(ATTACHED_EXPECTED);
+        expect(decoder.pendingBytes).toBe(0);
+      }
+    }
+  });
+
+  it('hands the attachment over as views of the chunks it arrived in, not a copy', () => {
+    const attachment = Buffer.alloc(3000, 7);
+    const stream = Buffer.concat([frameHeader(4, attachment.length), hex(PULSE_BODY), attachment]);
+    const chunks = [stream.subarray(0, 1000), Buffer.from(stream.subarray(1000, 2000)), Buffer.from(stream.subarray(2000))];
+    const decoder = new FrameDecoder();
+    const frames = chunks.flatMap((chunk) => decoder.push(chunk));
+    expect(frames).toHaveLength(1);
+    const pieces = frames[0]!.attachment!;
+    expect(pieces.map((piece) => piece.length)).toEqual([1000 - 12, 1000, stream.length - 2000]);
+    pieces.forEach((piece, i) => expect(piece.buffer).toBe(chunks[i]!.buffer));
+    expect(Buffer.concat(pieces).equals(attachment)).toBe(true);
+  });
+
+  it('returns an empty attachment as no pieces', () => {
+    const frames = new FrameDecoder().push(Buffer.concat([frameHeader(4, 0), hex(PULSE_BODY)]));
+    expect(frames).toEqual([{ message: hex(PULSE_BODY), attachment: [] }]);
+  });
+
+  it('counts message and attachment together against the limit, as soon as the 8-byte header is complete', () => {
+    const decoder = new FrameDecoder(1024);
+    const header = frameHeader(24, 1001);
+    expect(decoder.push(header.subarray(0, 6))).toEqual([]);
+    expectTooLarge(() => decoder.push(header.subarray(6)), 1025, 1024);
+    const exact = new FrameDecoder(1024);
+    expect(exact.push(frameHeader(24, 1000))).toEqual([]);
+    expect(exact.push(Buffer.alloc(1024))).toHaveLength(1);
   });
 });

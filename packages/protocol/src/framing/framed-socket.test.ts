@@ -40,6 +40,8 @@ async function socketPair(): Promise<{ client: Socket; server: Socket }> {
 interface Side {
   framed: FramedSocket;
   frames: Frame[];
+  /** Each frame's attachment, in one buffer (undefined: it had none). */
+  attachments: Array<Buffer | undefined>;
   /** What happened, in order: `frame:<kind>` and `close` entries. */
   events: string[];
   closed: Promise<Error | undefined>;
@@ -47,13 +49,15 @@ interface Side {
 
 function frame(socket: Socket, options: Partial<Omit<FramedSocketOptions, 'onClose'>> = {}): Side {
   const frames: Frame[] = [];
+  const attachments: Array<Buffer | undefined> = [];
   const events: string[] = [];
   let resolveClosed!: (error: Error | undefined) => void;
   const closed = new Promise<Error | undefined>((resolve) => (resolveClosed = resolve));
   const framed = new FramedSocket(socket, {
     maxFrameBytes: options.maxFrameBytes,
-    onFrame: (received) => {
+    onFrame: (received, attachment) => {
       frames.push(received);
+      attachments.push(attachment && Buffer.concat(attachment));
       events.push(`frame:${received.kind}`);
       options.onFrame?.(received);
     },
@@ -62,7 +66,7 @@ function frame(socket: Socket, options: Partial<Omit<FramedSocketOptions, 'onClo
       resolveClosed(error);
     },
   });
-  return { framed, frames, events, closed };
+  return { framed, frames, attachments, events, closed };
 }
 
 async function framedPair(
@@ -86,11 +90,11 @@ function rawFrame(body: Uint8Array): Buffer {
 }
 
 describe('FramedSocket over loopback TCP', () => {
-  it('delivers 1000 Job frames sent in one tick, decoded and in order', async () => {
+  it('delivers 1000 Job frames sent in one tick, decoded and in order, each with its attachment', async () => {
     const { client, server } = await framedPair();
     for (let i = 0; i < 1000; i++) {
       expect(client.framed.isClosed).toBe(false);
-      client.framed.send({ job: { computeId: 'c-1', jobId: i, args: Buffer.from([i & 0xff, i >> 8]) } });
+      client.framed.send({ job: { computeId: 'c-1', jobId: i } }, Buffer.from([i & 0xff, i >> 8]));
     }
     await until(() => server.frames.length >= 1000, '1000 frames');
     expect(server.frames).toHaveLength(1000);
@@ -98,7 +102,7 @@ describe('FramedSocket over loopback TCP', () => {
       expect(received.kind).toBe('job');
       expect(received.job?.computeId).toBe('c-1');
       expect(Number(received.job?.jobId)).toBe(i);
-      expect([...received.job!.args!]).toEqual([i & 0xff, i >> 8]);
+      expect([...server.attachments[i]!]).toEqual([i & 0xff, i >> 8]);
     });
     expect(server.framed.isClosed).toBe(false);
   });
@@ -181,19 +185,35 @@ describe('FramedSocket over loopback TCP', () => {
 
   it('accepts a frame right at maxFrameBytes', async () => {
     const { client, server } = await framedPair({ maxFrameBytes: 1024 });
-    // A FileChunk frame whose encoding is exactly 1024 bytes.
+    // A frame whose message encodes to exactly 1024 bytes.
     let size = 1024 - 16;
-    const frameOfSize = (n: number) => ({ fileChunk: { transferId: 1, data: Buffer.alloc(n, 7) } });
+    const frameOfSize = (n: number) => ({ fileChunk: { transferId: 1, path: 'p'.repeat(n) } });
     while (dispy.Frame.encode(frameOfSize(size)).finish().length < 1024) size++;
     expect(dispy.Frame.encode(frameOfSize(size)).finish().length).toBe(1024);
 
     client.framed.send(frameOfSize(size));
     await until(() => server.frames.length === 1, 'the 1024-byte frame');
-    expect(server.frames[0]!.fileChunk?.data?.length).toBe(size);
+    expect(server.frames[0]!.fileChunk?.path).toHaveLength(size);
     expect(server.framed.isClosed).toBe(false);
 
     expect(dispy.Frame.encode(frameOfSize(size + 1)).finish().length).toBe(1025);
     client.framed.send(frameOfSize(size + 1)); // one byte over
+    const serverError = await server.closed;
+    expect((serverError as FrameError).code).toBe('DISPY_ERR_FRAME_TOO_LARGE');
+    expect(serverError!.message).toContain('frame of 1025 bytes');
+  });
+
+  it('counts an attachment toward maxFrameBytes, and sends one given in pieces as one', async () => {
+    const { client, server } = await framedPair({ maxFrameBytes: 1024 });
+    const message = { fileChunk: { transferId: 3 } };
+    const messageBytes = dispy.Frame.encode(message).finish().length;
+    const fill = Buffer.alloc(1024 - messageBytes, 9);
+    client.framed.send(message, [fill.subarray(0, 100), Buffer.alloc(0), fill.subarray(100)]);
+    await until(() => server.frames.length === 1, 'the frame with a 1024-byte total');
+    expect(server.attachments[0]!.equals(fill)).toBe(true);
+    expect(server.framed.isClosed).toBe(false);
+
+    client.framed.send(message, Buffer.alloc(fill.length + 1)); // one byte over
     const serverError = await server.closed;
     expect((serverError as FrameError).code).toBe('DISPY_ERR_FRAME_TOO_LARGE');
     expect(serverError!.message).toContain('frame of 1025 bytes');
@@ -224,7 +244,7 @@ describe('FramedSocket over loopback TCP', () => {
     const results: boolean[] = [];
     for (let i = 0; i < count; i++) {
       const data = Buffer.alloc(MiB, i);
-      results.push(client.framed.send({ fileChunk: { transferId: 7, offset: i * MiB, data, last: i === count - 1 } }));
+      results.push(client.framed.send({ fileChunk: { transferId: 7, offset: i * MiB, last: i === count - 1 } }, data));
     }
     expect(results).toContain(false);
     expect(client.framed.socket.writableNeedDrain).toBe(true);
@@ -247,7 +267,7 @@ describe('FramedSocket over loopback TCP', () => {
     await until(() => server.frames.length === count, `${count} file chunks`, 20_000);
     server.frames.forEach((received, i) => {
       const chunk = received.fileChunk!;
-      const data = chunk.data!;
+      const data = server.attachments[i]!;
       expect(Number(chunk.offset)).toBe(i * MiB);
       expect(data.length).toBe(MiB);
       expect(data[0]).toBe(i);
@@ -266,7 +286,7 @@ describe('FramedSocket over loopback TCP', () => {
     try {
       let waited = 0;
       for (let i = 0; i < 40; i++) {
-        if (!client.framed.send({ fileChunk: { transferId: 1, offset: i, data: Buffer.alloc(256 * 1024, i) } })) waited++;
+        if (!client.framed.send({ fileChunk: { transferId: 1, offset: i } }, Buffer.alloc(256 * 1024, i))) waited++;
         await client.framed.drain();
       }
       expect(waited).toBeGreaterThan(10); // drain() really waited for 'drain' many times
@@ -284,7 +304,7 @@ describe('FramedSocket over loopback TCP', () => {
   it('drain() resolves when the connection closes while it waits', async () => {
     const { client, server } = await framedPair();
     server.framed.socket.pause();
-    for (let i = 0; i < 32; i++) client.framed.send({ fileChunk: { data: Buffer.alloc(1024 * 1024) } });
+    for (let i = 0; i < 32; i++) client.framed.send({ fileChunk: {} }, Buffer.alloc(1024 * 1024));
     expect(client.framed.socket.writableNeedDrain).toBe(true);
     const draining = client.framed.drain();
     server.framed.destroy();

@@ -1,15 +1,26 @@
 import type { Socket } from 'node:net';
 import { dispy } from '../schema/generated.js';
 import { FrameError } from '../errors/frame-error.js';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader } from './frame-decoder.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader, type DecodedFrame } from './frame-decoder.js';
 
 export type Frame = dispy.Frame;
 export type FrameInit = dispy.IFrame;
 
+/** Bulk bytes sent after a frame's message (see FrameDecoder): one buffer or several pieces. */
+export type Attachment = Uint8Array | readonly Uint8Array[];
+
+/** The byte length of an attachment. */
+export function attachmentBytes(attachment: Attachment): number {
+  if (attachment instanceof Uint8Array) return attachment.length;
+  let total = 0;
+  for (const piece of attachment) total += piece.length;
+  return total;
+}
+
 export interface FramedSocketOptions {
   maxFrameBytes?: number;
-  /** Called for each decoded frame, in order. */
-  onFrame: (frame: Frame) => void;
+  /** Called for each decoded frame, in order, with its attachment if it has one. */
+  onFrame: (frame: Frame, attachment?: Buffer[]) => void;
   /** Called once when the connection is gone; `error` says why when it was not a clean end. */
   onClose: (error?: Error) => void;
 }
@@ -36,17 +47,17 @@ export class FramedSocket {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (this.closed) return;
-      let frames: Buffer[];
+      let frames: DecodedFrame[];
       try {
         frames = this.decoder.push(chunk);
       } catch (error) {
         this.destroy(error as Error);
         return;
       }
-      for (const bytes of frames) {
+      for (const { message, attachment } of frames) {
         let frame: Frame;
         try {
-          frame = dispy.Frame.decode(bytes);
+          frame = dispy.Frame.decode(message);
         } catch (error) {
           this.destroy(FrameError.malformed((error as Error).message, error));
           return;
@@ -56,7 +67,7 @@ export class FramedSocket {
           return;
         }
         try {
-          options.onFrame(frame);
+          options.onFrame(frame, attachment);
         } catch (error) {
           this.destroy(error as Error);
           return;
@@ -77,8 +88,12 @@ export class FramedSocket {
     return this.closed;
   }
 
-  /** Queues a frame; returns false when the socket's buffer is full (see `drain`). */
-  send(frame: FrameInit): boolean {
+  /**
+   * Queues a frame, and the attachment that follows it if any (written as it is, not copied:
+   * the caller must not change it afterwards). Returns false when the socket's buffer is full
+   * (see `drain`).
+   */
+  send(frame: FrameInit, attachment?: Attachment): boolean {
     if (this.closed) return false;
     const payload = dispy.Frame.encode(frame).finish();
     if (!this.corked) {
@@ -89,8 +104,16 @@ export class FramedSocket {
         this.socket.uncork();
       });
     }
-    this.socket.write(frameHeader(payload.length));
-    return this.socket.write(payload);
+    if (attachment === undefined) {
+      this.socket.write(frameHeader(payload.length));
+      return this.socket.write(payload);
+    }
+    this.socket.write(frameHeader(payload.length, attachmentBytes(attachment)));
+    let room = this.socket.write(payload);
+    for (const piece of attachment instanceof Uint8Array ? [attachment] : attachment) {
+      if (piece.length > 0) room = this.socket.write(piece) && room;
+    }
+    return room;
   }
 
   /** Resolves when the socket can take more data (at once if it can now). */

@@ -6,6 +6,9 @@ import { NodeFinder } from '../discovery/node-finder.js';
 import { NodeLink } from './node-link.js';
 import type { AvailInfo, ComputationSpec, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
 
+/** The attachment of a job whose arguments are gone (never expected: they last until its reply). */
+const EMPTY_ARGUMENTS = new Uint8Array(0);
+
 export interface JobSchedulerOptions {
   secret: string;
   /** Local address for discovery and node connections (undefined: any). */
@@ -253,7 +256,7 @@ export class JobScheduler {
       localAddress: this.options.ipAddr,
       secret: this.options.secret,
       clientName: this.options.clientName,
-      onFrame: (from, frame) => this.onFrame(from, frame),
+      onFrame: (from, frame, attachment) => this.onFrame(from, frame, attachment),
       onClose: (from, error) => this.onNodeClosed(from, error),
     });
     link.info.availInfo = toAvailInfo(reply.availInfo);
@@ -372,7 +375,6 @@ export class JobScheduler {
       job: {
         computeId: job.computeId,
         jobId: job.uid,
-        args: job.args,
         timeout: job.timeout ?? 0,
         files: job.files?.map((file) => file.name),
         definitions: job.definitions,
@@ -384,11 +386,13 @@ export class JobScheduler {
         this.options.logger.warn(`per-job files of job ${job.uid} to ${link.key}: ${error.message}`),
       );
     }
-    link.connection.send(frame);
+    // The arguments follow the frame as they are: they were encoded at submit, and are kept
+    // (unchanged) until the job's final reply.
+    link.connection.send(frame, job.args ?? EMPTY_ARGUMENTS);
     spec?.events.jobStarted(job, link.info);
   }
 
-  private onFrame(link: NodeLink, frame: Frame): void {
+  private onFrame(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
     if (frame.kind === 'jobReply') {
       const reply = frame.jobReply as dispy.JobReply;
       const uid = Number(reply.jobId);
@@ -425,7 +429,7 @@ export class JobScheduler {
       this.jobs.delete(job.uid);
       this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
     } else if (frame.kind === 'fileChunk') {
-      link.files(this.options.fileDir).receive(frame.fileChunk as dispy.FileChunk);
+      link.files(this.options.fileDir).receive(frame.fileChunk as dispy.FileChunk, attachment);
     } else if (frame.kind === 'pulse') {
       const pulse = frame.pulse as dispy.Pulse;
       link.info.availInfo = toAvailInfo(pulse.availInfo);

@@ -20,7 +20,7 @@ export class NodeLink {
     localAddress?: string;
     secret: string;
     clientName: string;
-    onFrame: (link: NodeLink, frame: Frame) => void;
+    onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
     onClose: (link: NodeLink, error?: Error) => void;
   }) {
     this.info = {
@@ -41,9 +41,9 @@ export class NodeLink {
       localAddress: options.localAddress,
       secret: options.secret,
       clientName: options.clientName,
-      onFrame: (frame) => {
+      onFrame: (frame, attachment) => {
         this.info.lastHeard = Date.now();
-        options.onFrame(this, frame);
+        options.onFrame(this, frame, attachment);
       },
       onClose: (error) => options.onClose(this, error),
     });

@@ -7,6 +7,7 @@ import {
   macEquals,
   newNonce,
   nodeProof,
+  type Attachment,
   type Frame,
   type FrameInit,
   type dispy,
@@ -19,7 +20,7 @@ export interface NodeConnectionOptions {
   secret: string;
   clientName: string;
   /** Every frame after authentication that is not an answer to a pending request. */
-  onFrame: (frame: Frame) => void;
+  onFrame: (frame: Frame, attachment?: Buffer[]) => void;
   /** The connection is gone (after open() succeeded). */
   onClose: (error?: Error) => void;
 }
@@ -54,9 +55,9 @@ export class NodeConnection {
     const handshake = new Promise<void>((resolve, reject) => {
       let nonce: Buffer | undefined;
       this.channel = new FramedSocket(socket, {
-        onFrame: (frame) => {
+        onFrame: (frame, attachment) => {
           if (this.opened) {
-            this.dispatch(frame);
+            this.dispatch(frame, attachment);
             return;
           }
           if (frame.kind === 'hello') {
@@ -149,9 +150,9 @@ export class NodeConnection {
     await this.request(`close:${computeId}`, { close: { computeId, terminatePending } }).catch(() => undefined);
   }
 
-  /** Queues a job frame; false when the socket's buffer is full. */
-  send(frame: FrameInit): boolean {
-    return this.channel?.send(frame) ?? false;
+  /** Queues a frame (and its attachment); false when the socket's buffer is full. */
+  send(frame: FrameInit, attachment?: Attachment): boolean {
+    return this.channel?.send(frame, attachment) ?? false;
   }
 
   /** Acknowledges a reply; acknowledgements leave together at the end of the tick. */
@@ -204,7 +205,7 @@ export class NodeConnection {
     });
   }
 
-  private dispatch(frame: Frame): void {
+  private dispatch(frame: Frame, attachment?: Buffer[]): void {
     const key =
       frame.kind === 'setupReply' ? `setup:${frame.setupReply!.computeId}`
       : frame.kind === 'closeReply' ? `close:${frame.closeReply!.computeId}`
@@ -218,6 +219,6 @@ export class NodeConnection {
       waiter(frame);
       return;
     }
-    this.options.onFrame(frame);
+    this.options.onFrame(frame, attachment);
   }
 }

@@ -1,0 +1,5 @@
+// The `@dispy/protocol/codec` entry: what node worker processes need, without the wire schema
+// and its parser (which they never use): the value codec, and the byte framing their job
+// channel shares with the TCP connections.
+export * from './value-codec.js';
+export { FrameDecoder, frameHeader, DEFAULT_MAX_FRAME_BYTES, type DecodedFrame } from '../framing/frame-decoder.js';
