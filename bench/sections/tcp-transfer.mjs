@@ -11,7 +11,7 @@ import { median } from '../lib/stats.mjs';
 import { now, withTimeout } from '../lib/timing.mjs';
 
 const HOST = '127.0.0.1';
-const ROUNDS = 3;
+const ROUNDS = 5;
 const CHUNK_BYTES = MiB;
 const ROUND_TIMEOUT_MS = 30_000;
 
