@@ -45,7 +45,7 @@ interface Transfer {
 }
 
 /** Bytes waiting to reach the disk before the socket is paused. */
-const HIGH_WATER = 16 * 1024 * 1024;
+const HIGH_WATER = 4 * 1024 * 1024;
 
 /**
  * Writes incoming FileChunk frames to disk: each transfer goes to a partial file beside its

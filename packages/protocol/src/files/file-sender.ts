@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import type { Attachment, FrameInit } from '../framing/framed-socket.js';
 
 /** Bytes of file data per FileChunk frame. */
-export const FILE_CHUNK_BYTES = 1024 * 1024;
+export const FILE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** What a file sender needs of a connection: send a frame, and wait while its buffer is full. */
 export interface FrameSink {
@@ -18,7 +18,7 @@ export interface FrameSink {
  * Bytes a sender lets queue before it waits: a few chunks in flight keep reading the file,
  * framing and the socket busy at once, while memory stays bounded.
  */
-const IN_FLIGHT_BYTES = 16 * FILE_CHUNK_BYTES;
+const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 
 export interface SendFileOptions {
   transferId: number;
