@@ -9,7 +9,10 @@
 import type { Socket } from 'node:net';
 import net from 'node:net';
 import { deserialize, serialize } from 'node:v8';
-import { FrameDecoder, frameHeader } from '@dispy/protocol/codec';
+import { ATTACHED_FRAME_HEADER_BYTES, FRAME_HEADER_BYTES, frameHeader } from '@dispy/protocol/codec';
+
+/** The high bit of a frame's first length word: an attachment follows (see FrameDecoder). */
+const ATTACHMENT_FLAG = 0x80000000;
 import type { JobChannelMessage } from './worker-messages.js';
 
 /** The worker's file descriptor of its end (0–2 are stdio, 3 is IPC). */
@@ -46,15 +49,111 @@ export class JobChannelWriter {
   }
 }
 
-/** The worker's end: calls `onMessage` for each message, with a job's arguments in one buffer. */
+/** Bytes the worker reads headers and messages into (a job's arguments go to a buffer of their own). */
+const SCRATCH_BYTES = 64 * 1024;
+
+/**
+ * The worker's end: calls `onMessage` for each message, with a job's arguments in one buffer.
+ *
+ * Reads go straight into where the bytes end up: headers and messages into a scratch buffer that
+ * is reused, and a job's arguments, once their length is known, into a buffer of exactly that
+ * size, which the kernel fills directly. Megabyte arguments are thus copied once, from the
+ * socket into the buffer the job decodes from, and not gathered from many reads.
+ */
 export function readJobChannel(onMessage: (message: JobChannelMessage, args: Uint8Array) => void): Socket {
-  const socket = new net.Socket({ fd: JOB_CHANNEL_FD, readable: true, writable: false });
-  const decoder = new FrameDecoder();
-  socket.on('data', (chunk: Buffer) => {
-    for (const { message, attachment = [] } of decoder.push(chunk)) {
-      const args = attachment.length === 1 ? attachment[0]! : Buffer.concat(attachment);
-      onMessage(deserialize(message) as JobChannelMessage, args);
-    }
-  });
-  return socket;
+  const reader = new JobChannelReader(onMessage);
+  // Node takes `onread` in the constructor too (it is documented for connect() in Node 20's types).
+  const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
+    fd: JOB_CHANNEL_FD,
+    readable: true,
+    writable: false,
+    onread: {
+      buffer: () => reader.nextReadBuffer(),
+      callback: (bytes: number) => {
+        reader.received(bytes);
+        return true;
+      },
+    },
+  };
+  return new net.Socket(options);
 }
+
+/**
+ * Parses the job channel's frames from reads made into the buffers it hands out
+ * (`nextReadBuffer`, then `received(bytes)` with how many bytes the read put there).
+ */
+export class JobChannelReader {
+  /** Grows when a message (per-job definitions can be long) does not fit. */
+  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  /** Bytes at the start of scratch not parsed yet. */
+  private pending = 0;
+  /** The job whose arguments are being read, and the buffer they are read into. */
+  private waiting?: { message: JobChannelMessage; args: Buffer; filled: number };
+
+  constructor(private readonly onMessage: (message: JobChannelMessage, args: Uint8Array) => void) {}
+
+  nextReadBuffer(): Uint8Array {
+    if (this.waiting) return this.waiting.args.subarray(this.waiting.filled);
+    return this.scratch.subarray(this.pending);
+  }
+
+  received(bytes: number): void {
+    if (this.waiting) {
+      this.waiting.filled += bytes;
+      this.deliverIfComplete();
+    } else {
+      this.pending += bytes;
+      this.parse();
+    }
+  }
+
+  /** Handles every complete frame in scratch, then moves what is left of it to its start. */
+  private parse(): void {
+    let at = 0;
+    while (this.waiting === undefined) {
+      const available = this.pending - at;
+      if (available < FRAME_HEADER_BYTES) break;
+      const first = this.scratch.readUInt32BE(at);
+      const attached = first >= ATTACHMENT_FLAG;
+      const headerBytes = attached ? ATTACHED_FRAME_HEADER_BYTES : FRAME_HEADER_BYTES;
+      const messageBytes = attached ? first - ATTACHMENT_FLAG : first;
+      if (available < headerBytes + messageBytes) {
+        this.makeRoom(headerBytes + messageBytes);
+        break;
+      }
+      const argsBytes = attached ? this.scratch.readUInt32BE(at + FRAME_HEADER_BYTES) : 0;
+      const body = at + headerBytes;
+      const message = deserialize(this.scratch.subarray(body, body + messageBytes)) as JobChannelMessage;
+      at = body + messageBytes;
+      if (!attached) {
+        this.onMessage(message, EMPTY);
+        continue;
+      }
+      // The arguments' first bytes may be in scratch already; the rest is read into place.
+      const args = Buffer.allocUnsafe(argsBytes);
+      const copied = this.scratch.copy(args, 0, at, Math.min(this.pending, at + argsBytes));
+      at += copied;
+      this.waiting = { message, args, filled: copied };
+      this.deliverIfComplete();
+    }
+    this.scratch.copyWithin(0, at, this.pending);
+    this.pending -= at;
+  }
+
+  /** Makes scratch big enough for a frame of `frameBytes` (header and message). */
+  private makeRoom(frameBytes: number): void {
+    if (frameBytes <= this.scratch.length) return;
+    const bigger = Buffer.allocUnsafe(frameBytes);
+    this.scratch.copy(bigger, 0, 0, this.pending);
+    this.scratch = bigger;
+  }
+
+  private deliverIfComplete(): void {
+    const waiting = this.waiting;
+    if (!waiting || waiting.filled < waiting.args.length) return;
+    this.waiting = undefined;
+    this.onMessage(waiting.message, waiting.args);
+  }
+}
+
+const EMPTY = new Uint8Array(0);

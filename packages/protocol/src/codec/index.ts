@@ -2,4 +2,11 @@
 // and its parser (which they never use): the value codec, and the byte framing their job
 // channel shares with the TCP connections.
 export * from './value-codec.js';
-export { FrameDecoder, frameHeader, DEFAULT_MAX_FRAME_BYTES, type DecodedFrame } from '../framing/frame-decoder.js';
+export {
+  FrameDecoder,
+  frameHeader,
+  DEFAULT_MAX_FRAME_BYTES,
+  FRAME_HEADER_BYTES,
+  ATTACHED_FRAME_HEADER_BYTES,
+  type DecodedFrame,
+} from '../framing/frame-decoder.js';
