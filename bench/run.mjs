@@ -1,27 +1,20 @@
 // The benchmark suite behind `pnpm bench`: runs each section one after the other (never two at
-// once, so they do not compete for the CPUs), then prints one report with the measurements,
-// the ratios between them, and the performance targets with PASS/MISS.
+// once, so they do not compete for the CPUs), each in a fresh process, then prints one report with
+// the measurements, the ratios between them, and the performance targets with PASS/MISS.
 //
 // To add a benchmark: write a module under sections/ whose default export is
 // `{ id, title, run() }`, where run() resolves to an array of metrics
-// `{ key, label, value, unit, digits, note }`; list it in SECTIONS; and add any ratio or target
-// that uses its keys to COMPARISONS or TARGETS below.
+// `{ key, label, value, unit, digits, note }`; list it in sections/index.mjs; and add any ratio or
+// target that uses its keys to COMPARISONS or TARGETS below.
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
 import os from 'node:os';
-import dispyArguments from './sections/dispy-arguments.mjs';
-import dispyFileTransfer from './sections/dispy-file-transfer.mjs';
-import dispyJobs from './sections/dispy-jobs.mjs';
-import piscinaPool from './sections/piscina-pool.mjs';
-import tcpRtt from './sections/tcp-rtt.mjs';
-import tcpTransfer from './sections/tcp-transfer.mjs';
+import { fileURLToPath } from 'node:url';
+import { SECTIONS as ALL_SECTIONS } from './sections/index.mjs';
 import { formatNumber, formatTable } from './lib/table.mjs';
 import { now } from './lib/timing.mjs';
-import { stopAllNodes } from '../testing/dispynode-process.mjs';
 
-/**
- * Run in this order; piscina and TCP run after dispy's nodes have been stopped. Each dispy section
- * starts (and stops) its own dispynode.
- */
-const ALL_SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer];
+const SECTION_PROCESS = fileURLToPath(new URL('./processes/run-section.mjs', import.meta.url));
 
 /** `pnpm bench dispy-file tcp-transfer` runs only the sections with those ids (all by default). */
 const SECTIONS = selectSections(process.argv.slice(2));
@@ -63,6 +56,18 @@ const COMPARISONS = [
   {
     label: 'dispy file transfer ÷ raw loopback TCP',
     value: (m) => m('dispy.file.rate') / m('tcp.transfer.rate'),
+    digits: 3,
+    unit: '×',
+  },
+  {
+    label: 'dispy file transfer ÷ plain Node checked transfer (sha256 both sides, to disk)',
+    value: (m) => m('dispy.file.rate') / m('pipeline.file.rate'),
+    digits: 3,
+    unit: '×',
+  },
+  {
+    label: 'plain Node checked transfer ÷ raw loopback TCP (the most a checked transfer gets here)',
+    value: (m) => m('pipeline.file.rate') / m('tcp.transfer.rate'),
     digits: 3,
     unit: '×',
   },
@@ -115,12 +120,19 @@ const TARGETS = [
 /** How long the process may linger after the report before it is made to exit. */
 const EXIT_GRACE_MS = 3_000;
 
-// Ctrl-C: stop the dispynode cleanly (bounded), then exit; the 'exit' hook in
-// dispynode-process.mjs kills whatever is still left.
+/** The process of the section running now. */
+let running;
+
+// Ctrl-C reaches the section's process too (same process group), whose exit hook stops its
+// nodes; wait for it (bounded), then exit.
 process.once('SIGINT', () => {
   progress('bench: interrupted; stopping');
   const bound = new Promise((resolve) => setTimeout(resolve, EXIT_GRACE_MS * 2).unref());
-  void Promise.race([stopAllNodes(), bound]).finally(() => process.exit(130));
+  const stopped = running ? once(running, 'exit') : Promise.resolve();
+  void Promise.race([stopped, bound]).finally(() => {
+    running?.kill('SIGKILL');
+    process.exit(130);
+  });
 });
 
 function progress(text) {
@@ -134,16 +146,34 @@ async function runSections() {
     progress(`bench: ${section.title} ...`);
     const start = now();
     try {
-      const results = await section.run();
+      const results = await runInOwnProcess(section);
       for (const metric of results) metrics.push({ ...metric, section: section.id });
       progress(`bench:   done in ${((now() - start) / 1000).toFixed(1)} s`);
     } catch (error) {
       // One failing section must not hide the others' figures; it is reported below instead.
       failures.push({ section, error });
-      progress(`bench:   FAILED after ${((now() - start) / 1000).toFixed(1)} s: ${error.message}`);
+      progress(`bench:   FAILED after ${((now() - start) / 1000).toFixed(1)} s: ${error.message.split('\n')[0]}`);
     }
   }
   return { metrics, failures };
+}
+
+/** The section's metrics, measured in a fresh process; rejects with its error. */
+async function runInOwnProcess(section) {
+  const child = fork(SECTION_PROCESS, [section.id], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  running = child;
+  try {
+    let answer;
+    child.on('message', (message) => (answer = message));
+    const [code, signal] = await once(child, 'exit');
+    if (answer?.metrics) return answer.metrics;
+    const error = new Error(answer?.error ?? `the section's process exited (${signal ?? `code ${code}`}) without a result`);
+    // The child's stack is the useful one.
+    error.stack = error.message;
+    throw error;
+  } finally {
+    running = undefined;
+  }
 }
 
 function machineLine() {

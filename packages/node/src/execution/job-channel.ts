@@ -15,6 +15,9 @@ import { ATTACHED_FRAME_HEADER_BYTES, FRAME_HEADER_BYTES, frameHeader } from '@d
 const ATTACHMENT_FLAG = 0x80000000;
 import type { JobChannelMessage } from './worker-messages.js';
 
+/** Argument pieces smaller than this are copied into the write of their batch. */
+const GATHER_BELOW_BYTES = 16 * 1024;
+
 /** The worker's file descriptor of its end (0–2 are stdio, 3 is IPC). */
 export const JOB_CHANNEL_FD = 4;
 
@@ -26,25 +29,33 @@ export class JobChannelWriter {
   }
 
   /**
-   * Sends messages together (one system call for a batch); `args` is the job's attachment, which
-   * must not change afterwards.
+   * Sends messages together, in one system call. Headers, messages and small arguments are
+   * gathered into one buffer (a burst of tiny jobs costs one write); pieces of large arguments
+   * are written as they are. `args` must not change afterwards.
    */
   send(messages: readonly { message: JobChannelMessage; args?: readonly Uint8Array[] }[]): void {
     if (this.socket.destroyed) return;
+    let small: Uint8Array[] = [];
+    const flushSmall = (): void => {
+      if (small.length > 0) this.socket.write(small.length === 1 ? small[0]! : Buffer.concat(small));
+      small = [];
+    };
     this.socket.cork();
     for (const { message, args } of messages) {
       const bytes = serialize(message);
-      if (!args) {
-        this.socket.write(frameHeader(bytes.length));
-        this.socket.write(bytes);
-        continue;
-      }
       let length = 0;
-      for (const piece of args) length += piece.length;
-      this.socket.write(frameHeader(bytes.length, length));
-      this.socket.write(bytes);
-      for (const piece of args) if (piece.length > 0) this.socket.write(piece);
+      for (const piece of args ?? []) length += piece.length;
+      small.push(args ? frameHeader(bytes.length, length) : frameHeader(bytes.length), bytes);
+      for (const piece of args ?? []) {
+        if (piece.length < GATHER_BELOW_BYTES) {
+          small.push(piece);
+        } else {
+          flushSmall();
+          this.socket.write(piece);
+        }
+      }
     }
+    flushSmall();
     this.socket.uncork();
   }
 }

@@ -219,7 +219,10 @@ export class WorkerPool implements JobRunner {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
     });
-    const worker: Worker = { child, channel: new JobChannelWriter(child.stdio[JOB_CHANNEL_FD] as Socket), ready: false, jobs: [] };
+    const channel = child.stdio[JOB_CHANNEL_FD] as Socket;
+    const worker: Worker = { child, channel: new JobChannelWriter(channel), ready: false, jobs: [] };
+    // A worker whose job channel broke can take no job: stop it, and its exit hands its jobs on.
+    channel.once('close', () => void this.kill(worker));
     this.workers.add(worker);
     child.send(init);
     return new Promise<void>((resolve, reject) => {

@@ -263,4 +263,7 @@ readJobChannel((message, args) => {
     queue.push({ ...message, args });
     void drain();
   } else drop(message.jobId);
-}).on('error', () => undefined); // the node going away is seen as the IPC channel's disconnect
+})
+  // Without its job channel a worker can take no job: leave, and the node replaces it.
+  .on('error', () => undefined)
+  .on('close', () => process.exit(0));

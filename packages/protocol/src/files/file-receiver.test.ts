@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -90,6 +90,39 @@ describe('FileReceiver', () => {
     const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map(([chunk, bytes], i): [dispy.FileChunk, Buffer[]] => [i === 0 ? Object.assign(chunk, { size: 5 }) : chunk, bytes]);
     for (const [chunk, bytes] of lying) files.receive(chunk, bytes);
     expect(String(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
+  });
+});
+
+describe('FileReceiver when the disk fails it', () => {
+  it('fails the transfer with the reason, crashes nothing, and resumes the paused socket', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'dispy-receiver-'));
+    dirs.push(root);
+    writeFileSync(path.join(root, 'blocker'), 'a file where a directory is needed');
+    let paused = 0;
+    let resumed = 0;
+    let resolveOutcome!: (result: ReceivedFile | Error) => void;
+    const outcome = new Promise<ReceivedFile | Error>((resolve) => (resolveOutcome = resolve));
+    const files = new FileReceiver({
+      rootFor: () => root,
+      maxFileSize: 0,
+      pause: () => paused++,
+      resume: () => resumed++,
+      onDone: (_id, result) => resolveOutcome(result),
+    });
+    // 12 MiB in 3 chunks: past the 4 MiB high-water mark, so the socket is paused. The last
+    // chunk comes later, as from a later socket read: the failed writes must not be left
+    // unhandled meanwhile (that would end the process).
+    const [first, second, last] = chunks(8, 'blocker/data.bin', Buffer.alloc(12 * 1024 * 1024, 1), 3);
+    files.receive(...first!);
+    files.receive(...second!);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(resumed).toBe(1);
+    files.receive(...last!);
+    const result = await outcome;
+    expect(String(result)).toMatch(/ENOTDIR|EEXIST|not a directory|file already exists/);
+    expect(paused).toBe(1);
+    expect(resumed).toBe(1);
+    expect(readdirSync(root)).toEqual(['blocker']);
   });
 });
 

@@ -94,14 +94,23 @@ export class FileReceiver {
       for (const piece of data) transfer.hash.update(piece);
       this.waiting += length;
       const at = Number(chunk.offset);
-      transfer.writes = transfer.writes.then(async () => {
-        await writeAll(await transfer.file, data, at);
-        this.waiting -= length;
-        if (this.paused && this.waiting < HIGH_WATER / 2) {
-          this.paused = false;
-          this.options.resume();
-        }
-      });
+      // The chain never rejects: a failed write (a full disk, a directory that could not be
+      // made) fails the transfer, which its last chunk reports, and the writes after it are
+      // skipped; either way the bytes stop counting against the high-water mark.
+      transfer.writes = transfer.writes
+        .then(async () => {
+          if (!transfer.failed) await writeAll(await transfer.file, data, at);
+        })
+        .catch((error: Error) => {
+          transfer.failed ??= error;
+        })
+        .finally(() => {
+          this.waiting -= length;
+          if (this.paused && this.waiting < HIGH_WATER / 2) {
+            this.paused = false;
+            this.options.resume();
+          }
+        });
       if (!this.paused && this.waiting > HIGH_WATER) {
         this.paused = true;
         this.options.pause();
@@ -198,7 +207,8 @@ export class FileReceiver {
     } catch {
       // never opened
     }
-    await rm(transfer.partial, { force: true });
+    // Nothing to remove when it could not be made (its directory is a file, say).
+    await rm(transfer.partial, { force: true }).catch(() => undefined);
   }
 }
 

@@ -15,8 +15,8 @@ export interface FrameSink {
 }
 
 /**
- * Bytes a sender lets queue before it waits: a few chunks in flight keep reading the file,
- * framing and the socket busy at once, while memory stays bounded.
+ * Bytes a sender lets queue before it waits for 'drain': about one chunk, so the next is read and
+ * hashed while this one goes out, and memory stays bounded.
  */
 const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 

@@ -6,6 +6,9 @@ import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader, type DecodedFrame }
 export type Frame = dispy.Frame;
 export type FrameInit = dispy.IFrame;
 
+/** Attachments smaller than this are copied into one buffer with their frame's header and message. */
+const GATHER_BELOW_BYTES = 16 * 1024;
+
 /** Bulk bytes sent after a frame's message (see FrameDecoder): one buffer or several pieces. */
 export type Attachment = Uint8Array | readonly Uint8Array[];
 
@@ -104,13 +107,14 @@ export class FramedSocket {
         this.socket.uncork();
       });
     }
-    if (attachment === undefined) {
-      this.socket.write(frameHeader(payload.length));
-      return this.socket.write(payload);
-    }
-    this.socket.write(frameHeader(payload.length, attachmentBytes(attachment)));
-    let room = this.socket.write(payload);
-    for (const piece of attachment instanceof Uint8Array ? [attachment] : attachment) {
+    const pieces = attachment === undefined ? [] : attachment instanceof Uint8Array ? [attachment] : attachment;
+    const size = attachment === undefined ? undefined : attachmentBytes(attachment);
+    const header = frameHeader(payload.length, size);
+    // A small frame goes out as one buffer (a burst of tiny jobs costs one write call each);
+    // a large attachment is written as it is, never copied.
+    if ((size ?? 0) < GATHER_BELOW_BYTES) return this.socket.write(Buffer.concat([header, payload, ...pieces]));
+    let room = this.socket.write(Buffer.concat([header, payload]));
+    for (const piece of pieces) {
       if (piece.length > 0) room = this.socket.write(piece) && room;
     }
     return room;

@@ -1,0 +1,11 @@
+// Every section of the suite, in the order `pnpm bench` runs them: piscina and TCP after dispy's
+// nodes have been stopped. Each dispy section starts (and stops) its own dispynode.
+import dispyArguments from './dispy-arguments.mjs';
+import dispyFileTransfer from './dispy-file-transfer.mjs';
+import dispyJobs from './dispy-jobs.mjs';
+import filePipeline from './file-pipeline.mjs';
+import piscinaPool from './piscina-pool.mjs';
+import tcpRtt from './tcp-rtt.mjs';
+import tcpTransfer from './tcp-transfer.mjs';
+
+export const SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer, filePipeline];
