@@ -1,12 +1,11 @@
-import { serialize } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { frameHeader } from '@dispy/protocol/codec';
 import { JobChannelReader } from './job-channel.js';
 import type { JobChannelMessage } from './worker-messages.js';
 
-/** A frame as JobChannelWriter writes it: header, V8-serialized message, then the arguments. */
+/** A frame as JobChannelWriter writes it: header, JSON message, then the arguments. */
 function frame(message: JobChannelMessage, args?: Uint8Array): Buffer {
-  const bytes = serialize(message);
+  const bytes = Buffer.from(JSON.stringify(message));
   if (!args) return Buffer.concat([frameHeader(bytes.length), bytes]);
   return Buffer.concat([frameHeader(bytes.length, args.length), bytes, args]);
 }
