@@ -8,10 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import net from 'node:net';
-import { ATTACHED_FRAME_HEADER_BYTES, FRAME_HEADER_BYTES, frameHeader } from '@dispy/protocol/codec';
-
-/** The high bit of a frame's first length word: an attachment follows (see FrameDecoder). */
-const ATTACHMENT_FLAG = 0x80000000;
+import { ATTACHED_FRAME_HEADER_BYTES, ATTACHMENT_FLAG, FRAME_HEADER_BYTES, frameHeader } from '@dispy/protocol/codec';
 import type { JobChannelMessage } from './worker-messages.js';
 
 /** Argument pieces smaller than this are copied into the write of their batch. */

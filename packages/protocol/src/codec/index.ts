@@ -8,5 +8,6 @@ export {
   DEFAULT_MAX_FRAME_BYTES,
   FRAME_HEADER_BYTES,
   ATTACHED_FRAME_HEADER_BYTES,
+  ATTACHMENT_FLAG,
   type DecodedFrame,
 } from '../framing/frame-decoder.js';

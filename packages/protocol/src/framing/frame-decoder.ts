@@ -12,7 +12,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 /** Largest message one header can describe: its high bit says whether an attachment follows. */
 export const MAX_MESSAGE_BYTES = 0x7fffffff;
 
-const ATTACHMENT_FLAG = 0x80000000;
+/** The high bit of a frame's first length word: an attachment follows the message. */
+export const ATTACHMENT_FLAG = 0x80000000;
 
 /**
  * One frame off the wire: its protobuf message and, for frames that carry bulk data (file
