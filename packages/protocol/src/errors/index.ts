@@ -1,4 +1,5 @@
 export { DispyError } from './dispy-error.js';
+export { ErrorCode } from './error-codes.js';
 export { FrameError } from './frame-error.js';
 export { AuthError } from './auth-error.js';
 export { UnsendableValueError } from './unsendable-value-error.js';
