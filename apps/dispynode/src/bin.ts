@@ -68,4 +68,7 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+main().catch((error: unknown) => {
+  process.stderr.write(`dispynode: ${(error as Error).message ?? String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -106,8 +106,11 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
   }
   const secret = options.secret ?? env.DISPY_SECRET ?? env.DISPY_NODE_SECRET;
   if (secret !== undefined) options.secret = secret;
-  if (values.debug) options.logLevel = 'debug';
-  else options.logLevel ??= 'info';
+  if (values.debug) {
+    // --debug wins over the config file's level, under either spelling.
+    delete options.logLevel;
+    options.loglevel = 'debug';
+  }
   const saveConfig = values['save-config'] as string | undefined;
   return { options: options as NodeOptions, daemon: values.daemon === true, help: values.help === true, saveConfig };
 }

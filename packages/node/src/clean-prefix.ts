@@ -38,3 +38,10 @@ export async function cleanPrefix(prefix: string, logger: Logger): Promise<void>
 export async function writePidFile(prefix: string): Promise<void> {
   await writeFile(path.join(prefix, PID_FILE), String(process.pid), { mode: 0o600 });
 }
+
+/** Removes the PID file under the prefix if it is this node's (a node that stopped cleanly leaves nothing to clean). */
+export async function removePidFile(prefix: string): Promise<void> {
+  const file = path.join(prefix, PID_FILE);
+  const pid = await readFile(file, 'utf8').catch(() => '');
+  if (Number(pid) === process.pid) await rm(file, { force: true });
+}

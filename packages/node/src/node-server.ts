@@ -1,14 +1,25 @@
 import net from 'node:net';
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { OptionError, createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol';
-import { nodeOptionsSchema, resolveCpus, type NodeOptions, type ResolvedNodeOptions } from './options.js';
+import { DispyError, ErrorCode, OptionError, createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol';
+import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';
+import { PendingConnections, type PendingLimits } from './session/pending-connections.js';
 import { measureAvailInfo } from './avail-info.js';
 import { ServiceHours, type ServiceEvent } from './service-hours.js';
-import { cleanPrefix, writePidFile } from './clean-prefix.js';
+import { cleanPrefix, removePidFile, writePidFile } from './clean-prefix.js';
 import { Announcer } from './discovery/announcer.js';
+
+/**
+ * Connections that have not authenticated yet: at most 64 in all (one more evicts the oldest),
+ * and 10 from one address (one more is refused). A client authenticates in milliseconds; each
+ * has 10 s (the handshake's timeout).
+ */
+const PENDING_LIMITS: PendingLimits = { total: 64, perAddress: 10 };
+
+/** Least time between two warnings that connections were refused or evicted. */
+const PENDING_WARN_INTERVAL_MS = 60_000;
 
 /** What `status()` reports. */
 export interface NodeStatus {
@@ -38,6 +49,8 @@ export class DispyNodeServer {
   readonly logger: Logger;
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<ClientSession>();
+  private readonly pending: PendingConnections<ClientSession>;
+  private lastPendingWarning = 0;
   private discovery?: DiscoveryResponder;
   private owner?: ClientSession;
   private boundPort = 0;
@@ -47,6 +60,7 @@ export class DispyNodeServer {
   private announcer?: Announcer;
   private announceTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
+  private sessionContext?: NodeContext<ClientSession>;
   private resolveFinished!: () => void;
   /** Resolves when the node has stopped serving (close(), --serve reached, a client shutdown). */
   readonly finished = new Promise<void>((resolve) => (this.resolveFinished = resolve));
@@ -57,14 +71,11 @@ export class DispyNodeServer {
       const known = Object.keys(nodeOptionsSchema.shape);
       throw new OptionError(formatZodError(parsed.error, 'DispyNodeServer', known, options));
     }
-    this.options = parsed.data;
-    try {
-      this.maxCpus = resolveCpus(this.options.cpus);
-    } catch (error) {
-      throw new OptionError((error as Error).message);
-    }
+    this.options = resolveLogLevel(parsed.data);
+    this.maxCpus = resolveCpus(this.options.cpus);
     this.offeredCpus = this.maxCpus;
-    this.logger = createLogger(`dispynode ${this.options.name}`, this.options.logLevel);
+    this.logger = createLogger(`dispynode ${this.options.name}`, this.options.loglevel);
+    this.pending = new PendingConnections(PENDING_LIMITS, (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')));
   }
 
   /** The addresses clients connect to, as host:port. */
@@ -77,19 +88,66 @@ export class DispyNodeServer {
     return { host: this.hosts()[0]!, port: this.boundPort };
   }
 
-  /** Binds TCP and UDP on every host and starts answering clients. */
+  /**
+   * Binds TCP and UDP on every host and starts answering clients. A start that fails closes
+   * whatever it had opened (so a process can exit) before it rejects.
+   * @throws DispyError (code `DISPY_ERR_START`) when an address cannot be bound
+   */
   async start(): Promise<void> {
-    const { port, secret } = this.options;
-    await mkdir(this.options.destPathPrefix, { recursive: true, mode: 0o700 });
-    if (this.options.clean) await cleanPrefix(this.options.destPathPrefix, this.logger);
-    await writePidFile(this.options.destPathPrefix);
+    try {
+      await this.open();
+    } catch (error) {
+      await this.close();
+      if (DispyError.isInstance(error)) throw error;
+      throw new DispyError(ErrorCode.START, `the node could not start: ${(error as Error).message}`, { cause: error });
+    }
+    if (!this.options.secret) {
+      this.logger.warn('no secret set: anyone who can reach this node can run code on it (use --secret or DISPY_SECRET)');
+    }
+    this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
+    this.serviceHours = new ServiceHours({
+      start: this.options.serviceStart,
+      stop: this.options.serviceStop,
+      end: this.options.serviceEnd,
+      onEvent: (event) => this.onServiceEvent(event),
+    });
+    this.serviceHours.start();
+    if (this.options.serve === 0) {
+      this.logger.info('--serve 0: serving no client; stopping');
+      void this.close();
+      return;
+    }
+    this.announcer = new Announcer({
+      secret: this.options.secret,
+      name: this.options.name,
+      tcpHost: this.options.extHosts[0] ?? (isWildcard(this.hosts()[0]!) ? '' : this.hosts()[0]!),
+      tcpPort: this.boundPort,
+      schedulerHost: this.options.schedulerHost,
+      broadcast: this.hosts().some((host) => !host.startsWith('127.') && host !== '::1'),
+      logger: this.logger,
+    });
+    this.announce();
+    if (this.options.pingInterval) {
+      this.announceTimer = setInterval(() => this.announce(), this.options.pingInterval * 1000);
+      this.announceTimer.unref();
+    }
+  }
+
+  /** Makes the prefix, then binds a TCP server per host and the discovery sockets; what it opened is kept for close(). */
+  private async open(): Promise<void> {
+    const { port, secret, destPathPrefix } = this.options;
+    await mkdir(destPathPrefix, { recursive: true, mode: 0o700 });
+    if (this.options.clean) await cleanPrefix(destPathPrefix, this.logger);
+    await writePidFile(destPathPrefix);
     let tcpPort = port;
     for (const host of this.hosts()) {
       const server = net.createServer((socket) => this.accept(socket));
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (error) => {
+          reject(new DispyError(ErrorCode.START, `cannot serve on ${host} port ${tcpPort} (TCP): ${error.message}`, { cause: error }));
+        });
         server.listen(tcpPort, host, () => {
-          server.off('error', reject);
+          server.removeAllListeners('error');
           resolve();
         });
       });
@@ -111,50 +169,21 @@ export class DispyNodeServer {
         platform: `${os.platform()}-${os.arch()} node-${process.versions.node}`,
         tcpHost: this.options.extHosts[0] ?? this.options.hosts[0] ?? '',
         tcpPort,
-        availInfo: await measureAvailInfo(this.options.destPathPrefix),
+        availInfo: await measureAvailInfo(destPathPrefix),
       }),
     });
-    try {
-      await this.discovery.start();
-    } catch (error) {
-      await this.close();
-      throw error;
-    }
-    if (!secret) {
-      this.logger.warn('no secret set: anyone who can reach this node can run code on it (use --secret or DISPY_SECRET)');
-    }
-    this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
-    this.serviceHours = new ServiceHours({
-      start: this.options.serviceStart,
-      stop: this.options.serviceStop,
-      end: this.options.serviceEnd,
-      onEvent: (event) => this.onServiceEvent(event),
-    });
-    this.serviceHours.start();
-    if (this.options.serve === 0) {
-      this.logger.info('--serve 0: serving no client; stopping');
-      void this.close();
-      return;
-    }
-    this.announcer = new Announcer({
-      secret,
-      name: this.options.name,
-      tcpHost: this.options.extHosts[0] ?? (isWildcard(this.hosts()[0]!) ? '' : this.hosts()[0]!),
-      tcpPort,
-      schedulerHost: this.options.schedulerHost,
-      broadcast: this.hosts().some((host) => !host.startsWith('127.') && host !== '::1'),
-      logger: this.logger,
-    });
-    this.announce();
-    if (this.options.pingInterval) {
-      this.announceTimer = setInterval(() => this.announce(), this.options.pingInterval * 1000);
-      this.announceTimer.unref();
-    }
+    await this.discovery.start();
   }
 
   /** Tells clients this node is free (at start, when a client leaves, every --ping-interval). */
   private announce(): void {
-    if (!this.owner && this.offeredCpus > 0) this.announcer?.announce();
+    if (this.owner || this.offeredCpus === 0) return;
+    try {
+      this.announcer?.announce();
+    } catch (error) {
+      // An announcement is a courtesy (clients also find the node by discovery): never fatal.
+      this.logger.debug(`announcement: ${(error as Error).message}`);
+    }
   }
 
   private onServiceEvent(event: ServiceEvent): void {
@@ -174,12 +203,12 @@ export class DispyNodeServer {
    * client being served is told, and its worker pools shrink or grow; with 0 running jobs finish
    * and no new ones are taken.
    * @returns the CPUs now offered
-   * @throws RangeError for a count out of range
+   * @throws OptionError for a count out of range
    */
   setCpus(cpus: number): number {
     const resolved = cpus < 0 ? this.maxCpus + cpus : cpus;
     if (!Number.isInteger(cpus) || resolved < 0 || resolved > this.maxCpus) {
-      throw new RangeError(`cpus must be an integer from ${-this.maxCpus} to ${this.maxCpus}, got ${cpus}`);
+      throw new OptionError(`cpus must be an integer from ${-this.maxCpus} to ${this.maxCpus}, got ${cpus}`);
     }
     this.offeredCpus = resolved;
     for (const session of this.sessions) session.nodeCpusChanged(resolved);
@@ -213,6 +242,7 @@ export class DispyNodeServer {
       await Promise.all([...this.sessions].map((session) => session.shutdown()));
       await Promise.all(closing);
       this.servers.length = 0;
+      await removePidFile(this.options.destPathPrefix).catch(() => undefined);
       this.resolveFinished();
     })();
     return this.closing;
@@ -223,8 +253,46 @@ export class DispyNodeServer {
   }
 
   private accept(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const address = socket.remoteAddress ?? '';
+    if (!this.pending.hasRoomFor(address)) {
+      this.warnPending(`refused a connection from ${address}: ${PENDING_LIMITS.perAddress} from it wait to authenticate already`);
+      socket.destroy();
+      return;
+    }
+    const session = new ClientSession(socket, this.context, (ended) => {
+      this.pending.remove(ended);
+      this.sessions.delete(ended);
+    });
+    this.sessions.add(session);
+    if (this.pending.admit(session, address) === 'evicted') {
+      this.warnPending(`${PENDING_LIMITS.total} connections wait to authenticate: the oldest is closed for each new one`);
+    }
+  }
+
+  /** Warns of refused or evicted connections, at most once a PENDING_WARN_INTERVAL_MS (a flood must not flood the log). */
+  private warnPending(message: string): void {
+    const now = Date.now();
+    if (now - this.lastPendingWarning < PENDING_WARN_INTERVAL_MS) {
+      this.logger.debug(message);
+      return;
+    }
+    this.lastPendingWarning = now;
+    this.logger.warn(`${message} (more such messages at debug level for a minute)`);
+  }
+
+  /** What sessions need of this node, shared by all of them. */
+  private get context(): NodeContext<ClientSession> {
+    this.sessionContext ??= this.makeContext();
+    return this.sessionContext;
+  }
+
+  private makeContext(): NodeContext<ClientSession> {
     const server = this;
-    const context: NodeContext = {
+    return {
       name: this.options.name,
       secret: this.options.secret,
       get cpus() {
@@ -234,6 +302,7 @@ export class DispyNodeServer {
       logger: this.logger,
       zombieIntervalMs: this.options.zombieInterval * 60_000,
       maxFileSize: this.options.maxFileSize,
+      authenticated: (session) => this.pending.remove(session),
       requestShutdown: (session) => {
         if (!this.options.clientShutdown) {
           this.logger.warn(`client ${session.peer} asked this node to shut down; ignored (start it with --client-shutdown to allow)`);
@@ -260,7 +329,5 @@ export class DispyNodeServer {
         }
       },
     };
-    const session = new ClientSession(socket, context, (ended) => this.sessions.delete(ended));
-    this.sessions.add(session);
   }
 }

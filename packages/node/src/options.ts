@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_NODE_PORT, LOG_LEVELS } from '@dispy/protocol';
+import { DEFAULT_NODE_PORT, LOG_LEVELS, OptionError, type LogLevel } from '@dispy/protocol';
 
 /** A daily time of day: HH:MM (or HH:MM:SS). */
 const timeOfDay = z
@@ -36,11 +36,12 @@ export const nodeOptionsSchema = z
       .default(() => path.join(os.tmpdir(), 'dispy', 'node'))
       .describe('directory under which computations keep their files'),
     secret: z.string().default('').describe('shared secret clients must prove'),
-    logLevel: z.enum(LOG_LEVELS).default('info').describe('log level'),
+    loglevel: z.enum(LOG_LEVELS).optional().describe(`log level: ${LOG_LEVELS.join(', ')} (default info)`),
+    logLevel: z.enum(LOG_LEVELS).optional().describe('the same as loglevel'),
     extHosts: z
       .array(z.string().min(1))
       .default([])
-      .describe('address announced to clients instead of the served one, per --host (NAT)'),
+      .describe('address announced to clients instead of the served one (NAT); only the first is used'),
     serve: z
       .number()
       .int('serve must be an integer')
@@ -71,23 +72,41 @@ export const nodeOptionsSchema = z
   })
   .strict();
 
+/** Options of a node as given: `loglevel` may also be spelled `logLevel`. */
 export type NodeOptions = z.input<typeof nodeOptionsSchema>;
-export type ResolvedNodeOptions = z.output<typeof nodeOptionsSchema>;
 
-/** How many CPUs `cpus` means on this machine; throws with the accepted range when impossible. */
+/** Options of a node with their defaults applied, the log level under its one name. */
+export type ResolvedNodeOptions = Omit<z.output<typeof nodeOptionsSchema>, 'loglevel' | 'logLevel'> & { loglevel: LogLevel };
+
+/** Applies one spelling of the log level (`logLevel` is an alias of `loglevel`). */
+export function resolveLogLevel(options: z.output<typeof nodeOptionsSchema>): ResolvedNodeOptions {
+  const { loglevel, logLevel, ...rest } = options;
+  if (loglevel !== undefined && logLevel !== undefined && loglevel !== logLevel) {
+    throw new OptionError(`loglevel and logLevel (its alias) differ: ${JSON.stringify(loglevel)} and ${JSON.stringify(logLevel)}; give one`);
+  }
+  return { ...rest, loglevel: loglevel ?? logLevel ?? 'info' };
+}
+
+/**
+ * How many CPUs `cpus` means on this machine.
+ * @throws OptionError naming the accepted range when it is impossible
+ */
 export function resolveCpus(cpus: number, available = os.availableParallelism()): number {
-  if (cpus > available) throw new RangeError(`cpus must be at most ${available} on this machine, got ${cpus}`);
+  if (cpus > available) throw new OptionError(`cpus must be at most ${available} on this machine, got ${cpus}`);
   const resolved = cpus > 0 ? cpus : available + cpus;
   if (resolved < 1) {
-    throw new RangeError(`cpus ${cpus} leaves no CPU to serve (this machine has ${available})`);
+    throw new OptionError(`cpus ${cpus} leaves no CPU to serve (this machine has ${available})`);
   }
   return resolved;
 }
 
-/** Parses a size such as `10m`, `512k`, `2G` or `1000` (bytes) into bytes. */
+/**
+ * Parses a size such as `10m`, `512k`, `2G` or `1000` (bytes) into bytes.
+ * @throws OptionError when `text` is no such size
+ */
 export function parseSize(text: string): number {
   const match = /^(\d+)([kmgt]?)b?$/i.exec(text.trim());
-  if (!match) throw new RangeError(`size must be a number of bytes with an optional k, m, g or t suffix, got ${JSON.stringify(text)}`);
+  if (!match) throw new OptionError(`size must be a number of bytes with an optional k, m, g or t suffix, got ${JSON.stringify(text)}`);
   const power = ' kmgt'.indexOf(match[2]!.toLowerCase() || ' ');
   return Number(match[1]) * 1024 ** power;
 }

@@ -35,10 +35,6 @@ export class ServiceHours {
 
   constructor(private readonly options: ServiceHoursOptions) {}
 
-  get configured(): boolean {
-    return Boolean(this.options.start || this.options.stop || this.options.end);
-  }
-
   /**
    * Applies the state of now and arms the next events. With a start time, the state is that of
    * the most recent event (a node started at night, between stop and start, waits for start);

@@ -1,5 +1,7 @@
 import dgram from 'node:dgram';
 import {
+  DispyError,
+  ErrorCode,
   PROTOCOL_VERSION,
   isWildcard,
   localAddressFacing,
@@ -30,6 +32,11 @@ export class DiscoveryResponder {
 
   constructor(private readonly options: DiscoveryResponderOptions) {}
 
+  /**
+   * Binds every socket.
+   * @throws DispyError (code `DISPY_ERR_START`) naming the address that could not be bound; the
+   * sockets bound before it stay open until close()
+   */
   async start(): Promise<void> {
     const { hosts, port } = this.options;
     for (const host of hosts.length > 0 ? hosts : ['0.0.0.0']) {
@@ -41,19 +48,32 @@ export class DiscoveryResponder {
   }
 
   close(): void {
-    for (const socket of this.sockets) socket.close();
+    for (const socket of this.sockets) {
+      try {
+        socket.close();
+      } catch {
+        // never bound, or closed already
+      }
+    }
     this.sockets.length = 0;
   }
 
   private bind(address: string, port: number, replyVia?: dgram.Socket): Promise<dgram.Socket> {
     const socket = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
     this.sockets.push(socket);
-    socket.on('message', (message, remote) => void this.answer(replyVia ?? socket, message, remote));
-    socket.on('error', (error) => this.options.logger.warn(`discovery socket ${address}:${port}: ${error.message}`));
+    socket.on('message', (message, remote) => {
+      this.answer(replyVia ?? socket, message, remote).catch((error: Error) => {
+        this.options.logger.debug(`discovery ping from ${remote.address}: ${error.message}`);
+      });
+    });
     return new Promise((resolve, reject) => {
-      socket.once('error', reject);
+      const failed = (error: Error): void => {
+        reject(new DispyError(ErrorCode.START, `cannot serve on ${address} port ${port} (UDP): ${error.message}`, { cause: error }));
+      };
+      socket.once('error', failed);
       socket.bind(port, address, () => {
-        socket.off('error', reject);
+        socket.off('error', failed);
+        socket.on('error', (error) => this.options.logger.warn(`discovery socket ${address}:${port}: ${error.message}`));
         resolve(socket);
       });
     });

@@ -221,6 +221,7 @@ export class Computation {
       }
     }
     // Removed before the job is reported, so the client's next job never sees them.
-    void Promise.all(unused.map((name) => rm(path.join(this.dir, name), { force: true }))).finally(() => this.options.onDone(outcome));
+    // allSettled: a file that cannot be removed must not lose the job's reply.
+    void Promise.allSettled(unused.map((name) => rm(path.join(this.dir, name), { force: true }))).then(() => this.options.onDone(outcome));
   }
 }

@@ -1,0 +1,118 @@
+import type { FramedSocket, Logger, dispy } from '@dispy/protocol';
+import { Computation, type ComputationOptions } from '../execution/computation.js';
+import type { SessionComputations } from './computations.js';
+
+/** What a computation reports to the rest of its session: job ends, provisional results, files to send. */
+export type ComputationEvents = Pick<ComputationOptions, 'onDone' | 'onProvisional' | 'onSendFile' | 'onShutdownRequest'>;
+
+export interface ComputationSetupOptions {
+  channel: FramedSocket;
+  computations: SessionComputations;
+  logger: Logger;
+  peer: string;
+  nodeName: string;
+  destPathPrefix: string;
+  /** Largest file accepted, in bytes (0: no limit). */
+  maxFileSize: number;
+  /** CPUs the node offers now (0: it takes no new jobs). */
+  nodeCpus(): number;
+  /** Makes this client the node's client; false when another holds the node. */
+  claim(): boolean;
+  /** The client has no computation here any more. */
+  release(): void;
+  /** True once the session has ended. */
+  isClosed(): boolean;
+  /** Wires the reports of computation `computeId` to the session. */
+  eventsFor(computeId: string): ComputationEvents;
+  /** A computation is set up and running (liveness starts with the first). */
+  onReady(setup: dispy.Setup): void;
+  /** How often the client should send a heartbeat, in seconds (told in SetupReply). */
+  heartbeatSeconds: number;
+}
+
+/**
+ * Sets up a computation for the client: claims the node, makes the computation's directory,
+ * asks for the files it lacks (FileWant) and waits for them, starts its workers, and answers
+ * SetupReply. Both answers carry the Setup's request id.
+ */
+export class ComputationSetup {
+  constructor(private readonly options: ComputationSetupOptions) {}
+
+  /** Answers one Setup; never rejects (a failure is the client's SetupReply). */
+  async setUp(setup: dispy.Setup, requestId: number): Promise<void> {
+    const { channel, computations, logger, peer } = this.options;
+    const { computeId } = setup;
+    const refuse = (error: string) => channel.send({ requestId, setupReply: { computeId, ok: false, error } });
+    if (!this.options.claim()) {
+      refuse('the node is serving another client; try again when it is free');
+      return;
+    }
+    if (computations.has(computeId)) {
+      refuse(`computation ${computeId} is already set up`);
+      return;
+    }
+    const nodeCpus = this.options.nodeCpus();
+    if (nodeCpus === 0) {
+      refuse('the node takes no new jobs now');
+      if (computations.size === 0) this.options.release();
+      return;
+    }
+    const cpus = setup.cpus > 0 ? Math.min(setup.cpus, nodeCpus) : nodeCpus;
+    let computation: Computation | undefined;
+    try {
+      computation = await this.prepare(setup, cpus);
+      computations.preparingStarted(computation);
+      await this.receiveFiles(computation, setup, requestId);
+      await computation.start();
+      if (this.options.isClosed() || !computations.preparingEnded(computation, true)) {
+        // The client went away, or closed the computation, while it was being set up.
+        await computation.close();
+        if (!this.options.isClosed()) refuse(`computation ${computeId} was closed while it was being set up`);
+        return;
+      }
+      this.options.onReady(setup);
+      logger.info(`computation ${setup.name} (${computeId}) set up for ${peer} with ${cpus} CPUs`);
+      channel.send({
+        requestId,
+        setupReply: { computeId, ok: true, cpus, destPath: computation.dir, heartbeatInterval: this.options.heartbeatSeconds },
+      });
+    } catch (error) {
+      if (computation) {
+        computations.preparingEnded(computation, false);
+        await computation.close().catch(() => undefined);
+      }
+      if (this.options.isClosed()) return;
+      logger.warn(`setup of ${setup.name} for ${peer} failed: ${(error as Error).message}`);
+      refuse((error as Error).message);
+      if (computations.size === 0) this.options.release();
+    }
+  }
+
+  private prepare(setup: dispy.Setup, cpus: number): Promise<Computation> {
+    const { channel, logger, nodeName, destPathPrefix } = this.options;
+    return Computation.prepare({
+      setup,
+      cpus,
+      destPathPrefix,
+      nodeName,
+      nodeAddress: channel.socket.localAddress ?? '',
+      logger,
+      ...this.options.eventsFor(setup.computeId),
+    });
+  }
+
+  /** Asks for the files the node lacks and waits until each has arrived or is known to be the same. */
+  private async receiveFiles(computation: Computation, setup: dispy.Setup, requestId: number): Promise<void> {
+    const files = setup.files ?? [];
+    const limit = this.options.maxFileSize;
+    const tooLarge = files.find((file) => limit > 0 && Number(file.size) > limit);
+    if (tooLarge) {
+      throw new Error(`file ${tooLarge.name} of ${tooLarge.size} bytes exceeds this node's limit of ${limit} bytes (--max-file-size)`);
+    }
+    const { send, have } = await computation.wantedFiles(files);
+    if (send.length === 0 && have.length === 0) return;
+    this.options.channel.send({ requestId, fileWant: { computeId: computation.id, names: send, have } });
+    // The client answers each `have` with the file (it differs) or FileKept (it is the same).
+    await computation.awaitFiles([...send, ...have.map((file) => file.name ?? '')]);
+  }
+}

@@ -1,0 +1,75 @@
+import {
+  PROTOCOL_VERSION,
+  DispyError,
+  ErrorCode,
+  clientProof,
+  macEquals,
+  newNonce,
+  nodeProof,
+  type FramedSocket,
+  type Frame,
+  type Logger,
+} from '@dispy/protocol';
+
+/** Milliseconds a client has to authenticate after connecting. */
+const AUTH_TIMEOUT_MS = 10_000;
+
+export interface HandshakeOptions {
+  channel: FramedSocket;
+  /** The node's name, sent in Hello. */
+  name: string;
+  secret: string;
+  logger: Logger;
+  peer: string;
+}
+
+/**
+ * The node's side of authentication: Hello with a fresh nonce at once, then the client's Auth,
+ * which must come first and within AUTH_TIMEOUT_MS, speak this protocol version and prove the
+ * secret over both nonces. The node proves it in turn in AuthResult. Any other outcome ends the
+ * connection.
+ */
+export class Handshake {
+  private readonly nonce = newNonce();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly options: HandshakeOptions) {
+    const { channel, name, logger, peer } = options;
+    this.timer = setTimeout(() => {
+      logger.warn(`client ${peer} did not authenticate in time; disconnected`);
+      channel.destroy();
+    }, AUTH_TIMEOUT_MS);
+    channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce, name } });
+  }
+
+  /**
+   * Checks the client's first frame. Returns the client's name when it proved the secret (the
+   * node has answered AuthResult ok); undefined when it did not (the connection is ending).
+   */
+  receive(frame: Frame): string | undefined {
+    const { channel, secret, logger, peer } = this.options;
+    clearTimeout(this.timer);
+    if (frame.kind !== 'auth' || !frame.auth) {
+      channel.destroy(new DispyError(ErrorCode.PROTOCOL, `expected auth, got ${frame.kind}`));
+      return undefined;
+    }
+    const auth = frame.auth;
+    if (auth.version !== PROTOCOL_VERSION) {
+      logger.warn(`client ${peer} speaks protocol ${auth.version}, this node ${PROTOCOL_VERSION}; refused`);
+      channel.end({ authResult: { ok: false, reason: `node speaks protocol ${PROTOCOL_VERSION}, client ${auth.version}` } });
+      return undefined;
+    }
+    if (!auth.nonce || !auth.mac || !macEquals(clientProof(secret, this.nonce, auth.nonce), auth.mac)) {
+      logger.warn(`client ${peer} failed authentication: its secret differs from this node's; refused`);
+      channel.end({ authResult: { ok: false, reason: "the client's secret does not match the node's" } });
+      return undefined;
+    }
+    channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce) } });
+    return auth.clientName || peer;
+  }
+
+  /** The connection ended: the timeout has nothing left to guard. */
+  cancel(): void {
+    clearTimeout(this.timer);
+  }
+}
