@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -78,6 +78,46 @@ describe('dispynode CLI', () => {
     expect(node.log).toMatch(/no secret set: anyone who can reach this node can run code on it/);
   });
 
+  it('exits non-zero with a one-line error, closing what it opened, when an address cannot be bound', async () => {
+    const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-failed-start-'));
+    try {
+      // The second -i binds the port the first got: EADDRINUSE after one server is listening.
+      const result = await runCli(['-i', '127.0.55.5', '-i', '127.0.55.5', '-p', '0', '-c', '1', '--daemon', '--dest-path-prefix', prefix]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/^dispynode: cannot serve on 127\.0\.55\.5 port \d+ \(TCP\): .*EADDRINUSE.*\n$/);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(existsSync(path.join(prefix, 'dispynode.pid'))).toBe(false);
+    } finally {
+      rmSync(prefix, { recursive: true, force: true });
+    }
+  });
+
+  it('survives a client that leaves after a job failed to send a file (no unhandled rejection), and serves the next', async () => {
+    // strict: any unhandled rejection kills the node, whatever handlers it has.
+    const node = await startNode({ host: '127.0.5.7', cpus: 1, env: { NODE_OPTIONS: '--unhandled-rejections=strict' } });
+    const sender = async () => {
+      require('node:fs').mkdirSync('results', { recursive: true });
+      try {
+        await dispySendFile('results');
+        return 'sent';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const first = new JobCluster(sender, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    expect(await first.submit().wait()).toBe('dispySendFile: results is not a regular file');
+    await first.close();
+    await node.waitForLog(/released this node/);
+    const second = new JobCluster((n: number) => n * 2, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    try {
+      expect(await second.submit(21).wait()).toBe(42);
+    } finally {
+      await second.close();
+    }
+    expect(node.child.exitCode).toBeNull();
+    expect(node.log).not.toMatch(/unhandled|went away\n\s+at /i);
+  });
+
   it('answers status and quit on stdin', async () => {
     const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-stdin-'));
     const result = await runCli(['-i', '127.0.5.6', '-p', '0', '-c', '1', '--dest-path-prefix', prefix], 'status\nquit\n');
@@ -87,3 +127,7 @@ describe('dispynode CLI', () => {
     expect(result.stderr).toContain('quit: stopping');
   });
 });
+
+declare global {
+  function dispySendFile(path: string): Promise<number>;
+}

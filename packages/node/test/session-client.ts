@@ -1,0 +1,118 @@
+/*
+ * For unit tests of sessions: the client's end of an in-memory connection, which records every
+ * frame the node sends and waits for them by event (never by time, so fake timers may run).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  FramedSocket,
+  PROTOCOL_VERSION,
+  clientProof,
+  createLogger,
+  newNonce,
+  nodeProof,
+  type Frame,
+  type FrameInit,
+} from '@dispy/protocol';
+import type { MemorySocket } from '../../../testing/socket-pair.js';
+import type { NodeContext } from '../src/session/node-context.js';
+import type { FrameKind } from '../src/session/frame-table.js';
+
+export class SessionClient {
+  readonly channel: FramedSocket;
+  /** Every frame received, in order. */
+  readonly frames: Frame[] = [];
+  private readonly taken = new Set<Frame>();
+  private readonly waiters = new Set<{ match: (frame: Frame) => boolean; resolve: (frame: Frame) => void }>();
+  private resolveClosed!: (error: Error | undefined) => void;
+  /** Resolves when the node has closed the connection (with why, when it was not a clean end). */
+  readonly closed = new Promise<Error | undefined>((resolve) => (this.resolveClosed = resolve));
+  isClosed = false;
+
+  constructor(socket: MemorySocket) {
+    this.channel = new FramedSocket(socket.asSocket(), {
+      onFrame: (frame) => {
+        this.frames.push(frame);
+        for (const waiter of this.waiters) {
+          if (!waiter.match(frame)) continue;
+          this.waiters.delete(waiter);
+          this.taken.add(frame);
+          waiter.resolve(frame);
+          return;
+        }
+      },
+      onClose: (error) => {
+        this.isClosed = true;
+        this.resolveClosed(error);
+      },
+    });
+  }
+
+  send(frame: FrameInit, attachment?: Uint8Array): void {
+    this.channel.send(frame, attachment);
+  }
+
+  /** The first frame of `kind` (matching `where`) not returned before: one received already, or the next. */
+  next(kind: FrameKind, where: (frame: Frame) => boolean = () => true): Promise<Frame> {
+    const match = (frame: Frame) => frame.kind === kind && where(frame);
+    const arrived = this.frames.find((frame) => !this.taken.has(frame) && match(frame));
+    if (arrived) {
+      this.taken.add(arrived);
+      return Promise.resolve(arrived);
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { match, resolve };
+      this.waiters.add(waiter);
+      void this.closed.then(() => {
+        if (!this.waiters.delete(waiter)) return;
+        reject(new Error(`the connection closed before a ${kind} frame arrived; got ${this.frames.map((f) => f.kind).join(', ')}`));
+      });
+    });
+  }
+
+  /** Answers Hello with an Auth proving `secret`; resolves with the node's AuthResult. */
+  async authenticate(secret: string, version = PROTOCOL_VERSION): Promise<{ result: Frame; proofOk: boolean }> {
+    const hello = this.frames.find((frame) => frame.kind === 'hello') ?? (await this.next('hello'));
+    const nonce = newNonce();
+    this.send({ auth: { version, nonce, mac: clientProof(secret, hello.hello!.nonce!, nonce), clientName: 'test client' } });
+    const result = await this.next('authResult');
+    const proofOk = Buffer.from(result.authResult!.mac ?? []).equals(nodeProof(secret, nonce, hello.hello!.nonce!));
+    return { result, proofOk };
+  }
+}
+
+/** A node as a session sees it, with a fresh directory; every hook is recorded. */
+export function fakeNode(overrides: Partial<NodeContext<unknown>> = {}): NodeContext<unknown> & {
+  calls: string[];
+  cpus: number;
+  dispose(): void;
+} {
+  const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-session-test-'));
+  let owner: unknown;
+  const calls: string[] = [];
+  return {
+    name: 'test-node',
+    secret: 'sesame',
+    cpus: 2,
+    destPathPrefix,
+    logger: createLogger('test node', 'silent'),
+    maxFileSize: 1024 * 1024,
+    zombieIntervalMs: 60_000,
+    calls,
+    authenticated: () => void calls.push('authenticated'),
+    requestShutdown: () => void calls.push('requestShutdown'),
+    claim: (session) => {
+      calls.push('claim');
+      if (owner && owner !== session) return false;
+      owner = session;
+      return true;
+    },
+    release: (session) => {
+      calls.push('release');
+      if (owner === session) owner = undefined;
+    },
+    dispose: () => rmSync(destPathPrefix, { recursive: true, force: true }),
+    ...overrides,
+  };
+}
