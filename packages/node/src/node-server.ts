@@ -50,7 +50,8 @@ export class DispyNodeServer {
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<ClientSession>();
   private readonly pending: PendingConnections<ClientSession>;
-  private lastPendingWarning = 0;
+  /** When each kind of pending-connection warning was last logged. */
+  private readonly pendingWarnedAt = { refused: 0, evicted: 0 };
   private discovery?: DiscoveryResponder;
   private owner?: ClientSession;
   private boundPort = 0;
@@ -259,7 +260,7 @@ export class DispyNodeServer {
     }
     const address = socket.remoteAddress ?? '';
     if (!this.pending.hasRoomFor(address)) {
-      this.warnPending(`refused a connection from ${address}: ${PENDING_LIMITS.perAddress} from it wait to authenticate already`);
+      this.warnPending('refused', `refused a connection from ${address}: ${PENDING_LIMITS.perAddress} from it wait to authenticate already`);
       socket.destroy();
       return;
     }
@@ -269,18 +270,18 @@ export class DispyNodeServer {
     });
     this.sessions.add(session);
     if (this.pending.admit(session, address) === 'evicted') {
-      this.warnPending(`${PENDING_LIMITS.total} connections wait to authenticate: the oldest is closed for each new one`);
+      this.warnPending('evicted', `${PENDING_LIMITS.total} connections wait to authenticate: the oldest is closed for each new one`);
     }
   }
 
-  /** Warns of refused or evicted connections, at most once a PENDING_WARN_INTERVAL_MS (a flood must not flood the log). */
-  private warnPending(message: string): void {
+  /** Warns of refused or evicted connections, each kind at most once a PENDING_WARN_INTERVAL_MS (a flood must not flood the log). */
+  private warnPending(kind: 'refused' | 'evicted', message: string): void {
     const now = Date.now();
-    if (now - this.lastPendingWarning < PENDING_WARN_INTERVAL_MS) {
+    if (now - this.pendingWarnedAt[kind] < PENDING_WARN_INTERVAL_MS) {
       this.logger.debug(message);
       return;
     }
-    this.lastPendingWarning = now;
+    this.pendingWarnedAt[kind] = now;
     this.logger.warn(`${message} (more such messages at debug level for a minute)`);
   }
 
