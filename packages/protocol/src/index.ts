@@ -1,22 +1,7 @@
 export { dispy } from './schema/generated.js';
 export * from './errors/index.js';
 export * from './version.js';
-export {
-  FrameDecoder,
-  frameHeader,
-  FRAME_HEADER_BYTES,
-  ATTACHED_FRAME_HEADER_BYTES,
-  DEFAULT_MAX_FRAME_BYTES,
-  type DecodedFrame,
-} from './framing/frame-decoder.js';
-export {
-  FramedSocket,
-  attachmentBytes,
-  type Attachment,
-  type Frame,
-  type FrameInit,
-  type FramedSocketOptions,
-} from './framing/framed-socket.js';
+export * from './framing/index.js';
 export { encodeValue, encodeArguments, decodeValue, registerClass, isShippedInstance, MAX_VALUE_BYTES } from './codec/value-codec.js';
 export { checkSendable } from './codec/check-sendable.js';
 export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';

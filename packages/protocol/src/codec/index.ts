@@ -1,13 +1,14 @@
 // The `@dispy/protocol/codec` entry: what node worker processes need, without the wire schema
-// and its parser (which they never use): the value codec, and the byte framing their job
-// channel shares with the TCP connections.
+// and its parser (which they never use): the value codec, and the header format of frames that
+// their job channel shares with the TCP connections, with the bound of a job's frame.
 export * from './value-codec.js';
 export {
-  FrameDecoder,
   frameHeader,
-  DEFAULT_MAX_FRAME_BYTES,
+  readFrameHeader,
   FRAME_HEADER_BYTES,
   ATTACHED_FRAME_HEADER_BYTES,
   ATTACHMENT_FLAG,
-  type DecodedFrame,
-} from '../framing/frame-decoder.js';
+  GATHER_BELOW_BYTES,
+  type FrameHeader,
+} from '../framing/frame-header.js';
+export { MAX_JOB_FRAME_BYTES } from '../framing/frame-limits.js';

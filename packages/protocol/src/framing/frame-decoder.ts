@@ -1,160 +1,242 @@
 import { FrameError } from '../errors/frame-error.js';
-
-/** Bytes of the big-endian unsigned length that precedes every frame. */
-export const FRAME_HEADER_BYTES = 4;
-
-/** Bytes of the header of a frame with an attachment: its message's length, then the attachment's. */
-export const ATTACHED_FRAME_HEADER_BYTES = 8;
-
-/** Default largest frame accepted: 64 MiB. Files and large values stream in smaller chunks. */
-export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
-
-/** Largest message one header can describe: its high bit says whether an attachment follows. */
-export const MAX_MESSAGE_BYTES = 0x7fffffff;
-
-/** The high bit of a frame's first length word: an attachment follows the message. */
-export const ATTACHMENT_FLAG = 0x80000000;
+import { ErrorCode } from '../errors/error-codes.js';
+import { checkFrameMessage } from './check-frame-message.js';
+import { ATTACHED_FRAME_HEADER_BYTES, readFrameHeader, type FrameHeader } from './frame-header.js';
+import { KIND_BY_FIELD, type FrameKind } from './frame-kinds.js';
+import { SESSION_LIMITS, type FrameLimits, type KindLimit } from './frame-limits.js';
 
 /**
- * One frame off the wire: its protobuf message and, for frames that carry bulk data (file
- * chunks, job arguments), the raw bytes that followed it. The attachment comes as the pieces of
- * the socket reads it arrived in, never copied into one buffer: the receiver hashes and writes
- * them, or passes them on, piece by piece.
+ * One frame off the wire: its kind, its protobuf message and, for frames that carry bulk data
+ * (file chunks, job arguments), the raw bytes that followed it. The attachment comes as the
+ * pieces of the socket reads it arrived in, never copied into one buffer: the receiver hashes and
+ * writes them, or passes them on, piece by piece.
  */
 export interface DecodedFrame {
+  kind: FrameKind;
   message: Buffer;
   attachment?: Buffer[];
 }
 
+/** The protobuf wire type of a message field, which every kind is. */
+const LENGTH_DELIMITED = 2;
+
 /**
- * Splits a byte stream into frames. A frame is a 4-byte big-endian length, then that many bytes
- * of message. When the length's high bit is set, a second 4-byte length follows it, and after
- * the message come that many bytes of attachment: bulk data travels beside its message instead
- * of inside it, so neither side copies it to build or parse the message.
+ * Splits a byte stream into frames and judges each against the connection's FrameLimits as early
+ * as its bytes allow, so that a peer cannot make the receiver buffer or decode what it will
+ * refuse:
+ *
+ * - the moment the header is complete: the frame's size against `maxFrameBytes`, and whether any
+ *   kind may carry an attachment now;
+ * - the moment the message's first tag (one or two bytes) has arrived: its kind, which must be
+ *   one the limits accept, its size against that kind's limit, and its attachment;
+ * - the moment the message is complete, before the attachment and before any protobuf decoding:
+ *   that it holds no second kind, and the entries of its repeated fields (`maxRepeated`).
+ *
+ * A frame is a 4-byte big-endian length, then that many bytes of message. When the length's high
+ * bit is set, a second 4-byte length follows it, and after the message come that many bytes of
+ * attachment: bulk data travels beside its message instead of inside it, so neither side copies
+ * it to build or parse the message.
  *
  * Chunks are queued as they arrive and only copied when one message spans several of them, so a
- * stream of small frames costs no concatenation per read. The size limit (message and
- * attachment together) is checked the moment a header is complete, before any of the frame's
- * body is buffered.
+ * stream of small frames costs no concatenation per read.
  */
 export class FrameDecoder {
   private readonly chunks: Buffer[] = [];
+  /** Bytes of chunks[0] already consumed. */
+  private offset = 0;
   private buffered = 0;
-  /** Length of the message of the frame being read; -1 while its header is incomplete. */
-  private messageBytes = -1;
-  /** Length of its attachment; -1 when it has none. */
-  private attachmentBytes = -1;
+  private limits!: FrameLimits;
+  /** The kinds' limits by field number, and whether any kind may carry an attachment. */
+  private byField: (KindLimit | undefined)[] = [];
+  private attachments = false;
+  /** The header of the frame being read; messageBytes is -1 until it is complete. */
+  private readonly header: FrameHeader = { messageBytes: -1, attachmentBytes: -1 };
+  /** Its kind; undefined until the message's first tag has been read. */
+  private kind: FrameKind | undefined;
   private message: Buffer | undefined;
+  /** Where a header split across chunks is gathered. */
+  private readonly headerBytes = Buffer.alloc(ATTACHED_FRAME_HEADER_BYTES);
 
-  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  constructor(limits: FrameLimits = SESSION_LIMITS) {
+    this.setLimits(limits);
+  }
+
+  /** The limits frames are judged by now. */
+  get currentLimits(): FrameLimits {
+    return this.limits;
+  }
+
+  /**
+   * Judges frames by `limits` from now on: from the next frame whose header has not been read
+   * yet (a frame already under way keeps the limits it was accepted by).
+   */
+  setLimits(limits: FrameLimits): void {
+    this.limits = limits;
+    this.byField = KIND_BY_FIELD.map((kind) => (kind === undefined ? undefined : limits.kinds[kind]));
+    this.attachments = this.byField.some((limit) => limit?.attachment === true);
+  }
 
   /** Bytes received but not yet returned as part of a frame. */
   get pendingBytes(): number {
     return this.buffered;
   }
 
-  /** Adds a chunk and returns every frame it completes. Throws FrameError on an oversized header. */
+  /** Queues a chunk read from the connection; `next()` returns the frames it completes. */
+  add(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /**
+   * The next complete frame, judged by the limits in force now; undefined when its bytes have not
+   * all arrived yet.
+   *
+   * @throws FrameError `DISPY_ERR_FRAME_TOO_LARGE` when the frame, or its kind's share, or a list
+   *   in it, exceeds the limits; `DISPY_ERR_PROTOCOL` when its kind, or its attachment, is not
+   *   accepted now; `DISPY_ERR_FRAME_MALFORMED` when it has no known kind or is not well-formed.
+   *   The stream cannot be read further after a throw.
+   */
+  next(): DecodedFrame | undefined {
+    const header = this.header;
+    if (header.messageBytes < 0 && !this.readHeader()) return undefined;
+    if (this.kind === undefined && !this.readKind()) return undefined;
+    if (this.message === undefined) {
+      if (this.buffered < header.messageBytes) return undefined;
+      this.message = this.take(header.messageBytes);
+      checkFrameMessage(this.message, this.kind!, this.limits.maxRepeated);
+    }
+    let attachment: Buffer[] | undefined;
+    if (header.attachmentBytes >= 0) {
+      if (this.buffered < header.attachmentBytes) return undefined;
+      attachment = this.takePieces(header.attachmentBytes);
+    }
+    const frame: DecodedFrame = { kind: this.kind!, message: this.message, attachment };
+    header.messageBytes = -1;
+    this.kind = undefined;
+    this.message = undefined;
+    return frame;
+  }
+
+  /**
+   * Queues a chunk and returns every frame it completes, all judged by the limits in force now.
+   * (A connection whose limits change between frames reads them one at a time with `next()`.)
+   */
   push(chunk: Buffer): DecodedFrame[] {
+    this.add(chunk);
     const frames: DecodedFrame[] = [];
-    if (chunk.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
-    for (;;) {
-      if (this.messageBytes < 0 && !this.readHeader()) break;
-      if (this.message === undefined) {
-        if (this.buffered < this.messageBytes) break;
-        this.message = this.take(this.messageBytes);
-      }
-      if (this.attachmentBytes < 0) {
-        frames.push({ message: this.message });
-      } else {
-        if (this.buffered < this.attachmentBytes) break;
-        frames.push({ message: this.message, attachment: this.takePieces(this.attachmentBytes) });
-      }
-      this.messageBytes = -1;
-      this.attachmentBytes = -1;
-      this.message = undefined;
-    }
+    for (let frame = this.next(); frame !== undefined; frame = this.next()) frames.push(frame);
     return frames;
   }
 
-  /** Consumes a complete header, if there is one, and checks the frame's size against the limit. */
+  /** Consumes a complete header, if there is one, and checks it against the limits. */
   private readHeader(): boolean {
-    if (this.buffered < FRAME_HEADER_BYTES) return false;
-    const first = this.peekUInt32(0);
-    const attached = first >= ATTACHMENT_FLAG;
-    if (attached && this.buffered < ATTACHED_FRAME_HEADER_BYTES) return false;
-    const messageBytes = attached ? first - ATTACHMENT_FLAG : first;
-    const attachmentBytes = attached ? this.peekUInt32(FRAME_HEADER_BYTES) : -1;
-    const size = messageBytes + Math.max(attachmentBytes, 0);
-    if (size > this.maxFrameBytes) throw FrameError.tooLarge(size, this.maxFrameBytes);
-    this.take(attached ? ATTACHED_FRAME_HEADER_BYTES : FRAME_HEADER_BYTES);
-    this.messageBytes = messageBytes;
-    this.attachmentBytes = attachmentBytes;
+    const first = this.chunks[0];
+    if (first === undefined) return false;
+    const { maxFrameBytes } = this.limits;
+    let read = readFrameHeader(first, this.offset, first.length, maxFrameBytes, this.header);
+    if (read === 0 && this.chunks.length > 1) {
+      // Rare: the header is split between reads.
+      const gathered = this.copyFront(this.headerBytes);
+      read = readFrameHeader(this.headerBytes, 0, gathered, maxFrameBytes, this.header);
+    }
+    if (read === 0) return false;
+    this.skip(read);
+    if (this.header.messageBytes === 0) throw FrameError.malformed('frame of unknown kind (an empty message)');
+    if (this.header.attachmentBytes >= 0 && !this.attachments) {
+      throw new FrameError(ErrorCode.PROTOCOL, `no frame may carry an attachment ${this.limits.stage}`);
+    }
     return true;
   }
 
-  /** The big-endian uint32 `offset` bytes into the queue (which holds at least offset + 4). */
-  private peekUInt32(offset: number): number {
-    const first = this.chunks[0]!;
-    if (first.length >= offset + 4) return first.readUInt32BE(offset);
-    let value = 0;
-    let index = 0;
-    let at = offset;
-    for (let i = 0; i < 4; i++) {
-      while (at >= this.chunks[index]!.length) at -= this.chunks[index++]!.length;
-      value = value * 256 + this.chunks[index]![at++]!;
+  /**
+   * Reads the kind from the message's first tag once its bytes (one, or two for fields 16 and up)
+   * have arrived, and checks the frame against that kind's limit.
+   */
+  private readKind(): boolean {
+    if (this.buffered < 1) return false;
+    const byte0 = this.peek(0);
+    let tag = byte0;
+    if (byte0 >= 0x80) {
+      if (this.header.messageBytes < 2) throw FrameError.malformed('frame of unknown kind');
+      if (this.buffered < 2) return false;
+      const byte1 = this.peek(1);
+      // A third byte would make the field number 2048 or more: no kind.
+      tag = byte1 >= 0x80 ? -1 : (byte0 & 0x7f) | (byte1 << 7);
     }
-    return value;
+    const field = tag >> 3;
+    const kind = (tag & 7) === LENGTH_DELIMITED ? KIND_BY_FIELD[field] : undefined;
+    if (kind === undefined) throw FrameError.malformed(`frame of unknown kind (first field ${field}, wire type ${tag & 7})`);
+    const limit = this.byField[field];
+    if (limit === undefined) throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames are not accepted ${this.limits.stage}`);
+    const { messageBytes, attachmentBytes } = this.header;
+    const size = messageBytes + Math.max(attachmentBytes, 0);
+    if (size > limit.maxBytes) throw FrameError.tooLarge(size, limit.maxBytes, `${kind} frame`);
+    if (attachmentBytes >= 0 && limit.attachment !== true) {
+      throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames carry no attachment`);
+    }
+    this.kind = kind;
+    return true;
+  }
+
+  /** The byte `index` bytes past the front of the queue (which holds more than `index`). */
+  private peek(index: number): number {
+    let at = this.offset + index;
+    let i = 0;
+    while (at >= this.chunks[i]!.length) at -= this.chunks[i++]!.length;
+    return this.chunks[i]![at]!;
+  }
+
+  /** Copies the front of the queue into `target`, as much as fits; returns how much it copied. */
+  private copyFront(target: Buffer): number {
+    let copied = 0;
+    let from = this.offset;
+    for (let i = 0; i < this.chunks.length && copied < target.length; i++) {
+      copied += this.chunks[i]!.copy(target, copied, from);
+      from = 0;
+    }
+    return copied;
+  }
+
+  /** Drops `n` bytes from the front of the queue. */
+  private skip(n: number): void {
+    this.buffered -= n;
+    let left = n;
+    while (left > 0) {
+      const head = this.chunks[0]!;
+      const rest = head.length - this.offset;
+      if (rest > left) {
+        this.offset += left;
+        return;
+      }
+      left -= rest;
+      this.chunks.shift();
+      this.offset = 0;
+    }
   }
 
   /** Removes `n` bytes from the front of the queue; copies only when they span chunks. */
   private take(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first !== undefined && first.length >= n) {
-      this.buffered -= n;
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+    const first = this.chunks[0]!;
+    const start = this.offset;
+    if (first.length - start >= n) {
+      this.skip(n);
+      return first.subarray(start, start + n);
     }
     return Buffer.concat(this.takePieces(n), n);
   }
 
   /** Removes `n` bytes from the front of the queue as views of the chunks they are in. */
   private takePieces(n: number): Buffer[] {
-    this.buffered -= n;
     const pieces: Buffer[] = [];
     let left = n;
     while (left > 0) {
       const head = this.chunks[0]!;
-      if (head.length <= left) {
-        pieces.push(head);
-        this.chunks.shift();
-        left -= head.length;
-      } else {
-        pieces.push(head.subarray(0, left));
-        this.chunks[0] = head.subarray(left);
-        left = 0;
-      }
+      const end = Math.min(head.length, this.offset + left);
+      pieces.push(this.offset === 0 && end === head.length ? head : head.subarray(this.offset, end));
+      left -= end - this.offset;
+      this.skip(end - this.offset);
     }
     return pieces;
   }
-}
-
-/**
- * The header of a frame: its message's length, and its attachment's when it has one (the
- * message's length then has its high bit set).
- */
-export function frameHeader(messageBytes: number, attachmentBytes?: number): Buffer {
-  if (messageBytes > MAX_MESSAGE_BYTES) throw new RangeError(`a frame's message may have at most ${MAX_MESSAGE_BYTES} bytes`);
-  if (attachmentBytes === undefined) {
-    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-    header.writeUInt32BE(messageBytes, 0);
-    return header;
-  }
-  const header = Buffer.allocUnsafe(ATTACHED_FRAME_HEADER_BYTES);
-  header.writeUInt32BE(ATTACHMENT_FLAG + messageBytes, 0);
-  header.writeUInt32BE(attachmentBytes, FRAME_HEADER_BYTES);
-  return header;
 }

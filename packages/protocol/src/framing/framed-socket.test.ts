@@ -3,7 +3,9 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { FrameError } from '../errors/frame-error.js';
-import { frameHeader } from './frame-decoder.js';
+import { ErrorCode } from '../errors/error-codes.js';
+import { frameHeader } from './frame-header.js';
+import { HANDSHAKE_LIMITS, MAX_REPEATED_ENTRIES, SESSION_LIMITS, type FrameLimits } from './frame-limits.js';
 import { FramedSocket, type Frame, type FramedSocketOptions } from './framed-socket.js';
 
 /*
@@ -47,14 +49,16 @@ interface Side {
   closed: Promise<Error | undefined>;
 }
 
-function frame(socket: Socket, options: Partial<Omit<FramedSocketOptions, 'onClose'>> = {}): Side {
+type SideOptions = Partial<Omit<FramedSocketOptions, 'onClose' | 'onFrame'>> & { onFrame?: (frame: Frame) => void };
+
+function frame(socket: Socket, options: SideOptions = {}): Side {
   const frames: Frame[] = [];
   const attachments: Array<Buffer | undefined> = [];
   const events: string[] = [];
   let resolveClosed!: (error: Error | undefined) => void;
   const closed = new Promise<Error | undefined>((resolve) => (resolveClosed = resolve));
   const framed = new FramedSocket(socket, {
-    maxFrameBytes: options.maxFrameBytes,
+    limits: options.limits,
     onFrame: (received, attachment) => {
       frames.push(received);
       attachments.push(attachment && Buffer.concat(attachment));
@@ -69,11 +73,14 @@ function frame(socket: Socket, options: Partial<Omit<FramedSocketOptions, 'onClo
   return { framed, frames, attachments, events, closed };
 }
 
-async function framedPair(
-  serverOptions: Partial<Omit<FramedSocketOptions, 'onClose'>> = {},
-): Promise<{ client: Side; server: Side }> {
+async function framedPair(serverOptions: SideOptions = {}, clientOptions: SideOptions = {}): Promise<{ client: Side; server: Side }> {
   const pair = await socketPair();
-  return { client: frame(pair.client), server: frame(pair.server, serverOptions) };
+  return { client: frame(pair.client, clientOptions), server: frame(pair.server, serverOptions) };
+}
+
+/** SESSION_LIMITS with a smaller total. */
+function sessionOf(maxFrameBytes: number): FrameLimits {
+  return { ...SESSION_LIMITS, maxFrameBytes };
 }
 
 /** Resolves once `predicate` holds, polling briefly; fails the test with `what` otherwise. */
@@ -108,7 +115,7 @@ describe('FramedSocket over loopback TCP', () => {
   });
 
   it('carries frames both ways on the same connection', async () => {
-    const { client, server } = await framedPair();
+    const { client, server } = await framedPair({ limits: HANDSHAKE_LIMITS }, { limits: HANDSHAKE_LIMITS });
     client.framed.send({ hello: { version: 1, name: 'from-client' } });
     server.framed.send({ authResult: { ok: true, reason: 'from-server' } });
     await until(() => server.frames.length === 1 && client.frames.length === 1, 'one frame each way');
@@ -168,7 +175,7 @@ describe('FramedSocket over loopback TCP', () => {
   });
 
   it('refuses an oversized header with DISPY_ERR_FRAME_TOO_LARGE without waiting for its body', async () => {
-    const { client, server } = await framedPair({ maxFrameBytes: 1024 });
+    const { client, server } = await framedPair({ limits: sessionOf(1024) });
     // Only the header: the receiver must not wait for the 1025 body bytes that never come.
     client.framed.socket.write(frameHeader(1025));
 
@@ -184,7 +191,7 @@ describe('FramedSocket over loopback TCP', () => {
   });
 
   it('accepts a frame right at maxFrameBytes', async () => {
-    const { client, server } = await framedPair({ maxFrameBytes: 1024 });
+    const { client, server } = await framedPair({ limits: sessionOf(1024) });
     // A frame whose message encodes to exactly 1024 bytes.
     let size = 1024 - 16;
     const frameOfSize = (n: number) => ({ fileChunk: { transferId: 1, path: 'p'.repeat(n) } });
@@ -204,7 +211,7 @@ describe('FramedSocket over loopback TCP', () => {
   });
 
   it('counts an attachment toward maxFrameBytes, and sends one given in pieces as one', async () => {
-    const { client, server } = await framedPair({ maxFrameBytes: 1024 });
+    const { client, server } = await framedPair({ limits: sessionOf(1024) });
     const message = { fileChunk: { transferId: 3 } };
     const messageBytes = dispy.Frame.encode(message).finish().length;
     const fill = Buffer.alloc(1024 - messageBytes, 9);
@@ -320,5 +327,137 @@ describe('FramedSocket over loopback TCP', () => {
     client.framed.destroy();
     await expect(client.closed).resolves.toBeUndefined();
     await expect(client.framed.drain()).resolves.toBeUndefined();
+  });
+});
+
+/** A protobuf varint. */
+function varint(value: number): Buffer {
+  const bytes: number[] = [];
+  while (value >= 0x80) {
+    bytes.push((value % 0x80) | 0x80);
+    value = Math.floor(value / 0x80);
+  }
+  bytes.push(value);
+  return Buffer.from(bytes);
+}
+
+/** Resolves when the raw socket has closed (both ends of it are gone). */
+function socketClosed(socket: Socket): Promise<void> {
+  return socket.destroyed && socket.closed ? Promise.resolve() : once(socket, 'close').then(() => undefined);
+}
+
+describe('FramedSocket limits, with the bytes an attacker sends', () => {
+  const MiB = 1024 * 1024;
+  /** A server side that starts with HANDSHAKE_LIMITS, and a client side of raw bytes. */
+  const attacked = (serverOptions: SideOptions = {}) => framedPair({ limits: HANDSHAKE_LIMITS, ...serverOptions }, { limits: HANDSHAKE_LIMITS });
+
+  async function expectRefused(side: { server: Side; client: Side }, code: string, message: string): Promise<void> {
+    const serverError = await side.server.closed;
+    expect(FrameError.isInstance(serverError)).toBe(true);
+    expect((serverError as FrameError).code).toBe(code);
+    expect(serverError!.message).toBe(message);
+    expect(side.server.frames).toEqual([]);
+    // The peer hears why, in an Error frame it accepts before authentication.
+    await until(() => side.client.frames.length === 1, 'the Error frame');
+    expect(side.client.frames[0]!.error).toMatchObject({ code, message });
+  }
+
+  it('refuses a 24 MB JobAck of packed zeros before authentication from its header, reading little of it', async () => {
+    const side = await attacked();
+    const entries = 24_000_000;
+    const list = Buffer.concat([Buffer.from([0x0a]), varint(entries)]);
+    const body = Buffer.concat([Buffer.from([0x42]), varint(list.length + entries), list]);
+    const size = body.length + entries;
+    side.client.framed.socket.write(Buffer.concat([frameHeader(size), body, Buffer.alloc(entries)]));
+
+    await expectRefused(side, ErrorCode.FRAME_TOO_LARGE, `frame of ${size} bytes exceeds the limit of 1024 bytes`);
+    // The server hangs up after dropping a little more of what keeps coming, never reading the rest.
+    await socketClosed(side.server.framed.socket);
+    expect(side.server.framed.socket.bytesRead).toBeLessThan(MiB);
+  });
+
+  it('refuses a frame claiming a 64 MiB attachment before authentication from its 8-byte header', async () => {
+    const side = await attacked();
+    side.client.framed.socket.write(frameHeader(20, 64 * MiB));
+    await expectRefused(side, ErrorCode.FRAME_TOO_LARGE, `frame of ${20 + 64 * MiB} bytes exceeds the limit of 1024 bytes`);
+  });
+
+  it('refuses a small attachment before authentication from its header', async () => {
+    const side = await attacked();
+    side.client.framed.socket.write(frameHeader(20, 10));
+    await expectRefused(side, ErrorCode.PROTOCOL, 'no frame may carry an attachment before authentication');
+  });
+
+  it('refuses an Auth frame over 1 KiB', async () => {
+    const side = await attacked();
+    const auth: dispy.IFrame = { auth: { version: 3, nonce: Buffer.alloc(16), mac: Buffer.alloc(32), clientName: 'n'.repeat(2000) } };
+    const size = dispy.Frame.encode(auth).finish().length;
+    side.client.framed.send(auth);
+    await expectRefused(side, ErrorCode.FRAME_TOO_LARGE, `frame of ${size} bytes exceeds the limit of 1024 bytes`);
+  });
+
+  it('refuses a Job frame before authentication on the first byte of its message', async () => {
+    const side = await attacked();
+    // The header of a 200-byte frame and the Job's tag: the rest never comes.
+    side.client.framed.socket.write(Buffer.concat([frameHeader(200), Buffer.from([0x32])]));
+    await expectRefused(side, ErrorCode.PROTOCOL, 'job frames are not accepted before authentication');
+  });
+
+  it('after setLimits(SESSION_LIMITS) accepts jobs with attachments, from the frame after the switch in the same read', async () => {
+    const side = await attacked({
+      onFrame: (received) => {
+        if (received.kind === 'auth') side.server.framed.setLimits(SESSION_LIMITS);
+      },
+    });
+    expect(side.server.framed.limits).toBe(HANDSHAKE_LIMITS);
+    const encode = (init: dispy.IFrame): Buffer => Buffer.from(dispy.Frame.encode(init).finish());
+    const job = encode({ job: { computeId: 'c1', jobId: 1 } });
+    // One write, so the server reads both frames in one chunk.
+    side.client.framed.socket.write(
+      Buffer.concat([rawFrame(encode({ auth: { version: 3 } })), frameHeader(job.length, 4), job, Buffer.from('args')]),
+    );
+    await until(() => side.server.frames.length === 2, 'the auth and the job');
+    expect(side.server.events).toEqual(['frame:auth', 'frame:job']);
+    expect(side.server.attachments[1]!.toString()).toBe('args');
+    expect(side.server.framed.limits).toBe(SESSION_LIMITS);
+
+    // The same connection now takes a job with arguments of 1 MiB.
+    side.client.framed.send({ job: { computeId: 'c1', jobId: 2 } }, Buffer.alloc(MiB, 5));
+    await until(() => side.server.frames.length === 3, 'the 1 MiB job');
+    expect(side.server.attachments[2]!.equals(Buffer.alloc(MiB, 5))).toBe(true);
+    expect(side.server.framed.isClosed).toBe(false);
+  });
+
+  it('without the switch refuses the job that follows the auth in the same read', async () => {
+    const side = await attacked();
+    const encode = (init: dispy.IFrame): Buffer => Buffer.from(dispy.Frame.encode(init).finish());
+    const job = encode({ job: { computeId: 'c1', jobId: 1 } });
+    side.client.framed.socket.write(Buffer.concat([rawFrame(encode({ auth: { version: 3 } })), rawFrame(job)]));
+    const serverError = await side.server.closed;
+    expect(serverError!.message).toBe('job frames are not accepted before authentication');
+    expect(side.server.events).toEqual(['frame:auth', 'close']);
+  });
+
+  it('refuses a JobAck with too many entries after authentication, naming the field', async () => {
+    const { client, server } = await framedPair();
+    client.framed.send({ jobAck: { jobIds: Array.from({ length: MAX_REPEATED_ENTRIES + 1 }, (_, i) => i) } });
+    const serverError = await server.closed;
+    expect((serverError as FrameError).code).toBe(ErrorCode.FRAME_TOO_LARGE);
+    expect(serverError!.message).toBe(`jobAck.jobIds has more than ${MAX_REPEATED_ENTRIES} entries, the limit of one frame`);
+    await until(() => client.frames.length === 1, 'the Error frame');
+    expect(client.frames[0]!.error?.message).toBe(serverError!.message);
+  });
+
+  it('cuts a long error message so that a peer still in its handshake accepts the Error frame', async () => {
+    const side = await attacked({
+      onFrame: () => {
+        throw new Error('\u20ac'.repeat(5000));
+      },
+    });
+    side.client.framed.send({ auth: { version: 3 } });
+    await side.server.closed;
+    await until(() => side.client.frames.length === 1, 'the Error frame');
+    expect(side.client.frames[0]!.error?.code).toBe(ErrorCode.PROTOCOL);
+    expect(side.client.frames[0]!.error?.message).toBe(`${'\u20ac'.repeat(299)}…`);
   });
 });

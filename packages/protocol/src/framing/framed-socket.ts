@@ -1,13 +1,27 @@
 import type { Socket } from 'node:net';
 import { dispy } from '../schema/generated.js';
+import { DispyError } from '../errors/dispy-error.js';
+import { ErrorCode } from '../errors/error-codes.js';
 import { FrameError } from '../errors/frame-error.js';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, frameHeader, type DecodedFrame } from './frame-decoder.js';
+import { FrameDecoder } from './frame-decoder.js';
+import { GATHER_BELOW_BYTES, frameHeader } from './frame-header.js';
+import { SESSION_LIMITS, type FrameLimits } from './frame-limits.js';
 
 export type Frame = dispy.Frame;
 export type FrameInit = dispy.IFrame;
 
-/** Attachments smaller than this are copied into one buffer with their frame's header and message. */
-const GATHER_BELOW_BYTES = 16 * 1024;
+/**
+ * Characters of an error's message sent to the peer when a connection is torn down: at most 3
+ * bytes each in UTF-8, so the `Error` frame fits in the 1 KiB a peer accepts before
+ * authentication (HANDSHAKE_LIMITS).
+ */
+const MAX_ERROR_MESSAGE_CHARS = 300;
+
+/**
+ * Bytes a connection reads and drops after it has refused a frame, while its `Error` frame goes
+ * out, before it hangs up at once: a peer that keeps sending is not listening.
+ */
+const DISCARD_AFTER_CLOSE_BYTES = 64 * 1024;
 
 /** Bulk bytes sent after a frame's message (see FrameDecoder): one buffer or several pieces. */
 export type Attachment = Uint8Array | readonly Uint8Array[];
@@ -21,7 +35,12 @@ export function attachmentBytes(attachment: Attachment): number {
 }
 
 export interface FramedSocketOptions {
-  maxFrameBytes?: number;
+  /**
+   * What the connection accepts from its peer (default SESSION_LIMITS). A server's connection
+   * starts with HANDSHAKE_LIMITS and calls `setLimits(SESSION_LIMITS)` once its peer has
+   * authenticated.
+   */
+  limits?: FrameLimits;
   /** Called for each decoded frame, in order, with its attachment if it has one. */
   onFrame: (frame: Frame, attachment?: Buffer[]) => void;
   /** Called once when the connection is gone; `error` says why when it was not a clean end. */
@@ -39,34 +58,36 @@ export class FramedSocket {
   private readonly decoder: FrameDecoder;
   private corked = false;
   private closed = false;
+  /** Bytes read and dropped since the connection closed. */
+  private discarded = 0;
   private readonly onClose: (error?: Error) => void;
 
   constructor(
     readonly socket: Socket,
     options: FramedSocketOptions,
   ) {
-    this.decoder = new FrameDecoder(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    this.decoder = new FrameDecoder(options.limits ?? SESSION_LIMITS);
     this.onClose = options.onClose;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      if (this.closed) return;
-      let frames: DecodedFrame[];
-      try {
-        frames = this.decoder.push(chunk);
-      } catch (error) {
-        this.destroy(error as Error);
+      if (this.closed) {
+        this.discarded += chunk.length;
+        if (this.discarded > DISCARD_AFTER_CLOSE_BYTES) socket.destroy();
         return;
       }
-      for (const { message, attachment } of frames) {
+      this.decoder.add(chunk);
+      // One frame at a time: a handler that changes the limits (setLimits) changes them for the
+      // next frame, even one that arrived in the same chunk.
+      for (;;) {
         let frame: Frame;
+        let attachment: Buffer[] | undefined;
         try {
-          frame = dispy.Frame.decode(message);
+          const decoded = this.decoder.next();
+          if (decoded === undefined) return;
+          attachment = decoded.attachment;
+          frame = decodeFrame(decoded.message);
         } catch (error) {
-          this.destroy(FrameError.malformed((error as Error).message, error));
-          return;
-        }
-        if (frame.kind === undefined) {
-          this.destroy(FrameError.malformed('frame of unknown kind'));
+          this.destroy(error as Error);
           return;
         }
         try {
@@ -89,6 +110,20 @@ export class FramedSocket {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** What the connection accepts from its peer now. */
+  get limits(): FrameLimits {
+    return this.decoder.currentLimits;
+  }
+
+  /**
+   * Judges the peer's frames by `limits` from the next frame on (including frames that arrived
+   * in the same read as the one being handled): call it from `onFrame` when the peer has
+   * authenticated, with SESSION_LIMITS.
+   */
+  setLimits(limits: FrameLimits): void {
+    this.decoder.setLimits(limits);
   }
 
   /**
@@ -148,11 +183,14 @@ export class FramedSocket {
   destroy(error?: Error): void {
     if (error && !this.closed && this.socket.writable) {
       // Tell the peer why before hanging up; best effort.
-      const code = (error as { code?: string }).code ?? 'DISPY_ERR_PROTOCOL';
-      const payload = dispy.Frame.encode({ error: { code, message: error.message } }).finish();
+      const code = DispyError.isInstance(error) ? error.code : ErrorCode.PROTOCOL;
+      const message = error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
+      const payload = dispy.Frame.encode({ error: { code, message } }).finish();
       this.socket.write(frameHeader(payload.length));
       this.socket.end(payload);
-      setTimeout(() => this.socket.destroy(), 1000).unref();
+      // If the peer does not hang up in turn, do not wait for it.
+      const timer = setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.socket.once('close', () => clearTimeout(timer));
       this.finish(error);
       return;
     }
@@ -164,5 +202,14 @@ export class FramedSocket {
     if (this.closed) return;
     this.closed = true;
     this.onClose(error);
+  }
+}
+
+/** A frame's message, decoded; FrameDecoder has made sure it has one kind and bounded lists. */
+function decodeFrame(message: Buffer): Frame {
+  try {
+    return dispy.Frame.decode(message);
+  } catch (error) {
+    throw FrameError.malformed((error as Error).message, error);
   }
 }
