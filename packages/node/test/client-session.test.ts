@@ -87,12 +87,27 @@ describe('ClientSession: the handshake', () => {
     await client.next('hello');
     client.send({ requestId: 1, setup: programSetup('early') });
     const error = await client.next('error');
-    expect(error.error).toMatchObject({ code: ErrorCode.PROTOCOL, message: 'expected auth, got setup' });
+    expect(error.error).toMatchObject({ code: ErrorCode.PROTOCOL, message: 'setup frames are not accepted before authentication' });
     await client.closed;
     // The node lingers a second for its error to be read before it resets the connection.
     await vi.advanceTimersByTimeAsync(1000);
     await ended;
     expect(node.calls).not.toContain('claim');
+  });
+
+  it('refuses a frame larger than the handshake allows before reading its body', async () => {
+    connect();
+    await client.next('hello');
+    // The header of a 1 MiB Auth frame: refused from its length alone.
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(1024 * 1024);
+    sockets.client.write(header);
+    const error = await client.next('error');
+    expect(error.error!.code).toBe(ErrorCode.FRAME_TOO_LARGE);
+    await client.closed;
+    await vi.advanceTimersByTimeAsync(1000);
+    await ended;
+    expect(node.calls).not.toContain('authenticated');
   });
 });
 

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { ErrorCode, FramedSocket, type Frame } from '@dispy/protocol';
+import { ErrorCode, FramedSocket, HANDSHAKE_LIMITS, SESSION_LIMITS, type Frame } from '@dispy/protocol';
 import { measureAvailInfo } from '../avail-info.js';
 import { ComputationSetup } from './computation-setup.js';
 import { SessionComputations } from './computations.js';
@@ -64,7 +64,9 @@ export class ClientSession {
   ) {
     const { logger } = node;
     const peer = (this.peer = `${socket.remoteAddress}:${socket.remotePort}`);
+    // Until the client proves the secret, only the handshake's own small frames are accepted.
     const channel = (this.channel = new FramedSocket(socket, {
+      limits: HANDSHAKE_LIMITS,
       onFrame: (frame, attachment) => this.onFrame(frame, attachment),
       onClose: (error) => void this.shutdown(error),
     }));
@@ -148,6 +150,7 @@ export class ClientSession {
     if (!this.authenticated) {
       if (this.handshake.receive(frame) === undefined) return;
       this.authenticated = true;
+      this.channel.setLimits(SESSION_LIMITS);
       this.node.logger.info(`client ${frame.auth?.clientName || this.peer} (${this.peer}) authenticated`);
       this.node.authenticated(this);
       return;

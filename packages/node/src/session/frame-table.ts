@@ -1,7 +1,6 @@
-import type { Frame, dispy } from '@dispy/protocol';
+import type { Frame, FrameKind, dispy } from '@dispy/protocol';
 
-/** Every kind of frame: the names of the `kind` oneof of `dispy.Frame`. */
-export type FrameKind = NonNullable<Frame['kind']>;
+export type { FrameKind } from '@dispy/protocol';
 
 /**
  * The body of a frame of kind `K` as decoding yields it: an instance of its message class
