@@ -136,7 +136,8 @@ export class ClientSession {
     this.closed = true;
     this.handshake.cancel();
     this.liveness.stop();
-    if (error) this.node.logger.info(`client ${this.peer} disconnected: ${error.message}`);
+    // Before authentication, anyone can make a connection fail: at debug level, a flood of them cannot flood the log.
+    if (error) this.node.logger[this.authenticated ? 'info' : 'debug'](`client ${this.peer} disconnected: ${error.message}`);
     this.channel.destroy();
     this.outgoing.abort(new Error('the client went away'));
     await this.incoming.abort().catch((failure: Error) => this.node.logger.warn(`removing partial files of ${this.peer}: ${failure.message}`));
