@@ -8,11 +8,17 @@
  */
 import type { Socket } from 'node:net';
 import net from 'node:net';
-import { ATTACHED_FRAME_HEADER_BYTES, ATTACHMENT_FLAG, FRAME_HEADER_BYTES, frameHeader } from '@dispy/protocol/codec';
+import { GATHER_BELOW_BYTES, MAX_JOB_FRAME_BYTES, frameHeader, readFrameHeader, type FrameHeader } from '@dispy/protocol/codec';
 import type { JobChannelMessage } from './worker-messages.js';
 
-/** Argument pieces smaller than this are copied into the write of their batch. */
-const GATHER_BELOW_BYTES = 16 * 1024;
+/**
+ * Largest frame a worker reads (header, message and arguments). A frame carries what one `Job`
+ * frame from the client brought, whose limit is MAX_JOB_FRAME_BYTES: its arguments as they came,
+ * and its per-job definitions as JSON, which escapes some characters. Twice that bounds both (a
+ * definition would have to be mostly control characters to need more), and keeps a corrupt
+ * length from making the worker allocate gigabytes.
+ */
+export const JOB_CHANNEL_MAX_FRAME_BYTES = 2 * MAX_JOB_FRAME_BYTES;
 
 /** The worker's file descriptor of its end (0–2 are stdio, 3 is IPC). */
 export const JOB_CHANNEL_FD = 4;
@@ -67,27 +73,36 @@ const SCRATCH_BYTES = 64 * 1024;
  * size, which the kernel fills directly. Megabyte arguments are thus copied once, from the
  * socket into the buffer the job decodes from, and not gathered from many reads.
  */
-export function readJobChannel(onMessage: (message: JobChannelMessage, args: Uint8Array) => void): Socket {
+export function readJobChannel(onMessage: (message: JobChannelMessage, args: Uint8Array) => void, fd = JOB_CHANNEL_FD): Socket {
   const reader = new JobChannelReader(onMessage);
   // Node takes `onread` in the constructor too (it is documented for connect() in Node 20's types).
   const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
-    fd: JOB_CHANNEL_FD,
+    fd,
     readable: true,
     writable: false,
     onread: {
       buffer: () => reader.nextReadBuffer(),
       callback: (bytes: number) => {
-        reader.received(bytes);
-        return true;
+        try {
+          reader.received(bytes);
+          return true;
+        } catch (error) {
+          // A frame over the limit, or a message that is not JSON: the stream cannot be read on.
+          socket.destroy(error as Error);
+          return false;
+        }
       },
     },
   };
-  return new net.Socket(options);
+  const socket = new net.Socket(options);
+  return socket;
 }
 
 /**
  * Parses the job channel's frames from reads made into the buffers it hands out
- * (`nextReadBuffer`, then `received(bytes)` with how many bytes the read put there).
+ * (`nextReadBuffer`, then `received(bytes)` with how many bytes the read put there). Frames have
+ * the header of the TCP connections' frames (readFrameHeader); one larger than `maxFrameBytes`
+ * is refused from its header, before anything is allocated for it.
  */
 export class JobChannelReader {
   /** Grows when a message (per-job definitions can be long) does not fit. */
@@ -96,14 +111,19 @@ export class JobChannelReader {
   private pending = 0;
   /** The job whose arguments are being read, and the buffer they are read into. */
   private waiting?: { message: JobChannelMessage; args: Buffer; filled: number };
+  private readonly header: FrameHeader = { messageBytes: -1, attachmentBytes: -1 };
 
-  constructor(private readonly onMessage: (message: JobChannelMessage, args: Uint8Array) => void) {}
+  constructor(
+    private readonly onMessage: (message: JobChannelMessage, args: Uint8Array) => void,
+    private readonly maxFrameBytes = JOB_CHANNEL_MAX_FRAME_BYTES,
+  ) {}
 
   nextReadBuffer(): Uint8Array {
     if (this.waiting) return this.waiting.args.subarray(this.waiting.filled);
     return this.scratch.subarray(this.pending);
   }
 
+  /** Takes the bytes a read put into the last buffer handed out. Throws FrameError on a frame over the limit. */
   received(bytes: number): void {
     if (this.waiting) {
       this.waiting.filled += bytes;
@@ -118,27 +138,23 @@ export class JobChannelReader {
   private parse(): void {
     let at = 0;
     while (this.waiting === undefined) {
-      const available = this.pending - at;
-      if (available < FRAME_HEADER_BYTES) break;
-      const first = this.scratch.readUInt32BE(at);
-      const attached = first >= ATTACHMENT_FLAG;
-      const headerBytes = attached ? ATTACHED_FRAME_HEADER_BYTES : FRAME_HEADER_BYTES;
-      const messageBytes = attached ? first - ATTACHMENT_FLAG : first;
-      if (available < headerBytes + messageBytes) {
+      const headerBytes = readFrameHeader(this.scratch, at, this.pending, this.maxFrameBytes, this.header);
+      if (headerBytes === 0) break;
+      const { messageBytes, attachmentBytes } = this.header;
+      if (this.pending - at < headerBytes + messageBytes) {
         this.makeRoom(headerBytes + messageBytes);
         break;
       }
-      const argsBytes = attached ? this.scratch.readUInt32BE(at + FRAME_HEADER_BYTES) : 0;
       const body = at + headerBytes;
       const message = JSON.parse(this.scratch.toString('utf8', body, body + messageBytes)) as JobChannelMessage;
       at = body + messageBytes;
-      if (!attached) {
+      if (attachmentBytes < 0) {
         this.onMessage(message, EMPTY);
         continue;
       }
       // The arguments' first bytes may be in scratch already; the rest is read into place.
-      const args = Buffer.allocUnsafe(argsBytes);
-      const copied = this.scratch.copy(args, 0, at, Math.min(this.pending, at + argsBytes));
+      const args = Buffer.allocUnsafe(attachmentBytes);
+      const copied = this.scratch.copy(args, 0, at, Math.min(this.pending, at + attachmentBytes));
       at += copied;
       this.waiting = { message, args, filled: copied };
       this.deliverIfComplete();

@@ -1,6 +1,6 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { FrameError } from '../errors/frame-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
@@ -446,6 +446,22 @@ describe('FramedSocket limits, with the bytes an attacker sends', () => {
     expect(serverError!.message).toBe(`jobAck.jobIds has more than ${MAX_REPEATED_ENTRIES} entries, the limit of one frame`);
     await until(() => client.frames.length === 1, 'the Error frame');
     expect(client.frames[0]!.error?.message).toBe(serverError!.message);
+  });
+
+  it('leaves no timer behind once the refused peer has hung up in turn', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    try {
+      const side = await attacked();
+      side.client.framed.socket.write(Buffer.concat([frameHeader(200), Buffer.from([0x32])]));
+      await side.server.closed;
+      // The client hears the Error frame and the end, and closes; the server sees it close.
+      await side.client.closed;
+      await socketClosed(side.server.framed.socket);
+      expect(side.client.frames.map((received) => received.error?.code)).toEqual([ErrorCode.PROTOCOL]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('cuts a long error message so that a peer still in its handshake accepts the Error frame', async () => {
