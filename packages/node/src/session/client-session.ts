@@ -129,13 +129,13 @@ export class ClientSession {
     }
     switch (frame.kind) {
       case 'setup':
-        void this.setup(frame.setup as dispy.Setup);
+        void this.setup(frame.setup as dispy.Setup, frame.requestId);
         break;
       case 'job':
         this.runJob(frame.job as dispy.Job, attachment);
         break;
       case 'setCpus':
-        void this.setCpus(frame.setCpus as dispy.SetCpus);
+        void this.setCpus(frame.setCpus as dispy.SetCpus, frame.requestId);
         break;
       case 'cancel': {
         const { computeId, jobId } = frame.cancel as dispy.Cancel;
@@ -164,7 +164,7 @@ export class ClientSession {
         for (const jobId of frame.jobAck!.jobIds ?? []) this.unacked.delete(Number(jobId));
         break;
       case 'close':
-        void this.closeComputation(frame.close as dispy.Close);
+        void this.closeComputation(frame.close as dispy.Close, frame.requestId);
         break;
       case 'error':
         this.node.logger.warn(`client ${this.peer} reported: ${frame.error!.message}`);
@@ -197,9 +197,9 @@ export class ClientSession {
     this.channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce) } });
   }
 
-  private async setup(setup: dispy.Setup): Promise<void> {
+  private async setup(setup: dispy.Setup, requestId: number): Promise<void> {
     const { computeId } = setup;
-    const refuse = (error: string) => this.channel.send({ setupReply: { computeId, ok: false, error } });
+    const refuse = (error: string) => this.channel.send({ setupReply: { computeId, ok: false, error }, requestId });
     if (!this.node.claim(this)) {
       refuse('the node is serving another client; try again when it is free');
       return;
@@ -236,7 +236,7 @@ export class ClientSession {
       }
       const { send, have } = await computation.wantedFiles(setup.files ?? []);
       if (send.length > 0 || have.length > 0) {
-        this.channel.send({ fileWant: { computeId, names: send, have } });
+        this.channel.send({ fileWant: { computeId, names: send, have }, requestId });
         // The client answers each `have` with the file (it differs) or FileKept (it is the same).
         await computation.awaitFiles([...send, ...have.map((file) => file.name!)]);
       }
@@ -253,6 +253,7 @@ export class ClientSession {
       this.node.logger.info(`computation ${setup.name} (${computeId}) set up for ${this.peer} with ${wanted} CPUs`);
       this.channel.send({
         setupReply: { computeId, ok: true, cpus: wanted, destPath: computation.dir, heartbeatInterval: this.heartbeatSeconds() },
+        requestId,
       });
     } catch (error) {
       this.preparing.delete(computeId);
@@ -305,16 +306,16 @@ export class ClientSession {
   }
 
   /** The client wants another number of CPUs for a computation (at most what the node offers). */
-  private async setCpus(request: dispy.SetCpus): Promise<void> {
+  private async setCpus(request: dispy.SetCpus, requestId: number): Promise<void> {
     const { computeId } = request;
     const computation = this.computations.get(computeId);
     if (!computation) {
-      this.channel.send({ setCpusReply: { computeId, cpus: 0, error: `no computation ${computeId} here` } });
+      this.channel.send({ setCpusReply: { computeId, cpus: 0, error: `no computation ${computeId} here` }, requestId });
       return;
     }
     const cpus = Math.min(request.cpus, this.node.cpus);
     await computation.resize(Math.max(cpus, 1));
-    this.channel.send({ setCpusReply: { computeId, cpus } });
+    this.channel.send({ setCpusReply: { computeId, cpus }, requestId });
   }
 
   /** The node's CPUs changed (its owner, or service hours): tell the client, resize the pools. */
@@ -377,11 +378,11 @@ export class ClientSession {
     this.channel.send({ jobReply: reply });
   }
 
-  private async closeComputation(close: dispy.Close): Promise<void> {
+  private async closeComputation(close: dispy.Close, requestId: number): Promise<void> {
     const computation = this.computations.get(close.computeId);
     this.computations.delete(close.computeId);
     await computation?.close();
-    this.channel.send({ closeReply: { computeId: close.computeId } });
+    this.channel.send({ closeReply: { computeId: close.computeId }, requestId });
     if (this.computations.size === 0) this.node.release(this);
   }
 }
