@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { OptionError } from '@dispy/protocol';
 import type { DispyNodeAvailInfo } from './dispy-node.js';
 
 export interface NodeAllocateOptions {
@@ -29,7 +30,7 @@ export class NodeAllocate {
 
   constructor(host: string, options: NodeAllocateOptions = {}) {
     if (typeof host !== 'string' || host.length === 0) {
-      throw new TypeError(`NodeAllocate: host must be a non-empty string, got ${JSON.stringify(host)}`);
+      throw new OptionError(`NodeAllocate: host must be a non-empty string, got ${JSON.stringify(host)}`);
     }
     this.host = host;
     this.port = options.port;
