@@ -14,6 +14,8 @@ export class FakeNode {
   private readonly nonce = newNonce();
   private authenticated = false;
   private waiters: Array<{ kind: string; resolve: (frame: Frame) => void }> = [];
+  /** Answer Close frames at once. */
+  answerClose = true;
 
   constructor(readonly secret = 'sesame') {
     const { client, server } = socketPair();
@@ -52,6 +54,8 @@ export class FakeNode {
       this.channel.send({ authResult: { ok: true, mac: nodeProof(this.secret, auth.nonce, this.nonce) } });
       return;
     }
+    // Closing answers at once (unless the test says otherwise), as a node with nothing to clean up.
+    if (frame.kind === 'close' && this.answerClose) this.channel.send({ closeReply: { computeId: frame.close!.computeId }, requestId: frame.requestId });
     const waiter = this.waiters.find((candidate) => candidate.kind === frame.kind);
     if (waiter) {
       this.waiters = this.waiters.filter((candidate) => candidate !== waiter);

@@ -83,6 +83,7 @@ describe('NodeConnection', () => {
 
   it('rejects a request that the node refuses with an Error frame naming it', async () => {
     const { node, connection } = await opened();
+    node.answerClose = false;
     const answer = connection.closeComputation('c', true);
     const asked = await node.next('close');
     node.send({ error: { code: ErrorCode.NO_COMPUTATION, message: 'no computation c here' }, requestId: asked.requestId });
@@ -92,6 +93,7 @@ describe('NodeConnection', () => {
 
   it('rejects every pending request, naming the node, when the node vanishes mid-request', async () => {
     const { node, connection, closed } = await opened();
+    node.answerClose = false;
     const cpus = connection.setCpus('c', 2);
     const close = connection.closeComputation('c', false);
     await node.next('close');
