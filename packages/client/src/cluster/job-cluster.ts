@@ -180,12 +180,20 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   /**
    * Copies a file to a node, into the cluster's directory there (base name). Resolves 0, or -1
    * when the node does not serve the cluster.
+   * @throws DispyError `DISPY_ERR_FILE` when the file cannot be read or the node refuses it;
+   *   `DISPY_ERR_NO_ANSWER` when the node goes away first
    */
   async sendFile(file: string, node: DispyNode | string): Promise<number> {
-    const [described] = await describeFiles([path.resolve(file)]);
+    if (typeof file !== 'string' || file.length === 0) throw new OptionError(`sendFile: file must be a path, got ${String(file)}`);
     const key = await findNodeKey(node, this.ledger.nodes.values());
-    if (!key || !described) return -1;
-    return (await this.whileActive(() => this.scheduler.sendFile(this.computeId, key, described))) ? 0 : -1;
+    if (!key) return -1;
+    try {
+      const [described] = await describeFiles([path.resolve(file)]);
+      return (await this.whileActive(() => this.scheduler.sendFile(this.computeId, key, described!))) ? 0 : -1;
+    } catch (error) {
+      if (DispyError.isInstance(error)) throw error;
+      throw new DispyError(ErrorCode.FILE, `sendFile: ${file} could not be sent: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /**
@@ -209,6 +217,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   /**
    * Adds nodes to the cluster: a host name, an address, a `*` pattern, or a NodeAllocate. Nodes
    * found from then on (and nodes already known that now match) are set up. Resolves 0.
+   * @throws OptionError for another type, or a host name that does not resolve
    */
   async allocateNode(node: string | NodeAllocate): Promise<number> {
     const allocator = typeof node === 'string' ? new NodeAllocate(node) : node;
@@ -216,7 +225,11 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       throw new OptionError(`allocateNode: node must be a host, an address, a pattern or a NodeAllocate, got ${typeof node}`);
     }
     await this.started;
-    await this.scheduler.allocate(this.computeId, allocator);
+    try {
+      await this.scheduler.allocate(this.computeId, allocator);
+    } catch (error) {
+      throw new OptionError(`allocateNode: ${allocator.host} could not be resolved: ${(error as Error).message}`);
+    }
     return 0;
   }
 

@@ -7,9 +7,9 @@ export interface NodeAllocateOptions {
   port?: number;
   /** CPUs to use: 0 all, negative that many fewer than the node has. */
   cpus?: number;
-  /** Files sent to this node only (arrives with the depends issue). */
+  /** Files sent, with the cluster's depends files, to the nodes this allocation chooses. */
   depends?: string[];
-  /** Arguments to `setup` on this node (arrives with the setup issue). */
+  /** Arguments to the cluster's `setup` on the nodes this allocation chooses. */
   setupArgs?: unknown[];
 }
 
@@ -17,6 +17,7 @@ export interface NodeAllocateOptions {
  * Chooses nodes, and how many of their CPUs, for a cluster. `host` is a host name, an IP
  * address, or a pattern with `*` wildcards (`'192.168.3.*'`, `'*'`). Subclass and override
  * `allocate` to decide per node from its name, CPUs, availability and platform.
+ * @throws OptionError when `host` is not a non-empty string
  */
 export class NodeAllocate {
   readonly host: string;
