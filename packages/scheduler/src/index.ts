@@ -1,6 +1,7 @@
 export { SchedulingEngine, pipelineDepth, type EngineJob, type EngineHooks, type EngineNodeState, type EngineOptions } from './engine/scheduling-engine.js';
 export { JobQueue, type Queueable } from './engine/job-queue.js';
-export { JobScheduler, type JobSchedulerOptions, type Discovery } from './cluster/job-scheduler.js';
+export { JobScheduler } from './cluster/job-scheduler.js';
+export type { JobSchedulerOptions, Discovery } from './cluster/job-scheduler-options.js';
 export { toAvailInfo, type AvailInfo } from './cluster/avail-info.js';
 export { describeFiles } from './cluster/local-files.js';
 export type {

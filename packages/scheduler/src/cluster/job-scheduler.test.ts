@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger, dispy, type Frame } from '@dispy/protocol';
 import { FakeNode } from '../session/fake-node.test-helper.js';
-import { JobScheduler, type Discovery } from './job-scheduler.js';
+import { JobScheduler } from './job-scheduler.js';
+import type { Discovery } from './job-scheduler-options.js';
 import type { ComputationEvents, ComputationSpec, JobOutcome, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
 
 beforeEach(() => {

@@ -1,49 +1,17 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import type { Logger, dispy } from '@dispy/protocol';
-import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
+import type { dispy } from '@dispy/protocol';
+import { SchedulingEngine } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { ComputationSetup } from './computation-setup.js';
 import { sendJob } from './job-sender.js';
-import { describeFiles } from './local-files.js';
+import { HeldJobs } from './held-jobs.js';
+import { IdleWatch } from './idle-watch.js';
+import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
 import type { NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
 import { ReplyRouter } from './reply-router.js';
 import type { ComputationSpec, JobEndStatus, JobOutcome, JobRequest, LocalFile, NodeAllocator, NodeInfo, QueuedJob, SchedulerJob } from './types.js';
-
-/** What the scheduler needs of discovery (`NodeFinder`). */
-export interface Discovery {
-  start(): Promise<void>;
-  addHost(host: string, port?: number): void;
-  enableBroadcast(port?: number): void;
-  found(host: string, isFound: boolean, port?: number): void;
-  pingNow(): void;
-  setActive(active: boolean): void;
-  close(): void;
-}
-
-export interface JobSchedulerOptions {
-  secret: string;
-  /** Local address for discovery and node connections (undefined: any). */
-  ipAddr?: string;
-  /** UDP port of discovery (0: any). */
-  port: number;
-  /** The port was not chosen by the user: any free port will do if it is taken. */
-  portIsDefault: boolean;
-  nodePort: number;
-  pingInterval?: number;
-  clientName: string;
-  logger: Logger;
-  engine?: EngineOptions;
-  /** Where files sent by jobs (dispySendFile) are saved, at their relative paths. */
-  fileDir: string;
-  /** @internal Discovery other than UDP (tests): called with the handler of discovery replies. */
-  discovery?: (onReply: (reply: dispy.DiscoveryReply, address: string) => void) => Discovery;
-  /** @internal Makes the socket to a node (tests); default `net.connect`. */
-  connect?: (host: string, port: number) => net.Socket;
-  /** @internal Resolves a host name (tests); default `dns.lookup`. */
-  lookup?: (name: string) => Promise<string[]>;
-}
 
 /**
  * The scheduler that JobCluster embeds and dispyscheduler hosts: it finds nodes (discovery),
@@ -64,10 +32,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   private readonly computations = new Map<string, ComputationSpec<Ref, Owner, Alloc>>();
   /** Jobs not ended yet, by uid. */
   private readonly jobs = new Map<number, QueuedJob<Ref>>();
-  /** Held jobs that failed before their computation was added, waiting for its events. */
-  private addWaiters: Array<{ computeId: string; resolve: (events: ComputationSpec<Ref, Owner, Alloc>['events'] | undefined) => void }> = [];
+  private readonly held: HeldJobs<Ref>;
   /** closeNode calls waiting for a computation's last running job on a node. */
-  private readonly idleWaiters = new Set<{ nodeKey: string; computeId: string; resolve: () => void }>();
+  private readonly idle: IdleWatch;
   private nextUid = 1;
   private started?: Promise<void>;
   private closed = false;
@@ -99,6 +66,14 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       connect: options.connect,
     });
     this.setups = new ComputationSetup(this.pool, logger);
+    this.held = new HeldJobs<Ref>({
+      engine: this.engine,
+      addressOfNode: (name) => this.pool.named(name)?.info.host,
+      resolve: (name) => this.resolve(name),
+      drop: (job) => this.drop(job),
+      eventsOf: (computeId) => this.computations.get(computeId)?.events,
+    });
+    this.idle = new IdleWatch((nodeKey) => (this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : []));
     this.router = new ReplyRouter<Ref>({
       logger,
       fileDir: options.fileDir,
@@ -109,7 +84,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       requeue: (job, link) => {
         this.engine.jobDone(link.key, job.uid);
         this.requeue(job, link.info);
-        this.checkIdle(link.key);
+        this.idle.check(link.key);
       },
       availInfo: (link) => {
         for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
@@ -125,9 +100,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
   async addComputation(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<void> {
     this.computations.set(spec.computeId, spec);
-    const waiting = this.addWaiters.filter((waiter) => waiter.computeId === spec.computeId);
-    this.addWaiters = this.addWaiters.filter((waiter) => waiter.computeId !== spec.computeId);
-    for (const waiter of waiting) waiter.resolve(spec.events);
+    this.held.added(spec.computeId, spec.events);
     for (const allocator of spec.allocators) await this.lookFor(allocator);
     this.started ??= this.finder.start();
     await this.started;
@@ -150,44 +123,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (!files?.length && lookupName === undefined) {
       this.engine.submit(job);
     } else {
-      this.engine.hold(job);
-      void this.prepare(job, files ?? [], lookupName);
+      this.held.hold(job, files ?? [], lookupName);
     }
     return job;
-  }
-
-  /** Describes a held job's files and resolves its host name, then queues it (or ends it). */
-  private async prepare(job: QueuedJob<Ref>, files: readonly string[], name: string | undefined): Promise<void> {
-    const fail = async (status: 'terminated' | 'cancelled', why: string): Promise<void> => {
-      // A job may be submitted before its computation is added: its events come with it.
-      const events = this.computations.get(job.computeId)?.events ?? (await this.added(job.computeId));
-      if (this.drop(job)) events?.jobFailed(job, status, why);
-    };
-    try {
-      job.files = await describeFiles(files);
-    } catch (error) {
-      const failed = (error as { path?: string }).path ?? '';
-      await fail('terminated', `its depends file ${failed} could not be read: ${(error as Error).message}`);
-      return;
-    }
-    if (name !== undefined) {
-      try {
-        const address = this.pool.named(name)?.info.host ?? (await this.resolve(name))[0];
-        if (address === undefined) throw new Error('no address');
-        job.pinnedHost = address;
-      } catch (error) {
-        await fail('cancelled', `node ${name} could not be resolved: ${(error as Error).message}`);
-        return;
-      }
-    }
-    this.engine.release(job.uid);
-  }
-
-  /** Resolves with a computation's events once it is added (undefined if the scheduler closes first). */
-  private added(computeId: string): Promise<ComputationSpec<Ref, Owner, Alloc>['events'] | undefined> {
-    return new Promise((resolve) => {
-      this.addWaiters.push({ computeId, resolve });
-    });
   }
 
   /**
@@ -260,7 +198,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   async closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
     if (!this.deallocate(computeId, nodeKey)) return false;
     const link = this.pool.get(nodeKey)!;
-    if (!terminatePending) await this.whenIdle(nodeKey, computeId);
+    if (!terminatePending) await this.idle.whenIdle(nodeKey, computeId);
     if (this.pool.get(nodeKey) !== link) return true;
     await this.release(link, computeId, terminatePending, 'the node was closed for this computation');
     return true;
@@ -317,9 +255,8 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     await Promise.all([...this.computations.keys()].map((id) => this.closeComputation(id)));
     this.finder.close();
     this.pool.close();
-    for (const waiter of this.idleWaiters) waiter.resolve();
-    this.idleWaiters.clear();
-    for (const waiter of this.addWaiters.splice(0)) waiter.resolve(undefined);
+    this.idle.close();
+    this.held.close();
   }
 
   /** Points discovery at an allocator's nodes: broadcast for a pattern, else its addresses. */
@@ -351,7 +288,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (link.computeIds.size === 0) {
       this.pool.hangUp(link);
       this.engine.removeNode(link.key);
-      this.checkIdle(link.key);
+      this.idle.check(link.key);
     }
   }
 
@@ -407,7 +344,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.forget(job);
     this.engine.jobDone(link.key, job.uid, outcome.endTime - outcome.startTime);
     this.eventsOf(job)?.jobDone(job, outcome, link.info);
-    this.checkIdle(link.key);
+    this.idle.check(link.key);
   }
 
   /** A job handed to `link` ends without its reply. */
@@ -415,7 +352,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.forget(job);
     this.engine.jobDone(link.key, job.uid);
     this.eventsOf(job)?.jobFailed(job, status, why, link.info);
-    this.checkIdle(link.key);
+    this.idle.check(link.key);
   }
 
   private requeue(job: QueuedJob<Ref>, from: NodeInfo): void {
@@ -452,28 +389,10 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     for (const computeId of link.computeIds) {
       this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
     }
-    this.checkIdle(link.key);
+    this.idle.check(link.key);
     if (!this.closed) {
       this.finder.found(link.info.host, false, link.info.port);
       this.finder.pingNow();
-    }
-  }
-
-  /** Resolves when no job of the computation runs on the node any more (or the node is gone). */
-  private whenIdle(nodeKey: string, computeId: string): Promise<void> {
-    return new Promise((resolve) => {
-      this.idleWaiters.add({ nodeKey, computeId, resolve });
-      this.checkIdle(nodeKey);
-    });
-  }
-
-  private checkIdle(nodeKey: string): void {
-    if (this.idleWaiters.size === 0) return;
-    const running = this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : [];
-    for (const waiter of this.idleWaiters) {
-      if (waiter.nodeKey !== nodeKey || running.some((job) => job.computeId === waiter.computeId)) continue;
-      this.idleWaiters.delete(waiter);
-      waiter.resolve();
     }
   }
 }
