@@ -1,8 +1,7 @@
 import { statSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OptionError, analyzeFunction, registerClass } from '@dispy/protocol';
-import type { Definition, LocalFile } from '@dispy/scheduler';
+import type { Definition } from '@dispy/scheduler';
 
 /** What a `depends` list holds, sorted by how each part travels. */
 export interface Depends {
@@ -57,14 +56,4 @@ export function collectDepends(list: unknown[], where: string): Depends {
     if (/^class[\s{]/.test(shipped.source)) registerClass(fn.name, fn);
   }
   return depends;
-}
-
-/** Name, size and mode of files to send (their sha256 is computed as they are sent). */
-export async function describeFiles(paths: string[]): Promise<LocalFile[]> {
-  return Promise.all(
-    paths.map(async (file) => {
-      const info = await stat(file);
-      return { name: path.basename(file), path: file, size: info.size, mode: info.mode & 0o777 };
-    }),
-  );
 }

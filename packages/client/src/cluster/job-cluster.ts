@@ -1,27 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import net from 'node:net';
 import os from 'node:os';
 import {
   MAX_VALUE_BYTES,
   DispyError,
+  ErrorCode,
   UnsendableValueError,
   OptionError,
   createLogger,
   dispy,
   encodeArguments,
   encodeValue,
-  formatZodError,
   type Logger,
 } from '@dispy/protocol';
-import { JobScheduler, type SchedulerJob } from '@dispy/scheduler';
+import { JobScheduler, describeFiles, type JobPin } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
 import { NodeAllocate } from '../node/node-allocate.js';
-import { clusterOptionsSchema, type JobClusterOptions, type ResolvedClusterOptions } from './options.js';
+import { resolveClusterOptions, type JobClusterOptions, type ResolvedClusterOptions } from './options.js';
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
 import { findNodeKey } from './node-control.js';
-import { collectDepends, describeFiles } from './depends.js';
+import { collectDepends } from './depends.js';
 import { shipComputation } from './ship-computation.js';
 import { JobLedger } from './job-ledger.js';
 
@@ -47,11 +46,6 @@ const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]
   ['recoverFile', (value) => typeof value === 'string'],
 ];
 
-type Job = SchedulerJob<DispyJob>;
-
-/** A host no node has: a job pinned to it waits (its files are being hashed). */
-const HOLD = '\0held';
-
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
  * computation to them once, and runs every submitted job on the least loaded node with a free
@@ -67,7 +61,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private readonly isProgram: boolean;
   private readonly logger: Logger;
   private readonly computeId = randomBytes(8).toString('hex');
-  private readonly scheduler: JobScheduler;
+  private readonly scheduler: JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>;
   private readonly ledger: JobLedger;
   private readonly started: Promise<void>;
   private readonly createdAt = Date.now();
@@ -75,11 +69,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private startError?: Error;
 
   constructor(computation: F | string, options: JobClusterOptions<Awaited<ReturnType<F>>> = {}) {
-    const parsed = clusterOptionsSchema.safeParse(options);
-    if (!parsed.success) {
-      throw new OptionError(formatZodError(parsed.error, 'JobCluster', Object.keys(clusterOptionsSchema.shape), options));
-    }
-    this.options = parsed.data;
+    this.options = resolveClusterOptions(options);
     for (const [option, isSet] of NOT_YET) {
       if (isSet(this.options[option])) {
         throw new OptionError(`JobCluster: option "${option}" is not available in this release of @dispy/client yet`);
@@ -89,7 +79,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     this.name = shipped.name;
     this.isProgram = shipped.kind === dispy.ComputationKind.PROGRAM;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
-    this.scheduler = new JobScheduler({
+    this.scheduler = new JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>({
       secret: this.options.secret,
       ipAddr: [this.options.ipAddr ?? []].flat()[0],
       port: this.options.port,
@@ -110,17 +100,14 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     const { files, ...spec } = shipped;
     this.started = describeFiles(files)
       .then((described) =>
-        this.scheduler.addComputation<DispyJob>({
+        this.scheduler.addComputation({
           ...spec,
           computeId: this.computeId,
           files: described,
-          nodeExtras: async (allocator) => {
-            const chosen = allocator as NodeAllocate;
-            return {
-              files: await describeFiles(collectDepends(chosen.depends, `NodeAllocate(${chosen.host}).depends`).files),
-              setupArgs: chosen.setupArgs.length > 0 ? encodeValue(chosen.setupArgs, `NodeAllocate(${chosen.host}).setupArgs`) : undefined,
-            };
-          },
+          nodeExtras: async (chosen) => ({
+            files: await describeFiles(collectDepends(chosen.depends, `NodeAllocate(${chosen.host}).depends`).files),
+            setupArgs: chosen.setupArgs.length > 0 ? encodeValue(chosen.setupArgs, `NodeAllocate(${chosen.host}).setupArgs`) : undefined,
+          }),
           destPath: this.options.destPath ?? '',
           cleanup: this.options.cleanup !== false,
           allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
@@ -148,7 +135,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    * @throws UnsendableValueError naming the argument that cannot be sent; DispyError after close.
    */
   submitJob(options: SubmitJobOptions<Parameters<F>>): DispyJob<Awaited<ReturnType<F>>> {
-    if (this.closing) throw new DispyError('DISPY_ERR_CLOSED', `JobCluster ${this.name} is closed; create a new one to submit jobs`);
+    if (this.closing) throw new DispyError(ErrorCode.CLOSED, `JobCluster ${this.name} is closed; create a new one to submit jobs`);
     if (this.startError) throw this.startError;
     if (!Array.isArray(options.args)) throw new OptionError(`submitJob: args must be an array, got ${typeof options.args}`);
     if (this.isProgram) {
@@ -167,7 +154,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) {
       throw new OptionError(`submitJob: timeout must be a positive number of seconds, got ${String(timeout)}`);
     }
-    const pinned = options.node === undefined ? undefined : this.pinnedHost(options.node);
+    const pin = options.node === undefined ? undefined : jobPin(options.node);
     const args = encodeArguments(options.args);
     if (args.length > MAX_VALUE_BYTES) {
       throw new UnsendableValueError(
@@ -182,37 +169,31 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       args,
       timeout,
       ref: job as DispyJob,
-      pinnedHost: perJob?.files.length ? HOLD : pinned?.host,
+      pin,
+      files: perJob?.files,
       definitions: perJob?.definitions,
     });
     this.ledger.track(queued);
-    if (perJob?.files.length) void this.attachFiles(queued, perJob.files, pinned);
-    else if (pinned?.lookup) void this.pinToHostName(queued, pinned.lookup);
     return job;
-  }
-
-  /** Hashes a job's own files, then lets it run (it waited, held, meanwhile). */
-  private async attachFiles(queued: Job, files: string[], pinned?: { host?: string; lookup?: string }): Promise<void> {
-    try {
-      queued.files = await describeFiles(files);
-    } catch (error) {
-      this.scheduler.drop(queued);
-      this.ledger.finish(queued, DispyJob.Cancelled, undefined, `its depends files could not be read: ${(error as Error).message}`);
-      return;
-    }
-    if (pinned?.lookup) await this.pinToHostName(queued, pinned.lookup);
-    else this.scheduler.repin(queued, pinned?.host);
   }
 
   /**
    * Copies a file to a node, into the cluster's directory there (base name). Resolves 0, or -1
    * when the node does not serve the cluster.
+   * @throws DispyError `DISPY_ERR_FILE` when the file cannot be read or the node refuses it;
+   *   `DISPY_ERR_NO_ANSWER` when the node goes away first
    */
   async sendFile(file: string, node: DispyNode | string): Promise<number> {
-    const [described] = await describeFiles([path.resolve(file)]);
+    if (typeof file !== 'string' || file.length === 0) throw new OptionError(`sendFile: file must be a path, got ${String(file)}`);
     const key = await findNodeKey(node, this.ledger.nodes.values());
-    if (!key || !described) return -1;
-    return (await this.whileActive(() => this.scheduler.sendFile(this.computeId, key, described))) ? 0 : -1;
+    if (!key) return -1;
+    try {
+      const [described] = await describeFiles([path.resolve(file)]);
+      return (await this.whileActive(() => this.scheduler.sendFile(this.computeId, key, described!))) ? 0 : -1;
+    } catch (error) {
+      if (DispyError.isInstance(error)) throw error;
+      throw new DispyError(ErrorCode.FILE, `sendFile: ${file} could not be sent: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /**
@@ -236,12 +217,19 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   /**
    * Adds nodes to the cluster: a host name, an address, a `*` pattern, or a NodeAllocate. Nodes
    * found from then on (and nodes already known that now match) are set up. Resolves 0.
+   * @throws OptionError for another type, or a host name that does not resolve
    */
   async allocateNode(node: string | NodeAllocate): Promise<number> {
     const allocator = typeof node === 'string' ? new NodeAllocate(node) : node;
-    if (!(allocator instanceof NodeAllocate)) throw new OptionError('allocateNode: node must be a host, an address, a pattern or a NodeAllocate');
+    if (!(allocator instanceof NodeAllocate)) {
+      throw new OptionError(`allocateNode: node must be a host, an address, a pattern or a NodeAllocate, got ${typeof node}`);
+    }
     await this.started;
-    await this.scheduler.allocate(this.computeId, allocator);
+    try {
+      await this.scheduler.allocate(this.computeId, allocator);
+    } catch (error) {
+      throw new OptionError(`allocateNode: ${allocator.host} could not be resolved: ${(error as Error).message}`);
+    }
     return 0;
   }
 
@@ -269,7 +257,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     return this.scheduler
       .runningOn(key)
       .filter((job) => job.computeId === this.computeId)
-      .map((job) => (job as Job).ref);
+      .map((job) => job.ref);
   }
 
   /**
@@ -350,34 +338,20 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   }
 
   private failStart(error: Error): void {
-    this.startError = new DispyError('DISPY_ERR_START', `JobCluster ${this.name} could not start: ${error.message}`, { cause: error });
+    this.startError = new DispyError(ErrorCode.START, `JobCluster ${this.name} could not start: ${error.message}`, { cause: error });
     this.logger.error(this.startError.message);
     for (const job of [...this.ledger.jobs.values()]) {
       this.scheduler.drop(job);
       this.ledger.finish(job, DispyJob.Cancelled, undefined, this.startError.message);
     }
   }
+}
 
-  /** Where a job for `node` must run: an IP now, or a host name to look up first. */
-  private pinnedHost(node: DispyNode | string): { host?: string; lookup?: string } {
-    if (node instanceof DispyNode) return { host: `${node.ipAddr}:${node.port}` };
-    if (typeof node !== 'string' || node.length === 0) {
-      throw new OptionError(`submitNode: node must be a DispyNode, an IP address or a host name, got ${String(node)}`);
-    }
-    if (net.isIP(node)) return { host: node };
-    for (const known of this.ledger.nodes.values()) if (known.name === node) return { host: known.ipAddr };
-    // Until the name is resolved the job waits for a host that cannot exist.
-    return { host: `unresolved:${node}`, lookup: node };
+/** Where a job for `node` must run: that node (a DispyNode), or any node at a host (an IP address or a name). */
+function jobPin(node: DispyNode | string): JobPin {
+  if (node instanceof DispyNode) return { key: `${node.ipAddr}:${node.port}` };
+  if (typeof node !== 'string' || node.length === 0) {
+    throw new OptionError(`submitNode: node must be a DispyNode, an IP address or a host name, got ${String(node)}`);
   }
-
-  private async pinToHostName(queued: Job, name: string): Promise<void> {
-    try {
-      const { lookup } = await import('node:dns/promises');
-      const { address } = await lookup(name);
-      this.scheduler.repin(queued, address);
-    } catch (error) {
-      this.scheduler.drop(queued);
-      this.ledger.finish(queued, DispyJob.Cancelled, undefined, `node ${name} could not be resolved: ${(error as Error).message}`);
-    }
-  }
+  return { host: node };
 }

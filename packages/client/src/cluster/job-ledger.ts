@@ -1,5 +1,5 @@
-import { decodeValue, dispy, type Logger } from '@dispy/protocol';
-import type { ComputationEvents, NodeInfo, SchedulerJob } from '@dispy/scheduler';
+import { decodeValue, type Logger } from '@dispy/protocol';
+import type { ComputationEvents, JobEndStatus, JobOutcome, NodeInfo, SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
 
@@ -77,7 +77,6 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     job.result = result as never;
     job.exception = exception || undefined;
     job.endTime ??= Date.now();
-    queued.args = undefined;
     job.settle();
     this.callUser('callback', () => this.options.callback?.(job));
     this.notifyStatus(status, node, job);
@@ -126,25 +125,25 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     this.notifyStatus(DispyJob.Running, node, job);
   }
 
-  jobRequeued(queued: Job): void {
-    const node = [...this.nodes.values()].find((n) => n.ipAddr === queued.ref.ipAddr);
+  jobRequeued(queued: Job, from: NodeInfo): void {
+    const node = this.nodes.get(from.key);
     if (node) node.busy = Math.max(0, node.busy - 1);
     queued.ref.status = DispyJob.Created;
     this.notifyStatus(DispyJob.Created, undefined, queued.ref);
   }
 
-  jobRefused(queued: Job, info: NodeInfo, message: string): void {
-    const node = this.nodeOf(info);
-    node.busy--;
-    this.finish(queued, DispyJob.Cancelled, undefined, `node ${info.key} refused the job: ${message}`, node);
+  jobFailed(queued: Job, status: Exclude<JobEndStatus, 'finished'>, why: string, info?: NodeInfo): void {
+    const node = info ? this.nodeOf(info) : undefined;
+    if (node) node.busy = Math.max(0, node.busy - 1);
+    this.finish(queued, status === 'cancelled' ? DispyJob.Cancelled : DispyJob.Terminated, undefined, why, node);
   }
 
   /** An intermediate result: the job goes on. */
-  jobProvisional(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+  jobProvisional(queued: Job, encoded: Uint8Array, info: NodeInfo): void {
     const job = queued.ref;
     let result: unknown;
     try {
-      result = decodeValue(reply.result);
+      result = decodeValue(encoded);
     } catch (error) {
       this.options.logger.warn(`a provisional result of job ${String(job.id)} could not be decoded: ${(error as Error).message}`);
       return;
@@ -155,29 +154,28 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     this.notifyStatus(DispyJob.ProvisionalResult, this.nodeOf(info), job);
   }
 
-  jobReply(queued: Job, reply: dispy.JobReply, info: NodeInfo): void {
+  jobDone(queued: Job, outcome: JobOutcome, info: NodeInfo): void {
     const node = this.nodeOf(info);
-    node.busy--;
+    node.busy = Math.max(0, node.busy - 1);
     node.jobsDone++;
-    node.cpuTime += reply.cpuTime;
+    node.cpuTime += outcome.cpuTime;
     node.updateTime = Date.now();
     const job = queued.ref;
-    job.stdout = reply.stdout;
-    job.stderr = reply.stderr;
-    job.startTime = reply.startTime || job.startTime;
-    job.endTime = reply.endTime || Date.now();
-    if (reply.status === dispy.JobStatus.FINISHED) {
+    job.stdout = outcome.stdout;
+    job.stderr = outcome.stderr;
+    job.startTime = outcome.startTime || job.startTime;
+    job.endTime = outcome.endTime || Date.now();
+    if (outcome.status === 'finished') {
       let result: unknown;
       try {
-        result = decodeValue(reply.result);
+        result = decodeValue(outcome.result);
       } catch (error) {
         this.finish(queued, DispyJob.Terminated, undefined, `the result could not be decoded: ${(error as Error).message}`, node);
         return;
       }
       this.finish(queued, DispyJob.Finished, result, undefined, node);
     } else {
-      const status = reply.status === dispy.JobStatus.CANCELLED ? DispyJob.Cancelled : DispyJob.Terminated;
-      this.finish(queued, status, undefined, reply.exception, node);
+      this.finish(queued, outcome.status === 'cancelled' ? DispyJob.Cancelled : DispyJob.Terminated, undefined, outcome.exception, node);
     }
   }
 

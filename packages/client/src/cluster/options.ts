@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, LOG_LEVELS } from '@dispy/protocol';
+import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, LOG_LEVELS, OptionError, formatZodError } from '@dispy/protocol';
 import { NodeAllocate } from '../node/node-allocate.js';
 import type { DispyJob } from '../job/dispy-job.js';
 import type { DispyNode } from '../node/dispy-node.js';
@@ -52,6 +52,8 @@ export const clusterOptionsSchema = z
     recoverFile: z.union([z.string(), z.literal(false)]).optional(),
     destPath: z.string().optional(),
     loglevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }).default('warn'),
+    // The node's spelling, accepted as an alias (the one documented is `loglevel`, dispy's).
+    logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }).optional(),
     setup: fn('must be a function').optional(),
     cleanup: z
       .union([z.boolean(), fn('must be true, false or a function')], { errorMap: () => ({ message: 'must be true, false or a function' }) })
@@ -79,7 +81,10 @@ export interface JobClusterOptions<R = unknown> {
   nodePort?: number;
   recoverFile?: string | false;
   destPath?: string;
+  /** What the cluster logs: 'debug', 'info', 'warn' (default), 'error' or 'silent'. */
   loglevel?: (typeof LOG_LEVELS)[number];
+  /** Alias of `loglevel` (the spelling of dispynode's option). */
+  logLevel?: (typeof LOG_LEVELS)[number];
   setup?: (...args: never[]) => unknown;
   cleanup?: boolean | ((...args: never[]) => unknown);
   pulseInterval?: number;
@@ -92,4 +97,22 @@ export interface JobClusterOptions<R = unknown> {
   jobTimeout?: number;
 }
 
-export type ResolvedClusterOptions = z.output<typeof clusterOptionsSchema>;
+/** The options after validation, with defaults; `logLevel` is folded into `loglevel`. */
+export type ResolvedClusterOptions = Omit<z.output<typeof clusterOptionsSchema>, 'logLevel'>;
+
+/**
+ * Validates options and applies defaults.
+ * @throws OptionError naming each wrong option, its value and what is accepted
+ */
+export function resolveClusterOptions(options: object): ResolvedClusterOptions {
+  const parsed = clusterOptionsSchema.safeParse(options);
+  if (!parsed.success) {
+    throw new OptionError(formatZodError(parsed.error, 'JobCluster', Object.keys(clusterOptionsSchema.shape), options));
+  }
+  const { logLevel, ...resolved } = parsed.data;
+  const given = (options as { loglevel?: unknown }).loglevel;
+  if (logLevel !== undefined && given !== undefined && given !== logLevel) {
+    throw new OptionError(`JobCluster: options "loglevel" (${String(given)}) and its alias "logLevel" (${logLevel}) differ; give one`);
+  }
+  return { ...resolved, loglevel: logLevel ?? resolved.loglevel };
+}

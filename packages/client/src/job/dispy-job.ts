@@ -13,8 +13,6 @@ export class DispyJob<R = unknown> {
   static readonly Cancelled = 8;
   /** The computation threw (see `exception`), or its worker died. */
   static readonly Terminated = 9;
-  /** Lost with its node; kept for dispy compatibility. */
-  static readonly Abandoned = 10;
   /** The computation returned; `result` holds its value. */
   static readonly Finished = 11;
 
@@ -50,7 +48,7 @@ export class DispyJob<R = unknown> {
 
   /** True once the job has Finished, Terminated, or been Cancelled. */
   get isDone(): boolean {
-    return this.status >= DispyJob.Cancelled && this.status !== DispyJob.Abandoned;
+    return this.status >= DispyJob.Cancelled;
   }
 
   /**
@@ -79,6 +77,5 @@ const STATUS_NAMES: Record<number, string> = {
   [DispyJob.ProvisionalResult]: 'ProvisionalResult',
   [DispyJob.Cancelled]: 'Cancelled',
   [DispyJob.Terminated]: 'Terminated',
-  [DispyJob.Abandoned]: 'Abandoned',
   [DispyJob.Finished]: 'Finished',
 };

@@ -1,14 +1,7 @@
-/** A node's availability, measured on the node. */
-export interface DispyNodeAvailInfo {
-  /** % of CPU idle. */
-  cpu: number;
-  /** Bytes of memory available. */
-  memory: number;
-  /** Bytes free on the disk of the node's files. */
-  disk: number;
-  /** % of swap free. */
-  swap: number;
-}
+import type { AvailInfo } from '@dispy/scheduler';
+
+/** A node's availability, measured on the node (`{ cpu, memory, disk, swap }`). */
+export type DispyNodeAvailInfo = AvailInfo;
 
 /** A node serving a cluster, with its counters. Read it; the cluster updates it. */
 export class DispyNode {

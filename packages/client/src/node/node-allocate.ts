@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { OptionError } from '@dispy/protocol';
 import type { DispyNodeAvailInfo } from './dispy-node.js';
 
 export interface NodeAllocateOptions {
@@ -6,9 +7,9 @@ export interface NodeAllocateOptions {
   port?: number;
   /** CPUs to use: 0 all, negative that many fewer than the node has. */
   cpus?: number;
-  /** Files sent to this node only (arrives with the depends issue). */
+  /** Files sent, with the cluster's depends files, to the nodes this allocation chooses. */
   depends?: string[];
-  /** Arguments to `setup` on this node (arrives with the setup issue). */
+  /** Arguments to the cluster's `setup` on the nodes this allocation chooses. */
   setupArgs?: unknown[];
 }
 
@@ -16,6 +17,7 @@ export interface NodeAllocateOptions {
  * Chooses nodes, and how many of their CPUs, for a cluster. `host` is a host name, an IP
  * address, or a pattern with `*` wildcards (`'192.168.3.*'`, `'*'`). Subclass and override
  * `allocate` to decide per node from its name, CPUs, availability and platform.
+ * @throws OptionError when `host` is not a non-empty string
  */
 export class NodeAllocate {
   readonly host: string;
@@ -29,7 +31,7 @@ export class NodeAllocate {
 
   constructor(host: string, options: NodeAllocateOptions = {}) {
     if (typeof host !== 'string' || host.length === 0) {
-      throw new TypeError(`NodeAllocate: host must be a non-empty string, got ${JSON.stringify(host)}`);
+      throw new OptionError(`NodeAllocate: host must be a non-empty string, got ${JSON.stringify(host)}`);
     }
     this.host = host;
     this.port = options.port;

@@ -1,125 +1,177 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
-import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
+import type { dispy } from '@dispy/protocol';
+import { SchedulingEngine } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
-import { NodeLink } from './node-link.js';
-import type { AvailInfo, ComputationSpec, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
-
-/** The attachment of a job whose arguments are gone (never expected: they last until its reply). */
-const EMPTY_ARGUMENTS = new Uint8Array(0);
-
-export interface JobSchedulerOptions {
-  secret: string;
-  /** Local address for discovery and node connections (undefined: any). */
-  ipAddr?: string;
-  /** UDP port of discovery (0: any). */
-  port: number;
-  /** The port was not chosen by the user: any free port will do if it is taken. */
-  portIsDefault: boolean;
-  nodePort: number;
-  pingInterval?: number;
-  clientName: string;
-  logger: Logger;
-  engine?: EngineOptions;
-  /** Where files sent by jobs (dispySendFile) are saved, at their relative paths. */
-  fileDir: string;
-}
+import { ComputationSetup } from './computation-setup.js';
+import { sendJob } from './job-sender.js';
+import { HeldJobs } from './held-jobs.js';
+import { IdleWatch } from './idle-watch.js';
+import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
+import type { NodeLink } from './node-link.js';
+import { NodePool } from './node-pool.js';
+import { ReplyRouter } from './reply-router.js';
+import type { ComputationSpec, JobEndStatus, JobOutcome, JobRequest, LocalFile, NodeAllocator, NodeInfo, QueuedJob, SchedulerJob } from './types.js';
 
 /**
  * The scheduler that JobCluster embeds and dispyscheduler hosts: it finds nodes (discovery),
- * asks each computation's allocators which to use, keeps one authenticated connection per node,
- * sets computations up there, and runs the engine's choices: jobs go out as frames, replies come
- * back as events of their computation.
+ * asks each computation's allocators which to use, keeps one authenticated connection per node
+ * (`NodePool`), sets computations up there (`ComputationSetup`), and runs the engine's choices:
+ * jobs go out as frames (`sendJob`), frames from nodes come back through `ReplyRouter` and become
+ * events of their computation.
+ *
+ * `Ref` is what the submitter keeps per job, `Owner` what allocators get as their first argument,
+ * `Alloc` the allocators' type (handed back to `ComputationSpec.nodeExtras`).
  */
-export class JobScheduler {
-  private readonly engine: SchedulingEngine<SchedulerJob>;
-  private readonly finder: NodeFinder;
-  private readonly computations = new Map<string, ComputationSpec>();
-  private readonly links = new Map<string, NodeLink>();
-  private readonly connecting = new Map<string, Promise<NodeLink | undefined>>();
-  private readonly jobs = new Map<number, SchedulerJob>();
-  private readonly settingUp = new Set<string>();
+export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllocator<Owner> = NodeAllocator<Owner>> {
+  private readonly engine: SchedulingEngine<QueuedJob<Ref>>;
+  private readonly finder: Discovery;
+  private readonly pool: NodePool;
+  private readonly setups: ComputationSetup<Ref, Owner, Alloc>;
+  private readonly router: ReplyRouter<Ref>;
+  private readonly computations = new Map<string, ComputationSpec<Ref, Owner, Alloc>>();
+  /** Jobs not ended yet, by uid. */
+  private readonly jobs = new Map<number, QueuedJob<Ref>>();
+  private readonly held: HeldJobs<Ref>;
+  /** closeNode calls waiting for a computation's last running job on a node. */
+  private readonly idle: IdleWatch;
   private nextUid = 1;
   private started?: Promise<void>;
   private closed = false;
 
   constructor(private readonly options: JobSchedulerOptions) {
-    this.engine = new SchedulingEngine<SchedulerJob>({ dispatch: (key, job) => this.dispatch(key, job) }, options.engine);
-    this.finder = new NodeFinder({
+    const { logger } = options;
+    this.engine = new SchedulingEngine<QueuedJob<Ref>>({ dispatch: (key, job) => this.dispatch(key, job) }, options.engine);
+    const onReply = (reply: dispy.DiscoveryReply, address: string): void => void this.onDiscovered(reply, address);
+    this.finder =
+      options.discovery?.(onReply) ??
+      new NodeFinder({
+        secret: options.secret,
+        bindHost: options.ipAddr,
+        bindPort: options.port,
+        portIsDefault: options.portIsDefault,
+        nodePort: options.nodePort,
+        clientName: options.clientName,
+        logger,
+        pingInterval: options.pingInterval,
+        onReply,
+      });
+    this.pool = new NodePool({
       secret: options.secret,
-      bindHost: options.ipAddr,
-      bindPort: options.port,
-      portIsDefault: options.portIsDefault,
-      nodePort: options.nodePort,
       clientName: options.clientName,
-      logger: options.logger,
-      pingInterval: options.pingInterval,
-      onReply: (reply, address) => void this.onDiscovered(reply, address),
+      localAddress: options.ipAddr,
+      logger,
+      onFrame: (link, frame, attachment) => this.router.route(link, frame, attachment),
+      onGone: (link, error) => this.nodeGone(link, error),
+      connect: options.connect,
+    });
+    this.setups = new ComputationSetup(this.pool, logger);
+    this.held = new HeldJobs<Ref>({
+      engine: this.engine,
+      addressOfNode: (name) => this.pool.named(name)?.info.host,
+      resolve: (name) => this.resolve(name),
+      drop: (job) => this.drop(job),
+      eventsOf: (computeId) => this.computations.get(computeId)?.events,
+    });
+    this.idle = new IdleWatch((nodeKey) => (this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : []));
+    this.router = new ReplyRouter<Ref>({
+      logger,
+      fileDir: options.fileDir,
+      job: (uid) => this.jobs.get(uid),
+      replied: (job, link, outcome) => this.replied(job, link, outcome),
+      provisional: (job, link, result) => this.eventsOf(job)?.jobProvisional(job, result, link.info),
+      refused: (job, link, why) => this.end(job, 'cancelled', `node ${link.key} refused the job: ${why}`, link),
+      requeue: (job, link) => {
+        this.engine.jobDone(link.key, job.uid);
+        this.requeue(job, link.info);
+        this.idle.check(link.key);
+      },
+      availInfo: (link) => {
+        for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
+      },
+      nodeCpus: (link, cpus) => {
+        link.nodeCpus = cpus;
+        this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+        logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
+      },
     });
   }
 
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
-  async addComputation<Ref>(spec: ComputationSpec<Ref>): Promise<void> {
-    this.computations.set(spec.computeId, spec as ComputationSpec);
+  async addComputation(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<void> {
+    this.computations.set(spec.computeId, spec);
+    this.held.added(spec.computeId, spec.events);
     for (const allocator of spec.allocators) await this.lookFor(allocator);
     this.started ??= this.finder.start();
     await this.started;
     this.finder.pingNow();
   }
 
-  /** Queues a job; it is dispatched to a node in the next pass. */
-  submit<Ref>(job: Omit<SchedulerJob<Ref>, 'uid'>): SchedulerJob<Ref> {
-    const queued = { ...job, uid: this.nextUid++ } as SchedulerJob<Ref>;
-    this.jobs.set(queued.uid, queued);
-    this.engine.submit(queued);
-    return queued;
-  }
-
-  /** Pins a waiting job to another host (undefined: any node), e.g. once its name is resolved. */
-  repin(job: SchedulerJob, host: string | undefined): void {
-    if (!this.engine.dequeue(job.uid)) return;
-    job.pinnedHost = host;
-    this.engine.submit(job);
+  /**
+   * Queues a job; it is dispatched to a node in a later pass. A job that must wait first (its
+   * pinned host name to resolve, its files to describe) is held meanwhile; when that fails, it
+   * ends with `jobFailed`.
+   */
+  submit(request: JobRequest<Ref>): SchedulerJob<Ref> {
+    const { files, pin, ...rest } = request;
+    const job: QueuedJob<Ref> = { ...rest, uid: this.nextUid++, attempt: 0 };
+    if (pin && 'key' in pin) job.pinnedHost = pin.key;
+    this.jobs.set(job.uid, job);
+    const name = pin && 'host' in pin ? pin.host : undefined;
+    if (name !== undefined && net.isIP(name)) job.pinnedHost = name;
+    const lookupName = name !== undefined && !net.isIP(name) ? name : undefined;
+    if (!files?.length && lookupName === undefined) {
+      this.engine.submit(job);
+    } else {
+      this.held.hold(job, files ?? [], lookupName);
+    }
+    return job;
   }
 
   /**
-   * Cancels a job: `'dequeued'` when it was waiting (it is forgotten), `'sent'` when it is on a
-   * node (its reply will say cancelled), `'unknown'` when it is done or not ours.
+   * Cancels a job: `'dequeued'` when it was waiting (it is forgotten, with no event: the caller
+   * ends it), `'sent'` when it is on a node (it ends with its node's reply, or `jobFailed` if it
+   * had not gone out yet), `'unknown'` when it is done or not ours.
    */
-  cancel(job: SchedulerJob): 'dequeued' | 'sent' | 'unknown' {
-    if (!this.jobs.has(job.uid)) return 'unknown';
-    if (this.engine.dequeue(job.uid)) {
-      this.jobs.delete(job.uid);
+  cancel(job: SchedulerJob<Ref>): 'dequeued' | 'sent' | 'unknown' {
+    const queued = this.jobs.get(job.uid);
+    if (!queued) return 'unknown';
+    if (this.engine.dequeue(queued.uid)) {
+      this.forget(queued);
       return 'dequeued';
     }
-    const link = job.nodeKey ? this.links.get(job.nodeKey) : undefined;
+    const link = queued.nodeKey ? this.pool.get(queued.nodeKey) : undefined;
     if (!link) return 'unknown';
-    link.connection.send({ cancel: { computeId: job.computeId, jobId: job.uid } });
+    // A job whose files are still going out is not on the node yet: it is not sent at all.
+    queued.cancelled = true;
+    link.connection.send({ cancel: { computeId: queued.computeId, jobId: queued.uid } });
     return 'sent';
   }
 
-  /** Forgets a waiting job without telling anyone (for a cluster giving up on it). */
-  drop(job: SchedulerJob): void {
-    this.engine.dequeue(job.uid);
-    this.jobs.delete(job.uid);
+  /** Forgets a waiting job without telling anyone (for a cluster giving up on it); false when it is not ours. */
+  drop(job: SchedulerJob<Ref>): boolean {
+    const queued = this.jobs.get(job.uid);
+    if (!queued) return false;
+    this.engine.dequeue(queued.uid);
+    this.forget(queued);
+    return true;
   }
 
   /** Nodes serving a computation now. */
   nodesOf(computeId: string): NodeInfo[] {
-    return [...this.links.values()].filter((link) => link.computeIds.has(computeId)).map((link) => {
+    return this.pool.serving(computeId).map((link) => {
       link.countTraffic();
       return link.info;
     });
   }
 
   /** Jobs running on (sent to) a node now. */
-  runningOn(nodeKey: string): SchedulerJob[] {
+  runningOn(nodeKey: string): SchedulerJob<Ref>[] {
     return this.engine.runningOn(nodeKey);
   }
 
   /** Adds a way of choosing nodes to a computation; nodes already known are asked again. */
-  async allocate(computeId: string, allocator: NodeAllocator): Promise<void> {
+  async allocate(computeId: string, allocator: Alloc): Promise<void> {
     const spec = this.computations.get(computeId);
     if (!spec) return;
     spec.allocators.push(allocator);
@@ -128,23 +180,9 @@ export class JobScheduler {
     this.finder.pingNow();
   }
 
-  /** Points discovery at an allocator's nodes: broadcast for a pattern, else its addresses. */
-  private async lookFor(allocator: NodeAllocator): Promise<void> {
-    if (allocator.isWildcard) {
-      this.finder.enableBroadcast(allocator.port);
-    } else if (net.isIP(allocator.host)) {
-      this.finder.addHost(allocator.host, allocator.port);
-    } else {
-      for (const { address } of await lookup(allocator.host, { all: true })) {
-        allocator.resolved.add(address);
-        this.finder.addHost(address, allocator.port);
-      }
-    }
-  }
-
   /** Stops sending a computation's jobs to a node; its running jobs finish. */
   deallocate(computeId: string, nodeKey: string): boolean {
-    const link = this.links.get(nodeKey);
+    const link = this.pool.get(nodeKey);
     const spec = this.computations.get(computeId);
     if (!link || !spec || !link.computeIds.has(computeId)) return false;
     (spec.excluded ??= new Set()).add(nodeKey);
@@ -155,42 +193,32 @@ export class JobScheduler {
   /**
    * Closes a computation on one node: no new jobs go there; its running jobs are terminated
    * (`terminatePending`) or finish first. The node is then released for this computation.
+   * Resolves false when the node does not serve the computation.
    */
   async closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
     if (!this.deallocate(computeId, nodeKey)) return false;
-    const link = this.links.get(nodeKey)!;
-    if (!terminatePending) {
-      while (this.engine.runningOn(nodeKey).some((job) => job.computeId === computeId) && this.links.get(nodeKey) === link) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
-    if (this.links.get(nodeKey) !== link) return true;
+    const link = this.pool.get(nodeKey)!;
+    if (!terminatePending) await this.idle.whenIdle(nodeKey, computeId);
+    if (this.pool.get(nodeKey) !== link) return true;
     await this.release(link, computeId, terminatePending, 'the node was closed for this computation');
     return true;
   }
 
-  /** Closes a computation on a node; a node left with none is hung up on. */
-  private async release(link: NodeLink, computeId: string, terminatePending: boolean, why: string): Promise<void> {
-    // Idle connections are unref'd; keep this one alive until the node has answered.
-    link.connection.setActive(true);
-    await link.connection.closeComputation(computeId, terminatePending);
-    link.computeIds.delete(computeId);
-    this.computations.get(computeId)?.events.nodeDown(link.info, [], why);
-    if (link.computeIds.size === 0) {
-      this.links.delete(link.key);
-      this.engine.removeNode(link.key);
-      link.connection.destroy();
-    }
-  }
-
   /**
    * Uses `cpus` CPUs of a node for a computation (at most what the node offers); resolves with
-   * the CPUs now used, or -1 when the node does not serve the computation.
+   * the CPUs now used, or -1 when the node does not serve the computation, refuses, does not
+   * answer or goes away (logged).
    */
   async setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number> {
-    const link = this.links.get(nodeKey);
+    const link = this.pool.get(nodeKey);
     if (!link || !link.computeIds.has(computeId)) return -1;
-    const answer = await link.connection.setCpus(computeId, cpus);
+    let answer: dispy.SetCpusReply;
+    try {
+      answer = await link.connection.setCpus(computeId, cpus);
+    } catch (error) {
+      this.options.logger.warn((error as Error).message);
+      return -1;
+    }
     if (answer.error) {
       this.options.logger.warn(`node ${link.key}: ${answer.error}`);
       return -1;
@@ -200,16 +228,23 @@ export class JobScheduler {
     return answer.cpus;
   }
 
+  /** Copies a file to a node, into the computation's directory (cluster.sendFile); false when the node does not serve it. */
+  async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
+    const link = this.pool.get(nodeKey);
+    if (!link || !link.computeIds.has(computeId)) return false;
+    await link.sendFiles(computeId, [file]);
+    return true;
+  }
+
   /** Keeps the process alive (work is pending) or lets it exit when idle. */
   setActive(active: boolean): void {
     this.finder.setActive(active);
-    for (const link of this.links.values()) link.connection.setActive(active);
+    this.pool.setActive(active);
   }
 
   /** Closes a computation on its nodes (killing its running jobs) and forgets it. */
   async closeComputation(computeId: string): Promise<void> {
-    const closing = [...this.links.values()].filter((link) => link.computeIds.has(computeId));
-    await Promise.all(closing.map((link) => this.release(link, computeId, true, 'the computation was closed')));
+    await Promise.all(this.pool.serving(computeId).map((link) => this.release(link, computeId, true, 'the computation was closed')));
     this.computations.delete(computeId);
   }
 
@@ -219,257 +254,145 @@ export class JobScheduler {
     this.closed = true;
     await Promise.all([...this.computations.keys()].map((id) => this.closeComputation(id)));
     this.finder.close();
-    for (const link of this.links.values()) link.connection.destroy();
-    this.links.clear();
+    this.pool.close();
+    this.idle.close();
+    this.held.close();
+  }
+
+  /** Points discovery at an allocator's nodes: broadcast for a pattern, else its addresses. */
+  private async lookFor(allocator: Alloc): Promise<void> {
+    if (allocator.isWildcard) {
+      this.finder.enableBroadcast(allocator.port);
+    } else if (net.isIP(allocator.host)) {
+      this.finder.addHost(allocator.host, allocator.port);
+    } else {
+      for (const address of await this.resolve(allocator.host)) {
+        allocator.resolved.add(address);
+        this.finder.addHost(address, allocator.port);
+      }
+    }
+  }
+
+  private async resolve(name: string): Promise<string[]> {
+    if (this.options.lookup) return this.options.lookup(name);
+    return (await lookup(name, { all: true })).map(({ address }) => address);
+  }
+
+  /** Closes a computation on a node (best effort: a node that does not answer is gone anyway); a node left with none is hung up on. */
+  private async release(link: NodeLink, computeId: string, terminatePending: boolean, why: string): Promise<void> {
+    // Idle connections are unref'd; keep this one alive until the node has answered.
+    link.connection.setActive(true);
+    await link.connection.closeComputation(computeId, terminatePending).catch((error: Error) => this.options.logger.debug(error.message));
+    link.computeIds.delete(computeId);
+    this.computations.get(computeId)?.events.nodeDown(link.info, [], why);
+    if (link.computeIds.size === 0) {
+      this.pool.hangUp(link);
+      this.engine.removeNode(link.key);
+      this.idle.check(link.key);
+    }
   }
 
   private async onDiscovered(reply: dispy.DiscoveryReply, address: string): Promise<void> {
     if (this.closed) return;
     const key = `${reply.tcpHost}:${reply.tcpPort}`;
-    const existing = this.links.get(key);
+    const existing = this.pool.get(key);
     if (!existing && (reply.busy || reply.cpus === 0)) {
       this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
       return;
     }
-    const wanted: Array<[ComputationSpec, number, NodeAllocator]> = [];
+    const wanted = [];
     for (const spec of this.computations.values()) {
       if (existing?.computeIds.has(spec.computeId) || spec.excluded?.has(key)) continue;
-      const [cpus, allocator] = this.cpusWanted(spec, reply);
-      if (cpus > 0) wanted.push([spec, cpus, allocator!]);
+      const allocation = this.setups.allocate(spec, reply);
+      if (allocation) wanted.push({ spec, allocation });
     }
     if (wanted.length === 0) return;
-    const link = existing ?? (await this.connect(reply, key));
+    const link = existing ?? (await this.pool.connect(reply, this.jobs.size > 0));
     if (!link) return;
     this.finder.found(address, true, reply.tcpPort);
-    for (const [spec, cpus, allocator] of wanted) await this.setUp(link, spec, cpus, allocator);
-  }
-
-  private connect(reply: dispy.DiscoveryReply, key: string): Promise<NodeLink | undefined> {
-    let pending = this.connecting.get(key);
-    if (pending) return pending;
-    const link = new NodeLink({
-      host: reply.tcpHost,
-      port: reply.tcpPort,
-      name: reply.name,
-      totalCpus: reply.totalCpus || reply.cpus,
-      platform: reply.platform,
-      localAddress: this.options.ipAddr,
-      secret: this.options.secret,
-      clientName: this.options.clientName,
-      onFrame: (from, frame, attachment) => this.onFrame(from, frame, attachment),
-      onClose: (from, error) => this.onNodeClosed(from, error),
-    });
-    link.info.availInfo = toAvailInfo(reply.availInfo);
-    pending = link.connection
-      .open()
-      .then(() => {
-        if (this.closed) {
-          link.connection.destroy();
-          return undefined;
-        }
-        this.links.set(key, link);
-        link.connection.setActive(this.jobs.size > 0);
-        return link;
-      })
-      .catch((error: Error) => {
-        const level = DispyError.isInstance(error) ? 'error' : 'warn';
-        this.options.logger[level](`node ${reply.name} (${key}): ${error.message}`);
-        link.connection.destroy();
-        return undefined;
-      })
-      .finally(() => this.connecting.delete(key));
-    this.connecting.set(key, pending);
-    return pending;
-  }
-
-  private async setUp(link: NodeLink, spec: ComputationSpec, cpus: number, allocator: NodeAllocator): Promise<void> {
-    if (this.settingUp.has(`${link.key}/${spec.computeId}`)) return;
-    this.settingUp.add(`${link.key}/${spec.computeId}`);
-    try {
-      const extras = (await spec.nodeExtras?.(allocator)) ?? { files: [] };
-      const files = [...spec.files, ...extras.files];
-      const answer = await link.connection.setup(
-        {
-          computeId: spec.computeId,
-          name: spec.name,
-          kind: spec.kind,
-          source: spec.source,
-          cpus,
-          destPath: spec.destPath,
-          cleanup: spec.cleanup,
-          pulseInterval: spec.pulseInterval,
-          definitions: spec.definitions,
-          values: spec.values,
-          files: files.map(({ name, size, sha256, mode }) => ({ name, size, sha256, mode })),
-          setup: spec.setup,
-          setupArgs: extras.setupArgs,
-          cleanupFunction: spec.cleanupFunction,
-        },
-        (want) => link.sendWanted(spec.computeId, files, want),
-      );
-      if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
-      if (!this.computations.has(spec.computeId) || this.closed) return;
-      link.computeIds.add(spec.computeId);
-      link.info.cpus = answer.cpus;
-      link.startHeartbeat(answer.heartbeatInterval);
-      if (spec.pulseInterval > 0) this.watchPulses(link, spec.pulseInterval);
-      this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
-      spec.events.nodeUp(link.info);
-      this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
-    } catch (error) {
-      // Whatever failed (its files, its setup there), the cluster hears of it and goes on without
-      // the node, which is not asked again (it would fail the same way).
-      spec.events.nodeFailed(link.info, (error as Error).message);
-      (spec.excluded ??= new Set()).add(link.key);
-      if (link.computeIds.size === 0) {
-        this.links.delete(link.key);
-        link.connection.destroy();
-      }
-    } finally {
-      this.settingUp.delete(`${link.key}/${spec.computeId}`);
+    for (const { spec, allocation } of wanted) {
+      const answer = await this.setups.setUp(link, spec, allocation);
+      if (answer) this.serve(link, spec, answer);
     }
   }
 
-  /** Copies a file to a node, into the computation's directory (cluster.sendFile). */
-  async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
-    const link = this.links.get(nodeKey);
-    if (!link || !link.computeIds.has(computeId)) return false;
-    await link.sendFiles(computeId, [file]);
-    return true;
+  /** A computation is set up on a node: the node takes its jobs from now on. */
+  private serve(link: NodeLink, spec: ComputationSpec<Ref, Owner, Alloc>, answer: dispy.SetupReply): void {
+    if (!this.computations.has(spec.computeId) || this.closed || this.pool.get(link.key) !== link) return;
+    link.computeIds.add(spec.computeId);
+    link.info.cpus = answer.cpus;
+    link.startHeartbeat(answer.heartbeatInterval);
+    if (spec.pulseInterval > 0) this.pool.watchPulses(link, spec.pulseInterval);
+    this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
+    spec.events.nodeUp(link.info);
+    this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
   }
 
-  /** Presumes a node dead when it has been silent for five pulse intervals. */
-  private watchPulses(link: NodeLink, seconds: number): void {
-    const timer = setInterval(() => {
-      if (this.links.get(link.key) !== link) {
-        clearInterval(timer);
-        return;
-      }
-      if (Date.now() - link.info.lastHeard > 5 * seconds * 1000) {
-        clearInterval(timer);
-        link.connection.destroy(new Error(`no pulse for ${5 * seconds} s`));
-      }
-    }, seconds * 1000);
-    timer.unref();
-  }
-
-  private cpusWanted(spec: ComputationSpec, reply: dispy.DiscoveryReply): [number, NodeAllocator?] {
-    const availInfo = toAvailInfo(reply.availInfo);
-    for (const allocator of spec.allocators) {
-      if (allocator.port !== undefined && allocator.port !== reply.tcpPort) continue;
-      try {
-        const cpus = allocator.allocate(spec.owner, reply.tcpHost, reply.name, reply.cpus, availInfo, reply.platform);
-        if (cpus > 0) return [Math.min(Math.floor(cpus), reply.cpus), allocator];
-      } catch (error) {
-        this.options.logger.error(`allocate() of nodes "${allocator.host}" threw: ${(error as Error).message}`);
-      }
-    }
-    return [0];
-  }
-
-  private dispatch(key: string, job: SchedulerJob): void {
-    const link = this.links.get(key)!;
-    const spec = this.computations.get(job.computeId);
+  private dispatch(key: string, job: QueuedJob<Ref>): void {
+    const link = this.pool.get(key)!;
     job.nodeKey = key;
-    const frame = {
-      job: {
-        computeId: job.computeId,
-        jobId: job.uid,
-        timeout: job.timeout ?? 0,
-        files: job.files?.map((file) => file.name),
-        definitions: job.definitions,
-      },
-    };
-    if (job.files?.length) {
-      // Per-job files go first, on the same connection; the node runs the job once they are in.
-      link.sendFiles(job.computeId, job.files, job.uid).catch((error: Error) =>
-        this.options.logger.warn(`per-job files of job ${job.uid} to ${link.key}: ${error.message}`),
-      );
-    }
-    // The arguments follow the frame as they are: they were encoded at submit, and are kept
-    // (unchanged) until the job's final reply.
-    link.connection.send(frame, job.args ?? EMPTY_ARGUMENTS);
-    spec?.events.jobStarted(job, link.info);
+    job.attempt++;
+    this.eventsOf(job)?.jobStarted(job, link.info);
+    sendJob(link, job, {
+      logger: this.options.logger,
+      stillSent: (sent, to, attempt) => sent.attempt === attempt && sent.nodeKey === to.key && this.jobs.get(sent.uid) === sent,
+      failed: (failed, at, status, why) => this.end(failed, status, why, at),
+    });
   }
 
-  private onFrame(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
-    if (frame.kind === 'jobReply') {
-      const reply = frame.jobReply as dispy.JobReply;
-      const uid = Number(reply.jobId);
-      link.connection.ack(uid);
-      const job = this.jobs.get(uid);
-      if (!job || job.nodeKey !== link.key) return;
-      if (reply.status === dispy.JobStatus.PROVISIONAL) {
-        this.computations.get(job.computeId)?.events.jobProvisional(job, reply, link.info);
-        return;
-      }
-      this.jobs.delete(uid);
-      // Arguments are kept while the job is out, to resend it if its node stops or dies.
-      job.args = undefined;
-      this.engine.jobDone(link.key, uid, reply.endTime - reply.startTime);
-      this.computations.get(job.computeId)?.events.jobReply(job, reply, link.info);
-    } else if (frame.kind === 'error') {
-      const { jobId, code } = frame.error!;
-      const message = frame.error!.message ?? '';
-      const job = jobId ? this.jobs.get(Number(jobId)) : undefined;
-      if (!job || job.nodeKey !== link.key) {
-        this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
-        return;
-      }
-      this.engine.jobDone(link.key, job.uid);
-      if (code === 'DISPY_ERR_NODE_STOPPED') {
-        // The node stopped taking jobs after this one was sent: it runs elsewhere (or later).
-        this.options.logger.debug(`node ${link.key} takes no new jobs; job ${job.uid} goes back to the queue`);
-        job.nodeKey = undefined;
-        this.engine.submit(job);
-        this.computations.get(job.computeId)?.events.jobRequeued(job);
-        return;
-      }
-      this.options.logger.warn(`node ${link.info.name} (${link.key}): ${message}`);
-      this.jobs.delete(job.uid);
-      this.computations.get(job.computeId)?.events.jobRefused(job, link.info, message);
-    } else if (frame.kind === 'fileChunk') {
-      link.files(this.options.fileDir).receive(frame.fileChunk as dispy.FileChunk, attachment);
-    } else if (frame.kind === 'pulse') {
-      const pulse = frame.pulse as dispy.Pulse;
-      link.info.availInfo = toAvailInfo(pulse.availInfo);
-      for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
-    } else if (frame.kind === 'nodeCpus') {
-      link.nodeCpus = frame.nodeCpus!.cpus ?? 0;
-      this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
-      this.options.logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
-    }
+  private replied(job: QueuedJob<Ref>, link: NodeLink, outcome: JobOutcome): void {
+    this.forget(job);
+    this.engine.jobDone(link.key, job.uid, outcome.endTime - outcome.startTime);
+    this.eventsOf(job)?.jobDone(job, outcome, link.info);
+    this.idle.check(link.key);
   }
 
-  private onNodeClosed(link: NodeLink, error?: Error): void {
-    link.stopHeartbeat();
-    if (this.links.get(link.key) !== link) return;
-    this.links.delete(link.key);
+  /** A job handed to `link` ends without its reply. */
+  private end(job: QueuedJob<Ref>, status: Exclude<JobEndStatus, 'finished'>, why: string, link: NodeLink): void {
+    this.forget(job);
+    this.engine.jobDone(link.key, job.uid);
+    this.eventsOf(job)?.jobFailed(job, status, why, link.info);
+    this.idle.check(link.key);
+  }
+
+  private requeue(job: QueuedJob<Ref>, from: NodeInfo): void {
+    job.nodeKey = undefined;
+    job.cancelled = undefined;
+    this.engine.submit(job);
+    this.eventsOf(job)?.jobRequeued(job, from);
+  }
+
+  /** The job has ended: the scheduler lets go of it and of its arguments. */
+  private forget(job: QueuedJob<Ref>): void {
+    this.jobs.delete(job.uid);
+    job.args = undefined;
+  }
+
+  private eventsOf(job: QueuedJob<Ref>) {
+    return this.computations.get(job.computeId)?.events;
+  }
+
+  private nodeGone(link: NodeLink, error?: Error): void {
     const why = `node ${link.info.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;
     if (!this.closed) this.options.logger.warn(why);
-    const lostBy = new Map<string, SchedulerJob[]>();
+    const lostBy = new Map<string, QueuedJob<Ref>[]>();
     for (const job of this.engine.removeNode(link.key)) {
       const spec = this.computations.get(job.computeId);
-      job.nodeKey = undefined;
       if (spec?.reentrant && job.pinnedHost === undefined) {
-        this.engine.submit(job);
-        spec.events.jobRequeued(job);
+        this.requeue(job, link.info);
       } else {
-        this.jobs.delete(job.uid);
+        job.nodeKey = undefined;
+        this.forget(job);
         lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);
       }
     }
     for (const computeId of link.computeIds) {
       this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
     }
+    this.idle.check(link.key);
     if (!this.closed) {
       this.finder.found(link.info.host, false, link.info.port);
       this.finder.pingNow();
     }
   }
-}
-
-function toAvailInfo(info: dispy.IAvailInfo | null | undefined): AvailInfo | undefined {
-  if (!info) return undefined;
-  return { cpu: info.cpu ?? 0, memory: info.memory ?? 0, disk: info.disk ?? 0, swap: info.swap ?? 0 };
 }

@@ -1,4 +1,5 @@
-import { FileReceiver, fileSha256, sendFileChunks, type Frame, type dispy } from '@dispy/protocol';
+import type net from 'node:net';
+import { FileReceiver, fileSha256, sendFileChunks, type Frame, type FrameSink, type dispy } from '@dispy/protocol';
 import { NodeConnection } from '../session/node-connection.js';
 import type { LocalFile, NodeInfo } from './types.js';
 
@@ -22,6 +23,8 @@ export class NodeLink {
     clientName: string;
     onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
     onClose: (link: NodeLink, error?: Error) => void;
+    /** @internal Makes the socket (tests); default `net.connect`. */
+    connect?: () => net.Socket;
   }) {
     this.info = {
       key: `${options.host}:${options.port}`,
@@ -46,6 +49,7 @@ export class NodeLink {
         options.onFrame(this, frame, attachment);
       },
       onClose: (error) => options.onClose(this, error),
+      connect: options.connect,
     });
   }
 
@@ -55,7 +59,6 @@ export class NodeLink {
 
   private heartbeat?: NodeJS.Timeout;
   private receiver?: FileReceiver;
-  private nextTransfer = 1;
 
   /**
    * Answers a FileWant: sends the files the node lacks, and of those it has, sends the ones that
@@ -75,14 +78,38 @@ export class NodeLink {
 
   /** Streams files to the node and waits until each is in place there. */
   async sendFiles(computeId: string, files: LocalFile[], jobId = 0): Promise<void> {
-    for (const file of files) {
-      const transferId = this.nextTransfer++;
-      const arrived = this.connection.fileDone(transferId);
-      // If sending fails (the node went away), the wait for its answer fails too: not unhandled.
-      arrived.catch(() => undefined);
-      await sendFileChunks(this.connection, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256 });
-      await arrived;
+    for (const file of files) await (await this.streamFile(computeId, file, jobId)).arrived;
+  }
+
+  /**
+   * Streams one file to the node; resolves, once its last chunk is queued, with `arrived`, which
+   * settles when the node has the file in place (FileDone). When reading
+   * it fails midway, the node is told (a last chunk it cannot accept ends the transfer and removes
+   * its partial file), and this rejects.
+   */
+  async streamFile(computeId: string, file: LocalFile, jobId = 0): Promise<{ arrived: Promise<void> }> {
+    const { transferId, done, abandon } = this.connection.transfer(file.name);
+    let started = false;
+    const connection = this.connection;
+    const sink: FrameSink = {
+      send: (frame, attachment) => {
+        started = true;
+        return this.connection.send(frame, attachment);
+      },
+      drain: () => this.connection.drain(),
+      get bufferedBytes() {
+        return connection.bufferedBytes;
+      },
+    };
+    try {
+      await sendFileChunks(sink, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256 });
+    } catch (error) {
+      // An offset past anything sent makes the node fail the transfer and remove its partial file.
+      if (started) this.connection.send({ fileChunk: { transferId, path: file.name, offset: Number.MAX_SAFE_INTEGER, last: true, computeId, jobId } });
+      abandon(error as Error);
+      throw error;
     }
+    return { arrived: done };
   }
 
   /**

@@ -106,4 +106,26 @@ describe('SchedulingEngine', () => {
     // The running average is now far above 500 ms: one job per CPU.
     expect(engine.runningOn('a:1')).toHaveLength(1);
   });
+
+  it('holds a job (pending, never dispatched) until it is released, with the pin it has then', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 1, 'c');
+    engine.addNode('b:1', 'b', 1, 'c');
+    const held: TestJob = job(1);
+    engine.hold(held);
+    engine.hold(job(2));
+    await settle();
+    expect(sent).toEqual([]);
+    expect(engine.pendingCount).toBe(2);
+    expect(engine.isHeld(1)).toBe(true);
+    (held as { pinnedHost?: string }).pinnedHost = 'b';
+    expect(engine.release(1)).toBe(true);
+    expect(engine.release(1)).toBe(false);
+    await settle();
+    expect(sent).toEqual([['b:1', 1]]);
+    // A held job that is dequeued is forgotten: releasing it later does nothing.
+    expect(engine.dequeue(2)).toBe(true);
+    expect(engine.release(2)).toBe(false);
+    expect(engine.pendingCount).toBe(0);
+  });
 });

@@ -61,6 +61,8 @@ export class SchedulingEngine<J extends EngineJob> {
   private readonly pinned = new Map<string, JobQueue<J>>();
   /** uid -> where a waiting job is queued. */
   private readonly waiting = new Map<number, JobQueue<J>>();
+  /** Jobs waiting on something before they may be queued (a host name to resolve, files to hash). */
+  private readonly held = new Map<number, J>();
   private passScheduled = false;
 
   private readonly fixedDepth?: number;
@@ -72,9 +74,9 @@ export class SchedulingEngine<J extends EngineJob> {
     if (options.jobsPerCpu !== undefined) this.fixedDepth = Math.max(1, Math.floor(options.jobsPerCpu));
   }
 
-  /** Jobs waiting for a CPU. */
+  /** Jobs not dispatched yet: queued for a CPU, or held. */
   get pendingCount(): number {
-    return this.waiting.size;
+    return this.waiting.size + this.held.size;
   }
 
   /** Adds a node, or updates its CPUs and computations; triggers a dispatch pass. */
@@ -110,8 +112,30 @@ export class SchedulingEngine<J extends EngineJob> {
     return [...node.running.values()];
   }
 
-  node(key: string): Readonly<EngineNodeState<J>> | undefined {
-    return this.nodes.get(key);
+  /**
+   * Holds a job: it is pending, but no node may take it until `release`. For a job that waits on
+   * something before it may run (its pinned host name to resolve, its files to hash); `dequeue`
+   * forgets it as it does a queued job.
+   */
+  hold(job: J): void {
+    this.held.set(job.uid, job);
+  }
+
+  /**
+   * Queues a held job (with its `pinnedHost` as it is now); false when it is not held (it was
+   * dequeued meanwhile).
+   */
+  release(uid: number): boolean {
+    const job = this.held.get(uid);
+    if (!job) return false;
+    this.held.delete(uid);
+    this.submit(job);
+    return true;
+  }
+
+  /** Whether a job is held (see `hold`). */
+  isHeld(uid: number): boolean {
+    return this.held.has(uid);
   }
 
   /** Queues a job; it is dispatched in the next pass. */
@@ -124,8 +148,9 @@ export class SchedulingEngine<J extends EngineJob> {
     this.schedulePass();
   }
 
-  /** Takes a waiting job out of its queue; false when it is not waiting (running or done). */
+  /** Takes a waiting (queued or held) job out; false when it is not waiting (running or done). */
   dequeue(uid: number): boolean {
+    if (this.held.delete(uid)) return true;
     const queue = this.waiting.get(uid);
     if (!queue) return false;
     queue.remove(uid);

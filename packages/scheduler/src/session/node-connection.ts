@@ -1,6 +1,8 @@
 import net from 'node:net';
 import {
   AuthError,
+  DispyError,
+  ErrorCode,
   FramedSocket,
   PROTOCOL_VERSION,
   clientProof,
@@ -12,6 +14,7 @@ import {
   type FrameInit,
   type dispy,
 } from '@dispy/protocol';
+import { PendingRequests } from './pending-requests.js';
 
 export interface NodeConnectionOptions {
   host: string;
@@ -19,29 +22,40 @@ export interface NodeConnectionOptions {
   localAddress?: string;
   secret: string;
   clientName: string;
-  /** Every frame after authentication that is not an answer to a pending request. */
+  /** Every frame after authentication that answers no request of this connection. */
   onFrame: (frame: Frame, attachment?: Buffer[]) => void;
   /** The connection is gone (after open() succeeded). */
   onClose: (error?: Error) => void;
+  /** @internal Makes the socket (tests pass one end of an in-memory pair); default `net.connect`. */
+  connect?: () => net.Socket;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
-const REPLY_TIMEOUT_MS = 60_000;
-/** Setup may load data and receive large files first. */
-const SETUP_TIMEOUT_MS = 10 * 60_000;
+/** How long a node has to answer setCpus and close. */
+export const REPLY_TIMEOUT_MS = 60_000;
+/** Setup may load data and receive large files first; so may a file's FileDone. */
+export const SETUP_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * The client's persistent connection to one node: mutual authentication, then setup, jobs and
- * replies multiplexed as frames. Acknowledgements of replies are batched per tick.
+ * replies multiplexed as frames. Each request (Setup, SetCpus, Close) carries a request id fresh
+ * for this connection, and the node's answers name it (`Frame.request_id`), so concurrent
+ * requests of one kind never take each other's answers. A request ends with its answer, or with a
+ * DispyError: the node's Error frame refusing it, or `ErrorCode.NO_ANSWER` when no answer comes
+ * in time or the connection goes. File transfers are matched by their transfer id the same way.
+ * Acknowledgements of replies are batched per tick.
  */
 export class NodeConnection {
   private channel?: FramedSocket;
   private opened = false;
-  private readonly waiters = new Map<string, (frame: Frame) => void>();
+  private readonly requests: PendingRequests;
+  private readonly transfers: PendingRequests;
   private pendingAcks: number[] = [];
-  private closedError?: Error;
 
-  constructor(private readonly options: NodeConnectionOptions) {}
+  constructor(private readonly options: NodeConnectionOptions) {
+    this.requests = new PendingRequests(`node ${options.host}:${options.port}`);
+    this.transfers = new PendingRequests(`node ${options.host}:${options.port}`);
+  }
 
   get socket(): net.Socket | undefined {
     return this.channel?.socket;
@@ -49,86 +63,92 @@ export class NodeConnection {
 
   /** Connects and authenticates; rejects with AuthError when the node's secret differs. */
   async open(): Promise<void> {
-    const { host, port, localAddress } = this.options;
-    const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error(`node ${host}:${port} did not answer in time`)));
-    const handshake = new Promise<void>((resolve, reject) => {
+    const { host, port, localAddress, secret, clientName } = this.options;
+    const socket = this.options.connect?.() ?? net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)));
+    await new Promise<void>((resolve, reject) => {
+      let helloNonce: Uint8Array | undefined;
       let nonce: Buffer | undefined;
+      const refuse = (error: AuthError): void => {
+        reject(error);
+        this.channel!.destroy();
+      };
       this.channel = new FramedSocket(socket, {
         onFrame: (frame, attachment) => {
           if (this.opened) {
-            this.dispatch(frame, attachment);
-            return;
-          }
-          if (frame.kind === 'hello') {
+            this.route(frame, attachment);
+          } else if (frame.kind === 'hello') {
             const hello = frame.hello as dispy.Hello;
             if (hello.version !== PROTOCOL_VERSION) {
-              reject(new AuthError(`node ${host}:${port} speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}`));
-              this.channel!.destroy();
+              refuse(new AuthError(`node ${host}:${port} speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}`));
               return;
             }
+            helloNonce = hello.nonce;
             nonce = newNonce();
-            this.channel!.send({
-              auth: { version: PROTOCOL_VERSION, nonce, mac: clientProof(this.options.secret, hello.nonce, nonce), clientName: this.options.clientName },
-            });
-            this.helloNonce = hello.nonce;
-          } else if (frame.kind === 'authResult' && nonce) {
+            this.channel!.send({ auth: { version: PROTOCOL_VERSION, nonce, mac: clientProof(secret, hello.nonce, nonce), clientName } });
+          } else if (frame.kind === 'authResult' && nonce && helloNonce) {
             const result = frame.authResult as dispy.AuthResult;
             if (!result.ok) {
-              reject(new AuthError(`node ${host}:${port} refused this client: ${result.reason}`));
-              this.channel!.destroy();
-            } else if (!macEquals(nodeProof(this.options.secret, nonce, this.helloNonce!), result.mac)) {
-              reject(new AuthError(`node ${host}:${port} could not prove the shared secret; not used`));
-              this.channel!.destroy();
+              refuse(new AuthError(`node ${host}:${port} refused this client: ${result.reason}`));
+            } else if (!macEquals(nodeProof(secret, nonce, helloNonce), result.mac)) {
+              refuse(new AuthError(`node ${host}:${port} could not prove the shared secret; not used`));
             } else {
               this.opened = true;
               socket.setTimeout(0);
               resolve();
             }
           } else if (frame.kind === 'error') {
-            reject(new AuthError(`node ${host}:${port}: ${frame.error!.message}`));
+            refuse(new AuthError(`node ${host}:${port}: ${frame.error!.message}`));
           } else {
-            reject(new AuthError(`node ${host}:${port} sent ${frame.kind} before authenticating`));
-            this.channel!.destroy();
+            refuse(new AuthError(`node ${host}:${port} sent ${frame.kind} before authenticating`));
           }
         },
         onClose: (error) => {
-          this.closedError = error ?? new Error(`connection to node ${host}:${port} closed`);
-          for (const waiter of this.waiters.values()) waiter({ error: { message: this.closedError.message } } as Frame);
-          this.waiters.clear();
+          this.requests.close(error);
+          this.transfers.close(error);
           if (this.opened) this.options.onClose(error);
-          else reject(this.closedError);
+          else reject(error ?? new DispyError(ErrorCode.NO_ANSWER, `connection to node ${host}:${port} closed`));
         },
       });
     });
-    await handshake;
   }
-
-  private helloNonce?: Uint8Array;
 
   /**
-   * Sends a setup request and resolves with the node's answer. When the node asks for files
-   * first (FileWant), `sendFiles` streams them, and the answer follows.
+   * Sends a setup request and resolves with the node's answer (which says whether setup
+   * succeeded). When the node asks for files first (FileWant), `sendFiles` streams them and the
+   * answer follows; if sending fails, the setup rejects with that error.
+   * @throws DispyError (`NO_ANSWER`) when the node does not answer in 10 minutes or goes away.
    */
   async setup(setup: dispy.ISetup, sendFiles: (want: dispy.FileWant) => Promise<void> = async () => {}): Promise<dispy.SetupReply> {
-    const key = `setup:${setup.computeId}`;
-    let frame = await this.request(key, { setup }, SETUP_TIMEOUT_MS);
-    if (frame.kind === 'fileWant') {
-      const want = frame.fileWant as dispy.FileWant;
-      const answer = this.waitFor(key, SETUP_TIMEOUT_MS);
-      await sendFiles(want);
-      frame = await answer;
-    }
-    if (frame.kind !== 'setupReply') throw new Error(frame.error?.message ?? 'setup failed');
-    return frame.setupReply as dispy.SetupReply;
+    let id = 0;
+    const request = this.requests.open(`setup of ${setup.name ?? setup.computeId}`, SETUP_TIMEOUT_MS, (frame) => {
+      if (frame.kind === 'fileWant') {
+        sendFiles(frame.fileWant as dispy.FileWant).catch((error: Error) => this.requests.fail(id, error));
+        return 'more';
+      }
+      if (frame.kind !== 'setupReply') throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setup with ${frame.kind}`);
+      return 'done';
+    });
+    id = request.id;
+    this.send({ setup, requestId: id });
+    return (await request.answer).setupReply as dispy.SetupReply;
   }
 
-  /** Resolves when the node has the file of transfer `transferId` (rejects with its reason). */
-  fileDone(transferId: number): Promise<void> {
-    return this.waitFor(`file:${transferId}`).then((frame) => {
-      const done = frame.fileDone as dispy.FileDone | undefined;
-      if (!done?.ok) throw new Error(done?.error || frame.error?.message || 'the file was refused');
+  /**
+   * Starts a file transfer: its id (for its FileChunk frames), and `done`, which resolves when the
+   * node has the file in place and rejects with its reason (or NO_ANSWER); `abandon` ends the
+   * wait when this side gives the transfer up.
+   */
+  transfer(name: string): { transferId: number; done: Promise<void>; abandon: (error: Error) => void } {
+    const { id, answer } = this.transfers.open(`file ${name}`, SETUP_TIMEOUT_MS, (frame) => {
+      const done = frame.fileDone as dispy.FileDone;
+      if (!done.ok) throw new DispyError(ErrorCode.FILE, `node ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`);
+      return 'done';
     });
+    const done = answer.then(() => undefined);
+    // The transfer's owner awaits it after streaming; until then a failure must not go unhandled.
+    done.catch(() => undefined);
+    return { transferId: id, done, abandon: (error) => this.transfers.fail(id, error) };
   }
 
   /** Resolves when the socket can take more (for streaming files). */
@@ -136,21 +156,35 @@ export class NodeConnection {
     return this.channel?.drain() ?? Promise.resolve();
   }
 
-  /** Asks the node to use `cpus` CPUs for a computation; resolves with its answer. */
-  setCpus(computeId: string, cpus: number): Promise<dispy.SetCpusReply> {
-    return this.request(`cpus:${computeId}`, { setCpus: { computeId, cpus } }).then((frame) => {
-      if (frame.kind !== 'setCpusReply') throw new Error(frame.error?.message ?? 'setting CPUs failed');
-      return frame.setCpusReply as dispy.SetCpusReply;
+  /** Bytes queued on the socket and not yet handed to the kernel. */
+  get bufferedBytes(): number {
+    return this.channel?.bufferedBytes ?? 0;
+  }
+
+  /**
+   * Asks the node to use `cpus` CPUs for a computation; resolves with its answer.
+   * @throws DispyError when the node refuses, does not answer in 60 s, or goes away.
+   */
+  async setCpus(computeId: string, cpus: number): Promise<dispy.SetCpusReply> {
+    const { id, answer } = this.requests.open('setCpus', REPLY_TIMEOUT_MS, (frame) => {
+      if (frame.kind !== 'setCpusReply') throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setCpus with ${frame.kind}`);
+      return 'done';
     });
+    this.send({ setCpus: { computeId, cpus }, requestId: id });
+    return (await answer).setCpusReply as dispy.SetCpusReply;
   }
 
-  /** Asks the node to close a computation; resolves when it has (or the connection is gone). */
+  /**
+   * Asks the node to close a computation; resolves when it has.
+   * @throws DispyError when the node does not answer in 60 s or goes away.
+   */
   async closeComputation(computeId: string, terminatePending: boolean): Promise<void> {
-    if (this.closedError) return;
-    await this.request(`close:${computeId}`, { close: { computeId, terminatePending } }).catch(() => undefined);
+    const { id, answer } = this.requests.open('close', REPLY_TIMEOUT_MS);
+    this.send({ close: { computeId, terminatePending }, requestId: id });
+    await answer;
   }
 
-  /** Queues a frame (and its attachment); false when the socket's buffer is full. */
+  /** Queues a frame (and its attachment); false when the socket's buffer is full or it is closed. */
   send(frame: FrameInit, attachment?: Attachment): boolean {
     return this.channel?.send(frame, attachment) ?? false;
   }
@@ -183,42 +217,10 @@ export class NodeConnection {
     this.channel?.socket.destroy();
   }
 
-  private request(key: string, frame: FrameInit, timeoutMs = REPLY_TIMEOUT_MS): Promise<Frame> {
-    const answer = this.waitFor(key, timeoutMs);
-    this.channel?.send(frame);
-    return answer;
-  }
-
-  /** Resolves with the next frame answering `key`, or rejects if none comes in time. */
-  private waitFor(key: string, timeoutMs = REPLY_TIMEOUT_MS): Promise<Frame> {
-    if (this.closedError) return Promise.reject(this.closedError);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        reject(new Error(`node ${this.options.host}:${this.options.port} did not answer ${key.split(':')[0]} in time`));
-      }, timeoutMs);
-      timer.unref();
-      this.waiters.set(key, (answer) => {
-        clearTimeout(timer);
-        resolve(answer);
-      });
-    });
-  }
-
-  private dispatch(frame: Frame, attachment?: Buffer[]): void {
-    const key =
-      frame.kind === 'setupReply' ? `setup:${frame.setupReply!.computeId}`
-      : frame.kind === 'closeReply' ? `close:${frame.closeReply!.computeId}`
-      : frame.kind === 'setCpusReply' ? `cpus:${frame.setCpusReply!.computeId}`
-      : frame.kind === 'fileWant' ? `setup:${frame.fileWant!.computeId}`
-      : frame.kind === 'fileDone' ? `file:${frame.fileDone!.transferId}`
-      : undefined;
-    const waiter = key ? this.waiters.get(key) : undefined;
-    if (waiter && key) {
-      this.waiters.delete(key);
-      waiter(frame);
-      return;
-    }
+  /** Answers go to their request (by request id) or transfer (by transfer id); the rest to onFrame. */
+  private route(frame: Frame, attachment?: Buffer[]): void {
+    if (frame.requestId !== 0 && this.requests.answer(frame)) return;
+    if (frame.kind === 'fileDone' && this.transfers.answerTo(Number(frame.fileDone!.transferId), frame)) return;
     this.options.onFrame(frame, attachment);
   }
 }

@@ -1,0 +1,277 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createLogger, dispy, type Frame } from '@dispy/protocol';
+import { FakeNode } from '../session/fake-node.test-helper.js';
+import { JobScheduler } from './job-scheduler.js';
+import type { Discovery } from './job-scheduler-options.js';
+import type { ComputationEvents, ComputationSpec, JobOutcome, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+});
+
+afterEach(() => {
+  expect(vi.getTimerCount()).toBe(0);
+  vi.useRealTimers();
+});
+
+type Event = [string, ...unknown[]];
+
+/** A JobScheduler whose discovery the test drives and whose nodes are FakeNodes. */
+function harness() {
+  const nodes = new Map<string, FakeNode>();
+  let announce!: (reply: dispy.DiscoveryReply, address: string) => void;
+  const discovery: Discovery = {
+    start: async () => undefined,
+    addHost: () => undefined,
+    enableBroadcast: () => undefined,
+    found: () => undefined,
+    pingNow: () => undefined,
+    setActive: () => undefined,
+    close: () => undefined,
+  };
+  const scheduler = new JobScheduler<string, 'owner', NodeAllocator<'owner'>>({
+    secret: 'sesame',
+    port: 0,
+    portIsDefault: true,
+    nodePort: 51348,
+    clientName: 'test',
+    logger: createLogger('test', (process.env.TEST_LOG as 'debug') ?? 'silent'),
+    fileDir: os.tmpdir(),
+    discovery: (onReply) => {
+      announce = onReply;
+      return discovery;
+    },
+    connect: (host, port) => {
+      const node = new FakeNode();
+      nodes.set(`${host}:${port}`, node);
+      return node.clientEnd.asSocket();
+    },
+    lookup: async (name) => {
+      if (name === 'far.example') return ['127.0.0.9'];
+      throw new Error(`getaddrinfo ENOTFOUND ${name}`);
+    },
+  });
+  const events: Event[] = [];
+  const record = new Proxy({} as ComputationEvents<string>, {
+    get: (_target, name: string) => (...args: unknown[]) => events.push([name, ...args]),
+  });
+  const allocator: NodeAllocator<'owner'> = { host: '*', isWildcard: true, resolved: new Set(), allocate: (_owner, _ip, _name, cpus) => cpus };
+  const spec: ComputationSpec<string, 'owner'> = {
+    computeId: 'c1',
+    name: 'comp',
+    kind: dispy.ComputationKind.FUNCTION,
+    source: 'x => x',
+    definitions: [],
+    files: [],
+    destPath: '',
+    cleanup: true,
+    allocators: [allocator],
+    reentrant: false,
+    pulseInterval: 0,
+    owner: 'owner',
+    events: record,
+  };
+  /** A node at `host` answers discovery; resolves with it once the scheduler has connected. */
+  async function discover(host: string, cpus = 1): Promise<FakeNode> {
+    announce(
+      dispy.DiscoveryReply.create({ tcpHost: host, tcpPort: 51348, name: `node-${host}`, cpus, totalCpus: cpus, platform: 'test' }),
+      host,
+    );
+    await vi.waitFor(() => expect(nodes.get(`${host}:51348`)).toBeDefined());
+    return nodes.get(`${host}:51348`)!;
+  }
+  /** A node at `host` answers discovery; resolves with it once the computation is set up there. */
+  async function nodeUp(host: string, cpus = 1): Promise<FakeNode> {
+    const node = await discover(host, cpus);
+    const setup = await node.next('setup');
+    node.send({ setupReply: { computeId: 'c1', ok: true, cpus, heartbeatInterval: 0 }, requestId: setup.requestId });
+    await vi.waitFor(() => expect(events.some(([name, info]) => name === 'nodeUp' && (info as NodeInfo).host === host)).toBe(true));
+    return node;
+  }
+  const reply = (node: FakeNode, job: Frame, status = dispy.JobStatus.FINISHED) =>
+    node.send({ jobReply: { computeId: 'c1', jobId: job.job!.jobId, status, startTime: 1, endTime: 2 } });
+  const submit = (ref: string, extra: Partial<Parameters<typeof scheduler.submit>[0]> = {}): SchedulerJob<string> =>
+    scheduler.submit({ computeId: 'c1', priority: 0, ref, args: new Uint8Array([1]), ...extra });
+  const named = (name: string) => events.filter(([event]) => event === name);
+  return { scheduler, spec, events, named, discover, nodeUp, reply, submit };
+}
+
+describe('JobScheduler', () => {
+  it('sets a computation up on a node, runs a job there and reports its own outcome type', async () => {
+    const { scheduler, spec, named, nodeUp, reply, submit } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    const job = submit('a');
+    const sent = await node.next('job');
+    reply(node, sent);
+    await vi.waitFor(() => expect(named('jobDone')).toHaveLength(1));
+    const [, doneJob, outcome] = named('jobDone')[0]!;
+    expect(doneJob).toBe(job);
+    expect((outcome as JobOutcome).status).toBe('finished');
+    await scheduler.close();
+  });
+
+  it('answers two concurrent setNodeCpus by their request ids, even out of order', async () => {
+    const { scheduler, spec, nodeUp } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2', 4);
+    const one = scheduler.setNodeCpus('c1', '127.0.0.2:51348', 1);
+    const three = scheduler.setNodeCpus('c1', '127.0.0.2:51348', 3);
+    const a = await node.next('setCpus');
+    const b = await node.next('setCpus');
+    node.send({ setCpusReply: { computeId: 'c1', cpus: b.setCpus!.cpus }, requestId: b.requestId });
+    node.send({ setCpusReply: { computeId: 'c1', cpus: a.setCpus!.cpus }, requestId: a.requestId });
+    expect(await Promise.all([one, three])).toEqual([1, 3]);
+    await scheduler.close();
+  });
+
+  it('gives -1 for setNodeCpus when the node vanishes before it answers', async () => {
+    const { scheduler, spec, nodeUp, named } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2', 2);
+    const answer = scheduler.setNodeCpus('c1', '127.0.0.2:51348', 1);
+    await node.next('setCpus');
+    node.vanish();
+    expect(await answer).toBe(-1);
+    await vi.waitFor(() => expect(named('nodeDown')).toHaveLength(1));
+    await scheduler.close();
+  });
+
+  it('reports a node that vanishes while its setup waits for files as failed', async () => {
+    const { scheduler, spec, named, discover } = harness();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-'));
+    writeFileSync(path.join(dir, 'data.txt'), 'data');
+    spec.files = [{ name: 'data.txt', path: path.join(dir, 'data.txt'), size: 4, mode: 0o644 }];
+    await scheduler.addComputation(spec);
+    const node = await discover('127.0.0.2');
+    const setup = await node.next('setup');
+    node.send({ fileWant: { computeId: 'c1', names: ['data.txt'] }, requestId: setup.requestId });
+    await node.next('fileChunk');
+    node.vanish();
+    await vi.waitFor(() => expect(named('nodeFailed')).toHaveLength(1));
+    expect(named('nodeFailed')[0]![2]).toMatch(/node 127\.0\.0\.2:51348 went away before answering/);
+    expect(named('nodeUp')).toHaveLength(0);
+    rmSync(dir, { recursive: true, force: true });
+    await scheduler.close();
+  });
+
+  it('holds a job pinned to a host name until the name resolves, then runs it on that host', async () => {
+    const { scheduler, spec, nodeUp, submit, named } = harness();
+    await scheduler.addComputation(spec);
+    const job = submit('pinned', { pin: { host: 'far.example' } });
+    const other = await nodeUp('127.0.0.2');
+    submit('free');
+    await other.next('job');
+    const far = await nodeUp('127.0.0.9');
+    const sent = await far.next('job');
+    expect(Number(sent.job!.jobId)).toBe(job.uid);
+    expect(named('jobStarted').map(([, started]) => (started as SchedulerJob<string>).ref)).toEqual(['free', 'pinned']);
+    await scheduler.close();
+  });
+
+  it('ends a job pinned to a name that does not resolve, cancelled, naming it', async () => {
+    const { scheduler, spec, submit, named } = harness();
+    await scheduler.addComputation(spec);
+    submit('lost', { pin: { host: 'nowhere.example' } });
+    await vi.waitFor(() => expect(named('jobFailed')).toHaveLength(1));
+    expect(named('jobFailed')[0]!.slice(2)).toEqual(['cancelled', expect.stringMatching(/node nowhere\.example could not be resolved/)]);
+    await scheduler.close();
+  });
+
+  it('ends a job whose depends file is deleted before it is sent: terminated, naming the file, and the node never hears of it', async () => {
+    const { scheduler, spec, nodeUp, submit, named, reply } = harness();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-'));
+    const file = path.join(dir, 'input.txt');
+    writeFileSync(file, 'input');
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    const blocker = submit('blocker');
+    const blockerFrame = await node.next('job');
+    const withFile = submit('with-file', { files: [file] });
+    // The job is held while its file is described, then queued behind the blocker (1 CPU).
+    await vi.waitFor(() => expect(scheduler['engine'].isHeld(withFile.uid)).toBe(false));
+    rmSync(dir, { recursive: true, force: true });
+    reply(node, blockerFrame);
+    await vi.waitFor(() => expect(named('jobFailed')).toHaveLength(1));
+    const [, failed, status, why, at] = named('jobFailed')[0]!;
+    expect(failed).toBe(withFile);
+    expect(status).toBe('terminated');
+    expect(why).toMatch(/input\.txt/);
+    expect((at as NodeInfo).key).toBe('127.0.0.2:51348');
+    // Its CPU is free again: the next job goes out, and no chunk or job frame of the failed one did.
+    submit('next');
+    const next = await node.next('job');
+    expect(Number(next.job!.jobId)).not.toBe(withFile.uid);
+    expect(node.frames.filter((frame) => frame.kind === 'fileChunk')).toHaveLength(0);
+    expect(blocker.uid).toBeLessThan(withFile.uid);
+    await scheduler.close();
+  });
+
+  it('sends a job\'s files before the job, and the job after them', async () => {
+    const { scheduler, spec, nodeUp, submit } = harness();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-'));
+    const file = path.join(dir, 'input.txt');
+    writeFileSync(file, 'input');
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    const job = submit('with-file', { files: [file] });
+    const sent = await node.next('job');
+    expect(Number(sent.job!.jobId)).toBe(job.uid);
+    expect(sent.job!.files).toEqual(['input.txt']);
+    const chunk = await node.next('fileChunk');
+    expect(chunk.fileChunk!).toMatchObject({ path: 'input.txt', last: true });
+    node.send({ fileDone: { transferId: chunk.fileChunk!.transferId, ok: true } });
+    rmSync(dir, { recursive: true, force: true });
+    await scheduler.close();
+  });
+
+  it('resolves closeNode when the last running job of the computation there finishes', async () => {
+    const { scheduler, spec, nodeUp, submit, reply, named } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    submit('running');
+    const sent = await node.next('job');
+    let closed = false;
+    const closing = scheduler.closeNode('c1', '127.0.0.2:51348', false).then((result) => {
+      closed = result;
+    });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(closed).toBe(false);
+    reply(node, sent);
+    await closing;
+    expect((await node.next('close')).close).toMatchObject({ computeId: 'c1', terminatePending: false });
+    expect(closed).toBe(true);
+    expect(named('nodeDown')).toHaveLength(1);
+    await scheduler.close();
+  });
+
+  it('resolves closeNode when the node goes away while its jobs run', async () => {
+    const { scheduler, spec, nodeUp, submit, named } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    submit('running');
+    await node.next('job');
+    const closing = scheduler.closeNode('c1', '127.0.0.2:51348', false);
+    node.vanish();
+    expect(await closing).toBe(true);
+    expect(named('nodeDown')[0]![2]).toHaveLength(1);
+    await scheduler.close();
+  });
+
+  it('requeues a job the node refuses because it stopped, saying which node it left', async () => {
+    const { scheduler, spec, nodeUp, submit, named } = harness();
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    submit('bounced');
+    const sent = await node.next('job');
+    node.send({ error: { code: 'DISPY_ERR_NODE_STOPPED', message: 'stopped', jobId: sent.job!.jobId } });
+    await vi.waitFor(() => expect(named('jobRequeued')).toHaveLength(1));
+    expect((named('jobRequeued')[0]![2] as NodeInfo).key).toBe('127.0.0.2:51348');
+    // It goes out again (to the same node, the only one).
+    await node.next('job');
+    await scheduler.close();
+  });
+});

@@ -1,0 +1,126 @@
+import { ErrorCode, dispy, type Frame, type Logger } from '@dispy/protocol';
+import { toAvailInfo } from './avail-info.js';
+import type { NodeLink } from './node-link.js';
+import type { JobEndStatus, JobOutcome, QueuedJob } from './types.js';
+
+/** The kinds of frame a node may send. */
+export type FrameKind = NonNullable<Frame['kind']>;
+
+type Handler = (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
+
+/**
+ * What to do with each kind of frame from a node that answers no request (answers are matched to
+ * their requests by NodeConnection first): a handler, `'late'` for an answer whose request has
+ * already ended (it timed out, or its node was given up), or `'unexpected'` for a frame a node
+ * never sends a client. The compiler checks that every kind is listed.
+ */
+export type FrameHandlers = { readonly [K in FrameKind]: Handler | 'late' | 'unexpected' };
+
+/** What the router needs of the scheduler: its jobs, and how a job ends or goes back to the queue. */
+export interface RouterContext<Ref> {
+  readonly logger: Logger;
+  /** Where files sent by jobs (dispySendFile) are saved. */
+  readonly fileDir: string;
+  job(uid: number): QueuedJob<Ref> | undefined;
+  /** A job's final reply arrived. */
+  replied(job: QueuedJob<Ref>, link: NodeLink, outcome: JobOutcome): void;
+  /** A running job sent an intermediate result. */
+  provisional(job: QueuedJob<Ref>, link: NodeLink, result: Uint8Array): void;
+  /** The node refused a job. */
+  refused(job: QueuedJob<Ref>, link: NodeLink, why: string): void;
+  /** The node takes no new jobs: the job goes back to the queue. */
+  requeue(job: QueuedJob<Ref>, link: NodeLink): void;
+  /** A pulse brought the node's availability. */
+  availInfo(link: NodeLink): void;
+  /** The node offers another number of CPUs now. */
+  nodeCpus(link: NodeLink, cpus: number): void;
+}
+
+const STATUS: Record<number, JobEndStatus> = {
+  [dispy.JobStatus.FINISHED]: 'finished',
+  [dispy.JobStatus.TERMINATED]: 'terminated',
+  [dispy.JobStatus.CANCELLED]: 'cancelled',
+};
+
+/** Routes the frames of every node to the scheduler, through one table of handlers by frame kind. */
+export class ReplyRouter<Ref> {
+  private readonly handlers: FrameHandlers;
+
+  constructor(private readonly context: RouterContext<Ref>) {
+    this.handlers = {
+      jobReply: (link, frame) => this.jobReply(link, frame.jobReply as dispy.JobReply),
+      error: (link, frame) => this.error(link, frame.error as dispy.Error),
+      fileChunk: (link, frame, attachment) => link.files(context.fileDir).receive(frame.fileChunk as dispy.FileChunk, attachment),
+      pulse: (link, frame) => {
+        link.info.availInfo = toAvailInfo((frame.pulse as dispy.Pulse).availInfo);
+        context.availInfo(link);
+      },
+      nodeCpus: (link, frame) => context.nodeCpus(link, frame.nodeCpus!.cpus ?? 0),
+      setupReply: 'late',
+      setCpusReply: 'late',
+      closeReply: 'late',
+      fileWant: 'late',
+      fileDone: 'late',
+      hello: 'unexpected',
+      auth: 'unexpected',
+      authResult: 'unexpected',
+      setup: 'unexpected',
+      job: 'unexpected',
+      jobAck: 'unexpected',
+      cancel: 'unexpected',
+      close: 'unexpected',
+      setCpus: 'unexpected',
+      fileKept: 'unexpected',
+    };
+  }
+
+  /** Handles one frame of `link`. */
+  route(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
+    const kind = frame.kind;
+    const handler = kind === undefined ? 'unexpected' : this.handlers[kind];
+    if (handler === 'late') {
+      this.context.logger.debug(`node ${link.key}: ${kind} (request ${frame.requestId}) came after its request ended; ignored`);
+    } else if (handler === 'unexpected') {
+      this.context.logger.warn(`node ${link.info.name} (${link.key}) sent an unexpected ${kind} frame; ignored`);
+    } else {
+      handler(link, frame, attachment);
+    }
+  }
+
+  private jobReply(link: NodeLink, reply: dispy.JobReply): void {
+    const uid = Number(reply.jobId);
+    link.connection.ack(uid);
+    const job = this.context.job(uid);
+    if (!job || job.nodeKey !== link.key) return;
+    if (reply.status === dispy.JobStatus.PROVISIONAL) {
+      this.context.provisional(job, link, reply.result);
+      return;
+    }
+    this.context.replied(job, link, {
+      status: STATUS[reply.status] ?? 'terminated',
+      result: reply.result,
+      stdout: reply.stdout,
+      stderr: reply.stderr,
+      exception: reply.exception,
+      startTime: reply.startTime,
+      endTime: reply.endTime,
+      cpuTime: reply.cpuTime,
+    });
+  }
+
+  private error(link: NodeLink, error: dispy.Error): void {
+    const job = error.jobId ? this.context.job(Number(error.jobId)) : undefined;
+    if (!job || job.nodeKey !== link.key) {
+      this.context.logger.warn(`node ${link.info.name} (${link.key}): ${error.message}`);
+      return;
+    }
+    if (error.code === ErrorCode.NODE_STOPPED) {
+      // The node stopped taking jobs after this one was sent: it runs elsewhere (or later).
+      this.context.logger.debug(`node ${link.key} takes no new jobs; job ${job.uid} goes back to the queue`);
+      this.context.requeue(job, link);
+      return;
+    }
+    this.context.logger.warn(`node ${link.info.name} (${link.key}): ${error.message}`);
+    this.context.refused(job, link, error.message);
+  }
+}
