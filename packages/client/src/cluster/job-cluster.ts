@@ -7,13 +7,11 @@ import {
   DispyError,
   UnsendableValueError,
   OptionError,
-  createLogger,
   dispy,
   encodeArguments,
   encodeValue,
-  formatZodError,
-  type Logger,
 } from '@dispy/protocol';
+import { createLogger, formatZodError, type Logger } from '@dispy/protocol/internal';
 import { JobScheduler, type SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';

@@ -11,8 +11,8 @@ import {
   newNonce,
   nodeProof,
   type Frame,
-  type Logger,
 } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { Computation } from '../execution/computation.js';
 import { measureAvailInfo } from '../avail-info.js';
 import { stat } from 'node:fs/promises';

@@ -1,6 +1,6 @@
 import { types } from 'node:util';
 import { UnsendableValueError } from '../errors/unsendable-value-error.js';
-import { isShippedInstance } from './value-codec.js';
+import { isShippedInstance } from './shipped-classes.js';
 
 /**
  * Throws UnsendableValueError, naming where and why, when `value` holds anything the

@@ -2,6 +2,7 @@
 // and its parser (which they never use): the value codec, and the byte framing their job
 // channel shares with the TCP connections.
 export * from './value-codec.js';
+export { registerClass, isShippedInstance } from './shipped-classes.js';
 export {
   FrameDecoder,
   frameHeader,

@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { DispyError, dispy, type Frame, type Logger } from '@dispy/protocol';
+import { DispyError, dispy, type Frame } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { SchedulingEngine, type EngineOptions } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { NodeLink } from './node-link.js';
