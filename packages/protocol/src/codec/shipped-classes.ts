@@ -19,22 +19,27 @@ export function registerClass(name: string, cls: Function): void {
   if (shippedClasses.get(name) === cls) return;
   shippedClasses.set(name, cls);
   addExtension({
-    Class: cls as new (...args: never[]) => object,
+    Class: cls,
     type: SHIPPED_INSTANCE,
     write: (instance: object) => [instanceClassName(instance), { ...instance }],
     read: ([className, props]: [string, object]) => {
       const known = shippedClasses.get(className);
-      return known ? Object.assign(Object.create(known.prototype as object), props) : props;
+      return known ? Object.assign(Object.create(known.prototype as object) as object, props) : props;
     },
   });
 }
 
 /** True for an instance of a class registered with registerClass. */
 export function isShippedInstance(value: object): boolean {
-  const ctor = Object.getPrototypeOf(value)?.constructor;
+  const ctor = constructorOf(value);
   return typeof ctor === 'function' && shippedClasses.get(ctor.name) === ctor;
 }
 
 function instanceClassName(instance: object): string {
-  return Object.getPrototypeOf(instance)?.constructor?.name ?? '';
+  const ctor = constructorOf(instance);
+  return typeof ctor === 'function' ? ctor.name : '';
+}
+
+function constructorOf(value: object): unknown {
+  return (Object.getPrototypeOf(value) as { constructor?: unknown } | null)?.constructor;
 }
