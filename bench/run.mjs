@@ -115,6 +115,20 @@ const TARGETS = [
     unit: '×',
     pass: (value) => value >= 0.5,
   },
+  {
+    label: 'dispynode memory growth while a 200 MiB file arrives < 50 MiB (¼ of the file)',
+    value: (m) => m('dispy.file.memory.node'),
+    digits: 0,
+    unit: 'MiB',
+    pass: (value) => value < 50,
+  },
+  {
+    label: 'client memory growth while it sends a 200 MiB file < 50 MiB (¼ of the file)',
+    value: (m) => m('dispy.file.memory.client'),
+    digits: 0,
+    unit: 'MiB',
+    pass: (value) => value < 50,
+  },
 ];
 
 /** How long the process may linger after the report before it is made to exit. */

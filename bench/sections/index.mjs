@@ -3,9 +3,10 @@
 import dispyArguments from './dispy-arguments.mjs';
 import dispyFileTransfer from './dispy-file-transfer.mjs';
 import dispyJobs from './dispy-jobs.mjs';
+import dispyMemory from './dispy-memory.mjs';
 import filePipeline from './file-pipeline.mjs';
 import piscinaPool from './piscina-pool.mjs';
 import tcpRtt from './tcp-rtt.mjs';
 import tcpTransfer from './tcp-transfer.mjs';
 
-export const SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, piscinaPool, tcpRtt, tcpTransfer, filePipeline];
+export const SECTIONS = [dispyJobs, dispyFileTransfer, dispyArguments, dispyMemory, piscinaPool, tcpRtt, tcpTransfer, filePipeline];

@@ -16,7 +16,7 @@ afterEach(async () => {
   await stopAllNodes();
 });
 
-function clusterFor(fn: (...args: any[]) => any, host: string, port: number, extra: Record<string, unknown> = {}) {
+function clusterFor<F extends (...args: never[]) => unknown>(fn: F, host: string, port: number, extra: Record<string, unknown> = {}) {
   const cluster = new JobCluster(fn, { nodes: [host], nodePort: port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
   clusters.push(cluster);
   return cluster;
@@ -50,7 +50,7 @@ describe('dispynode service options', () => {
     const startClient = async () => {
       const client = spawn(process.execPath, [script, node.host, String(node.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
       cleanups.push(() => client.kill('SIGKILL'));
-      await new Promise<void>((resolve) => client.stdout!.once('data', () => resolve()));
+      await new Promise<void>((resolve) => client.stdout.once('data', () => resolve()));
       return client;
     };
     // A stopped process keeps its connection open but sends nothing: a zombie to the node.
@@ -109,9 +109,9 @@ describe('dispynode service options', () => {
 
   it('lets a computation stop the node only with --client-shutdown', async () => {
     const stubborn = await startNode({ host: '127.0.8.8', cpus: 1 });
-    const asking = (globalThis as { dispynode_shutdown?: () => void });
+    type Asking = { dispynode_shutdown?: () => void };
     const stopper = () => {
-      (globalThis as typeof asking).dispynode_shutdown!();
+      (globalThis as Asking).dispynode_shutdown!();
       return 'asked';
     };
     const first = clusterFor(stopper, stubborn.host, stubborn.port);
@@ -157,7 +157,23 @@ describe('dispynode service options', () => {
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
     await vi.waitFor(() => expect(stderr).toMatch(/serving 2 CPUs/), { timeout: 10_000 });
-    const cluster = new JobCluster((n: number) => n, { nodes: [new NodeAllocate('127.0.8.12', { port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    // A job the node sent back goes back to the client's queue: clusterStatus reports it Created
+    // again. Requeued jobs are counted by that second Created.
+    const created = new Set<DispyJob>();
+    let requeued = 0;
+    let onRequeue = () => {};
+    const clusterStatus = (status: number, _node: unknown, job: DispyJob | undefined) => {
+      if (!job || status !== DispyJob.Created) return;
+      if (!created.has(job)) {
+        created.add(job);
+        return;
+      }
+      requeued++;
+      onRequeue();
+    };
+    const cluster = new JobCluster((n: number) => n, {
+      nodes: [new NodeAllocate('127.0.8.12', { port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', clusterStatus,
+    });
     clusters.push(cluster);
     await cluster.submit(1).wait();
     child.stdin.write('cpus 1\nstatus\n');
@@ -166,13 +182,15 @@ describe('dispynode service options', () => {
     // Jobs that reach the node after it stopped taking them go back to the queue, arguments intact.
     await cluster.submit(0).wait(); // short jobs: the node now holds several per CPU
     const many = Array.from({ length: 300 }, (_, i) => cluster.submit(i));
+    const firstRequeue = new Promise<void>((resolve) => (onRequeue = resolve));
     child.stdin.write('cpus 0\n');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await firstRequeue;
+    expect(requeued).toBeGreaterThan(0);
     child.stdin.write('cpus 2\n');
     expect(await Promise.all(many.map((job) => job.wait()))).toEqual(many.map((_, i) => i));
     child.stdin.write('cpus 7\n');
     await vi.waitFor(() => expect(stdout).toMatch(/cpus must be an integer from -2 to 2, got 7/));
     child.stdin.end('quit\n');
-    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+    expect(await new Promise((resolve) => child.once('exit', resolve)), stderr).toBe(0);
   });
 });

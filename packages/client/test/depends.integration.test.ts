@@ -16,6 +16,7 @@ afterEach(async () => {
   await stopAllNodes();
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a computation of any signature, or a program's path
 function clusterOn(computation: ((...args: any[]) => any) | string, node: NodeProcess, extra: Record<string, unknown> = {}) {
   const cluster = new JobCluster(computation, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
   clusters.push(cluster as JobCluster);
@@ -99,9 +100,8 @@ describe('computations with their world', () => {
   it('reports provisional results to the callback, in order, and lets it cancel the rest', async () => {
     const node = await startNode({ host: '127.0.9.6', cpus: 2 });
     const seen: Array<[number, unknown]> = [];
-    let cluster: JobCluster;
     const jobs: DispyJob[] = [];
-    cluster = clusterOn(async (target: number) => {
+    const cluster = clusterOn(async (target: number) => {
       for (let step = 1; step <= 5; step++) {
         await dispyProvisionalResult(step * target);
         await new Promise((resolve) => setTimeout(resolve, 30));
@@ -119,7 +119,7 @@ describe('computations with their world', () => {
     await cluster.wait();
     expect(jobs[0]!.status).toBe(DispyJob.Finished);
     expect(jobs[1]!.status).toBe(DispyJob.Cancelled);
-    const firstJob = seen.filter(([, result]) => typeof result === 'number' && (result as number) < 10);
+    const firstJob = seen.filter(([, result]) => typeof result === 'number' && result < 10);
     expect(firstJob).toEqual([1, 2, 3, 4, 5].map((n) => [DispyJob.ProvisionalResult, n]));
   });
 
@@ -158,7 +158,7 @@ describe('computations with their world', () => {
     expect(ok.stderr).toBe('to stderr\n');
     expect(await failing.wait()).toBe(3);
     expect(failing.status).toBe(DispyJob.Finished);
-    expect(() => shell.submit(5 as unknown as string)).toThrow(/a program's arguments must be strings; argument 1 is number/);
+    expect(() => shell.submit(5)).toThrow(/a program's arguments must be strings; argument 1 is number/);
     await shell.close();
 
     const script = clusterOn(fixture('greet.mjs'), node);
@@ -179,7 +179,7 @@ describe('computations with their world', () => {
       return 0;
     }
     const cluster = new JobCluster((n: number) => n + 1, {
-      nodes: [new NodeAllocate(good!.host, { port: good!.port, setupArgs: [false] }), new NodeAllocate(bad!.host, { port: bad!.port, setupArgs: [true] })],
+      nodes: [new NodeAllocate(good.host, { port: good.port, setupArgs: [false] }), new NodeAllocate(bad.host, { port: bad.port, setupArgs: [true] })],
       setup,
       ipAddr: '127.0.0.1',
       port: 0,
@@ -191,10 +191,10 @@ describe('computations with their world', () => {
     clusters.push(cluster);
     const results = await Promise.all(Array.from({ length: 4 }, (_, i) => cluster.submit(i).wait()));
     expect(results).toEqual([1, 2, 3, 4]);
-    expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([good!.host]);
-    expect(statuses).toContainEqual([DispyNode.Initialized, good!.host, undefined]);
-    await vi.waitFor(() => expect(statuses).toContainEqual([DispyNode.Closed, bad!.host, expect.stringContaining('no data on this node')]), { timeout: 10_000 });
-    await bad!.waitForLog(/setup of .* failed: the computation failed to load: Error: no data on this node/);
+    expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([good.host]);
+    expect(statuses).toContainEqual([DispyNode.Initialized, good.host, undefined]);
+    await vi.waitFor(() => expect(statuses).toContainEqual([DispyNode.Closed, bad.host, expect.stringContaining('no data on this node')]), { timeout: 10_000 });
+    await bad.waitForLog(/setup of .* failed: the computation failed to load: Error: no data on this node/);
   });
 
   it('runs a cleanup function before removing files, and gives each node its own depends', async () => {
@@ -265,11 +265,9 @@ describe('computations with their world', () => {
 });
 
 declare global {
-  // eslint-disable-next-line no-var
   var dispy_job_path: string;
   function dispyProvisionalResult(value: unknown): Promise<number>;
   function dispySendFile(path: string): Promise<number>;
-  // eslint-disable-next-line no-var
   var words: string[];
 }
 

@@ -6,7 +6,7 @@ import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../te
 const clusters: JobCluster[] = [];
 
 /** A cluster on the given nodes, the way a user creates one; closed after each test. */
-function clusterOn<F extends (...args: any[]) => any>(fn: F, nodes: NodeProcess[], extra: Record<string, unknown> = {}) {
+function clusterOn<F extends (...args: never[]) => unknown>(fn: F, nodes: NodeProcess[], extra: Record<string, unknown> = {}) {
   const cluster = new JobCluster(fn, {
     nodes: nodes.map((node) => node.host),
     nodePort: nodes[0]!.port,
@@ -180,7 +180,7 @@ describe('JobCluster with real dispynode processes', () => {
         return ms;
       },
       {
-        nodes: [new NodeAllocate(a!.host, { port: a!.port }), new NodeAllocate(b!.host, { port: b!.port })],
+        nodes: [new NodeAllocate(a.host, { port: a.port }), new NodeAllocate(b.host, { port: b.port })],
         ipAddr: '127.0.0.1',
         port: 0,
         loglevel: 'silent',
@@ -190,7 +190,7 @@ describe('JobCluster with real dispynode processes', () => {
     const jobs = Array.from({ length: 20 }, () => cluster.submit(50));
     await cluster.wait();
     const used = new Set(jobs.map((job) => job.ipAddr));
-    expect(used).toEqual(new Set([a!.host, b!.host]));
+    expect(used).toEqual(new Set([a.host, b.host]));
     expect(jobs.every((job) => job.status === DispyJob.Finished)).toBe(true);
     const done = cluster.status().nodes.map((node) => node.jobsDone);
     expect(done.reduce((x, y) => x + y, 0)).toBe(20);
@@ -214,7 +214,7 @@ describe('JobCluster with real dispynode processes', () => {
     const results: unknown[] = [];
     const cluster = clusterOn((n: number) => n * 10, [node], {
       clusterStatus: (status: number, dispyNode: DispyNode | undefined, job: DispyJob | undefined) => {
-        events.push(job ? `job ${job.id} ${DispyJob.statusName(status)}` : `node ${dispyNode?.ipAddr} ${status}`);
+        events.push(job ? `job ${String(job.id)} ${DispyJob.statusName(status)}` : `node ${dispyNode?.ipAddr} ${status}`);
       },
       callback: (job: DispyJob) => results.push(job.result),
     });
@@ -233,13 +233,19 @@ describe('JobCluster with real dispynode processes', () => {
 
   it('cancels a queued job and a running one; the node then serves the next job', async () => {
     const node = await startNode({ host: '127.0.1.12', cpus: 1 });
+    let started!: () => void;
+    const spinningStarted = new Promise<void>((resolve) => (started = resolve));
     const cluster = clusterOn((spin: boolean) => {
       if (spin) for (;;);
       return 'done';
-    }, [node], {});
+    }, [node], {
+      clusterStatus: (status: number, _node: unknown, job: DispyJob | undefined) => {
+        if (status === DispyJob.Running && job === spinning) started();
+      },
+    });
     const spinning = cluster.submit(true);
     const queued = cluster.submit(false);
-    await waitUntil(() => spinning.status === DispyJob.Running);
+    await spinningStarted;
     expect(await cluster.cancel(queued)).toBe(0);
     expect(await cluster.cancel(spinning)).toBe(0);
     await spinning.wait();
@@ -251,8 +257,8 @@ describe('JobCluster with real dispynode processes', () => {
 
   it('runs two clusters with different computations and options in one program', async () => {
     const [plain, guarded] = await Promise.all([startNode({ host: '127.0.1.13' }), startNode({ host: '127.0.1.14', secret: 'open sesame' })]);
-    const adder = clusterOn((n: number) => n + 1, [plain!]);
-    const shouter = clusterOn(async (text: string) => text.toUpperCase(), [guarded!], { secret: 'open sesame' });
+    const adder = clusterOn((n: number) => n + 1, [plain]);
+    const shouter = clusterOn(async (text: string) => text.toUpperCase(), [guarded], { secret: 'open sesame' });
     const [sum, shout] = await Promise.all([adder.submit(1).wait(), shouter.submit('hi').wait()]);
     expect(sum).toBe(2);
     expect(shout).toBe('HI');
@@ -278,11 +284,3 @@ describe('JobCluster with real dispynode processes', () => {
     expect(printed.join('')).toMatch(/127\.0\.1\.15 \(.+\) \|\s+2 \|\s+6 \|/);
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -13,7 +14,7 @@ afterEach(async () => {
   await stopAllNodes();
 });
 
-function clusterOn<F extends (...args: any[]) => any>(fn: F, node: NodeProcess, extra: Record<string, unknown> = {}) {
+function clusterOn<F extends (...args: never[]) => unknown>(fn: F, node: NodeProcess, extra: Record<string, unknown> = {}) {
   const cluster = new JobCluster(fn, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
   clusters.push(cluster as JobCluster);
   return cluster;
@@ -24,6 +25,21 @@ async function sleeper(ms: number) {
   const start = Date.now();
   await new Promise((resolve) => setTimeout(resolve, ms));
   return { start, end: Date.now() };
+}
+
+/** Resolves once `count` UDP datagrams (a cluster's discovery pings) reached `host:port`. */
+async function datagramsTo(host: string, port: number, count: number): Promise<void> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(port, host, () => resolve());
+  });
+  try {
+    let seen = 0;
+    await new Promise<void>((resolve) => socket.on('message', () => ++seen === count && resolve()));
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
 }
 
 /** The most intervals that overlap at any instant. */
@@ -73,11 +89,11 @@ describe('cluster control of jobs and nodes', () => {
     class Picky extends NodeAllocate {
       override allocate(_cluster: unknown, ipAddr: string, _name: string, cpus: number, availInfo?: { memory: number }): number {
         asked.push([ipAddr, cpus, (availInfo?.memory ?? 0) > 0]);
-        return ipAddr === refused!.host ? 0 : 1;
+        return ipAddr === refused.host ? 0 : 1;
       }
     }
     const cluster = new JobCluster(sleeper, {
-      nodes: [new Picky(refused!.host, { port: refused!.port }), new Picky(limited!.host, { port: limited!.port })],
+      nodes: [new Picky(refused.host, { port: refused.port }), new Picky(limited.host, { port: limited.port })],
       ipAddr: '127.0.0.1',
       port: 0,
       loglevel: 'silent',
@@ -85,8 +101,8 @@ describe('cluster control of jobs and nodes', () => {
     clusters.push(cluster);
     const results = await Promise.all(Array.from({ length: 4 }, () => cluster.submit(200)).map((job) => job.wait()));
     expect(mostAtOnce(results as never)).toBe(1);
-    expect(cluster.status().nodes.map((n) => [n.ipAddr, n.cpus])).toEqual([[limited!.host, 1]]);
-    expect(asked).toEqual(expect.arrayContaining([[refused!.host, 2, true], [limited!.host, 2, true]]));
+    expect(cluster.status().nodes.map((n) => [n.ipAddr, n.cpus])).toEqual([[limited.host, 1]]);
+    expect(asked).toEqual(expect.arrayContaining([[refused.host, 2, true], [limited.host, 2, true]]));
   });
 
   it('uses a node started after the cluster, found by repeated pings', async () => {
@@ -101,7 +117,7 @@ describe('cluster control of jobs and nodes', () => {
     });
     clusters.push(cluster);
     await cluster.submit(10).wait();
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await datagramsTo('127.0.7.7', latePort, 3); // the cluster keeps pinging the missing node
     await startNode({ host: '127.0.7.7', port: latePort, cpus: 1 });
     await vi.waitFor(() => expect(cluster.status().nodes).toHaveLength(2), { timeout: 10_000 });
     const jobs = Array.from({ length: 6 }, () => cluster.submit(200));
@@ -162,23 +178,23 @@ describe('cluster control of jobs and nodes', () => {
 
   it('deallocates and closes nodes, and allocates one later', async () => {
     const [a, b] = await Promise.all([startNode({ host: '127.0.7.11', cpus: 1 }), startNode({ host: '127.0.7.12', cpus: 1 })]);
-    const cluster = new JobCluster(sleeper, { nodes: [new NodeAllocate(a!.host, { port: a!.port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const cluster = new JobCluster(sleeper, { nodes: [new NodeAllocate(a.host, { port: a.port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
     clusters.push(cluster);
     await cluster.submit(10).wait();
-    expect(await cluster.allocateNode(new NodeAllocate(b!.host, { port: b!.port }))).toBe(0);
+    expect(await cluster.allocateNode(new NodeAllocate(b.host, { port: b.port }))).toBe(0);
     await vi.waitFor(() => expect(cluster.status().nodes).toHaveLength(2), { timeout: 10_000 });
-    expect(await cluster.deallocateNode(a!.host)).toBe(0);
+    expect(await cluster.deallocateNode(a.host)).toBe(0);
     const onB = await Promise.all(Array.from({ length: 3 }, () => cluster.submit(50)).map((job) => job.wait()));
     expect(onB).toHaveLength(3);
-    expect(await cluster.closeNode(b!.host)).toBe(0);
-    expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([a!.host]);
+    expect(await cluster.closeNode(b.host)).toBe(0);
+    expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([a.host]);
     expect(await cluster.closeNode('127.9.9.9')).toBe(-1);
   });
 
   it('pins jobs to a node by host name, and does not move them when that node goes away', async () => {
     const [a, b] = await Promise.all([startNode({ host: '127.0.0.1', cpus: 1 }), startNode({ host: '127.0.7.14', cpus: 1 })]);
     const cluster = new JobCluster(sleeper, {
-      nodes: [new NodeAllocate(a!.host, { port: a!.port }), new NodeAllocate(b!.host, { port: b!.port })],
+      nodes: [new NodeAllocate(a.host, { port: a.port }), new NodeAllocate(b.host, { port: b.port })],
       ipAddr: '127.0.0.1',
       port: 0,
       loglevel: 'silent',
@@ -188,10 +204,10 @@ describe('cluster control of jobs and nodes', () => {
     const byName = cluster.submitNode('localhost', 10);
     await byName.wait();
     expect(byName.ipAddr).toBe('127.0.0.1');
-    const pinned = cluster.submitNode(b!.host, 30_000);
-    const waiting = cluster.submitNode(b!.host, 10);
+    const pinned = cluster.submitNode(b.host, 30_000);
+    const waiting = cluster.submitNode(b.host, 10);
     await vi.waitFor(() => expect(pinned.status).toBe(DispyJob.Running));
-    await b!.stop();
+    await b.stop();
     await pinned.wait();
     expect(pinned.status).toBe(DispyJob.Cancelled);
     expect(pinned.exception).toMatch(/127\.0\.7\.14.*went away/);
@@ -219,7 +235,7 @@ describe('cluster control of jobs and nodes', () => {
   it('presumes a silent node dead after five pulse intervals and resubmits its jobs when reentrant', async () => {
     const [frozen, healthy] = await Promise.all([startNode({ host: '127.0.7.16', cpus: 1 }), startNode({ host: '127.0.7.17', cpus: 1 })]);
     const cluster = new JobCluster(sleeper, {
-      nodes: [new NodeAllocate(frozen!.host, { port: frozen!.port })],
+      nodes: [new NodeAllocate(frozen.host, { port: frozen.port })],
       ipAddr: '127.0.0.1',
       port: 0,
       pulseInterval: 1,
@@ -229,15 +245,15 @@ describe('cluster control of jobs and nodes', () => {
     clusters.push(cluster);
     const job = cluster.submit(1000);
     await vi.waitFor(() => expect(job.status).toBe(DispyJob.Running), { timeout: 10_000 });
-    frozen!.child.kill('SIGSTOP');
-    await cluster.allocateNode(new NodeAllocate(healthy!.host, { port: healthy!.port }));
+    frozen.child.kill('SIGSTOP');
+    await cluster.allocateNode(new NodeAllocate(healthy.host, { port: healthy.port }));
     try {
       await job.wait();
     } finally {
-      frozen!.child.kill('SIGCONT');
+      frozen.child.kill('SIGCONT');
     }
     expect(job.status).toBe(DispyJob.Finished);
-    expect(job.ipAddr).toBe(healthy!.host);
+    expect(job.ipAddr).toBe(healthy.host);
   }, 30_000);
 
   it('runs the bounded-submit and custom-scheduler examples to completion', async () => {

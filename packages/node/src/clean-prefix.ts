@@ -1,6 +1,6 @@
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 
 const PID_FILE = 'dispynode.pid';
 

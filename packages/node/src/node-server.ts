@@ -1,7 +1,8 @@
 import net from 'node:net';
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { DispyError, ErrorCode, OptionError, createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol';
+import { DispyError, ErrorCode, OptionError } from '@dispy/protocol';
+import { createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol/internal';
 import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';

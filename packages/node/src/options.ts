@@ -1,7 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_NODE_PORT, LOG_LEVELS, OptionError, type LogLevel } from '@dispy/protocol';
+import { DEFAULT_NODE_PORT, OptionError } from '@dispy/protocol';
+import { LOG_LEVELS, type LogLevel } from '@dispy/protocol/internal';
 
 /** A daily time of day: HH:MM (or HH:MM:SS). */
 const timeOfDay = z

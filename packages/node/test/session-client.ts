@@ -9,12 +9,12 @@ import {
   FramedSocket,
   PROTOCOL_VERSION,
   clientProof,
-  createLogger,
   newNonce,
   nodeProof,
   type Frame,
   type FrameInit,
 } from '@dispy/protocol';
+import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';
 import type { FrameKind } from '../src/session/frame-table.js';

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, decodeValue, encodeArguments } from '@dispy/protocol';
+import { decodeValue, encodeArguments } from '@dispy/protocol';
+import { createLogger } from '@dispy/protocol/internal';
 import { WorkerPool, type JobOutcome } from '../src/execution/worker-pool.js';
 import { childPids, isAlive } from '../../../testing/dispynode-process.mjs';
 

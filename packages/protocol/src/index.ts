@@ -1,17 +1,15 @@
+// The `@dispy/protocol` entry: the wire (schema, framing, value codec, authentication, file
+// transfer) and the errors both sides share. Helpers that are not the wire are in
+// `@dispy/protocol/internal`; what node workers load is in `@dispy/protocol/codec`.
 export { dispy } from './schema/generated.js';
 export * from './errors/index.js';
 export * from './version.js';
 export * from './framing/index.js';
-export { encodeValue, encodeArguments, decodeValue, registerClass, isShippedInstance, MAX_VALUE_BYTES } from './codec/value-codec.js';
-export { checkSendable } from './codec/check-sendable.js';
+export { encodeValue, encodeArguments, decodeValue, MAX_VALUE_BYTES } from './codec/value-codec.js';
+export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
 export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
 export { sealDatagram, openDatagram, MAX_DATAGRAM_BYTES, type OpenedDatagram, type DatagramBody } from './auth/datagram.js';
-export { analyzeFunction, assignedGlobals, type ShippableFunction, type AnalyzeOptions } from './shipping/analyze-function.js';
-export { KNOWN_GLOBALS, DISPY_COMPUTATION_GLOBALS, TRANSPILER_HELPERS } from './shipping/known-globals.js';
-export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './log/logger.js';
-export { isWildcard, localAddressFacing, broadcastAddressOf, broadcastAddresses } from './net/addresses.js';
-export { formatZodError, suggestOption } from './errors/format-zod-error.js';
 export { confine } from './files/confine.js';
 export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';

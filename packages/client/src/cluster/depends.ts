@@ -1,7 +1,8 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { OptionError, analyzeFunction, registerClass } from '@dispy/protocol';
+import { OptionError, registerClass } from '@dispy/protocol';
 import type { Definition } from '@dispy/scheduler';
+import { analyzeFunction } from '../shipping/analyze-function.js';
 
 /** What a `depends` list holds, sorted by how each part travels. */
 export interface Depends {

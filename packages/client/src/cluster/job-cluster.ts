@@ -7,12 +7,11 @@ import {
   ErrorCode,
   UnsendableValueError,
   OptionError,
-  createLogger,
   dispy,
   encodeArguments,
   encodeValue,
-  type Logger,
 } from '@dispy/protocol';
+import { createLogger, type Logger } from '@dispy/protocol/internal';
 import { JobScheduler, describeFiles, type JobPin } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';

@@ -1,4 +1,5 @@
-import { decodeValue, type Logger } from '@dispy/protocol';
+import { decodeValue } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { ComputationEvents, JobEndStatus, JobOutcome, NodeInfo, SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, LOG_LEVELS, OptionError, formatZodError } from '@dispy/protocol';
+import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, OptionError } from '@dispy/protocol';
+import { LOG_LEVELS, formatZodError } from '@dispy/protocol/internal';
 import { NodeAllocate } from '../node/node-allocate.js';
 import type { DispyJob } from '../job/dispy-job.js';
 import type { DispyNode } from '../node/dispy-node.js';

@@ -1,7 +1,8 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { ComputationError, analyzeFunction, assignedGlobals, dispy, encodeValue } from '@dispy/protocol';
+import { ComputationError, dispy, encodeValue } from '@dispy/protocol';
 import type { Definition } from '@dispy/scheduler';
+import { analyzeFunction, assignedGlobals } from '../shipping/analyze-function.js';
 import { collectDepends } from './depends.js';
 import type { ResolvedClusterOptions } from './options.js';
 

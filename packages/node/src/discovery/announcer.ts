@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
-import { DEFAULT_CLIENT_PORT, broadcastAddresses, sealDatagram, type Logger } from '@dispy/protocol';
+import { DEFAULT_CLIENT_PORT, sealDatagram } from '@dispy/protocol';
+import { broadcastAddresses, type Logger } from '@dispy/protocol/internal';
 
 export interface AnnouncerOptions {
   secret: string;

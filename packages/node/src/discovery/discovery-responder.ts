@@ -3,14 +3,11 @@ import {
   DispyError,
   ErrorCode,
   PROTOCOL_VERSION,
-  isWildcard,
-  localAddressFacing,
   openDatagram,
   sealDatagram,
-  broadcastAddressOf,
-  type Logger,
   type dispy,
 } from '@dispy/protocol';
+import { isWildcard, localAddressFacing, broadcastAddressOf, type Logger } from '@dispy/protocol/internal';
 
 export interface DiscoveryResponderOptions {
   secret: string;

@@ -1,6 +1,7 @@
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { confine, dispy, fileSha256, type Logger } from '@dispy/protocol';
+import { confine, dispy, fileSha256 } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { WorkerPool, type JobOutcome } from './worker-pool.js';
 import { ProgramPool } from './program-pool.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';

@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { Definition, FromWorker, WorkerDone, WorkerInit } from './worker-messages.js';
 import { JOB_CHANNEL_FD, JobChannelWriter } from './job-channel.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';

@@ -1,4 +1,5 @@
-import type { FramedSocket, Logger, dispy } from '@dispy/protocol';
+import type { FramedSocket, dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { Computation, type ComputationOptions } from '../execution/computation.js';
 import type { SessionComputations } from './computations.js';
 

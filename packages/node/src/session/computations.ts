@@ -1,4 +1,5 @@
-import type { FramedSocket, Logger, dispy } from '@dispy/protocol';
+import type { FramedSocket, dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { Computation } from '../execution/computation.js';
 
 export interface SessionComputationsOptions {

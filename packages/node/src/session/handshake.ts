@@ -8,8 +8,8 @@ import {
   nodeProof,
   type FramedSocket,
   type Frame,
-  type Logger,
 } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 
 /** Milliseconds a client has to authenticate after connecting. */
 const AUTH_TIMEOUT_MS = 10_000;

@@ -1,4 +1,5 @@
-import { FileReceiver, type FramedSocket, type Logger, type ReceivedFile, type dispy } from '@dispy/protocol';
+import { FileReceiver, type FramedSocket, type ReceivedFile, type dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { SessionComputations } from './computations.js';
 
 export interface IncomingFilesOptions {

@@ -1,4 +1,5 @@
-import { ErrorCode, dispy, type FramedSocket, type Logger } from '@dispy/protocol';
+import { ErrorCode, dispy, type FramedSocket } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { JobOutcome } from '../execution/worker-pool.js';
 import type { SessionComputations } from './computations.js';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 
 export interface LivenessOptions {
   /** A client silent this long (ms) is presumed gone. */

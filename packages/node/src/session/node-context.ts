@@ -1,4 +1,4 @@
-import type { Logger } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 
 /** What a client's session needs of the node serving it. */
 export interface NodeContext<Session = unknown> {

@@ -1,6 +1,6 @@
 import { types } from 'node:util';
 import { UnsendableValueError } from '../errors/unsendable-value-error.js';
-import { isShippedInstance } from './value-codec.js';
+import { isShippedInstance } from './shipped-classes.js';
 
 /**
  * Throws UnsendableValueError, naming where and why, when `value` holds anything the
@@ -27,7 +27,7 @@ export function checkSendable(value: unknown, path: string): void {
     }
     if (current === null || seen.has(current)) continue;
     seen.add(current);
-    const object = current as object;
+    const object = current;
     if (types.isPromise(object)) {
       throw new UnsendableValueError(where, 'it is a Promise; await it and send its value');
     }
@@ -47,13 +47,13 @@ export function checkSendable(value: unknown, path: string): void {
     if (types.isArrayBufferView(object) || types.isAnyArrayBuffer(object)) continue;
     if (types.isDate(object) || types.isRegExp(object)) continue;
     if (types.isMap(object)) {
-      for (const [key, entry] of object as Map<unknown, unknown>) {
+      for (const [key, entry] of object) {
         stack.push([key, `${where} (a Map key)`], [entry, `${where}.get(${preview(key)})`]);
       }
       continue;
     }
     if (types.isSet(object)) {
-      for (const entry of object as Set<unknown>) stack.push([entry, `${where} (a Set entry)`]);
+      for (const entry of object) stack.push([entry, `${where} (a Set entry)`]);
       continue;
     }
     if (Array.isArray(object)) {
@@ -61,7 +61,7 @@ export function checkSendable(value: unknown, path: string): void {
       continue;
     }
     if (!types.isNativeError(object) && !isShippedInstance(object)) {
-      const proto = Object.getPrototypeOf(object);
+      const proto = Object.getPrototypeOf(object) as { constructor?: { name?: string } } | null;
       if (proto !== Object.prototype && proto !== null) {
         const name = proto?.constructor?.name || 'anonymous class';
         throw new UnsendableValueError(

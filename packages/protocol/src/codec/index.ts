@@ -2,6 +2,7 @@
 // and its parser (which they never use): the value codec, and the header format of frames that
 // their job channel shares with the TCP connections, with the bound of a job's frame.
 export * from './value-codec.js';
+export { registerClass, isShippedInstance } from './shipped-classes.js';
 export {
   frameHeader,
   readFrameHeader,

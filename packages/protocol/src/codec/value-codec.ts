@@ -1,4 +1,4 @@
-import { Packr, addExtension } from 'msgpackr';
+import { Packr } from 'msgpackr';
 import { FrameError } from '../errors/frame-error.js';
 import { checkSendable } from './check-sendable.js';
 
@@ -14,39 +14,6 @@ const packr = new Packr({ structuredClone: true, moreTypes: true, useBigIntExten
  * its message: the 64 MiB frame limit less 64 KiB.
  */
 export const MAX_VALUE_BYTES = 64 * 1024 * 1024 - 64 * 1024;
-
-/** msgpack extension type of instances of classes shipped in depends. */
-const SHIPPED_INSTANCE = 0x44;
-const shippedClasses = new Map<string, Function>();
-
-/**
- * Lets instances of `cls` cross the wire as instances: they travel as the class's name and their
- * own properties, and arrive built on the class of that name registered on the other side (a
- * class in depends is registered on both). Unknown names arrive as plain objects.
- */
-export function registerClass(name: string, cls: Function): void {
-  if (shippedClasses.get(name) === cls) return;
-  shippedClasses.set(name, cls);
-  addExtension({
-    Class: cls as new (...args: never[]) => object,
-    type: SHIPPED_INSTANCE,
-    write: (instance: object) => [instanceClassName(instance), { ...instance }],
-    read: ([className, props]: [string, object]) => {
-      const known = shippedClasses.get(className);
-      return known ? Object.assign(Object.create(known.prototype as object), props) : props;
-    },
-  });
-}
-
-/** True for an instance of a class registered with registerClass. */
-export function isShippedInstance(value: object): boolean {
-  const ctor = Object.getPrototypeOf(value)?.constructor;
-  return typeof ctor === 'function' && shippedClasses.get(ctor.name) === ctor;
-}
-
-function instanceClassName(instance: object): string {
-  return Object.getPrototypeOf(instance)?.constructor?.name ?? '';
-}
 
 /** Encodes one value; `what` names it in errors ("the result", "argument 2"). */
 export function encodeValue(value: unknown, what = 'the value'): Buffer {

@@ -36,6 +36,12 @@ function receiver(maxFileSize = 0) {
   return { root, files, done };
 }
 
+/** The message of the error a transfer ended with (failing the test when it succeeded). */
+function failure(result: ReceivedFile | Error): string {
+  expect(result).toBeInstanceOf(Error);
+  return (result as Error).message;
+}
+
 /**
  * The frames of a transfer of `data` in `count` chunks, each with its bytes (the frame's
  * attachment) in two pieces, as they arrive from socket reads.
@@ -69,7 +75,7 @@ describe('FileReceiver', () => {
     const { root, files, done } = receiver();
     const data = Buffer.from('payload');
     for (const [chunk, bytes] of chunks(2, 'damaged.bin', data, 2, Buffer.alloc(32))) files.receive(chunk, bytes);
-    expect(String(await done(2))).toMatch(/arrived damaged: its sha256 does not match/);
+    expect(failure(await done(2))).toMatch(/arrived damaged: its sha256 does not match/);
     expect(readdirSync(root)).toEqual([]);
   });
 
@@ -77,7 +83,7 @@ describe('FileReceiver', () => {
     for (const [id, name, why] of [[3, '../escape.txt', /must not contain "\.\."/], [4, '/etc/passwd', /must be relative/], [5, 'a/../../b', /must not contain/]] as const) {
       const { root, files, done } = receiver();
       for (const [chunk, bytes] of chunks(id, name, Buffer.from('evil'), 1)) files.receive(chunk, bytes);
-      expect(String(await done(id))).toMatch(why);
+      expect(failure(await done(id))).toMatch(why);
       expect(existsSync(path.join(root, '..', 'escape.txt'))).toBe(false);
     }
   });
@@ -85,11 +91,11 @@ describe('FileReceiver', () => {
   it('refuses a file over the size limit, announced or not', async () => {
     const { files, done } = receiver(10);
     for (const [chunk, bytes] of chunks(6, 'big.bin', Buffer.alloc(11), 1)) files.receive(chunk, bytes);
-    expect(String(await done(6))).toMatch(/exceeds the size limit of 10 bytes/);
+    expect(failure(await done(6))).toMatch(/exceeds the size limit of 10 bytes/);
     // A sender that lies about the size is stopped when the bytes pass the limit.
     const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map(([chunk, bytes], i): [dispy.FileChunk, Buffer[]] => [i === 0 ? Object.assign(chunk, { size: 5 }) : chunk, bytes]);
     for (const [chunk, bytes] of lying) files.receive(chunk, bytes);
-    expect(String(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
+    expect(failure(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
   });
 });
 
@@ -100,13 +106,18 @@ describe('FileReceiver when the disk fails it', () => {
     writeFileSync(path.join(root, 'blocker'), 'a file where a directory is needed');
     let paused = 0;
     let resumed = 0;
+    let resolveResumed!: () => void;
+    const resumedOnce = new Promise<void>((resolve) => (resolveResumed = resolve));
     let resolveOutcome!: (result: ReceivedFile | Error) => void;
     const outcome = new Promise<ReceivedFile | Error>((resolve) => (resolveOutcome = resolve));
     const files = new FileReceiver({
       rootFor: () => root,
       maxFileSize: 0,
       pause: () => paused++,
-      resume: () => resumed++,
+      resume: () => {
+        resumed++;
+        resolveResumed();
+      },
       onDone: (_id, result) => resolveOutcome(result),
     });
     // 12 MiB in 3 chunks: past the 4 MiB high-water mark, so the socket is paused. The last
@@ -115,11 +126,11 @@ describe('FileReceiver when the disk fails it', () => {
     const [first, second, last] = chunks(8, 'blocker/data.bin', Buffer.alloc(12 * 1024 * 1024, 1), 3);
     files.receive(...first!);
     files.receive(...second!);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await resumedOnce;
     expect(resumed).toBe(1);
     files.receive(...last!);
     const result = await outcome;
-    expect(String(result)).toMatch(/ENOTDIR|EEXIST|not a directory|file already exists/);
+    expect(failure(result)).toMatch(/ENOTDIR|EEXIST|not a directory|file already exists/);
     expect(paused).toBe(1);
     expect(resumed).toBe(1);
     expect(readdirSync(root)).toEqual(['blocker']);

@@ -155,7 +155,7 @@ export class FileReceiver {
     never.catch(() => undefined);
     return {
       name: chunk.path, target: '', partial: '', size: 0, received: 0, hash: createHash('sha256'),
-      file: never as Promise<FileHandle>, writes: Promise.resolve(), computeId: chunk.computeId, jobId: Number(chunk.jobId), mode: 0, failed: error,
+      file: never, writes: Promise.resolve(), computeId: chunk.computeId, jobId: Number(chunk.jobId), mode: 0, failed: error,
     };
   }
 
@@ -214,7 +214,7 @@ export class FileReceiver {
 
 /** Writes every piece at `position` on, in one system call when the kernel takes them all. */
 async function writeAll(file: FileHandle, pieces: readonly Buffer[], position: number): Promise<void> {
-  let left = pieces.slice();
+  const left = pieces.slice();
   while (left.length > 0) {
     let { bytesWritten } = await file.writev(left, position);
     if (bytesWritten === 0) throw new Error('the disk took no bytes');

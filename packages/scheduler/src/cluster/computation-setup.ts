@@ -1,4 +1,5 @@
-import type { Logger, dispy } from '@dispy/protocol';
+import type { dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import type { NodeLink } from './node-link.js';
 import type { NodePool } from './node-pool.js';

@@ -1,5 +1,6 @@
 import type net from 'node:net';
-import type { Logger, dispy } from '@dispy/protocol';
+import type { dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { EngineOptions } from '../engine/scheduling-engine.js';
 
 /** What the scheduler needs of discovery (`NodeFinder`). */

@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
-import type { FrameInit, Logger } from '@dispy/protocol';
+import type { FrameInit } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import type { NodeLink } from './node-link.js';
 import type { QueuedJob } from './types.js';
 

@@ -1,5 +1,6 @@
 import type net from 'node:net';
-import { DispyError, type Frame, type Logger, type dispy } from '@dispy/protocol';
+import { DispyError, type Frame, type dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import { NodeLink } from './node-link.js';
 

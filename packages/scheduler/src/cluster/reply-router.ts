@@ -1,4 +1,5 @@
-import { ErrorCode, dispy, type Frame, type Logger } from '@dispy/protocol';
+import { ErrorCode, dispy, type Frame } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import type { NodeLink } from './node-link.js';
 import type { JobEndStatus, JobOutcome, QueuedJob } from './types.js';

@@ -1,13 +1,12 @@
 import dgram from 'node:dgram';
 import {
   PROTOCOL_VERSION,
-  broadcastAddresses,
   newNonce,
   openDatagram,
   sealDatagram,
-  type Logger,
   type dispy,
 } from '@dispy/protocol';
+import { broadcastAddresses, type Logger } from '@dispy/protocol/internal';
 
 export interface NodeFinderOptions {
   secret: string;

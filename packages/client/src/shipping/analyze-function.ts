@@ -1,6 +1,6 @@
 import { parse, type Node as AcornNode } from 'acorn';
 import { analyze } from 'eslint-scope';
-import { ComputationError } from '../errors/computation-error.js';
+import { ComputationError } from '@dispy/protocol';
 import { KNOWN_GLOBALS } from './known-globals.js';
 
 /** A function made ready to ship: its source text and the name it is defined under. */

@@ -3,6 +3,7 @@
  * dispy defines in workers, and the helpers transpilers emit. Anything else a function reads
  * from outside itself would be missing on the node.
  */
+// prettier-ignore
 const ecmascript = [
   'globalThis', 'Infinity', 'NaN', 'undefined', 'eval', 'isFinite', 'isNaN', 'parseFloat',
   'parseInt', 'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape',
@@ -15,6 +16,7 @@ const ecmascript = [
   'BigInt64Array', 'BigUint64Array', 'Intl', 'WebAssembly', 'arguments',
 ];
 
+// prettier-ignore
 const node = [
   'global', 'process', 'Buffer', 'console', 'require', 'module', 'exports', '__filename',
   '__dirname', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate',
@@ -28,6 +30,7 @@ const node = [
 ];
 
 /** Globals dispy defines inside every worker (camelCase and dispy's own spellings). */
+// prettier-ignore
 export const DISPY_COMPUTATION_GLOBALS = [
   'dispyProvisionalResult', 'dispy_provisional_result', 'dispySendFile', 'dispy_send_file',
   'dispy_node_name', 'dispy_node_ip_addr', 'dispy_job_path', 'dispynode_shutdown',
@@ -37,6 +40,7 @@ export const DISPY_COMPUTATION_GLOBALS = [
  * Helpers that TypeScript, esbuild (tsx, tsup), Babel and Vite's SSR transform (vitest) emit
  * into functions.
  */
+// prettier-ignore
 export const TRANSPILER_HELPERS = [
   '__vite_ssr_dynamic_import__', '__name', '__awaiter', '__async', '__publicField', '__defProp', '__defNormalProp',
   '__spreadValues', '__spreadProps', '__assign', '__rest', '__objRest',

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ComputationError } from '../errors/computation-error.js';
-import { DispyError } from '../errors/dispy-error.js';
+import { ComputationError, DispyError } from '@dispy/protocol';
 import { analyzeFunction, type AnalyzeOptions } from './analyze-function.js';
 import { DISPY_COMPUTATION_GLOBALS, KNOWN_GLOBALS, TRANSPILER_HELPERS } from './known-globals.js';
 

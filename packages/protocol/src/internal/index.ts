@@ -1,0 +1,8 @@
+/**
+ * The `@dispy/protocol/internal` entry: helpers the dispy packages share that are not part of
+ * the wire: the logger, option-error formatting and network address helpers. Not a public API:
+ * anything here may change in any release.
+ */
+export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
+export { isWildcard, localAddressFacing, broadcastAddressOf, broadcastAddresses } from './addresses.js';
+export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
