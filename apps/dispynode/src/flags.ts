@@ -112,7 +112,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
     options.loglevel = 'debug';
   }
   const saveConfig = values['save-config'] as string | undefined;
-  return { options: options as NodeOptions, daemon: values.daemon === true, help: values.help === true, saveConfig };
+  return { options: options, daemon: values.daemon === true, help: values.help === true, saveConfig };
 }
 
 /** Options from a --config file: a JSON object whose keys are the node options. */

@@ -293,12 +293,12 @@ export class DispyNodeServer {
   }
 
   private makeContext(): NodeContext<ClientSession> {
-    const server = this;
+    const offeredCpus = (): number => this.offeredCpus;
     return {
       name: this.options.name,
       secret: this.options.secret,
       get cpus() {
-        return server.offeredCpus;
+        return offeredCpus();
       },
       destPathPrefix: this.options.destPathPrefix,
       logger: this.logger,

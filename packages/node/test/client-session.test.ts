@@ -21,7 +21,7 @@ function connect(overrides: Partial<Node> = {}): void {
   client = new SessionClient(sockets.client);
   let resolveEnded!: () => void;
   ended = new Promise((resolve) => (resolveEnded = resolve));
-  session = new ClientSession(sockets.server.asSocket(), node as never, () => resolveEnded());
+  session = new ClientSession(sockets.server.asSocket(), node, () => resolveEnded());
 }
 
 /** A program computation whose program is already in its directory (no files to send). */

@@ -17,7 +17,7 @@ import {
 import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';
-import type { FrameKind } from '../src/session/frame-table.js';
+import type { FrameKind } from '@dispy/protocol';
 
 export class SessionClient {
   readonly channel: FramedSocket;

@@ -75,7 +75,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     const job = queued.ref;
     if (!this.jobs.delete(job)) return;
     job.status = status;
-    job.result = result as never;
+    job.result = result;
     job.exception = exception || undefined;
     job.endTime ??= Date.now();
     job.settle();
@@ -150,7 +150,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
       return;
     }
     job.status = DispyJob.ProvisionalResult;
-    job.result = result as never;
+    job.result = result;
     this.callUser('callback', () => this.options.callback?.(job));
     this.notifyStatus(DispyJob.ProvisionalResult, this.nodeOf(info), job);
   }

@@ -113,7 +113,7 @@ export function resolveClusterOptions(options: object): ResolvedClusterOptions {
   const { logLevel, ...resolved } = parsed.data;
   const given = (options as { loglevel?: unknown }).loglevel;
   if (logLevel !== undefined && given !== undefined && given !== logLevel) {
-    throw new OptionError(`JobCluster: options "loglevel" (${String(given)}) and its alias "logLevel" (${logLevel}) differ; give one`);
+    throw new OptionError(`JobCluster: options "loglevel" (${JSON.stringify(given)}) and its alias "logLevel" (${logLevel}) differ; give one`);
   }
   return { ...resolved, loglevel: logLevel ?? resolved.loglevel };
 }

@@ -28,7 +28,7 @@ export interface ShippedComputation {
  */
 export function shipComputation(computation: unknown, options: ResolvedClusterOptions): ShippedComputation {
   const depends = collectDepends(options.depends, 'JobCluster option "depends"');
-  const cleanup = typeof options.cleanup === 'function' ? options.cleanup : undefined;
+  const cleanup = typeof options.cleanup === 'function' ? (options.cleanup as Function) : undefined;
   if (typeof computation === 'string' && (options.setup || cleanup || depends.names.length > 0)) {
     throw new ComputationError(
       'a program computation takes only files in depends; setup, a cleanup function, and depends functions, classes and values are for function computations',

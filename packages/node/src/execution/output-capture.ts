@@ -32,7 +32,7 @@ function wrap(stream: NodeJS.WriteStream, sink: string[], capturing: () => boole
     if (!capturing()) return original(chunk as never, encoding as never, callback as never);
     sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'));
     const done = typeof encoding === 'function' ? encoding : callback;
-    if (typeof done === 'function') process.nextTick(done as () => void);
+    if (typeof done === 'function') process.nextTick(done);
     return true;
-  }) as typeof stream.write;
+  });
 }

@@ -101,8 +101,8 @@ export class ProgramPool implements JobRunner {
     const child = spawn(this.options.program, argv, { cwd: this.options.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     const run: Run = { child, startTime: Date.now(), stdout: [], stderr: [], timeoutMs };
     this.running.set(jobId, run);
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => run.stderr.push(text));
+    child.stdout.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));
+    child.stderr.setEncoding('utf8').on('data', (text: string) => run.stderr.push(text));
     if (timeoutMs > 0) {
       run.timer = setTimeout(() => {
         run.timedOut = true;

@@ -42,8 +42,9 @@ function runGenerator(iterator: Generator): Promise<unknown> {
     const step = (method: 'next' | 'throw', input?: unknown): void => {
       let result: IteratorResult<unknown>;
       try {
-        result = iterator[method](input as never);
+        result = iterator[method](input);
       } catch (error) {
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- whatever the generator threw, as a native async function would
         reject(error);
         return;
       }

@@ -43,10 +43,10 @@ function makeRequire(computeDir: string): NodeJS.Require {
   const local = createRequire(path.join(computeDir, 'computation.js'));
   const dispyRequire = ((id: string) => {
     try {
-      return local(id);
+      return local(id) as unknown;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
-      return runtimeRequire(id);
+      return runtimeRequire(id) as unknown;
     }
   }) as NodeJS.Require;
   return Object.assign(dispyRequire, { resolve: local.resolve, cache: local.cache, main: undefined });
@@ -72,7 +72,7 @@ function makeImport(computeDir: string, localRequire: NodeJS.Require) {
 
 /** Evaluates a shipped function or class and defines it as a global of its name. */
 function define(definition: Definition, dir: string): unknown {
-  const value = new vm.Script(`(${definition.source})`, { filename: path.join(dir, `${definition.name}.js`) }).runInThisContext();
+  const value: unknown = new vm.Script(`(${definition.source})`, { filename: path.join(dir, `${definition.name}.js`) }).runInThisContext();
   Object.defineProperty(globalThis, definition.name, { value, writable: true, configurable: true });
   if (typeof value === 'function' && /^class[\s{]/.test(Function.prototype.toString.call(value))) registerClass(definition.name, value);
   return value;
@@ -145,11 +145,11 @@ async function init(message: WorkerInit): Promise<void> {
     const script = new vm.Script(`(${message.source})`, {
       filename: path.join(computeDir, `${message.name}.js`),
     });
-    const fn = script.runInThisContext();
+    const fn: unknown = script.runInThisContext();
     if (typeof fn !== 'function') throw new TypeError('the computation did not evaluate to a function');
     // A named computation may call itself by name (recursion through a global binding).
     if (!(message.name in globalThis)) (globalThis as Record<string, unknown>)[message.name] = fn;
-    computation = fn;
+    computation = fn as (...args: unknown[]) => unknown;
   } catch (error) {
     send({ type: 'init-failed', error: describeError(error) });
     return;

@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
-import { ErrorCode, FramedSocket, HANDSHAKE_LIMITS, SESSION_LIMITS, type Frame } from '@dispy/protocol';
+import { ErrorCode, FramedSocket, HANDSHAKE_LIMITS, SESSION_LIMITS, UNEXPECTED, dispatchFrame, type Frame, type FrameTable } from '@dispy/protocol';
 import { measureAvailInfo } from '../avail-info.js';
 import { ComputationSetup } from './computation-setup.js';
 import { SessionComputations } from './computations.js';
-import { UNEXPECTED, dispatchFrame, type FrameTable } from './frame-table.js';
 import { Handshake } from './handshake.js';
 import { IncomingFiles } from './incoming-files.js';
 import { JobLoop } from './job-loop.js';
@@ -156,7 +155,7 @@ export class ClientSession {
       this.node.authenticated(this);
       return;
     }
-    if (!dispatchFrame(this.handlers, frame, attachment)) {
+    if (dispatchFrame(this.handlers, frame, attachment) === UNEXPECTED) {
       this.channel.send({ requestId: frame.requestId, error: { code: ErrorCode.PROTOCOL, message: `unexpected ${frame.kind} frame` } });
     }
   }

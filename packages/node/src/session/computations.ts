@@ -6,7 +6,7 @@ export interface SessionComputationsOptions {
   channel: FramedSocket;
   logger: Logger;
   /** CPUs the node offers now. */
-  nodeCpus(): number;
+  readonly nodeCpus: () => number;
   /** The client has no computation here any more: the node is free for others. */
   release(): void;
 }

@@ -8,7 +8,7 @@ export interface JobLoopOptions {
   computations: SessionComputations;
   logger: Logger;
   /** CPUs the node offers now (0: it takes no new jobs). */
-  nodeCpus(): number;
+  readonly nodeCpus: () => number;
 }
 
 /**

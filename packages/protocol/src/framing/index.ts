@@ -29,3 +29,4 @@ export {
   type FrameInit,
   type FramedSocketOptions,
 } from './framed-socket.js';
+export { UNEXPECTED, dispatchFrame, type FrameBody, type FrameHandler, type FrameTable } from './frame-table.js';

@@ -1,21 +1,16 @@
-import { ErrorCode, dispy, type Frame } from '@dispy/protocol';
+import { ErrorCode, UNEXPECTED, dispatchFrame, dispy, type Frame, type FrameTable } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import type { NodeLink } from './node-link.js';
 import type { JobEndStatus, JobOutcome, QueuedJob } from './types.js';
 
-/** The kinds of frame a node may send. */
-export type FrameKind = NonNullable<Frame['kind']>;
-
-type Handler = (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
-
 /**
  * What to do with each kind of frame from a node that answers no request (answers are matched to
  * their requests by NodeConnection first): a handler, `'late'` for an answer whose request has
- * already ended (it timed out, or its node was given up), or `'unexpected'` for a frame a node
+ * already ended (it timed out, or its node was given up), or `UNEXPECTED` for a frame a node
  * never sends a client. The compiler checks that every kind is listed.
  */
-export type FrameHandlers = { readonly [K in FrameKind]: Handler | 'late' | 'unexpected' };
+type FrameHandlers = FrameTable<[link: NodeLink], 'late' | typeof UNEXPECTED>;
 
 /** What the router needs of the scheduler: its jobs, and how a job ends or goes back to the queue. */
 export interface RouterContext<Ref> {
@@ -49,42 +44,39 @@ export class ReplyRouter<Ref> {
 
   constructor(private readonly context: RouterContext<Ref>) {
     this.handlers = {
-      jobReply: (link, frame) => this.jobReply(link, frame.jobReply as dispy.JobReply),
-      error: (link, frame) => this.error(link, frame.error as dispy.Error),
-      fileChunk: (link, frame, attachment) => link.files(context.fileDir).receive(frame.fileChunk as dispy.FileChunk, attachment),
-      pulse: (link, frame) => {
-        link.info.availInfo = toAvailInfo((frame.pulse as dispy.Pulse).availInfo);
+      jobReply: (reply, _frame, _attachment, link) => this.jobReply(link, reply),
+      error: (error, _frame, _attachment, link) => this.error(link, error),
+      fileChunk: (chunk, _frame, attachment, link) => link.files(context.fileDir).receive(chunk, attachment),
+      pulse: (pulse, _frame, _attachment, link) => {
+        link.info.availInfo = toAvailInfo(pulse.availInfo);
         context.availInfo(link);
       },
-      nodeCpus: (link, frame) => context.nodeCpus(link, frame.nodeCpus!.cpus ?? 0),
+      nodeCpus: (nodeCpus, _frame, _attachment, link) => context.nodeCpus(link, nodeCpus.cpus),
       setupReply: 'late',
       setCpusReply: 'late',
       closeReply: 'late',
       fileWant: 'late',
       fileDone: 'late',
-      hello: 'unexpected',
-      auth: 'unexpected',
-      authResult: 'unexpected',
-      setup: 'unexpected',
-      job: 'unexpected',
-      jobAck: 'unexpected',
-      cancel: 'unexpected',
-      close: 'unexpected',
-      setCpus: 'unexpected',
-      fileKept: 'unexpected',
+      hello: UNEXPECTED,
+      auth: UNEXPECTED,
+      authResult: UNEXPECTED,
+      setup: UNEXPECTED,
+      job: UNEXPECTED,
+      jobAck: UNEXPECTED,
+      cancel: UNEXPECTED,
+      close: UNEXPECTED,
+      setCpus: UNEXPECTED,
+      fileKept: UNEXPECTED,
     };
   }
 
   /** Handles one frame of `link`. */
   route(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
-    const kind = frame.kind;
-    const handler = kind === undefined ? 'unexpected' : this.handlers[kind];
-    if (handler === 'late') {
-      this.context.logger.debug(`node ${link.key}: ${kind} (request ${frame.requestId}) came after its request ended; ignored`);
-    } else if (handler === 'unexpected') {
-      this.context.logger.warn(`node ${link.info.name} (${link.key}) sent an unexpected ${kind} frame; ignored`);
-    } else {
-      handler(link, frame, attachment);
+    const mark = dispatchFrame(this.handlers, frame, attachment, link);
+    if (mark === 'late') {
+      this.context.logger.debug(`node ${link.key}: ${frame.kind} (request ${frame.requestId}) came after its request ended; ignored`);
+    } else if (mark === UNEXPECTED) {
+      this.context.logger.warn(`node ${link.info.name} (${link.key}) sent an unexpected ${frame.kind} frame; ignored`);
     }
   }
 
