@@ -226,7 +226,7 @@ function report({ metrics, failures }, elapsedMs) {
       TARGETS.map((t) => {
         const value = t.value(m);
         const verdict = Number.isFinite(value) ? (t.pass(value) ? 'PASS' : 'MISS') : 'MISS (not measured)';
-        return [t.label, `${formatNumber(value, t.digits)}${t.unit === "×" ? "" : " "}${t.unit}`, verdict];
+        return [t.label, `${formatNumber(value, t.digits)}${t.unit === '×' ? '' : ' '}${t.unit}`, verdict];
       }),
       { alignRight: [1] },
     ),

@@ -57,7 +57,9 @@ try {
   const estimates = await Promise.all(jobs.map((job) => job.wait()));
   const mean = estimates.reduce((sum, value) => sum + value, 0) / estimates.length;
   console.log(jobs[0].stdout.trim());
-  console.log(`\n${jobs.filter((job) => job.status === DispyJob.Finished).length} of ${jobs.length} jobs finished in ${Date.now() - started} ms`);
+  console.log(
+    `\n${jobs.filter((job) => job.status === DispyJob.Finished).length} of ${jobs.length} jobs finished in ${Date.now() - started} ms`,
+  );
   console.log(`pi is about ${mean.toFixed(5)} (error ${Math.abs(mean - Math.PI).toExponential(2)})`);
   cluster.stats();
   await cluster.close();

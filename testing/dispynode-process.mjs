@@ -50,7 +50,19 @@ export async function startNode(options) {
   const port = options.port ?? (await freePort(options.host));
   const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
   // execArgv: flags for Node itself (--cpu-prof, --inspect), which NODE_OPTIONS may not carry.
-  const args = [...(options.execArgv ?? []), DISPYNODE_BIN, '-i', options.host, '-p', String(port), '-c', String(options.cpus ?? 2), '--daemon', '--dest-path-prefix', destPathPrefix];
+  const args = [
+    ...(options.execArgv ?? []),
+    DISPYNODE_BIN,
+    '-i',
+    options.host,
+    '-p',
+    String(port),
+    '-c',
+    String(options.cpus ?? 2),
+    '--daemon',
+    '--dest-path-prefix',
+    destPathPrefix,
+  ];
   if (options.secret !== undefined) args.push('--secret', options.secret);
   args.push(...(options.args ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });

@@ -54,7 +54,10 @@ export function createNamespacePair(): NamespacePair {
     ip('link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB);
     ip('link', 'set', vethA, 'netns', a.ns);
     ip('link', 'set', vethB, 'netns', b.ns);
-    for (const [end, veth] of [[a, vethA], [b, vethB]] as const) {
+    for (const [end, veth] of [
+      [a, vethA],
+      [b, vethB],
+    ] as const) {
       ip('-n', end.ns, 'addr', 'add', `${end.address}/24`, 'broadcast', `10.213.${subnet}.255`, 'dev', veth);
       ip('-n', end.ns, 'link', 'set', veth, 'up');
       ip('-n', end.ns, 'link', 'set', 'lo', 'up');

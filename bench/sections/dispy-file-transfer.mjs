@@ -92,7 +92,8 @@ export default {
           digits: 0,
           note:
             `median of ${ROUNDS} after 1 warm-up: cluster to first result ${list(withFile)} ms, ` +
-            `minus setup ${setupMs.toFixed(0)} ms` + (memory ? `; ${memory}` : ''),
+            `minus setup ${setupMs.toFixed(0)} ms` +
+            (memory ? `; ${memory}` : ''),
         },
         {
           key: 'dispy.file.setup',

@@ -61,7 +61,11 @@ export default {
       });
       // Discovery, authentication and shipping the computation happen here, before any timing.
       const warmup = cluster.submit(-1);
-      await withTimeout(warmup.wait(), DISCOVERY_TIMEOUT_MS, `the warm-up job did not finish (is dispynode on ${node.host}:${node.port} found?)`);
+      await withTimeout(
+        warmup.wait(),
+        DISCOVERY_TIMEOUT_MS,
+        `the warm-up job did not finish (is dispynode on ${node.host}:${node.port} found?)`,
+      );
       check(warmup, -1);
 
       const rounds = [];

@@ -20,7 +20,14 @@ export const FLAGS: Flag[] = [
   { flag: 'dispy-port', short: 'p', option: 'port', kind: 'integer', arg: 'PORT' },
   { flag: 'name', option: 'name', kind: 'string', arg: 'NAME' },
   { flag: 'dest-path-prefix', option: 'destPathPrefix', kind: 'string', arg: 'DIR' },
-  { flag: 'secret', short: 's', option: 'secret', kind: 'string', arg: 'SECRET', help: 'shared secret clients must prove (also DISPY_SECRET or DISPY_NODE_SECRET)' },
+  {
+    flag: 'secret',
+    short: 's',
+    option: 'secret',
+    kind: 'string',
+    arg: 'SECRET',
+    help: 'shared secret clients must prove (also DISPY_SECRET or DISPY_NODE_SECRET)',
+  },
   { flag: 'ext-host', option: 'extHosts', kind: 'list', arg: 'ADDR' },
   { flag: 'serve', option: 'serve', kind: 'integer', arg: 'N' },
   { flag: 'service-start', option: 'serviceStart', kind: 'string', arg: 'HH:MM' },
@@ -29,7 +36,13 @@ export const FLAGS: Flag[] = [
   { flag: 'client-shutdown', option: 'clientShutdown', kind: 'boolean' },
   { flag: 'zombie-interval', option: 'zombieInterval', kind: 'number', arg: 'MINUTES' },
   { flag: 'clean', option: 'clean', kind: 'boolean' },
-  { flag: 'max-file-size', option: 'maxFileSize', kind: 'size', arg: 'SIZE', help: 'largest file transferred, e.g. 10m, 1g (0: no limit; default 10m)' },
+  {
+    flag: 'max-file-size',
+    option: 'maxFileSize',
+    kind: 'size',
+    arg: 'SIZE',
+    help: 'largest file transferred, e.g. 10m, 1g (0: no limit; default 10m)',
+  },
   { flag: 'scheduler-host', option: 'schedulerHost', kind: 'string', arg: 'HOST[:PORT]' },
   { flag: 'ping-interval', option: 'pingInterval', kind: 'number', arg: 'SECONDS' },
   { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },
@@ -52,7 +65,9 @@ export interface CliSettings {
  * negative number after an integer flag (`-c -1`), which parseArgs would take for a flag.
  */
 function normalize(argv: string[]): string[] {
-  const integerFlags = new Set(FLAGS.filter((f) => f.kind === 'integer' || f.kind === 'number').flatMap((f) => [`--${f.flag}`, ...(f.short ? [`-${f.short}`] : [])]));
+  const integerFlags = new Set(
+    FLAGS.filter((f) => f.kind === 'integer' || f.kind === 'number').flatMap((f) => [`--${f.flag}`, ...(f.short ? [`-${f.short}`] : [])]),
+  );
   const out: string[] = [];
   for (const arg of argv) {
     const previous = out[out.length - 1];
@@ -149,7 +164,7 @@ export function helpText(): string {
     'Runs a dispy node: answers discovery from dispy clients on the network and runs the',
     'computations they send, one worker process per CPU.',
     '',
-    'Options (dispy\'s underscore spellings such as --dest_path_prefix are accepted too):',
+    "Options (dispy's underscore spellings such as --dest_path_prefix are accepted too):",
     ...lines,
     '',
     'Without --daemon, type "status", "cpus N" or "quit" on stdin. SIGINT/SIGTERM stop the node cleanly.',

@@ -28,10 +28,13 @@ function runCli(args: string[], input?: string): Promise<{ code: number | null; 
 describe('dispynode CLI', () => {
   it('stops on SIGTERM and leaves no worker process behind', async () => {
     const node = await startNode({ host: '127.0.5.2', cpus: 2 });
-    const cluster = new JobCluster((spin: boolean) => {
-      while (spin);
-      return 1;
-    }, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const cluster = new JobCluster(
+      (spin: boolean) => {
+        while (spin);
+        return 1;
+      },
+      { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' },
+    );
     expect(await cluster.submit(false).wait()).toBe(1);
     const busy = cluster.submit(true);
     await vi.waitFor(() => expect(busy.status).toBe(DispyJob.Running));
@@ -55,8 +58,14 @@ describe('dispynode CLI', () => {
   });
 
   it('names a wrong flag value and exits non-zero', async () => {
-    expect(await runCli(['--cpus', 'many'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--cpus must be an integer, got "many"') });
-    expect(await runCli(['-c', '999', '-p', '0'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/cpus must be at most \d+ on this machine, got 999/) });
+    expect(await runCli(['--cpus', 'many'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--cpus must be an integer, got "many"'),
+    });
+    expect(await runCli(['-c', '999', '-p', '0'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/cpus must be at most \d+ on this machine, got 999/),
+    });
     expect(await runCli(['--bogus'])).toMatchObject({ code: 2, stderr: expect.stringContaining("Unknown option '--bogus'") });
   });
 
@@ -108,7 +117,13 @@ describe('dispynode CLI', () => {
     expect(await first.submit().wait()).toBe('dispySendFile: results is not a regular file');
     await first.close();
     await node.waitForLog(/released this node/);
-    const second = new JobCluster((n: number) => n * 2, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const second = new JobCluster((n: number) => n * 2, {
+      nodes: [node.host],
+      nodePort: node.port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
     try {
       expect(await second.submit(21).wait()).toBe(42);
     } finally {

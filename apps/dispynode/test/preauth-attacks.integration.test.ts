@@ -79,7 +79,13 @@ async function flood(socket: net.Socket, bytes: number): Promise<number> {
 
 /** A legitimate client's job, run while the attack goes on. */
 async function legitimateResult(node: NodeProcess): Promise<unknown> {
-  const cluster = new JobCluster((n: number) => n + 1, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+  const cluster = new JobCluster((n: number) => n + 1, {
+    nodes: [node.host],
+    nodePort: node.port,
+    ipAddr: '127.0.0.1',
+    port: 0,
+    loglevel: 'silent',
+  });
   clusters.push(cluster);
   return cluster.submit(41).wait();
 }

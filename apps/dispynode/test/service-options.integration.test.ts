@@ -69,10 +69,14 @@ describe('dispynode service options', () => {
 
   it('--service-stop refuses new jobs while running ones finish', async () => {
     const node = await startNode({ host: '127.0.8.4', cpus: 1, args: ['--service-stop', inAMoment(2500)] });
-    const cluster = clusterFor(async (ms: number) => {
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      return ms;
-    }, node.host, node.port);
+    const cluster = clusterFor(
+      async (ms: number) => {
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        return ms;
+      },
+      node.host,
+      node.port,
+    );
     const running = cluster.submit(4000);
     await vi.waitFor(() => expect(running.status).toBe(DispyJob.Running), { timeout: 5000 });
     await node.waitForLog(/service stop/, 10_000);
@@ -88,7 +92,11 @@ describe('dispynode service options', () => {
     const nodePort = await freePort('127.0.8.5');
     // Loopback has no broadcast: the announcement is the only way this cluster learns of the node.
     const cluster = new JobCluster((n: number) => n + 1, {
-      nodes: ['127.0.8.*'], nodePort, ipAddr: '127.0.0.1', port: clientPort, loglevel: 'silent',
+      nodes: ['127.0.8.*'],
+      nodePort,
+      ipAddr: '127.0.0.1',
+      port: clientPort,
+      loglevel: 'silent',
     });
     clusters.push(cluster);
     const job = cluster.submit(1);
@@ -130,7 +138,21 @@ describe('dispynode service options', () => {
   it('saves its options with --save-config and reads them back with --config', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'node.json');
-    const saved = spawn(process.execPath, [DISPYNODE_BIN, '--save-config', file, '-c', '1', '--name', 'configured', '--zombie-interval', '2.5', '--max-file-size', '2m', '-s', 'hush']);
+    const saved = spawn(process.execPath, [
+      DISPYNODE_BIN,
+      '--save-config',
+      file,
+      '-c',
+      '1',
+      '--name',
+      'configured',
+      '--zombie-interval',
+      '2.5',
+      '--max-file-size',
+      '2m',
+      '-s',
+      'hush',
+    ]);
     expect(await new Promise((resolve) => saved.once('exit', resolve))).toBe(0);
     const options = JSON.parse(readFileSync(file, 'utf8'));
     expect(options).toMatchObject({ cpus: 1, name: 'configured', zombieInterval: 2.5, maxFileSize: 2 * 1024 * 1024 });
@@ -150,7 +172,11 @@ describe('dispynode service options', () => {
   it('takes "cpus N" on stdin and tells the client', async () => {
     const port = await freePort('127.0.8.12');
     const prefix = tempDir();
-    const child = spawn(process.execPath, [DISPYNODE_BIN, '-i', '127.0.8.12', '-p', String(port), '-c', '2', '--dest-path-prefix', prefix], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [DISPYNODE_BIN, '-i', '127.0.8.12', '-p', String(port), '-c', '2', '--dest-path-prefix', prefix],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     cleanups.push(() => child.kill('SIGKILL'));
     let stdout = '';
     let stderr = '';
@@ -172,7 +198,11 @@ describe('dispynode service options', () => {
       onRequeue();
     };
     const cluster = new JobCluster((n: number) => n, {
-      nodes: [new NodeAllocate('127.0.8.12', { port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', clusterStatus,
+      nodes: [new NodeAllocate('127.0.8.12', { port })],
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+      clusterStatus,
     });
     clusters.push(cluster);
     await cluster.submit(1).wait();

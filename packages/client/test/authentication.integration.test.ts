@@ -45,7 +45,14 @@ describe('shared secret', () => {
   it('takes the secret from DISPY_SECRET on the node', async () => {
     const node = await startNode({ host: '127.0.2.3', env: { DISPY_SECRET: 'from env' } });
     expect(node.log).not.toMatch(/no secret set/);
-    const cluster = new JobCluster((n: number) => n * 3, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, secret: 'from env', loglevel: 'silent' });
+    const cluster = new JobCluster((n: number) => n * 3, {
+      nodes: [node.host],
+      nodePort: node.port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      secret: 'from env',
+      loglevel: 'silent',
+    });
     expect(await cluster.submit(3).wait()).toBe(9);
     await cluster.close();
   });
@@ -53,7 +60,12 @@ describe('shared secret', () => {
   it('is refused by the node in the TCP handshake, which says why', async () => {
     const node = await startNode({ host: '127.0.2.4', secret: 'node secret' });
     const connection = new NodeConnection({
-      host: node.host, port: node.port, secret: 'client secret', clientName: 'test', onFrame: () => {}, onClose: () => {},
+      host: node.host,
+      port: node.port,
+      secret: 'client secret',
+      clientName: 'test',
+      onFrame: () => {},
+      onClose: () => {},
     });
     await expect(connection.open()).rejects.toThrow(/refused this client: the client's secret does not match the node's/);
     await node.waitForLog(/failed authentication: its secret differs/);
@@ -73,7 +85,14 @@ describe('shared secret', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.2.5', resolve));
     try {
       const { port } = server.address() as net.AddressInfo;
-      const connection = new NodeConnection({ host: '127.0.2.5', port, secret: 's', clientName: 'test', onFrame: () => {}, onClose: () => {} });
+      const connection = new NodeConnection({
+        host: '127.0.2.5',
+        port,
+        secret: 's',
+        clientName: 'test',
+        onFrame: () => {},
+        onClose: () => {},
+      });
       await expect(connection.open()).rejects.toThrow(/could not prove the shared secret/);
     } finally {
       await new Promise((resolve) => server.close(resolve));

@@ -12,7 +12,13 @@ afterEach(async () => {
 describe('requests to one node at once', () => {
   it('gives two concurrent setNodeCpus calls their own answers (matched by request id)', async () => {
     const node = await startNode({ host: '127.0.11.3', cpus: 2 });
-    const cluster = new JobCluster((x: number) => x, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const cluster = new JobCluster((x: number) => x, {
+      nodes: [node.host],
+      nodePort: node.port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
     clusters.push(cluster as JobCluster);
     await vi.waitFor(() => expect(cluster.status().nodes).toHaveLength(1), { timeout: 10_000 });
     // Before request ids, the second call took the first one's answer and the first waited 60 s

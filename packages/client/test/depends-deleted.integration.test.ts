@@ -23,10 +23,13 @@ describe('a per-job depends file that goes away', () => {
     writeFileSync(file, 'input');
     // The first job deletes the second one's file (node and client share this machine) while the
     // second waits for the node's only CPU: the file is gone after submitJob, before it is sent.
-    const cluster = new JobCluster((remove: string | null) => {
-      if (remove) require('node:fs').rmSync(remove);
-      return 'ran';
-    }, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const cluster = new JobCluster(
+      (remove: string | null) => {
+        if (remove) require('node:fs').rmSync(remove);
+        return 'ran';
+      },
+      { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' },
+    );
     clusters.push(cluster as JobCluster);
     const remover = cluster.submitJob({ args: [file], priority: 1 });
     const gone = cluster.submitJob({ args: [null], depends: [file] });

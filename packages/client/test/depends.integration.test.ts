@@ -18,7 +18,14 @@ afterEach(async () => {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a computation of any signature, or a program's path
 function clusterOn(computation: ((...args: any[]) => any) | string, node: NodeProcess, extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(computation, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
+  const cluster = new JobCluster(computation, {
+    nodes: [node.host],
+    nodePort: node.port,
+    ipAddr: '127.0.0.1',
+    port: 0,
+    loglevel: 'silent',
+    ...extra,
+  });
   clusters.push(cluster as JobCluster);
   return cluster;
 }
@@ -55,10 +62,14 @@ describe('computations with their world', () => {
     function describePoint(p: Point) {
       return `(${p.x}, ${p.y})`;
     }
-    const cluster = clusterOn((p: Point) => {
-      const bigger = p.scaled(factor);
-      return { bigger, length: bigger.length(), text: describePoint(bigger), isPoint: bigger instanceof Point };
-    }, node, { depends: [Point, describePoint, { factor: 2 }] });
+    const cluster = clusterOn(
+      (p: Point) => {
+        const bigger = p.scaled(factor);
+        return { bigger, length: bigger.length(), text: describePoint(bigger), isPoint: bigger instanceof Point };
+      },
+      node,
+      { depends: [Point, describePoint, { factor: 2 }] },
+    );
     const result = await cluster.submit(new Point(3, 4)).wait();
     expect(result!.bigger).toBeInstanceOf(Point);
     expect(result!.bigger.length()).toBe(10);
@@ -67,20 +78,28 @@ describe('computations with their world', () => {
 
   it('loads module files of depends with require() and import()', async () => {
     const node = await startNode({ host: '127.0.9.4', cpus: 1 });
-    const cluster = clusterOn(async (text: string) => {
-      const { shout } = require('./helper.cjs');
-      const { double } = await import('./lib.mjs');
-      return [shout(text), double(21)];
-    }, node, { depends: [fixture('helper.cjs'), fixture('lib.mjs')] });
+    const cluster = clusterOn(
+      async (text: string) => {
+        const { shout } = require('./helper.cjs');
+        const { double } = await import('./lib.mjs');
+        return [shout(text), double(21)];
+      },
+      node,
+      { depends: [fixture('helper.cjs'), fixture('lib.mjs')] },
+    );
     expect(await cluster.submit('hi').wait()).toEqual(['HI!', 42]);
   });
 
   it('sends per-job depends with their job and removes them after it', async () => {
     const node = await startNode({ host: '127.0.9.5', cpus: 1 });
-    const cluster = clusterOn((name: string) => {
-      const fs = require('node:fs');
-      return fs.existsSync(name) ? fs.readFileSync(name, 'utf8').split('\n')[0] : 'gone';
-    }, node, { cleanup: false });
+    const cluster = clusterOn(
+      (name: string) => {
+        const fs = require('node:fs');
+        return fs.existsSync(name) ? fs.readFileSync(name, 'utf8').split('\n')[0] : 'gone';
+      },
+      node,
+      { cleanup: false },
+    );
     function unused() {
       return 0;
     }
@@ -89,7 +108,9 @@ describe('computations with their world', () => {
     expect(await cluster.submit('words.txt').wait()).toBe('gone');
     await cluster.close();
     // A job's file may not replace (and then remove) one of the cluster's own.
-    const withDepends = clusterOn((name: string) => require('node:fs').readFileSync(name, 'utf8').length, node, { depends: [fixture('words.txt')] });
+    const withDepends = clusterOn((name: string) => require('node:fs').readFileSync(name, 'utf8').length, node, {
+      depends: [fixture('words.txt')],
+    });
     const clash = withDepends.submitJob({ args: ['words.txt'], depends: [fixture('words.txt')] });
     await clash.wait();
     expect(clash.status).toBe(DispyJob.Terminated);
@@ -101,20 +122,24 @@ describe('computations with their world', () => {
     const node = await startNode({ host: '127.0.9.6', cpus: 2 });
     const seen: Array<[number, unknown]> = [];
     const jobs: DispyJob[] = [];
-    const cluster = clusterOn(async (target: number) => {
-      for (let step = 1; step <= 5; step++) {
-        await dispyProvisionalResult(step * target);
-        await new Promise((resolve) => setTimeout(resolve, 30));
-      }
-      await new Promise((resolve) => setTimeout(resolve, target === 1 ? 0 : 30_000));
-      return 'finished';
-    }, node, {
-      callback: (job: DispyJob) => {
-        seen.push([job.status, job.result]);
-        // Good enough: stop every other job.
-        if (job.status === DispyJob.Finished) for (const other of jobs) if (other !== job) void cluster.cancel(other);
+    const cluster = clusterOn(
+      async (target: number) => {
+        for (let step = 1; step <= 5; step++) {
+          await dispyProvisionalResult(step * target);
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+        await new Promise((resolve) => setTimeout(resolve, target === 1 ? 0 : 30_000));
+        return 'finished';
       },
-    });
+      node,
+      {
+        callback: (job: DispyJob) => {
+          seen.push([job.status, job.result]);
+          // Good enough: stop every other job.
+          if (job.status === DispyJob.Finished) for (const other of jobs) if (other !== job) void cluster.cancel(other);
+        },
+      },
+    );
     jobs.push(cluster.submit(1), cluster.submit(100));
     await cluster.wait();
     expect(jobs[0]!.status).toBe(DispyJob.Finished);
@@ -179,7 +204,10 @@ describe('computations with their world', () => {
       return 0;
     }
     const cluster = new JobCluster((n: number) => n + 1, {
-      nodes: [new NodeAllocate(good.host, { port: good.port, setupArgs: [false] }), new NodeAllocate(bad.host, { port: bad.port, setupArgs: [true] })],
+      nodes: [
+        new NodeAllocate(good.host, { port: good.port, setupArgs: [false] }),
+        new NodeAllocate(bad.host, { port: bad.port, setupArgs: [true] }),
+      ],
       setup,
       ipAddr: '127.0.0.1',
       port: 0,
@@ -193,7 +221,9 @@ describe('computations with their world', () => {
     expect(results).toEqual([1, 2, 3, 4]);
     expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([good.host]);
     expect(statuses).toContainEqual([DispyNode.Initialized, good.host, undefined]);
-    await vi.waitFor(() => expect(statuses).toContainEqual([DispyNode.Closed, bad.host, expect.stringContaining('no data on this node')]), { timeout: 10_000 });
+    await vi.waitFor(() => expect(statuses).toContainEqual([DispyNode.Closed, bad.host, expect.stringContaining('no data on this node')]), {
+      timeout: 10_000,
+    });
     await bad.waitForLog(/setup of .* failed: the computation failed to load: Error: no data on this node/);
   });
 

@@ -18,7 +18,7 @@ describe('JobCluster generics', () => {
     cluster.submitJob({ args: [1] });
   });
 
-  it('types a job\'s result from the computation\'s return type, awaited', () => {
+  it("types a job's result from the computation's return type, awaited", () => {
     const sums = new JobCluster(add);
     expectTypeOf(sums.submit(1, 2)).toEqualTypeOf<DispyJob<number>>();
     expectTypeOf(sums.submit(1, 2).wait()).toEqualTypeOf<Promise<number | undefined>>();
@@ -27,7 +27,7 @@ describe('JobCluster generics', () => {
     expectTypeOf(names.submit('a').result).toEqualTypeOf<{ id: string; name: string } | undefined>();
   });
 
-  it('types callbacks with the job\'s result type', () => {
+  it("types callbacks with the job's result type", () => {
     new JobCluster(add, {
       callback: (job) => {
         expectTypeOf(job).toEqualTypeOf<DispyJob<number>>();

@@ -33,7 +33,12 @@ describe('large files', () => {
     await writeBigFile(big, size);
     const node = await startNode({ host: '127.0.10.2', cpus: 1, args: ['--max-file-size', '0'] });
     const cluster = new JobCluster(() => require('node:fs').statSync('big.bin').size, {
-      nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', depends: [big],
+      nodes: [node.host],
+      nodePort: node.port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+      depends: [big],
     });
     try {
       expect(await cluster.submit().wait()).toBe(size);
@@ -49,19 +54,52 @@ describe('large files', () => {
     const big = path.join(dir, 'two-k.bin');
     await writeBigFile(big, 2048);
     const cluster = new JobCluster((n: number) => n, {
-      nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', depends: [big],
+      nodes: [node.host],
+      nodePort: node.port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+      depends: [big],
     });
     await node.waitForLog(/file two-k.bin of \d+ bytes exceeds this node's limit of 1024 bytes \(--max-file-size\)/);
     await cluster.close();
 
     // A raw client that names files outside the computation's directory.
-    const connection = new NodeConnection({ host: node.host, port: node.port, secret: '', clientName: 't', onFrame: () => {}, onClose: () => {} });
+    const connection = new NodeConnection({
+      host: node.host,
+      port: node.port,
+      secret: '',
+      clientName: 't',
+      onFrame: () => {},
+      onClose: () => {},
+    });
     await connection.open();
-    const escaping = await connection.setup({ computeId: 'raw', name: 'f', source: '(n) => n', cpus: 1, cleanup: true, files: [{ name: '../escape.txt', size: 1 }] });
+    const escaping = await connection.setup({
+      computeId: 'raw',
+      name: 'f',
+      source: '(n) => n',
+      cpus: 1,
+      cleanup: true,
+      files: [{ name: '../escape.txt', size: 1 }],
+    });
     expect(escaping).toMatchObject({ ok: false, error: expect.stringMatching(/must not contain "\.\."/) });
-    const absolute = await connection.setup({ computeId: 'raw2', name: 'f', source: '(n) => n', cpus: 1, cleanup: true, files: [{ name: '/etc/passwd', size: 1 }] });
+    const absolute = await connection.setup({
+      computeId: 'raw2',
+      name: 'f',
+      source: '(n) => n',
+      cpus: 1,
+      cleanup: true,
+      files: [{ name: '/etc/passwd', size: 1 }],
+    });
     expect(absolute).toMatchObject({ ok: false, error: expect.stringMatching(/must be relative/) });
-    const traversal = await connection.setup({ computeId: 'raw3', name: 'f', source: '(n) => n', cpus: 1, cleanup: true, destPath: '../../outside' });
+    const traversal = await connection.setup({
+      computeId: 'raw3',
+      name: 'f',
+      source: '(n) => n',
+      cpus: 1,
+      cleanup: true,
+      destPath: '../../outside',
+    });
     expect(traversal).toMatchObject({ ok: false, error: expect.stringMatching(/must not contain "\.\."/) });
     connection.destroy();
   });

@@ -15,7 +15,14 @@ afterEach(async () => {
 });
 
 function clusterOn<F extends (...args: never[]) => unknown>(fn: F, node: NodeProcess, extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(fn, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', ...extra });
+  const cluster = new JobCluster(fn, {
+    nodes: [node.host],
+    nodePort: node.port,
+    ipAddr: '127.0.0.1',
+    port: 0,
+    loglevel: 'silent',
+    ...extra,
+  });
   clusters.push(cluster as JobCluster);
   return cluster;
 }
@@ -44,7 +51,15 @@ async function datagramsTo(host: string, port: number, count: number): Promise<v
 
 /** The most intervals that overlap at any instant. */
 function mostAtOnce(intervals: Array<{ start: number; end: number }>): number {
-  const edges = intervals.flatMap(({ start, end }) => [[start, 1], [end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const edges = intervals
+    .flatMap(
+      ({ start, end }) =>
+        [
+          [start, 1],
+          [end, -1],
+        ] as const,
+    )
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let now = 0;
   let most = 0;
   for (const [, delta] of edges) most = Math.max(most, (now += delta));
@@ -102,7 +117,12 @@ describe('cluster control of jobs and nodes', () => {
     const results = await Promise.all(Array.from({ length: 4 }, () => cluster.submit(200)).map((job) => job.wait()));
     expect(mostAtOnce(results as never)).toBe(1);
     expect(cluster.status().nodes.map((n) => [n.ipAddr, n.cpus])).toEqual([[limited.host, 1]]);
-    expect(asked).toEqual(expect.arrayContaining([[refused.host, 2, true], [limited.host, 2, true]]));
+    expect(asked).toEqual(
+      expect.arrayContaining([
+        [refused.host, 2, true],
+        [limited.host, 2, true],
+      ]),
+    );
   });
 
   it('uses a node started after the cluster, found by repeated pings', async () => {
@@ -129,15 +149,19 @@ describe('cluster control of jobs and nodes', () => {
     const node = await startNode({ host: '127.0.7.8', cpus: 2 });
     const seen = new Map<DispyJob, number[]>();
     const nodeEvents: number[] = [];
-    const cluster = clusterOn((n: number) => {
-      if (n % 5 === 4) throw new Error('every fifth fails');
-      return n;
-    }, node, {
-      clusterStatus: (status: number, _node: DispyNode | undefined, job: DispyJob | undefined) => {
-        if (job) seen.set(job, [...(seen.get(job) ?? []), status]);
-        else nodeEvents.push(status);
+    const cluster = clusterOn(
+      (n: number) => {
+        if (n % 5 === 4) throw new Error('every fifth fails');
+        return n;
       },
-    });
+      node,
+      {
+        clusterStatus: (status: number, _node: DispyNode | undefined, job: DispyJob | undefined) => {
+          if (job) seen.set(job, [...(seen.get(job) ?? []), status]);
+          else nodeEvents.push(status);
+        },
+      },
+    );
     const jobs = Array.from({ length: 40 }, (_, i) => cluster.submit(i));
     const queuedThenCancelled = cluster.submit(99);
     await cluster.cancel(queuedThenCancelled);
@@ -152,10 +176,14 @@ describe('cluster control of jobs and nodes', () => {
 
   it('kills a job past its timeout (Terminated, saying so) and serves the next', async () => {
     const node = await startNode({ host: '127.0.7.9', cpus: 1 });
-    const cluster = clusterOn((spin: boolean) => {
-      while (spin);
-      return 'next';
-    }, node, { jobTimeout: 30 });
+    const cluster = clusterOn(
+      (spin: boolean) => {
+        while (spin);
+        return 'next';
+      },
+      node,
+      { jobTimeout: 30 },
+    );
     const stuck = cluster.submitJob({ args: [true], timeout: 0.5 });
     await stuck.wait();
     expect(stuck.status).toBe(DispyJob.Terminated);
@@ -178,7 +206,12 @@ describe('cluster control of jobs and nodes', () => {
 
   it('deallocates and closes nodes, and allocates one later', async () => {
     const [a, b] = await Promise.all([startNode({ host: '127.0.7.11', cpus: 1 }), startNode({ host: '127.0.7.12', cpus: 1 })]);
-    const cluster = new JobCluster(sleeper, { nodes: [new NodeAllocate(a.host, { port: a.port })], ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
+    const cluster = new JobCluster(sleeper, {
+      nodes: [new NodeAllocate(a.host, { port: a.port })],
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
     clusters.push(cluster);
     await cluster.submit(10).wait();
     expect(await cluster.allocateNode(new NodeAllocate(b.host, { port: b.port }))).toBe(0);

@@ -9,8 +9,12 @@ describe('JobCluster options', () => {
     expect(() => new JobCluster((n: number) => n, { nodePort: 'abc' as unknown as number })).toThrow(
       'JobCluster: option "nodePort": must be an integer 1..65535, got "abc"',
     );
-    expect(() => new JobCluster((n: number) => n, { loglevel: 'loud' as 'warn' })).toThrow(/option "loglevel": must be one of debug, info, warn, error, silent, got "loud"/);
-    expect(() => new JobCluster((n: number) => n, { pulseInterval: 0 })).toThrow(/option "pulseInterval": must be a number of seconds 1..600, got 0/);
+    expect(() => new JobCluster((n: number) => n, { loglevel: 'loud' as 'warn' })).toThrow(
+      /option "loglevel": must be one of debug, info, warn, error, silent, got "loud"/,
+    );
+    expect(() => new JobCluster((n: number) => n, { pulseInterval: 0 })).toThrow(
+      /option "pulseInterval": must be a number of seconds 1..600, got 0/,
+    );
     expect(() => new JobCluster((n: number) => n, { nodes: [42 as unknown as string] })).toThrow(/option "nodes/);
   });
 
@@ -30,7 +34,9 @@ describe('JobCluster options', () => {
   });
 
   it('says what cleanup takes, and refuses function-only options for a program', () => {
-    expect(() => new JobCluster((n: number) => n, { ...quiet, cleanup: 'x' as never })).toThrow('JobCluster: option "cleanup": must be true, false or a function, got "x"');
+    expect(() => new JobCluster((n: number) => n, { ...quiet, cleanup: 'x' as never })).toThrow(
+      'JobCluster: option "cleanup": must be true, false or a function, got "x"',
+    );
     const program = fileURLToPath(new URL('./fixtures/depends/count-args.sh', import.meta.url));
     expect(() => new JobCluster(program, { ...quiet, setup: () => 0 })).toThrow(/a program computation takes only files in depends/);
     expect(() => new JobCluster('/no/such/program', quiet)).toThrow('program "/no/such/program" does not exist');
@@ -55,7 +61,11 @@ describe('shipping the computation', () => {
   });
 
   it('refuses method shorthand, bound and native functions with the cause', () => {
-    const holder = { compute(n: number) { return n; } };
+    const holder = {
+      compute(n: number) {
+        return n;
+      },
+    };
     expect(() => new JobCluster(holder.compute, quiet)).toThrow(/method shorthand/);
     expect(() => new JobCluster(((n: number) => n).bind(null), quiet)).toThrow(/bound function/);
     expect(() => new JobCluster(Math.sqrt, quiet)).toThrow(/native function/);
@@ -67,7 +77,9 @@ describe('submitting', () => {
     const cluster = new JobCluster((a: unknown, b: unknown) => [a, b], quiet);
     try {
       expect(() => cluster.submit(1, { callback: () => 1 })).toThrow(UnsendableValueError);
-      expect(() => cluster.submit(1, { callback: () => 1 })).toThrow('argument 2.callback cannot be sent: it is a function (function callback)');
+      expect(() => cluster.submit(1, { callback: () => 1 })).toThrow(
+        'argument 2.callback cannot be sent: it is a function (function callback)',
+      );
       class Point {
         constructor(readonly x: number) {}
       }

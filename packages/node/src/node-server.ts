@@ -77,7 +77,10 @@ export class DispyNodeServer {
     this.maxCpus = resolveCpus(this.options.cpus);
     this.offeredCpus = this.maxCpus;
     this.logger = createLogger(`dispynode ${this.options.name}`, this.options.loglevel);
-    this.pending = new PendingConnections(PENDING_LIMITS, (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')));
+    this.pending = new PendingConnections(
+      PENDING_LIMITS,
+      (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')),
+    );
   }
 
   /** The addresses clients connect to, as host:port. */
@@ -261,7 +264,10 @@ export class DispyNodeServer {
     }
     const address = socket.remoteAddress ?? '';
     if (!this.pending.hasRoomFor(address)) {
-      this.warnPending('refused', `refused a connection from ${address}: ${PENDING_LIMITS.perAddress} from it wait to authenticate already`);
+      this.warnPending(
+        'refused',
+        `refused a connection from ${address}: ${PENDING_LIMITS.perAddress} from it wait to authenticate already`,
+      );
       socket.destroy();
       return;
     }
@@ -324,7 +330,9 @@ export class DispyNodeServer {
         if (session.servedComputation) this.served++;
         this.logger.info(`client ${session.peer} released this node`);
         if (this.shutdownRequested || (this.options.serve >= 0 && this.served >= this.options.serve)) {
-          this.logger.info(this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`);
+          this.logger.info(
+            this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`,
+          );
           void this.close();
         } else {
           this.announce();

@@ -5,9 +5,7 @@ import { DEFAULT_NODE_PORT, OptionError } from '@dispy/protocol';
 import { LOG_LEVELS, type LogLevel } from '@dispy/protocol/internal';
 
 /** A daily time of day: HH:MM (or HH:MM:SS). */
-const timeOfDay = z
-  .string()
-  .regex(/^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'must be a time of day HH:MM (00:00 to 23:59)');
+const timeOfDay = z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'must be a time of day HH:MM (00:00 to 23:59)');
 
 /**
  * Options of a node, shared by `DispyNodeServer` and the `dispynode` CLI (whose flags, config
@@ -20,10 +18,7 @@ export const nodeOptionsSchema = z
       .int('cpus must be an integer')
       .default(0)
       .describe('CPUs to serve: 0 all, negative: that many fewer than the machine has'),
-    hosts: z
-      .array(z.string().min(1))
-      .default([])
-      .describe('addresses to serve on (repeatable); default: all interfaces'),
+    hosts: z.array(z.string().min(1)).default([]).describe('addresses to serve on (repeatable); default: all interfaces'),
     port: z
       .number()
       .int()
@@ -31,23 +26,25 @@ export const nodeOptionsSchema = z
       .max(65535, 'port must be 0..65535')
       .default(DEFAULT_NODE_PORT)
       .describe('TCP and UDP port of the node (0: any free port)'),
-    name: z.string().default(() => os.hostname()).describe('name shown to clients'),
+    name: z
+      .string()
+      .default(() => os.hostname())
+      .describe('name shown to clients'),
     destPathPrefix: z
       .string()
       .default(() => path.join(os.tmpdir(), 'dispy', 'node'))
       .describe('directory under which computations keep their files'),
     secret: z.string().default('').describe('shared secret clients must prove'),
-    loglevel: z.enum(LOG_LEVELS).optional().describe(`log level: ${LOG_LEVELS.join(', ')} (default info)`),
+    loglevel: z
+      .enum(LOG_LEVELS)
+      .optional()
+      .describe(`log level: ${LOG_LEVELS.join(', ')} (default info)`),
     logLevel: z.enum(LOG_LEVELS).optional().describe('the same as loglevel'),
     extHosts: z
       .array(z.string().min(1))
       .default([])
       .describe('address announced to clients instead of the served one (NAT); only the first is used'),
-    serve: z
-      .number()
-      .int('serve must be an integer')
-      .default(-1)
-      .describe('serve this many clients, then exit (-1: no limit)'),
+    serve: z.number().int('serve must be an integer').default(-1).describe('serve this many clients, then exit (-1: no limit)'),
     serviceStart: timeOfDay.optional().describe('daily time (HH:MM) to start taking jobs'),
     serviceStop: timeOfDay.optional().describe('daily time (HH:MM) to stop taking new jobs; running ones finish'),
     serviceEnd: timeOfDay.optional().describe('daily time (HH:MM) to terminate running jobs and release the client'),
@@ -83,7 +80,9 @@ export type ResolvedNodeOptions = Omit<z.output<typeof nodeOptionsSchema>, 'logl
 export function resolveLogLevel(options: z.output<typeof nodeOptionsSchema>): ResolvedNodeOptions {
   const { loglevel, logLevel, ...rest } = options;
   if (loglevel !== undefined && logLevel !== undefined && loglevel !== logLevel) {
-    throw new OptionError(`loglevel and logLevel (its alias) differ: ${JSON.stringify(loglevel)} and ${JSON.stringify(logLevel)}; give one`);
+    throw new OptionError(
+      `loglevel and logLevel (its alias) differ: ${JSON.stringify(loglevel)} and ${JSON.stringify(logLevel)}; give one`,
+    );
   }
   return { ...rest, loglevel: loglevel ?? logLevel ?? 'info' };
 }

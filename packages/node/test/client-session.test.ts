@@ -78,7 +78,10 @@ describe('ClientSession: the handshake', () => {
   it('refuses a client of another protocol version, naming both', async () => {
     connect();
     const { result } = await client.authenticate('sesame', PROTOCOL_VERSION + 1);
-    expect(result.authResult).toMatchObject({ ok: false, reason: `node speaks protocol ${PROTOCOL_VERSION}, client ${PROTOCOL_VERSION + 1}` });
+    expect(result.authResult).toMatchObject({
+      ok: false,
+      reason: `node speaks protocol ${PROTOCOL_VERSION}, client ${PROTOCOL_VERSION + 1}`,
+    });
     await client.closed;
   });
 
@@ -219,7 +222,10 @@ describe('ClientSession: a client that vanishes', () => {
       await dispyProvisionalResult('sending');
       return new Promise(() => {});
     }`;
-    client.send({ requestId: 1, setup: { computeId: 'f1', name: 'sender', kind: dispy.ComputationKind.FUNCTION, source, cpus: 1, destPath: 'f1' } });
+    client.send({
+      requestId: 1,
+      setup: { computeId: 'f1', name: 'sender', kind: dispy.ComputationKind.FUNCTION, source, cpus: 1, destPath: 'f1' },
+    });
     expect((await client.next('setupReply')).setupReply).toMatchObject({ ok: true });
     client.send({ job: { computeId: 'f1', jobId: 1 } }, encodeArguments([]));
     await client.next('fileChunk');

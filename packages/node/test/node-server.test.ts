@@ -49,7 +49,10 @@ describe('DispyNodeServer.start', () => {
       (error: unknown) => error,
     );
     expect(DispyError.isInstance(failure)).toBe(true);
-    expect(failure).toMatchObject({ code: ErrorCode.START, message: expect.stringContaining(`cannot serve on ${host} port ${port} (TCP)`) });
+    expect(failure).toMatchObject({
+      code: ErrorCode.START,
+      message: expect.stringContaining(`cannot serve on ${host} port ${port} (TCP)`),
+    });
     expect((failure as Error).message).toContain('EADDRINUSE');
     await expectNothingLeft(before);
     expect(await canListen(host, port)).toBe(true);
@@ -64,7 +67,10 @@ describe('DispyNodeServer.start', () => {
     try {
       const before = await handles();
       const node = new DispyNodeServer({ hosts: [host], port, destPathPrefix: prefix, loglevel: 'silent', cpus: 1 });
-      await expect(node.start()).rejects.toMatchObject({ code: ErrorCode.START, message: expect.stringContaining(`cannot serve on ${host} port ${port} (UDP)`) });
+      await expect(node.start()).rejects.toMatchObject({
+        code: ErrorCode.START,
+        message: expect.stringContaining(`cannot serve on ${host} port ${port} (UDP)`),
+      });
       await expectNothingLeft(before);
       expect(await canListen(host, port)).toBe(true);
     } finally {

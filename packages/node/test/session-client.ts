@@ -5,15 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  FramedSocket,
-  PROTOCOL_VERSION,
-  clientProof,
-  newNonce,
-  nodeProof,
-  type Frame,
-  type FrameInit,
-} from '@dispy/protocol';
+import { FramedSocket, PROTOCOL_VERSION, clientProof, newNonce, nodeProof, type Frame, type FrameInit } from '@dispy/protocol';
 import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';

@@ -25,7 +25,17 @@ if (!force && existsSync(js) && existsSync(dts) && existsSync(stamp) && readFile
 
 const bin = (name) => at(`../node_modules/.bin/${name}`);
 const run = (command, args) => execFileSync(command, args, { stdio: 'inherit', cwd: at('..'), shell: process.platform === 'win32' });
-run(bin('pbjs'), ['-t', 'static-module', '-w', 'es6', '--es6', '--force-number', '-o', 'src/schema/generated.js', 'src/schema/dispy.proto']);
+run(bin('pbjs'), [
+  '-t',
+  'static-module',
+  '-w',
+  'es6',
+  '--es6',
+  '--force-number',
+  '-o',
+  'src/schema/generated.js',
+  'src/schema/dispy.proto',
+]);
 run(process.execPath, [at('./fix-generated.mjs')]);
 run(bin('pbts'), ['-o', 'src/schema/generated.d.ts', 'src/schema/generated.js']);
 writeFileSync(stamp, digest);

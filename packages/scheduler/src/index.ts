@@ -1,4 +1,11 @@
-export { SchedulingEngine, pipelineDepth, type EngineJob, type EngineHooks, type EngineNodeState, type EngineOptions } from './engine/scheduling-engine.js';
+export {
+  SchedulingEngine,
+  pipelineDepth,
+  type EngineJob,
+  type EngineHooks,
+  type EngineNodeState,
+  type EngineOptions,
+} from './engine/scheduling-engine.js';
 export { JobQueue, type Queueable } from './engine/job-queue.js';
 export { JobScheduler } from './cluster/job-scheduler.js';
 export type { JobSchedulerOptions, Discovery } from './cluster/job-scheduler-options.js';

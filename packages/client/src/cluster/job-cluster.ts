@@ -304,7 +304,12 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       if (!(await this.wait(options.timeout))) {
         for (const job of [...this.ledger.jobs.values()]) {
           this.scheduler.drop(job);
-          this.ledger.finish(job, DispyJob.Cancelled, undefined, `the cluster was closed after ${options.timeout} s before the job finished`);
+          this.ledger.finish(
+            job,
+            DispyJob.Cancelled,
+            undefined,
+            `the cluster was closed after ${options.timeout} s before the job finished`,
+          );
         }
       }
       await this.scheduler.close();

@@ -20,8 +20,7 @@ const seconds = (min: number, max: number) =>
     .max(max, `must be a number of seconds ${min}..${max}`);
 
 // z.function() would wrap the user's function in a validating proxy; only the type is checked.
-const fn = <T = (...args: never[]) => unknown>(message: string) =>
-  z.custom<T>((value) => typeof value === 'function', { message });
+const fn = <T = (...args: never[]) => unknown>(message: string) => z.custom<T>((value) => typeof value === 'function', { message });
 
 const addresses = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
   errorMap: () => ({ message: 'must be an IP address or host name, or an array of them' }),
@@ -32,7 +31,9 @@ export const clusterOptionsSchema = z
   .object({
     nodes: z
       .array(z.union([z.string().min(1), z.instanceof(NodeAllocate)]), {
-        errorMap: () => ({ message: "must be an array of host names, IP addresses, wildcards like '192.168.1.*', or NodeAllocate objects" }),
+        errorMap: () => ({
+          message: "must be an array of host names, IP addresses, wildcards like '192.168.1.*', or NodeAllocate objects",
+        }),
       })
       .min(1, 'must name at least one node (or "*")')
       .default(['*']),
@@ -113,7 +114,9 @@ export function resolveClusterOptions(options: object): ResolvedClusterOptions {
   const { logLevel, ...resolved } = parsed.data;
   const given = (options as { loglevel?: unknown }).loglevel;
   if (logLevel !== undefined && given !== undefined && given !== logLevel) {
-    throw new OptionError(`JobCluster: options "loglevel" (${JSON.stringify(given)}) and its alias "logLevel" (${logLevel}) differ; give one`);
+    throw new OptionError(
+      `JobCluster: options "loglevel" (${JSON.stringify(given)}) and its alias "logLevel" (${logLevel}) differ; give one`,
+    );
   }
   return { ...resolved, loglevel: logLevel ?? resolved.loglevel };
 }

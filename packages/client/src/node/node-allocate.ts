@@ -58,14 +58,7 @@ export class NodeAllocate {
    * How many CPUs of the node at `ipAddr` to use: 0 skips the node. The default uses every
    * CPU of a matching node, or `cpus` of them (negative: that many fewer).
    */
-  allocate(
-    _cluster: unknown,
-    ipAddr: string,
-    name: string,
-    cpus: number,
-    _availInfo?: DispyNodeAvailInfo,
-    _platform?: string,
-  ): number {
+  allocate(_cluster: unknown, ipAddr: string, name: string, cpus: number, _availInfo?: DispyNodeAvailInfo, _platform?: string): number {
     if (!this.matches(ipAddr, name)) return 0;
     if (this.cpus > 0) return Math.min(this.cpus, cpus);
     if (this.cpus < 0) return Math.max(0, cpus + this.cpus);

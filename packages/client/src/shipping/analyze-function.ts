@@ -86,9 +86,7 @@ function inspect(fn: Function, role: string, allowClass: boolean): { result: Shi
           `write it as \`function ${fn.name}(…) {…}\` or an arrow function`,
       );
     }
-    throw new ComputationError(
-      `${label(role, fn)} cannot be shipped: its source does not parse on its own (${(error as Error).message})`,
-    );
+    throw new ComputationError(`${label(role, fn)} cannot be shipped: its source does not parse on its own (${(error as Error).message})`);
   }
   const scopes = analyze(ast, { ecmaVersion: 2022, sourceType: 'script', fallback: 'iteration' });
   const free = new Set<string>();
@@ -109,7 +107,11 @@ export function assignedGlobals(fn: Function): string[] {
   const names = new Set<string>();
   visit(entry.ast, (node) => {
     if (node.type !== 'AssignmentExpression') return;
-    const target = (node as unknown as { left: { type: string; computed?: boolean; object?: { type: string; name?: string }; property?: { type: string; name?: string } } }).left;
+    const target = (
+      node as unknown as {
+        left: { type: string; computed?: boolean; object?: { type: string; name?: string }; property?: { type: string; name?: string } };
+      }
+    ).left;
     if (target.type !== 'MemberExpression' || target.computed || target.object?.type !== 'Identifier') return;
     if ((target.object.name === 'globalThis' || target.object.name === 'global') && target.property?.type === 'Identifier') {
       names.add(target.property.name!);

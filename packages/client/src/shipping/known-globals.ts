@@ -46,9 +46,4 @@ export const TRANSPILER_HELPERS = [
   '__spreadValues', '__spreadProps', '__assign', '__rest', '__objRest',
 ];
 
-export const KNOWN_GLOBALS: ReadonlySet<string> = new Set([
-  ...ecmascript,
-  ...node,
-  ...DISPY_COMPUTATION_GLOBALS,
-  ...TRANSPILER_HELPERS,
-]);
+export const KNOWN_GLOBALS: ReadonlySet<string> = new Set([...ecmascript, ...node, ...DISPY_COMPUTATION_GLOBALS, ...TRANSPILER_HELPERS]);

@@ -29,9 +29,10 @@ export class Announcer {
     const { secret, name, tcpHost, tcpPort, schedulerHost, broadcast, logger } = this.options;
     const targets: Array<[string, number]> = [];
     if (schedulerHost) {
-      const [host, port] = schedulerHost.includes(':') && !schedulerHost.includes('::')
-        ? [schedulerHost.slice(0, schedulerHost.lastIndexOf(':')), Number(schedulerHost.slice(schedulerHost.lastIndexOf(':') + 1))]
-        : [schedulerHost, DEFAULT_CLIENT_PORT];
+      const [host, port] =
+        schedulerHost.includes(':') && !schedulerHost.includes('::')
+          ? [schedulerHost.slice(0, schedulerHost.lastIndexOf(':')), Number(schedulerHost.slice(schedulerHost.lastIndexOf(':') + 1))]
+          : [schedulerHost, DEFAULT_CLIENT_PORT];
       targets.push([host, port]);
     }
     if (broadcast) for (const address of broadcastAddresses()) targets.push([address, DEFAULT_CLIENT_PORT]);

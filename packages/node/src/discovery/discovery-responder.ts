@@ -1,12 +1,5 @@
 import dgram from 'node:dgram';
-import {
-  DispyError,
-  ErrorCode,
-  PROTOCOL_VERSION,
-  openDatagram,
-  sealDatagram,
-  type dispy,
-} from '@dispy/protocol';
+import { DispyError, ErrorCode, PROTOCOL_VERSION, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
 import { isWildcard, localAddressFacing, broadcastAddressOf, type Logger } from '@dispy/protocol/internal';
 
 export interface DiscoveryResponderOptions {

@@ -42,7 +42,10 @@ export class Computation {
   private readonly jobFileUses = new Map<string, number>();
   private readonly jobFiles = new Map<number, string[]>();
 
-  private constructor(private readonly options: ComputationOptions, dir: string) {
+  private constructor(
+    private readonly options: ComputationOptions,
+    dir: string,
+  ) {
     this.id = options.setup.computeId ?? '';
     this.dir = dir;
     this.setupFiles = new Set((options.setup.files ?? []).map((file) => file.name ?? ''));
@@ -142,7 +145,13 @@ export class Computation {
     if (clash) {
       const now = Date.now();
       this.options.onDone({
-        jobId, ok: false, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0,
+        jobId,
+        ok: false,
+        stdout: '',
+        stderr: '',
+        startTime: now,
+        endTime: now,
+        cpuTime: 0,
         exception: `dispy: the job's depends file ${clash} has the name of a depends file of the cluster; rename one of them`,
       });
       return;
@@ -153,7 +162,16 @@ export class Computation {
       () => this.runner?.run(jobId, args, timeoutMs, definitions),
       (error: Error) => {
         const now = Date.now();
-        this.done({ jobId, ok: false, exception: `dispy: a depends file of the job did not arrive: ${error.message}`, stdout: '', stderr: '', startTime: now, endTime: now, cpuTime: 0 });
+        this.done({
+          jobId,
+          ok: false,
+          exception: `dispy: a depends file of the job did not arrive: ${error.message}`,
+          stdout: '',
+          stderr: '',
+          startTime: now,
+          endTime: now,
+          cpuTime: 0,
+        });
       },
     );
   }

@@ -101,7 +101,9 @@ describe('JobChannelReader limit', () => {
     const scratch = reader.nextReadBuffer().length;
     const error = refusal(() => read(reader, frameHeader(100, JOB_CHANNEL_MAX_FRAME_BYTES)));
     expect(error.code).toBe(ErrorCode.FRAME_TOO_LARGE);
-    expect(error.message).toBe(`frame of ${JOB_CHANNEL_MAX_FRAME_BYTES + 100} bytes exceeds the limit of ${JOB_CHANNEL_MAX_FRAME_BYTES} bytes`);
+    expect(error.message).toBe(
+      `frame of ${JOB_CHANNEL_MAX_FRAME_BYTES + 100} bytes exceeds the limit of ${JOB_CHANNEL_MAX_FRAME_BYTES} bytes`,
+    );
     expect(reader.nextReadBuffer().length).toBeLessThanOrEqual(scratch);
   });
 

@@ -28,11 +28,11 @@ export class OutputCapture {
 
 function wrap(stream: NodeJS.WriteStream, sink: string[], capturing: () => boolean): void {
   const original = stream.write.bind(stream);
-  stream.write = ((chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
+  stream.write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
     if (!capturing()) return original(chunk as never, encoding as never, callback as never);
     sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'));
     const done = typeof encoding === 'function' ? encoding : callback;
     if (typeof done === 'function') process.nextTick(done);
     return true;
-  });
+  };
 }

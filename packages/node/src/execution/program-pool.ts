@@ -114,9 +114,22 @@ export class ProgramPool implements JobRunner {
     child.once('close', (code, signal) => {
       clearTimeout(run.timer);
       this.running.delete(jobId);
-      const base = { jobId, stdout: run.stdout.join(''), stderr: run.stderr.join(''), startTime: run.startTime, endTime: Date.now(), cpuTime: 0 };
-      if (run.cancelled) this.options.onDone({ ...base, ok: false, cancelled: true, exception: 'dispy: the job was cancelled; its program was stopped' });
-      else if (run.timedOut) this.options.onDone({ ...base, ok: false, exception: `dispy: the job timed out after ${timeoutMs / 1000} s; its program was stopped` });
+      const base = {
+        jobId,
+        stdout: run.stdout.join(''),
+        stderr: run.stderr.join(''),
+        startTime: run.startTime,
+        endTime: Date.now(),
+        cpuTime: 0,
+      };
+      if (run.cancelled)
+        this.options.onDone({ ...base, ok: false, cancelled: true, exception: 'dispy: the job was cancelled; its program was stopped' });
+      else if (run.timedOut)
+        this.options.onDone({
+          ...base,
+          ok: false,
+          exception: `dispy: the job timed out after ${timeoutMs / 1000} s; its program was stopped`,
+        });
       else if (failed) this.options.onDone({ ...base, ok: false, exception: `dispy: the program could not run: ${failed.message}` });
       else if (signal) this.options.onDone({ ...base, ok: false, exception: `dispy: the program was killed by ${signal}` });
       else this.options.onDone({ ...base, ok: true, result: encodeValue(code) });

@@ -29,8 +29,7 @@ const helpers: Record<string, unknown> = {
     }
     return target;
   },
-  __async: (self: unknown, args: unknown[], generator: (...a: unknown[]) => Generator) =>
-    runGenerator(generator.apply(self, args)),
+  __async: (self: unknown, args: unknown[], generator: (...a: unknown[]) => Generator) => runGenerator(generator.apply(self, args)),
   __awaiter: (self: unknown, args: unknown[], _P: unknown, generator: (...a: unknown[]) => Generator) =>
     runGenerator(generator.apply(self, args ?? [])),
 };
@@ -49,7 +48,11 @@ function runGenerator(iterator: Generator): Promise<unknown> {
         return;
       }
       if (result.done) resolve(result.value);
-      else Promise.resolve(result.value).then((v) => step('next', v), (e) => step('throw', e));
+      else
+        Promise.resolve(result.value).then(
+          (v) => step('next', v),
+          (e) => step('throw', e),
+        );
     };
     step('next');
   });

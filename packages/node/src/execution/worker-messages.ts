@@ -113,10 +113,4 @@ export interface WorkerCleanupDone {
 }
 
 export type FromWorker =
-  | WorkerReady
-  | WorkerInitFailed
-  | WorkerDone
-  | WorkerShutdownRequest
-  | WorkerProvisional
-  | WorkerSendFile
-  | WorkerCleanupDone;
+  WorkerReady | WorkerInitFailed | WorkerDone | WorkerShutdownRequest | WorkerProvisional | WorkerSendFile | WorkerCleanupDone;

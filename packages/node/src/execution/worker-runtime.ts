@@ -35,7 +35,7 @@ function send(message: FromWorker): void {
 
 function describeError(error: unknown): string {
   if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  return `thrown value: ${typeof error === 'string' ? error : JSON.stringify(error) ?? String(error)}`;
+  return `thrown value: ${typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error))}`;
 }
 
 /** require() for computations: the computation's directory first, then the node's packages. */
@@ -84,7 +84,9 @@ function provisionalResult(value: unknown): Promise<number> {
   if (jobId === undefined) return Promise.reject(new Error('dispyProvisionalResult is only for a running job'));
   const result = encodeValue(value, 'the provisional result');
   if (result.length > MAX_VALUE_BYTES) {
-    return Promise.reject(new RangeError(`the provisional result encodes to ${result.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit of one message`));
+    return Promise.reject(
+      new RangeError(`the provisional result encodes to ${result.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit of one message`),
+    );
   }
   return new Promise((resolve) => process.send!({ type: 'provisional', jobId, result } satisfies FromWorker, () => resolve(0)));
 }
@@ -209,7 +211,17 @@ function fatal(error: unknown): void {
   if (jobId !== undefined) {
     const now = Date.now();
     process.send!(
-      { type: 'done', jobId, ok: false, fatal: true, exception: describeError(error), ...output, startTime: now, endTime: now, cpuTime: 0 } satisfies FromWorker,
+      {
+        type: 'done',
+        jobId,
+        ok: false,
+        fatal: true,
+        exception: describeError(error),
+        ...output,
+        startTime: now,
+        endTime: now,
+        cpuTime: 0,
+      } satisfies FromWorker,
       () => process.exit(70),
     );
   } else {

@@ -1,5 +1,14 @@
 import type { Socket } from 'node:net';
-import { ErrorCode, FramedSocket, HANDSHAKE_LIMITS, SESSION_LIMITS, UNEXPECTED, dispatchFrame, type Frame, type FrameTable } from '@dispy/protocol';
+import {
+  ErrorCode,
+  FramedSocket,
+  HANDSHAKE_LIMITS,
+  SESSION_LIMITS,
+  UNEXPECTED,
+  dispatchFrame,
+  type Frame,
+  type FrameTable,
+} from '@dispy/protocol';
 import { measureAvailInfo } from '../avail-info.js';
 import { ComputationSetup } from './computation-setup.js';
 import { SessionComputations } from './computations.js';
@@ -139,7 +148,9 @@ export class ClientSession {
     if (error) this.node.logger[this.authenticated ? 'info' : 'debug'](`client ${this.peer} disconnected: ${error.message}`);
     this.channel.destroy();
     this.outgoing.abort(new Error('the client went away'));
-    await this.incoming.abort().catch((failure: Error) => this.node.logger.warn(`removing partial files of ${this.peer}: ${failure.message}`));
+    await this.incoming
+      .abort()
+      .catch((failure: Error) => this.node.logger.warn(`removing partial files of ${this.peer}: ${failure.message}`));
     await this.computations.closeAll();
     this.node.release(this);
     this.onEnd(this);

@@ -43,13 +43,16 @@ export class Liveness {
       this.pulseTimer.unref();
     }
     if (!this.zombieTimer) {
-      this.zombieTimer = setInterval(() => {
-        const silentMs = Date.now() - this.lastHeard;
-        if (silentMs <= zombieIntervalMs) return;
-        logger.warn(`client ${peer} silent for ${(silentMs / 60_000).toFixed(2)} min (zombie interval): closing its computations`);
-        this.stop();
-        this.options.onZombie();
-      }, Math.max(100, zombieIntervalMs / 5));
+      this.zombieTimer = setInterval(
+        () => {
+          const silentMs = Date.now() - this.lastHeard;
+          if (silentMs <= zombieIntervalMs) return;
+          logger.warn(`client ${peer} silent for ${(silentMs / 60_000).toFixed(2)} min (zombie interval): closing its computations`);
+          this.stop();
+          this.options.onZombie();
+        },
+        Math.max(100, zombieIntervalMs / 5),
+      );
       this.zombieTimer.unref();
     }
   }

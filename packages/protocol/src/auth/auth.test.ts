@@ -96,9 +96,7 @@ describe('handshake proofs', () => {
     const node = nodeProof('secret', CLIENT_NONCE, NODE_NONCE);
     expect(client.equals(node)).toBe(false);
     // Even with the nonces in the same order, the label alone keeps them apart.
-    expect(clientProof('secret', NODE_NONCE, CLIENT_NONCE).equals(nodeProof('secret', NODE_NONCE, CLIENT_NONCE))).toBe(
-      false,
-    );
+    expect(clientProof('secret', NODE_NONCE, CLIENT_NONCE).equals(nodeProof('secret', NODE_NONCE, CLIENT_NONCE))).toBe(false);
   });
 
   it('are the labelled MACs over both nonces', () => {

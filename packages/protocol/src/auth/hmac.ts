@@ -24,7 +24,5 @@ export function mac(secret: string, label: string, ...parts: Uint8Array[]): Buff
 
 /** Constant-time comparison of an expected MAC with one received. */
 export function macEquals(expected: Uint8Array, received: Uint8Array | null | undefined): boolean {
-  return (
-    received != null && received.length === expected.length && timingSafeEqual(expected, received)
-  );
+  return received != null && received.length === expected.length && timingSafeEqual(expected, received);
 }

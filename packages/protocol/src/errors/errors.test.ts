@@ -32,7 +32,10 @@ describe('the error model', () => {
   });
 
   it('recognises instances made by another copy of the package (a marker, not instanceof)', () => {
-    const foreign = Object.assign(new Error('from another copy'), { [Symbol.for('dispy.AuthError')]: true, [Symbol.for('dispy.DispyError')]: true });
+    const foreign = Object.assign(new Error('from another copy'), {
+      [Symbol.for('dispy.AuthError')]: true,
+      [Symbol.for('dispy.DispyError')]: true,
+    });
     expect(AuthError.isInstance(foreign)).toBe(true);
     expect(OptionError.isInstance(foreign)).toBe(false);
   });

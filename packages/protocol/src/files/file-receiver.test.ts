@@ -46,7 +46,13 @@ function failure(result: ReceivedFile | Error): string {
  * The frames of a transfer of `data` in `count` chunks, each with its bytes (the frame's
  * attachment) in two pieces, as they arrive from socket reads.
  */
-function chunks(transferId: number, name: string, data: Buffer, count: number, sha = createHash('sha256').update(data).digest()): Array<[dispy.FileChunk, Buffer[]]> {
+function chunks(
+  transferId: number,
+  name: string,
+  data: Buffer,
+  count: number,
+  sha = createHash('sha256').update(data).digest(),
+): Array<[dispy.FileChunk, Buffer[]]> {
   const size = Math.ceil(data.length / count);
   const out: Array<[dispy.FileChunk, Buffer[]]> = [];
   for (let offset = 0, i = 0; i < count; i++, offset += size) {
@@ -80,7 +86,11 @@ describe('FileReceiver', () => {
   });
 
   it('refuses names outside its directory', async () => {
-    for (const [id, name, why] of [[3, '../escape.txt', /must not contain "\.\."/], [4, '/etc/passwd', /must be relative/], [5, 'a/../../b', /must not contain/]] as const) {
+    for (const [id, name, why] of [
+      [3, '../escape.txt', /must not contain "\.\."/],
+      [4, '/etc/passwd', /must be relative/],
+      [5, 'a/../../b', /must not contain/],
+    ] as const) {
       const { root, files, done } = receiver();
       for (const [chunk, bytes] of chunks(id, name, Buffer.from('evil'), 1)) files.receive(chunk, bytes);
       expect(failure(await done(id))).toMatch(why);
@@ -93,7 +103,10 @@ describe('FileReceiver', () => {
     for (const [chunk, bytes] of chunks(6, 'big.bin', Buffer.alloc(11), 1)) files.receive(chunk, bytes);
     expect(failure(await done(6))).toMatch(/exceeds the size limit of 10 bytes/);
     // A sender that lies about the size is stopped when the bytes pass the limit.
-    const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map(([chunk, bytes], i): [dispy.FileChunk, Buffer[]] => [i === 0 ? Object.assign(chunk, { size: 5 }) : chunk, bytes]);
+    const lying = chunks(7, 'liar.bin', Buffer.alloc(40), 4).map(([chunk, bytes], i): [dispy.FileChunk, Buffer[]] => [
+      i === 0 ? Object.assign(chunk, { size: 5 }) : chunk,
+      bytes,
+    ]);
     for (const [chunk, bytes] of lying) files.receive(chunk, bytes);
     expect(failure(await done(7))).toMatch(/exceeds the size limit of 10 bytes/);
   });

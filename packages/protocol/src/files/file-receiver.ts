@@ -154,8 +154,18 @@ export class FileReceiver {
     const never = Promise.reject(error);
     never.catch(() => undefined);
     return {
-      name: chunk.path, target: '', partial: '', size: 0, received: 0, hash: createHash('sha256'),
-      file: never, writes: Promise.resolve(), computeId: chunk.computeId, jobId: Number(chunk.jobId), mode: 0, failed: error,
+      name: chunk.path,
+      target: '',
+      partial: '',
+      size: 0,
+      received: 0,
+      hash: createHash('sha256'),
+      file: never,
+      writes: Promise.resolve(),
+      computeId: chunk.computeId,
+      jobId: Number(chunk.jobId),
+      mode: 0,
+      failed: error,
     };
   }
 
@@ -195,7 +205,14 @@ export class FileReceiver {
     }
     this.options.onDone(
       id,
-      { transferId: id, name: transfer.name, path: transfer.target, size: transfer.received, computeId: transfer.computeId, jobId: transfer.jobId },
+      {
+        transferId: id,
+        name: transfer.name,
+        path: transfer.target,
+        size: transfer.received,
+        computeId: transfer.computeId,
+        jobId: transfer.jobId,
+      },
       transfer,
     );
   }

@@ -183,7 +183,11 @@ describe('FrameDecoder size limit', () => {
     expect(DEFAULT_MAX_FRAME_BYTES).toBe(64 * 1024 * 1024);
     expect(new FrameDecoder().currentLimits).toBe(SESSION_LIMITS);
     expect(new FrameDecoder().push(frameHeader(DEFAULT_MAX_FRAME_BYTES))).toEqual([]);
-    expectTooLarge(() => new FrameDecoder().push(frameHeader(DEFAULT_MAX_FRAME_BYTES + 1)), DEFAULT_MAX_FRAME_BYTES + 1, DEFAULT_MAX_FRAME_BYTES);
+    expectTooLarge(
+      () => new FrameDecoder().push(frameHeader(DEFAULT_MAX_FRAME_BYTES + 1)),
+      DEFAULT_MAX_FRAME_BYTES + 1,
+      DEFAULT_MAX_FRAME_BYTES,
+    );
     expectTooLarge(() => new FrameDecoder().push(hex('7fffffff')), 0x7fffffff, DEFAULT_MAX_FRAME_BYTES);
     expectTooLarge(() => new FrameDecoder().push(hex('ffffffff ffffffff')), 0x7fffffff + 0xffffffff, DEFAULT_MAX_FRAME_BYTES);
   });
@@ -197,7 +201,7 @@ describe('FrameDecoder size limit', () => {
     expect(decoder.pendingBytes).toBe(1);
   });
 
-  it("refuses a two-byte kind over its limit once both bytes have arrived", () => {
+  it('refuses a two-byte kind over its limit once both bytes have arrived', () => {
     const decoder = new FrameDecoder();
     const limit = SESSION_LIMITS.kinds.setCpusReply!.maxBytes;
     expect(decoder.push(Buffer.concat([frameHeader(limit + 1), hex('82')]))).toEqual([]);

@@ -18,9 +18,7 @@ const sockets: Socket[] = [];
 
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.destroy();
-  await Promise.all(
-    servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
-  );
+  await Promise.all(servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
 });
 
 /** A connected pair of raw sockets over 127.0.0.1. */
@@ -349,7 +347,8 @@ function socketClosed(socket: Socket): Promise<void> {
 describe('FramedSocket limits, with the bytes an attacker sends', () => {
   const MiB = 1024 * 1024;
   /** A server side that starts with HANDSHAKE_LIMITS, and a client side of raw bytes. */
-  const attacked = (serverOptions: SideOptions = {}) => framedPair({ limits: HANDSHAKE_LIMITS, ...serverOptions }, { limits: HANDSHAKE_LIMITS });
+  const attacked = (serverOptions: SideOptions = {}) =>
+    framedPair({ limits: HANDSHAKE_LIMITS, ...serverOptions }, { limits: HANDSHAKE_LIMITS });
 
   async function expectRefused(side: { server: Side; client: Side }, code: string, message: string): Promise<void> {
     const serverError = await side.server.closed;

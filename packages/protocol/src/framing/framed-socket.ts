@@ -184,7 +184,8 @@ export class FramedSocket {
     if (error && !this.closed && this.socket.writable) {
       // Tell the peer why before hanging up; best effort.
       const code = DispyError.isInstance(error) ? error.code : ErrorCode.PROTOCOL;
-      const message = error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
+      const message =
+        error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
       const payload = dispy.Frame.encode({ error: { code, message } }).finish();
       this.socket.write(frameHeader(payload.length));
       this.socket.end(payload);

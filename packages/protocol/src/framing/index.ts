@@ -21,12 +21,5 @@ export {
   type KindLimit,
 } from './frame-limits.js';
 export { FrameDecoder, type DecodedFrame } from './frame-decoder.js';
-export {
-  FramedSocket,
-  attachmentBytes,
-  type Attachment,
-  type Frame,
-  type FrameInit,
-  type FramedSocketOptions,
-} from './framed-socket.js';
+export { FramedSocket, attachmentBytes, type Attachment, type Frame, type FrameInit, type FramedSocketOptions } from './framed-socket.js';
 export { UNEXPECTED, dispatchFrame, type FrameBody, type FrameHandler, type FrameTable } from './frame-table.js';

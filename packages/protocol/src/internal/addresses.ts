@@ -26,7 +26,7 @@ function toInt(ip: string): number {
 
 function sameSubnet(a: string, b: string, mask: string): boolean {
   const m = toInt(mask);
-  return ((toInt(a) & m) >>> 0) === ((toInt(b) & m) >>> 0);
+  return (toInt(a) & m) >>> 0 === (toInt(b) & m) >>> 0;
 }
 
 /** The directed broadcast address of the interface that owns `address`, if any. */

@@ -48,7 +48,11 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
    * undefined when it failed (reported with `nodeFailed`; the node is excluded for the
    * computation and, serving nothing else, hung up on) or is already in progress.
    */
-  async setUp(link: NodeLink, spec: ComputationSpec<Ref, Owner, Alloc>, { cpus, allocator }: Allocation<Alloc>): Promise<dispy.SetupReply | undefined> {
+  async setUp(
+    link: NodeLink,
+    spec: ComputationSpec<Ref, Owner, Alloc>,
+    { cpus, allocator }: Allocation<Alloc>,
+  ): Promise<dispy.SetupReply | undefined> {
     const id = `${link.key}/${spec.computeId}`;
     if (this.inProgress.has(id)) return undefined;
     this.inProgress.add(id);

@@ -57,9 +57,17 @@ function harness() {
   });
   const events: Event[] = [];
   const record = new Proxy({} as ComputationEvents<string>, {
-    get: (_target, name: string) => (...args: unknown[]) => events.push([name, ...args]),
+    get:
+      (_target, name: string) =>
+      (...args: unknown[]) =>
+        events.push([name, ...args]),
   });
-  const allocator: NodeAllocator<'owner'> = { host: '*', isWildcard: true, resolved: new Set(), allocate: (_owner, _ip, _name, cpus) => cpus };
+  const allocator: NodeAllocator<'owner'> = {
+    host: '*',
+    isWildcard: true,
+    resolved: new Set(),
+    allocate: (_owner, _ip, _name, cpus) => cpus,
+  };
   const spec: ComputationSpec<string, 'owner'> = {
     computeId: 'c1',
     name: 'comp',
@@ -211,7 +219,7 @@ describe('JobScheduler', () => {
     await scheduler.close();
   });
 
-  it('sends a job\'s files before the job, and the job after them', async () => {
+  it("sends a job's files before the job, and the job after them", async () => {
     const { scheduler, spec, nodeUp, submit } = harness();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-'));
     const file = path.join(dir, 'input.txt');

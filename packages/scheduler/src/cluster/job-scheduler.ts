@@ -11,7 +11,17 @@ import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js'
 import type { NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
 import { ReplyRouter } from './reply-router.js';
-import type { ComputationSpec, JobEndStatus, JobOutcome, JobRequest, LocalFile, NodeAllocator, NodeInfo, QueuedJob, SchedulerJob } from './types.js';
+import type {
+  ComputationSpec,
+  JobEndStatus,
+  JobOutcome,
+  JobRequest,
+  LocalFile,
+  NodeAllocator,
+  NodeInfo,
+  QueuedJob,
+  SchedulerJob,
+} from './types.js';
 
 /**
  * The scheduler that JobCluster embeds and dispyscheduler hosts: it finds nodes (discovery),

@@ -70,7 +70,8 @@ export class NodeLink {
       const ours = files.find((file) => file.name === theirs.name);
       if (!ours) continue;
       ours.sha256 ??= await fileSha256(ours.path);
-      if (Buffer.from(ours.sha256).equals(Buffer.from(theirs.sha256 ?? []))) this.connection.send({ fileKept: { computeId, name: ours.name } });
+      if (Buffer.from(ours.sha256).equals(Buffer.from(theirs.sha256 ?? [])))
+        this.connection.send({ fileKept: { computeId, name: ours.name } });
       else toSend.push(ours);
     }
     await this.sendFiles(computeId, toSend);
@@ -105,7 +106,8 @@ export class NodeLink {
       await sendFileChunks(sink, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256 });
     } catch (error) {
       // An offset past anything sent makes the node fail the transfer and remove its partial file.
-      if (started) this.connection.send({ fileChunk: { transferId, path: file.name, offset: Number.MAX_SAFE_INTEGER, last: true, computeId, jobId } });
+      if (started)
+        this.connection.send({ fileChunk: { transferId, path: file.name, offset: Number.MAX_SAFE_INTEGER, last: true, computeId, jobId } });
       abandon(error as Error);
       throw error;
     }

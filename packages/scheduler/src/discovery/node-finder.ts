@@ -1,11 +1,5 @@
 import dgram from 'node:dgram';
-import {
-  PROTOCOL_VERSION,
-  newNonce,
-  openDatagram,
-  sealDatagram,
-  type dispy,
-} from '@dispy/protocol';
+import { PROTOCOL_VERSION, newNonce, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
 import { broadcastAddresses, type Logger } from '@dispy/protocol/internal';
 
 export interface NodeFinderOptions {
@@ -160,7 +154,8 @@ export class NodeFinder {
     if (body.kind === 'announce') {
       // A node that has just started (or become free) says so: ask it as any other node.
       const announce = body.announce as dispy.NodeAnnounce;
-      if (opened.authentic && opened.version === PROTOCOL_VERSION) this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
+      if (opened.authentic && opened.version === PROTOCOL_VERSION)
+        this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
       return;
     }
     if (body.kind !== 'reply') return;

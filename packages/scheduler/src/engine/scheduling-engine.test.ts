@@ -21,7 +21,10 @@ describe('SchedulingEngine', () => {
     for (let uid = 1; uid <= 5; uid++) engine.submit(job(uid));
     expect(sent).toEqual([]);
     await settle();
-    expect(sent).toEqual([['a:1', 1], ['a:1', 2]]);
+    expect(sent).toEqual([
+      ['a:1', 1],
+      ['a:1', 2],
+    ]);
     expect(engine.pendingCount).toBe(3);
   });
 

@@ -140,9 +140,7 @@ export class SchedulingEngine<J extends EngineJob> {
 
   /** Queues a job; it is dispatched in the next pass. */
   submit(job: J): void {
-    const queue = job.pinnedHost !== undefined
-      ? getOrCreate(this.pinned, job.pinnedHost)
-      : getOrCreate(this.queues, job.computeId);
+    const queue = job.pinnedHost !== undefined ? getOrCreate(this.pinned, job.pinnedHost) : getOrCreate(this.queues, job.computeId);
     queue.push(job);
     this.waiting.set(job.uid, queue);
     this.schedulePass();

@@ -1,4 +1,14 @@
-import { FramedSocket, PROTOCOL_VERSION, clientProof, macEquals, newNonce, nodeProof, type Frame, type FrameInit, type dispy } from '@dispy/protocol';
+import {
+  FramedSocket,
+  PROTOCOL_VERSION,
+  clientProof,
+  macEquals,
+  newNonce,
+  nodeProof,
+  type Frame,
+  type FrameInit,
+  type dispy,
+} from '@dispy/protocol';
 import { socketPair, type MemorySocket } from '../../../../testing/socket-pair.js';
 
 /**
@@ -55,7 +65,8 @@ export class FakeNode {
       return;
     }
     // Closing answers at once (unless the test says otherwise), as a node with nothing to clean up.
-    if (frame.kind === 'close' && this.answerClose) this.channel.send({ closeReply: { computeId: frame.close!.computeId }, requestId: frame.requestId });
+    if (frame.kind === 'close' && this.answerClose)
+      this.channel.send({ closeReply: { computeId: frame.close!.computeId }, requestId: frame.requestId });
     const waiter = this.waiters.find((candidate) => candidate.kind === frame.kind);
     if (waiter) {
       this.waiters = this.waiters.filter((candidate) => candidate !== waiter);

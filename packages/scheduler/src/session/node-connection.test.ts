@@ -49,7 +49,9 @@ describe('NodeConnection', () => {
     const { connection } = await opened();
     connection.destroy();
     const liar = new FakeNode('other');
-    const error = await connectionTo(liar).connection.open().catch((reason: unknown) => reason);
+    const error = await connectionTo(liar)
+      .connection.open()
+      .catch((reason: unknown) => reason);
     expect(AuthError.isInstance(error)).toBe(true);
   });
 

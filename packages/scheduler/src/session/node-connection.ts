@@ -65,7 +65,9 @@ export class NodeConnection {
   async open(): Promise<void> {
     const { host, port, localAddress, secret, clientName } = this.options;
     const socket = this.options.connect?.() ?? net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)));
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
+      socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)),
+    );
     await new Promise<void>((resolve, reject) => {
       let helloNonce: Uint8Array | undefined;
       let nonce: Buffer | undefined;
@@ -126,7 +128,8 @@ export class NodeConnection {
         sendFiles(frame.fileWant as dispy.FileWant).catch((error: Error) => this.requests.fail(id, error));
         return 'more';
       }
-      if (frame.kind !== 'setupReply') throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setup with ${frame.kind}`);
+      if (frame.kind !== 'setupReply')
+        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setup with ${frame.kind}`);
       return 'done';
     });
     id = request.id;
@@ -142,7 +145,8 @@ export class NodeConnection {
   transfer(name: string): { transferId: number; done: Promise<void>; abandon: (error: Error) => void } {
     const { id, answer } = this.transfers.open(`file ${name}`, SETUP_TIMEOUT_MS, (frame) => {
       const done = frame.fileDone as dispy.FileDone;
-      if (!done.ok) throw new DispyError(ErrorCode.FILE, `node ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`);
+      if (!done.ok)
+        throw new DispyError(ErrorCode.FILE, `node ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`);
       return 'done';
     });
     const done = answer.then(() => undefined);
@@ -167,7 +171,8 @@ export class NodeConnection {
    */
   async setCpus(computeId: string, cpus: number): Promise<dispy.SetCpusReply> {
     const { id, answer } = this.requests.open('setCpus', REPLY_TIMEOUT_MS, (frame) => {
-      if (frame.kind !== 'setCpusReply') throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setCpus with ${frame.kind}`);
+      if (frame.kind !== 'setCpusReply')
+        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setCpus with ${frame.kind}`);
       return 'done';
     });
     this.send({ setCpus: { computeId, cpus }, requestId: id });

@@ -102,7 +102,11 @@ export class PendingRequests {
     });
     for (const [id, entry] of this.pending) {
       this.settle(id, entry);
-      entry.reject(new DispyError(ErrorCode.NO_ANSWER, `${this.peer} went away before answering ${entry.what}${why ? `: ${why.message}` : ''}`, { cause: why }));
+      entry.reject(
+        new DispyError(ErrorCode.NO_ANSWER, `${this.peer} went away before answering ${entry.what}${why ? `: ${why.message}` : ''}`, {
+          cause: why,
+        }),
+      );
     }
   }
 
