@@ -46,7 +46,8 @@ export function dispatchFrame<Args extends unknown[], Mark extends string>(
   if (kind === undefined) return UNEXPECTED;
   // One handler per kind: the table's type ties each to its body, which a lookup by a kind only
   // known at run time cannot show the compiler.
-  const handler = table[kind];
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- tsc needs it: indexing by a union of kinds gives a union of handlers, callable only with an intersection of bodies
+  const handler = table[kind] as FrameHandler<FrameKind, Args> | Mark;
   if (typeof handler === 'string') return handler;
   handler(frame[kind] as FrameBody<FrameKind>, frame, attachment, ...args);
   return undefined;
