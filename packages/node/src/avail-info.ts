@@ -1,17 +1,9 @@
 import { statfs } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import type { AvailInfo } from '@dispy/protocol';
 
-export interface AvailInfo {
-  /** % of CPU idle since the previous reading. */
-  cpu: number;
-  /** Bytes of memory available. */
-  memory: number;
-  /** Bytes free on the disk holding `dir`. */
-  disk: number;
-  /** % of swap free (100 without swap). */
-  swap: number;
-}
+export type { AvailInfo } from '@dispy/protocol';
 
 let previous = cpuTimes();
 

@@ -28,6 +28,8 @@ export const nodeOptionsSchema = z
       .describe('TCP and UDP port of the node (0: any free port)'),
     name: z
       .string()
+      // The name travels in the Hello frame, which a client takes only up to 1 KiB.
+      .max(255, 'must be at most 255 characters')
       .default(() => os.hostname())
       .describe('name shown to clients'),
     destPathPrefix: z

@@ -14,3 +14,4 @@ export { confine } from './files/confine.js';
 export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';
 export { FileReceiver, type FileReceiverOptions, type ReceivedFile } from './files/file-receiver.js';
+export { toAvailInfo, type AvailInfo } from './wire/avail-info.js';

@@ -4,4 +4,3 @@ export const PROTOCOL_VERSION = 3;
 /** Default ports, as in dispy's reference. */
 export const DEFAULT_CLIENT_PORT = 51347;
 export const DEFAULT_NODE_PORT = 51348;
-export const DEFAULT_SCHEDULER_PORT = 51349;

@@ -3,6 +3,9 @@ import type { Logger } from '@dispy/protocol/internal';
 import { Computation, type ComputationOptions } from '../execution/computation.js';
 import type { SessionComputations } from './computations.js';
 
+/** Characters of a setup error sent back at most (4 bytes each at worst, well under 64 KiB). */
+const MAX_ERROR_CHARS = 8_000;
+
 /** What a computation reports to the rest of its session: job ends, provisional results, files to send. */
 export type ComputationEvents = Pick<ComputationOptions, 'onDone' | 'onProvisional' | 'onSendFile' | 'onShutdownRequest'>;
 
@@ -43,7 +46,12 @@ export class ComputationSetup {
   async setUp(setup: dispy.Setup, requestId: number): Promise<void> {
     const { channel, computations, logger, peer } = this.options;
     const { computeId } = setup;
-    const refuse = (error: string) => channel.send({ requestId, setupReply: { computeId, ok: false, error } });
+    // A setup's error (a user's message and stack) is cut to fit the 64 KiB a SetupReply may have.
+    const refuse = (error: string) =>
+      channel.send({
+        requestId,
+        setupReply: { computeId, ok: false, error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error },
+      });
     if (!this.options.claim()) {
       refuse('the node is serving another client; try again when it is free');
       return;

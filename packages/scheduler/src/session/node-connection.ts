@@ -1,5 +1,6 @@
 import net from 'node:net';
 import {
+  MAX_REPEATED_ENTRIES,
   AuthError,
   DispyError,
   ErrorCode,
@@ -198,9 +199,12 @@ export class NodeConnection {
   ack(jobId: number): void {
     if (this.pendingAcks.length === 0) {
       setImmediate(() => {
-        const jobIds = this.pendingAcks;
+        const acks = this.pendingAcks;
         this.pendingAcks = [];
-        this.channel?.send({ jobAck: { jobIds } });
+        // A node refuses a JobAck of more entries than MAX_REPEATED_ENTRIES: split a large batch.
+        for (let from = 0; from < acks.length; from += MAX_REPEATED_ENTRIES) {
+          this.channel?.send({ jobAck: { jobIds: acks.slice(from, from + MAX_REPEATED_ENTRIES) } });
+        }
       });
     }
     this.pendingAcks.push(jobId);
