@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ErrorCode, PROTOCOL_VERSION, dispy, encodeArguments, sendFileChunks } from '@dispy/protocol';
+import { ErrorCode, PROTOCOL_VERSION, clientProof, dispy, encodeArguments, newNonce, sendFileChunks } from '@dispy/protocol';
 import { socketPair, type MemorySocket } from '../../../testing/socket-pair.js';
 import { ClientSession } from '../src/session/client-session.js';
 import { SessionClient, fakeNode } from './session-client.js';
@@ -72,6 +72,22 @@ describe('ClientSession: the handshake', () => {
     expect(result.authResult).toMatchObject({ ok: false, reason: "the client's secret does not match the node's" });
     await client.closed;
     await ended;
+    expect(node.calls).not.toContain('authenticated');
+  });
+
+  it('hears nothing more from a refused client: a second Auth right behind the wrong one is not judged', async () => {
+    connect();
+    const hello = await client.next('hello');
+    const nonce = newNonce();
+    const auth = (secret: string) => ({
+      auth: { version: PROTOCOL_VERSION, nonce, mac: clientProof(secret, hello.hello!.nonce!, nonce), clientName: 'guesser' },
+    });
+    // Both guesses leave in one write: the node reads them in one chunk.
+    client.send(auth('guess one'));
+    client.send(auth('sesame'));
+    await client.closed;
+    await ended;
+    expect(client.frames.filter((frame) => frame.kind === 'authResult').map((frame) => frame.authResult!.ok)).toEqual([false]);
     expect(node.calls).not.toContain('authenticated');
   });
 

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { OptionError } from '@dispy/protocol';
 import type { DispyNode } from '../node/dispy-node.js';
 
 /**
@@ -7,6 +8,9 @@ import type { DispyNode } from '../node/dispy-node.js';
  * node methods: a DispyNode, an IP address, or the node's name or host name.
  */
 export async function findNodeKey(node: DispyNode | string, known: Iterable<DispyNode>): Promise<string | undefined> {
+  if (typeof node !== 'string' && (typeof node !== 'object' || node === null || typeof node.ipAddr !== 'string')) {
+    throw new OptionError(`a node is a DispyNode, an IP address or a host name, got ${node === null ? 'null' : typeof node}`);
+  }
   const nodes = [...known];
   if (typeof node !== 'string') {
     const match = nodes.find((n) => n.ipAddr === node.ipAddr && n.port === node.port);

@@ -2,22 +2,19 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { confine, dispy, fileSha256 } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
-import { WorkerPool, type JobOutcome } from './worker-pool.js';
+import { WorkerPool, type JobOutcome, type WorkerPoolOptions } from './worker-pool.js';
 import { ProgramPool } from './program-pool.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { Definition } from './worker-messages.js';
 
-export interface ComputationOptions {
+/** A computation's options; what its jobs report goes to the callbacks of its worker pool. */
+export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | 'onShutdownRequest' | 'onProvisional' | 'onSendFile'> {
   setup: dispy.ISetup;
   cpus: number;
   destPathPrefix: string;
   nodeName: string;
   nodeAddress: string;
   logger: Logger;
-  onDone: (outcome: JobOutcome) => void;
-  onShutdownRequest?: () => void;
-  onProvisional?: (jobId: number, result: Uint8Array) => void;
-  onSendFile?: (jobId: number, file: string) => Promise<void>;
 }
 
 /** A file expected by name: resolved when it arrives whole, rejected when its transfer fails. */

@@ -30,10 +30,12 @@ export class OutgoingFiles {
    * the client goes away.
    */
   async send(computation: { id: string; dir: string }, jobId: number, file: string): Promise<void> {
-    if (this.aborted) throw this.aborted;
+    this.throwIfAborted();
     const name = path.relative(computation.dir, file);
     confine(computation.dir, name); // refuses a file outside the computation's directory
     const info = await stat(file);
+    // The client may have gone while the file was looked at: register no transfer after abort().
+    this.throwIfAborted();
     if (!info.isFile()) throw new Error(`${name} is not a regular file`);
     if (this.maxFileSize > 0 && info.size > this.maxFileSize) {
       throw new Error(`${name} is ${info.size} bytes, over the node's limit of ${this.maxFileSize} bytes (--max-file-size)`);
@@ -49,6 +51,11 @@ export class OutgoingFiles {
       throw error;
     }
     await arrived;
+  }
+
+  /** Refuses a new transfer once the client is gone (abort()). */
+  private throwIfAborted(): void {
+    if (this.aborted) throw this.aborted;
   }
 
   /** The client's FileDone for a transfer. */

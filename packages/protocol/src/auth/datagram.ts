@@ -1,6 +1,7 @@
 import { dispy } from '../schema/generated.js';
 import { mac, macEquals } from './hmac.js';
 import { PROTOCOL_VERSION } from '../version.js';
+import { OptionError } from '../errors/option-error.js';
 
 /** Largest datagram dispy sends or reads; well under a typical path MTU. */
 export const MAX_DATAGRAM_BYTES = 1200;
@@ -17,7 +18,7 @@ export function sealDatagram(secret: string, body: dispy.IDatagramBody): Buffer 
   }).finish();
   if (datagram.byteLength > MAX_DATAGRAM_BYTES) {
     // Peers drop larger datagrams unread; say so here rather than go unanswered there.
-    throw new RangeError(`discovery datagram of ${datagram.byteLength} bytes exceeds ${MAX_DATAGRAM_BYTES}; shorten the node name`);
+    throw new OptionError(`discovery datagram of ${datagram.byteLength} bytes exceeds ${MAX_DATAGRAM_BYTES}; shorten the node name`);
   }
   return Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
 }

@@ -12,8 +12,6 @@ export const ErrorCode = {
   FRAME_MALFORMED: 'DISPY_ERR_FRAME_MALFORMED',
   /** The peer could not prove the shared secret, or speaks another protocol version. */
   AUTH: 'DISPY_ERR_AUTH',
-  /** The node has too many connections waiting to authenticate; try again later. */
-  BUSY: 'DISPY_ERR_BUSY',
   /** A job named a computation the node does not have. */
   NO_COMPUTATION: 'DISPY_ERR_NO_COMPUTATION',
   /** The node takes no new jobs now (service hours, 0 CPUs): the job goes elsewhere. */
@@ -32,8 +30,6 @@ export const ErrorCode = {
   CLOSED: 'DISPY_ERR_CLOSED',
   /** The cluster could not start (discovery, ports). */
   START: 'DISPY_ERR_START',
-  /** A feature that this release does not have. */
-  UNAVAILABLE: 'DISPY_ERR_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

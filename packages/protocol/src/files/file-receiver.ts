@@ -3,6 +3,8 @@ import { mkdir, open, rename, rm, chmod, type FileHandle } from 'node:fs/promise
 import path from 'node:path';
 import type { dispy } from '../schema/generated.js';
 import { confine } from './confine.js';
+import { DispyError } from '../errors/dispy-error.js';
+import { ErrorCode } from '../errors/error-codes.js';
 
 /** A file that arrived whole, its hash checked. */
 export interface ReceivedFile {
@@ -131,7 +133,8 @@ export class FileReceiver {
     const target = confine(root, chunk.path);
     const size = Number(chunk.size);
     const limit = this.options.maxFileSize;
-    if (limit > 0 && size > limit) throw new Error(`file ${chunk.path} of ${size} bytes exceeds the size limit of ${limit} bytes`);
+    if (limit > 0 && size > limit)
+      throw new DispyError(ErrorCode.FILE, `file ${chunk.path} of ${size} bytes exceeds the size limit of ${limit} bytes`);
     const partial = `${target}.dispy-part-${id}`;
     const file = mkdir(path.dirname(target), { recursive: true }).then(() => open(partial, 'w', 0o600));
     file.catch(() => undefined);

@@ -317,7 +317,7 @@ describe('FrameDecoder before authentication (HANDSHAKE_LIMITS)', () => {
         frameOf(encode({ hello: { version: 3, nonce: Buffer.alloc(16), name: 'node' } })),
         frameOf(encode({ auth: { version: 3, nonce: Buffer.alloc(16), mac: Buffer.alloc(32), clientName: 'client' } })),
         frameOf(encode({ authResult: { ok: true, mac: Buffer.alloc(32) } })),
-        frameOf(encode({ error: { code: ErrorCode.BUSY, message: 'too many connections' } })),
+        frameOf(encode({ error: { code: ErrorCode.AUTH, message: 'refused' } })),
       ]),
     );
     expect(frames.map((frame) => frame.kind)).toEqual(['hello', 'auth', 'authResult', 'error']);

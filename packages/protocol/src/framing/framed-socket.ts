@@ -23,6 +23,9 @@ const MAX_ERROR_MESSAGE_CHARS = 300;
  */
 const DISCARD_AFTER_CLOSE_BYTES = 64 * 1024;
 
+/** How long a peer has to hang up after this side ended the connection (or refused a frame). */
+const END_GRACE_MS = 1000;
+
 /** Bulk bytes sent after a frame's message (see FrameDecoder): one buffer or several pieces. */
 export type Attachment = Uint8Array | readonly Uint8Array[];
 
@@ -61,6 +64,8 @@ export class FramedSocket {
   /** Bytes read and dropped since the connection closed. */
   private discarded = 0;
   private readonly onClose: (error?: Error) => void;
+  /** Cuts the connection off if the peer does not hang up after our end (destroyLater). */
+  private endTimer?: NodeJS.Timeout;
 
   constructor(
     readonly socket: Socket,
@@ -172,11 +177,17 @@ export class FramedSocket {
     });
   }
 
-  /** Sends a last frame (if any), then ends the connection gracefully. */
+  /**
+   * Sends a last frame (if any), then ends the connection gracefully: the connection counts as
+   * closed at once (onClose runs, and nothing more the peer sends is decoded), and a peer that
+   * does not hang up in turn is cut off after a second.
+   */
   end(frame?: FrameInit): void {
     if (this.closed) return;
     if (frame) this.send(frame);
     this.socket.end();
+    this.destroyLater();
+    this.finish();
   }
 
   /** Tears the connection down at once. */
@@ -189,14 +200,19 @@ export class FramedSocket {
       const payload = dispy.Frame.encode({ error: { code, message } }).finish();
       this.socket.write(frameHeader(payload.length));
       this.socket.end(payload);
-      // If the peer does not hang up in turn, do not wait for it.
-      const timer = setTimeout(() => this.socket.destroy(), 1000).unref();
-      this.socket.once('close', () => clearTimeout(timer));
+      this.destroyLater();
       this.finish(error);
       return;
     }
+    clearTimeout(this.endTimer);
     this.socket.destroy();
     this.finish(error);
+  }
+
+  /** If the peer does not hang up in turn after our end, do not wait for it. */
+  private destroyLater(): void {
+    this.endTimer = setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    this.socket.once('close', () => clearTimeout(this.endTimer));
   }
 
   private finish(error?: Error): void {

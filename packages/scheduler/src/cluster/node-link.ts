@@ -11,6 +11,8 @@ export class NodeLink {
   readonly computeIds = new Set<string>();
   /** CPUs the node itself offers now (it may lower them, e.g. outside its service hours). */
   nodeCpus = Infinity;
+  /** The node's pulses are watched (NodePool.watchPulses), once for all its computations. */
+  pulsesWatched = false;
 
   constructor(options: {
     host: string;

@@ -103,6 +103,9 @@ export class NodePool {
 
   /** Presumes a node dead when it has been silent for five pulse intervals. */
   watchPulses(link: NodeLink, seconds: number): void {
+    // One watch per node, whatever the number of computations set up there.
+    if (link.pulsesWatched) return;
+    link.pulsesWatched = true;
     const timer = setInterval(() => {
       if (this.links.get(link.key) !== link) {
         clearInterval(timer);

@@ -223,7 +223,7 @@ export class NodeConnection {
       return;
     }
     this.channel?.end();
-    this.channel?.socket.destroy();
+    this.channel?.destroy();
   }
 
   /** Answers go to their request (by request id) or transfer (by transfer id); the rest to onFrame. */
