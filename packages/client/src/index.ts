@@ -4,4 +4,4 @@ export { DispyNode, type DispyNodeAvailInfo } from './node/dispy-node.js';
 export { NodeAllocate, type NodeAllocateOptions } from './node/node-allocate.js';
 export type { JobClusterOptions } from './cluster/options.js';
 export type { ClusterStats, NodeStats } from './cluster/stats.js';
-export { DispyError, OptionError, ComputationError, UnsendableValueError, AuthError } from '@dispy/protocol';
+export { DispyError, ErrorCode, OptionError, ComputationError, UnsendableValueError, AuthError } from '@dispy/protocol';
