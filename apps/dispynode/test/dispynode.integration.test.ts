@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, JobCluster } from '@dispy/client';
 import { DISPYNODE_BIN, freePort, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { startRelay } from '../../../testing/tcp-relay.js';
 
 afterEach(stopAllNodes);
 
@@ -24,59 +24,6 @@ function runCli(args: string[], input?: string): Promise<{ code: number | null; 
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-/**
- * A TCP relay from `host:port` to the node at `nodeHost:port`. The first connection over which
- * more than `cutAfterBytes` come from the node is cut at once on both sides, as when a client
- * dies (`cut` says whether that happened). Other connections are relayed as they are.
- */
-async function startRelay(
-  host: string,
-  nodeHost: string,
-  port: number,
-  cutAfterBytes: number,
-): Promise<{ readonly cut: boolean; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  let cut = false;
-  const server = net.createServer((client) => {
-    const toNode = net.connect({ host: nodeHost, port });
-    for (const socket of [client, toNode]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => undefined); // the other side's close follows
-    }
-    client.pipe(toNode);
-    let fromNode = 0;
-    toNode.on('data', (chunk: Buffer) => {
-      fromNode += chunk.length;
-      if (!cut && fromNode > cutAfterBytes) {
-        cut = true;
-        toNode.destroy();
-        client.destroy();
-        return;
-      }
-      if (!client.write(chunk)) {
-        toNode.pause();
-        client.once('drain', () => toNode.resume());
-      }
-    });
-    toNode.on('end', () => client.end());
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return {
-    get cut() {
-      return cut;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 describe('dispynode CLI', () => {
@@ -169,8 +116,8 @@ describe('dispynode CLI', () => {
       args: ['--ext-host', relayHost, '--max-file-size', '0'],
     });
     const fileBytes = 64 * 1024 * 1024;
-    const cutAfterBytes = 2 * 1024 * 1024;
-    const relay = await startRelay(relayHost, node.host, port, cutAfterBytes);
+    const relay = await startRelay(relayHost, node.host, port);
+    relay.cutAfter(2 * 1024 * 1024);
     try {
       const sender = async (bytes: number) => {
         require('node:fs').writeFileSync('big', Buffer.alloc(bytes, 7));
