@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, JobCluster } from '@dispy/client';
-import { DISPYNODE_BIN, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { DISPYNODE_BIN, freePort, isAlive, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { startRelay } from '../../../testing/tcp-relay.js';
 
 afterEach(stopAllNodes);
 
@@ -101,36 +102,64 @@ describe('dispynode CLI', () => {
     }
   });
 
-  it('survives a client that leaves after a job failed to send a file (no unhandled rejection), and serves the next', async () => {
-    // strict: any unhandled rejection kills the node, whatever handlers it has.
-    const node = await startNode({ host: '127.0.5.7', cpus: 1, env: { NODE_OPTIONS: '--unhandled-rejections=strict' } });
-    const sender = async () => {
-      require('node:fs').mkdirSync('results', { recursive: true });
-      try {
-        await dispySendFile('results');
-        return 'sent';
-      } catch (error) {
-        return (error as Error).message;
-      }
-    };
-    const first = new JobCluster(sender, { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' });
-    expect(await first.submit().wait()).toBe('dispySendFile: results is not a regular file');
-    await first.close();
-    await node.waitForLog(/released this node/);
-    const second = new JobCluster((n: number) => n * 2, {
-      nodes: [node.host],
-      nodePort: node.port,
-      ipAddr: '127.0.0.1',
-      port: 0,
-      loglevel: 'silent',
+  it('survives a client that goes away while a job streams a file to it (no unhandled rejection), and serves the next', async () => {
+    // strict: any unhandled rejection kills the node, whatever handlers it has. The node tells
+    // clients to reach it at 127.0.5.8 (--ext-host), where a relay to it stands in for the
+    // client's end of the connection, so the test can cut it in the middle of the transfer.
+    const relayHost = '127.0.5.8';
+    const port = await freePort(relayHost);
+    const node = await startNode({
+      host: '127.0.5.7',
+      port,
+      cpus: 1,
+      env: { NODE_OPTIONS: '--unhandled-rejections=strict' },
+      args: ['--ext-host', relayHost, '--max-file-size', '0'],
     });
+    const fileBytes = 64 * 1024 * 1024;
+    const relay = await startRelay(relayHost, node.host, port);
+    relay.cutAfter(2 * 1024 * 1024);
     try {
-      expect(await second.submit(21).wait()).toBe(42);
+      const sender = async (bytes: number) => {
+        require('node:fs').writeFileSync('big', Buffer.alloc(bytes, 7));
+        await dispySendFile('big');
+        return 'sent';
+      };
+      const first = new JobCluster(sender, {
+        nodes: [node.host, relayHost],
+        nodePort: node.port,
+        ipAddr: '127.0.0.1',
+        port: 0,
+        loglevel: 'silent',
+      });
+      const job = first.submit(fileBytes);
+      await job.wait();
+      // The relay cut the connection after 2 MiB had come from the node: only FileChunk frames
+      // are that large, and the node can hold back far less than the remaining 62 MiB (it waits
+      // for 'drain' past 4 MiB queued), so the transfer was still being sent, its FileDone pending.
+      expect(relay.cut).toBe(true);
+      expect(job.status).toBe(DispyJob.Cancelled);
+      expect(job.exception).toMatch(/went away/);
+      await first.close();
+      await node.waitForLog(/released this node/);
+
+      const second = new JobCluster((n: number) => n * 2, {
+        nodes: [node.host, relayHost],
+        nodePort: node.port,
+        ipAddr: '127.0.0.1',
+        port: 0,
+        loglevel: 'silent',
+      });
+      try {
+        expect(await second.submit(21).wait()).toBe(42);
+      } finally {
+        await second.close();
+      }
+      expect(node.child.exitCode).toBeNull();
+      expect(node.child.signalCode).toBeNull();
+      expect(node.log).not.toMatch(/unhandled|went away\n\s+at /i);
     } finally {
-      await second.close();
+      await relay.close();
     }
-    expect(node.child.exitCode).toBeNull();
-    expect(node.log).not.toMatch(/unhandled|went away\n\s+at /i);
   });
 
   it('answers status and quit on stdin', async () => {

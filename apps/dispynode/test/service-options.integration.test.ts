@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DispyJob, JobCluster, NodeAllocate } from '@dispy/client';
+import { DispyJob, JobCluster, NodeAllocate, type DispyNode } from '@dispy/client';
 import { DISPYNODE_BIN, freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { startRelay } from '../../../testing/tcp-relay.js';
 
 const clusters: JobCluster[] = [];
 const cleanups: Array<() => void> = [];
@@ -169,12 +170,16 @@ describe('dispynode service options', () => {
     expect(stderr).toContain('option "serviceStop": must be a time of day HH:MM');
   });
 
-  it('takes "cpus N" on stdin and tells the client', async () => {
+  it('takes "cpus N" on stdin and tells the client; a job sent meanwhile goes back to the queue and runs later', async () => {
+    // The node tells clients to reach it at 127.0.8.13 (--ext-host), where a relay to it lets the
+    // test hold what the node sends: the client then sends a job after the node stopped taking
+    // them, before it can know.
+    const relayHost = '127.0.8.13';
     const port = await freePort('127.0.8.12');
     const prefix = tempDir();
     const child = spawn(
       process.execPath,
-      [DISPYNODE_BIN, '-i', '127.0.8.12', '-p', String(port), '-c', '2', '--dest-path-prefix', prefix],
+      [DISPYNODE_BIN, '-i', '127.0.8.12', '-p', String(port), '-c', '2', '--ext-host', relayHost, '--dest-path-prefix', prefix],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     cleanups.push(() => child.kill('SIGKILL'));
@@ -182,44 +187,79 @@ describe('dispynode service options', () => {
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    await vi.waitFor(() => expect(stderr).toMatch(/serving 2 CPUs/), { timeout: 10_000 });
-    // A job the node sent back goes back to the client's queue: clusterStatus reports it Created
-    // again. Requeued jobs are counted by that second Created.
-    const created = new Set<DispyJob>();
-    let requeued = 0;
-    let onRequeue = () => {};
-    const clusterStatus = (status: number, _node: unknown, job: DispyJob | undefined) => {
-      if (!job || status !== DispyJob.Created) return;
-      if (!created.has(job)) {
-        created.add(job);
-        return;
+    /** Resolves once the node's output (stdout or stderr) matches `pattern`. */
+    const printed = (stream: 'stdout' | 'stderr', pattern: RegExp) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!pattern.test(stream === 'stdout' ? stdout : stderr)) return;
+          child[stream].off('data', check);
+          resolve();
+        };
+        child[stream].on('data', check);
+        check();
+      });
+    await printed('stderr', /serving 2 CPUs/);
+    const relay = await startRelay(relayHost, '127.0.8.12', port);
+    cleanups.push(() => void relay.close());
+    // Each job's statuses in order: the status, the host of the node clusterStatus names, and
+    // the host the job names (job.ipAddr).
+    const history = new Map<DispyJob, Array<[number, string | undefined, string | undefined]>>();
+    const waiters = new Set<{ job: DispyJob; status: number; count: number; resolve: () => void }>();
+    const wake = () => {
+      for (const waiter of waiters) {
+        const times = (history.get(waiter.job) ?? []).filter(([status]) => status === waiter.status).length;
+        if (times < waiter.count) continue;
+        waiters.delete(waiter);
+        waiter.resolve();
       }
-      requeued++;
-      onRequeue();
     };
+    const clusterStatus = (status: number, node: DispyNode | undefined, job: DispyJob | undefined) => {
+      if (!job) return;
+      history.set(job, [...(history.get(job) ?? []), [status, node?.ipAddr, job.ipAddr]]);
+      wake();
+    };
+    /** Resolves once `job` has been reported `status` `count` times. */
+    const reported = (job: DispyJob, status: number, count = 1) =>
+      new Promise<void>((resolve) => {
+        waiters.add({ job, status, count, resolve });
+        wake();
+      });
     const cluster = new JobCluster((n: number) => n, {
-      nodes: [new NodeAllocate('127.0.8.12', { port })],
+      nodes: [new NodeAllocate('127.0.8.12', { port }), new NodeAllocate(relayHost, { port })],
       ipAddr: '127.0.0.1',
       port: 0,
       loglevel: 'silent',
       clusterStatus,
     });
     clusters.push(cluster);
-    await cluster.submit(1).wait();
+    expect(await cluster.submit(1).wait()).toBe(1);
     child.stdin.write('cpus 1\nstatus\n');
-    await vi.waitFor(() => expect(stdout).toMatch(/serving 1 CPUs/));
-    await vi.waitFor(() => expect(stdout).toMatch(/"cpus": 1/));
-    // Jobs that reach the node after it stopped taking them go back to the queue, arguments intact.
-    await cluster.submit(0).wait(); // short jobs: the node now holds several per CPU
-    const many = Array.from({ length: 300 }, (_, i) => cluster.submit(i));
-    const firstRequeue = new Promise<void>((resolve) => (onRequeue = resolve));
+    await printed('stdout', /serving 1 CPUs[^]*"cpus": 1/);
+
+    // The node stops taking jobs; what it says to the client is held back, so the client sends
+    // the next job there. The node refuses it, and it goes back to the client's queue.
+    relay.hold();
     child.stdin.write('cpus 0\n');
-    await firstRequeue;
-    expect(requeued).toBeGreaterThan(0);
+    await printed('stdout', /serving 0 CPUs/);
+    const job = cluster.submit(7);
+    await reported(job, DispyJob.Running);
+    relay.release();
+    await Promise.race([reported(job, DispyJob.Created, 2), job.wait()]);
+    expect(job.status).toBe(DispyJob.Created);
+
+    // Once the node offers CPUs again, the job runs there, its argument intact.
     child.stdin.write('cpus 2\n');
-    expect(await Promise.all(many.map((job) => job.wait()))).toEqual(many.map((_, i) => i));
+    expect(await job.wait()).toBe(7);
+    // Sent to the node (Running), back in the queue naming the node it left, then run there.
+    expect(history.get(job)).toEqual([
+      [DispyJob.Created, undefined, undefined],
+      [DispyJob.Running, relayHost, relayHost],
+      [DispyJob.Created, undefined, relayHost],
+      [DispyJob.Running, relayHost, relayHost],
+      [DispyJob.Finished, relayHost, relayHost],
+    ]);
     child.stdin.write('cpus 7\n');
-    await vi.waitFor(() => expect(stdout).toMatch(/cpus must be an integer from -2 to 2, got 7/));
+    await printed('stdout', /cpus must be an integer from -2 to 2, got 7/);
     child.stdin.end('quit\n');
     expect(await new Promise((resolve) => child.once('exit', resolve)), stderr).toBe(0);
   });

@@ -45,6 +45,8 @@ interface Side {
   /** What happened, in order: `frame:<kind>` and `close` entries. */
   events: string[];
   closed: Promise<Error | undefined>;
+  /** Resolves once `count` frames have arrived (at once if they have). */
+  received(count: number): Promise<void>;
 }
 
 type SideOptions = Partial<Omit<FramedSocketOptions, 'onClose' | 'onFrame'>> & { onFrame?: (frame: Frame) => void };
@@ -55,12 +57,19 @@ function frame(socket: Socket, options: SideOptions = {}): Side {
   const events: string[] = [];
   let resolveClosed!: (error: Error | undefined) => void;
   const closed = new Promise<Error | undefined>((resolve) => (resolveClosed = resolve));
+  /** Waiters of `received`, woken as frames arrive. */
+  const waiters = new Set<{ count: number; resolve: () => void }>();
   const framed = new FramedSocket(socket, {
     limits: options.limits,
     onFrame: (received, attachment) => {
       frames.push(received);
       attachments.push(attachment && Buffer.concat(attachment));
       events.push(`frame:${received.kind}`);
+      for (const waiter of waiters) {
+        if (frames.length < waiter.count) continue;
+        waiters.delete(waiter);
+        waiter.resolve();
+      }
       options.onFrame?.(received);
     },
     onClose: (error) => {
@@ -68,7 +77,14 @@ function frame(socket: Socket, options: SideOptions = {}): Side {
       resolveClosed(error);
     },
   });
-  return { framed, frames, attachments, events, closed };
+  return {
+    framed,
+    frames,
+    attachments,
+    events,
+    closed,
+    received: (count) => (frames.length >= count ? Promise.resolve() : new Promise((resolve) => waiters.add({ count, resolve }))),
+  };
 }
 
 async function framedPair(serverOptions: SideOptions = {}, clientOptions: SideOptions = {}): Promise<{ client: Side; server: Side }> {
@@ -79,15 +95,6 @@ async function framedPair(serverOptions: SideOptions = {}, clientOptions: SideOp
 /** SESSION_LIMITS with a smaller total. */
 function sessionOf(maxFrameBytes: number): FrameLimits {
   return { ...SESSION_LIMITS, maxFrameBytes };
-}
-
-/** Resolves once `predicate` holds, polling briefly; fails the test with `what` otherwise. */
-async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function rawFrame(body: Uint8Array): Buffer {
@@ -101,7 +108,7 @@ describe('FramedSocket over loopback TCP', () => {
       expect(client.framed.isClosed).toBe(false);
       client.framed.send({ job: { computeId: 'c-1', jobId: i } }, Buffer.from([i & 0xff, i >> 8]));
     }
-    await until(() => server.frames.length >= 1000, '1000 frames');
+    await server.received(1000);
     expect(server.frames).toHaveLength(1000);
     server.frames.forEach((received, i) => {
       expect(received.kind).toBe('job');
@@ -116,7 +123,8 @@ describe('FramedSocket over loopback TCP', () => {
     const { client, server } = await framedPair({ limits: HANDSHAKE_LIMITS }, { limits: HANDSHAKE_LIMITS });
     client.framed.send({ hello: { version: 1, name: 'from-client' } });
     server.framed.send({ authResult: { ok: true, reason: 'from-server' } });
-    await until(() => server.frames.length === 1 && client.frames.length === 1, 'one frame each way');
+    await Promise.all([server.received(1), client.received(1)]);
+    expect([server.frames.length, client.frames.length]).toEqual([1, 1]);
     expect(server.frames[0]!.hello?.name).toBe('from-client');
     expect(client.frames[0]!.authResult?.ok).toBe(true);
     expect(client.frames[0]!.authResult?.reason).toBe('from-server');
@@ -197,7 +205,7 @@ describe('FramedSocket over loopback TCP', () => {
     expect(dispy.Frame.encode(frameOfSize(size)).finish().length).toBe(1024);
 
     client.framed.send(frameOfSize(size));
-    await until(() => server.frames.length === 1, 'the 1024-byte frame');
+    await server.received(1);
     expect(server.frames[0]!.fileChunk?.path).toHaveLength(size);
     expect(server.framed.isClosed).toBe(false);
 
@@ -214,7 +222,7 @@ describe('FramedSocket over loopback TCP', () => {
     const messageBytes = dispy.Frame.encode(message).finish().length;
     const fill = Buffer.alloc(1024 - messageBytes, 9);
     client.framed.send(message, [fill.subarray(0, 100), Buffer.alloc(0), fill.subarray(100)]);
-    await until(() => server.frames.length === 1, 'the frame with a 1024-byte total');
+    await server.received(1);
     expect(server.attachments[0]!.equals(fill)).toBe(true);
     expect(server.framed.isClosed).toBe(false);
 
@@ -254,12 +262,15 @@ describe('FramedSocket over loopback TCP', () => {
     expect(results).toContain(false);
     expect(client.framed.socket.writableNeedDrain).toBe(true);
 
-    // Let the kernel buffers fill up; the paused peer reads nothing, so the writer cannot drain.
+    // The paused peer reads nothing, and 64 MiB cannot fit in the kernel's buffers (a few MiB), so
+    // bytes stay queued on the writer whatever the time: 'drain' cannot come. The event loop goes
+    // round once (the writes are attempted) and drain() still waits.
     let drained = false;
     const draining = client.framed.drain().then(() => {
       drained = true;
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(client.framed.socket.writableLength).toBeGreaterThan(0);
     expect(drained).toBe(false);
     expect(server.frames).toHaveLength(0);
 
@@ -269,7 +280,7 @@ describe('FramedSocket over loopback TCP', () => {
     expect(client.framed.socket.writableNeedDrain).toBe(false);
     await expect(client.framed.drain()).resolves.toBeUndefined();
 
-    await until(() => server.frames.length === count, `${count} file chunks`, 20_000);
+    await server.received(count);
     server.frames.forEach((received, i) => {
       const chunk = received.fileChunk!;
       const data = server.attachments[i]!;
@@ -303,7 +314,7 @@ describe('FramedSocket over loopback TCP', () => {
     } finally {
       process.off('warning', onWarning);
     }
-    await until(() => server.frames.length === 40, '40 chunks');
+    await server.received(40);
   });
 
   it('drain() resolves when the connection closes while it waits', async () => {
@@ -357,7 +368,7 @@ describe('FramedSocket limits, with the bytes an attacker sends', () => {
     expect(serverError!.message).toBe(message);
     expect(side.server.frames).toEqual([]);
     // The peer hears why, in an Error frame it accepts before authentication.
-    await until(() => side.client.frames.length === 1, 'the Error frame');
+    await side.client.received(1);
     expect(side.client.frames[0]!.error).toMatchObject({ code, message });
   }
 
@@ -415,14 +426,14 @@ describe('FramedSocket limits, with the bytes an attacker sends', () => {
     side.client.framed.socket.write(
       Buffer.concat([rawFrame(encode({ auth: { version: 3 } })), frameHeader(job.length, 4), job, Buffer.from('args')]),
     );
-    await until(() => side.server.frames.length === 2, 'the auth and the job');
+    await side.server.received(2);
     expect(side.server.events).toEqual(['frame:auth', 'frame:job']);
     expect(side.server.attachments[1]!.toString()).toBe('args');
     expect(side.server.framed.limits).toBe(SESSION_LIMITS);
 
     // The same connection now takes a job with arguments of 1 MiB.
     side.client.framed.send({ job: { computeId: 'c1', jobId: 2 } }, Buffer.alloc(MiB, 5));
-    await until(() => side.server.frames.length === 3, 'the 1 MiB job');
+    await side.server.received(3);
     expect(side.server.attachments[2]!.equals(Buffer.alloc(MiB, 5))).toBe(true);
     expect(side.server.framed.isClosed).toBe(false);
   });
@@ -443,7 +454,7 @@ describe('FramedSocket limits, with the bytes an attacker sends', () => {
     const serverError = await server.closed;
     expect((serverError as FrameError).code).toBe(ErrorCode.FRAME_TOO_LARGE);
     expect(serverError!.message).toBe(`jobAck.jobIds has more than ${MAX_REPEATED_ENTRIES} entries, the limit of one frame`);
-    await until(() => client.frames.length === 1, 'the Error frame');
+    await client.received(1);
     expect(client.frames[0]!.error?.message).toBe(serverError!.message);
   });
 
@@ -471,7 +482,7 @@ describe('FramedSocket limits, with the bytes an attacker sends', () => {
     });
     side.client.framed.send({ auth: { version: 3 } });
     await side.server.closed;
-    await until(() => side.client.frames.length === 1, 'the Error frame');
+    await side.client.received(1);
     expect(side.client.frames[0]!.error?.code).toBe(ErrorCode.PROTOCOL);
     expect(side.client.frames[0]!.error?.message).toBe(`${'\u20ac'.repeat(299)}…`);
   });
