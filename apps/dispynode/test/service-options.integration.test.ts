@@ -254,7 +254,7 @@ describe('dispynode service options', () => {
     expect(history.get(job)).toEqual([
       [DispyJob.Created, undefined, undefined],
       [DispyJob.Running, relayHost, relayHost],
-      [DispyJob.Created, undefined, relayHost],
+      [DispyJob.Created, relayHost, relayHost],
       [DispyJob.Running, relayHost, relayHost],
       [DispyJob.Finished, relayHost, relayHost],
     ]);

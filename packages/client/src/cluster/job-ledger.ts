@@ -130,7 +130,8 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     const node = this.nodes.get(from.key);
     if (node) node.busy = Math.max(0, node.busy - 1);
     queued.ref.status = DispyJob.Created;
-    this.notifyStatus(DispyJob.Created, undefined, queued.ref);
+    // The node the job left: clusterStatus says where it was before it waits again.
+    this.notifyStatus(DispyJob.Created, node, queued.ref);
   }
 
   jobFailed(queued: Job, status: Exclude<JobEndStatus, 'finished'>, why: string, info?: NodeInfo): void {
