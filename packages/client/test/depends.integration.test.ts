@@ -81,6 +81,7 @@ describe('computations with their world', () => {
     const cluster = clusterOn(
       async (text: string) => {
         const { shout } = require('./helper.cjs');
+        // @ts-expect-error -- lib.mjs exists in the computation's directory on the node, not here
         const { double } = await import('./lib.mjs');
         return [shout(text), double(21)];
       },
@@ -230,7 +231,7 @@ describe('computations with their world', () => {
   it('runs a cleanup function before removing files, and gives each node its own depends', async () => {
     const node = await startNode({ host: '127.0.9.12', cpus: 1 });
     function loadOwn() {
-      globalThis.own = require('node:fs').readFileSync('words.txt', 'utf8').split('\n')[1];
+      (globalThis as Record<string, unknown>).own = require('node:fs').readFileSync('words.txt', 'utf8').split('\n')[1];
       return 0;
     }
     function leaveMark() {

@@ -318,7 +318,7 @@ describe('JobCluster with real dispynode processes', () => {
     await Promise.all(Array.from({ length: 6 }, (_, i) => cluster.submit(i).wait()));
     const printed: string[] = [];
     const write = process.stdout.write;
-    process.stdout.write = ((chunk: string) => printed.push(String(chunk))) as typeof write;
+    process.stdout.write = (chunk: string) => printed.push(String(chunk)) > 0;
     let stats;
     try {
       stats = cluster.stats();

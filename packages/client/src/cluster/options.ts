@@ -73,7 +73,7 @@ export const clusterOptionsSchema = z
 
 /** Options of `JobCluster`; see the reference in docs/ for each. */
 export interface JobClusterOptions<R = unknown> {
-  nodes?: Array<string | NodeAllocate>;
+  nodes?: ReadonlyArray<string | NodeAllocate>;
   depends?: unknown[];
   callback?: (job: DispyJob<R>) => void;
   clusterStatus?: (status: number, node: DispyNode | undefined, job: DispyJob<R> | undefined) => void;

@@ -36,13 +36,15 @@ export class DispyJob<R = unknown> {
   endTime: number | undefined;
 
   readonly #done: Promise<R | undefined>;
-  #resolve!: (value: R | undefined) => void;
+  // Typed by what it resolves with (this.result), not by R, so that a DispyJob<string> is a
+  // DispyJob<unknown> for methods such as cluster.cancel(job).
+  #settle!: () => void;
 
   /** @internal Jobs are created by a cluster's submit methods. */
   constructor(id?: unknown) {
     this.id = id;
     this.#done = new Promise((resolve) => {
-      this.#resolve = resolve;
+      this.#settle = () => resolve(this.result);
     });
   }
 
@@ -62,7 +64,7 @@ export class DispyJob<R = unknown> {
 
   /** @internal Called by the cluster when the job reaches a final status. */
   settle(): void {
-    this.#resolve(this.result);
+    this.#settle();
   }
 
   /** The status constant's name, for messages. */
