@@ -27,6 +27,14 @@ describe('JobCluster generics', () => {
     expectTypeOf(names.submit('a').result).toEqualTypeOf<{ id: string; name: string } | undefined>();
   });
 
+  it('takes a typed job wherever a DispyJob is expected, and readonly node lists', () => {
+    const cluster = new JobCluster(add, { nodes: ['127.0.0.1', '127.0.0.2'] as const });
+    const job: DispyJob<number> = cluster.submit(1, 2);
+    expectTypeOf(cluster.cancel).toBeCallableWith(job);
+    const anyJob: DispyJob = job;
+    expectTypeOf(anyJob.result).toEqualTypeOf<unknown>();
+  });
+
   it("types callbacks with the job's result type", () => {
     new JobCluster(add, {
       callback: (job) => {
