@@ -70,6 +70,8 @@ export class ComputationSetup {
     let computation: Computation | undefined;
     try {
       computation = await this.prepare(setup, cpus);
+      // The client may have gone while the directory was made: closeAll did not see this one.
+      if (this.options.isClosed()) throw new Error('the client went away');
       computations.preparingStarted(computation);
       await this.receiveFiles(computation, setup, requestId);
       await computation.start();
