@@ -26,8 +26,6 @@ export interface DiscoveryResponderOptions {
   describe: (remote: string) => Promise<Omit<dispy.IDiscoveryReply, 'nonce'>>;
   /** @internal The clock (tests). */
   now?: () => number;
-  /** @internal Ms between two summaries of dropped datagrams (tests). */
-  summaryIntervalMs?: number;
 }
 
 const VERDICTS: Record<Exclude<DatagramVerdict, 'fresh'>, string> = {
@@ -61,7 +59,7 @@ export class DiscoveryResponder {
   constructor(private readonly options: DiscoveryResponderOptions) {
     this.now = options.now ?? Date.now;
     this.guard = new ReplayGuard({ now: this.now });
-    this.drops = new DropSummary(options.logger, 'discovery datagrams', options.summaryIntervalMs);
+    this.drops = new DropSummary(options.logger);
   }
 
   /**

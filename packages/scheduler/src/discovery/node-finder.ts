@@ -25,8 +25,6 @@ export interface NodeFinderOptions {
   pingInterval?: number;
   /** An authentic reply from a node at `address` (the datagram's source). */
   onReply: (reply: dispy.DiscoveryReply, address: string) => void;
-  /** @internal Ms between two summaries of dropped datagrams (tests). */
-  summaryIntervalMs?: number;
 }
 
 /** How many recent ping nonces a reply may echo. */
@@ -58,7 +56,7 @@ export class NodeFinder {
   private readonly drops: DropSummary;
 
   constructor(private readonly options: NodeFinderOptions) {
-    this.drops = new DropSummary(options.logger, 'discovery datagrams', options.summaryIntervalMs);
+    this.drops = new DropSummary(options.logger);
   }
 
   /** Binds the discovery socket. */
