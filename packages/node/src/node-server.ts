@@ -124,7 +124,6 @@ export class DispyNodeServer {
     }
     this.announcer = new Announcer({
       secret: this.options.secret,
-      name: this.options.name,
       tcpHost: this.options.extHosts[0] ?? (isWildcard(this.hosts()[0]!) ? '' : this.hosts()[0]!),
       tcpPort: this.boundPort,
       schedulerHost: this.options.schedulerHost,

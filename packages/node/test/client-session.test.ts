@@ -48,9 +48,12 @@ describe('ClientSession: the handshake', () => {
   it('authenticates a client that proves the secret, and proves it back', async () => {
     connect();
     const hello = await client.next('hello');
-    expect(hello.hello).toMatchObject({ version: PROTOCOL_VERSION, name: 'test-node' });
+    expect(hello.hello).toMatchObject({ version: PROTOCOL_VERSION });
+    // Nothing of the node before the client proved the secret: its name comes in AuthResult.
+    expect(JSON.stringify(hello.hello)).not.toContain('test-node');
     const { result, proofOk } = await client.authenticate('sesame');
     expect(result.authResult!.ok).toBe(true);
+    expect(result.authResult!.nodeName).toBe('test-node');
     expect(proofOk).toBe(true);
     expect(node.calls).toContain('authenticated');
   });
@@ -70,6 +73,7 @@ describe('ClientSession: the handshake', () => {
     connect();
     const { result } = await client.authenticate('not the secret');
     expect(result.authResult).toMatchObject({ ok: false, reason: "the client's secret does not match the node's" });
+    expect(result.authResult!.nodeName).toBe('');
     await client.closed;
     await ended;
     expect(node.calls).not.toContain('authenticated');

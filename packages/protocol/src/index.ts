@@ -9,7 +9,16 @@ export { encodeValue, encodeArguments, decodeValue, MAX_VALUE_BYTES } from './co
 export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
 export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
-export { sealDatagram, openDatagram, MAX_DATAGRAM_BYTES, type OpenedDatagram, type DatagramBody } from './auth/datagram.js';
+export {
+  sealDatagram,
+  openDatagram,
+  MAX_DATAGRAM_BYTES,
+  DATAGRAM_WINDOW_MS,
+  type OpenedDatagram,
+  type DatagramBody,
+  type SealOptions,
+} from './auth/datagram.js';
+export { ReplayGuard, MAX_NONCES_KEPT, type DatagramVerdict, type ReplayGuardOptions } from './auth/replay-guard.js';
 export { confine } from './files/confine.js';
 export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';

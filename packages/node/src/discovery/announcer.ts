@@ -4,7 +4,6 @@ import { broadcastAddresses, type Logger } from '@dispy/protocol/internal';
 
 export interface AnnouncerOptions {
   secret: string;
-  name: string;
   /** The address clients should ping; empty when the node serves every interface. */
   tcpHost: string;
   tcpPort: number;
@@ -18,7 +17,8 @@ export interface AnnouncerOptions {
 /**
  * Tells clients that a node is up and free: an authenticated datagram to the client port,
  * broadcast on the local networks and sent to `--scheduler-host`. A client that wants the node
- * pings it as usual, so nodes that start after a client are found at once.
+ * pings it as usual, so nodes that start after a client are found at once. It names nothing of the
+ * node (it is read before anyone authenticated); its time and nonce keep it from being replayed.
  */
 export class Announcer {
   private socket?: dgram.Socket;
@@ -26,7 +26,7 @@ export class Announcer {
   constructor(private readonly options: AnnouncerOptions) {}
 
   announce(): void {
-    const { secret, name, tcpHost, tcpPort, schedulerHost, broadcast, logger } = this.options;
+    const { secret, tcpHost, tcpPort, schedulerHost, broadcast, logger } = this.options;
     const targets: Array<[string, number]> = [];
     if (schedulerHost) {
       const [host, port] =
@@ -43,8 +43,9 @@ export class Announcer {
       this.socket.bind(() => this.socket?.setBroadcast(true));
       this.socket.unref();
     }
-    const datagram = sealDatagram(secret, { announce: { name, tcpHost, tcpPort } });
     for (const [host, port] of targets) {
+      // One nonce per target: a client reached on two of its networks drops the second as replayed.
+      const datagram = sealDatagram(secret, { announce: { tcpHost, tcpPort } });
       this.socket.send(datagram, port, host, (error) => {
         if (error) logger.debug(`announcement to ${host}:${port}: ${error.message}`);
       });

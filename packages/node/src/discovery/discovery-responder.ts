@@ -1,6 +1,21 @@
 import dgram from 'node:dgram';
-import { DispyError, ErrorCode, PROTOCOL_VERSION, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
-import { isWildcard, localAddressFacing, broadcastAddressOf, type Logger } from '@dispy/protocol/internal';
+import {
+  DispyError,
+  ErrorCode,
+  NONCE_BYTES,
+  PROTOCOL_VERSION,
+  ReplayGuard,
+  openDatagram,
+  sealDatagram,
+  type DatagramVerdict,
+  type dispy,
+} from '@dispy/protocol';
+import { DropSummary, isWildcard, localAddressFacing, broadcastAddressOf, type Logger } from '@dispy/protocol/internal';
+
+/** A source (address) is told `refused` at most once in this many ms. */
+export const REFUSAL_INTERVAL_MS = 10_000;
+/** Sources remembered for the refusal rate limit; beyond, no refusal is sent until they expire. */
+const REFUSAL_SOURCES_KEPT = 1024;
 
 export interface DiscoveryResponderOptions {
   secret: string;
@@ -9,18 +24,43 @@ export interface DiscoveryResponderOptions {
   logger: Logger;
   /** What to tell a client that pinged from `remote`. */
   describe: (remote: string) => Promise<Omit<dispy.IDiscoveryReply, 'nonce'>>;
+  /** @internal The clock (tests). */
+  now?: () => number;
 }
 
+const VERDICTS: Record<Exclude<DatagramVerdict, 'fresh'>, string> = {
+  stale: 'stale',
+  replayed: 'replayed',
+  malformed: 'malformed',
+  overflow: 'over the replay cache',
+};
+
 /**
- * Answers authenticated discovery pings on UDP. Each served address gets a unicast socket; on a
+ * Answers authenticated discovery pings on UDP, once each: a ping must be fresh (sent within
+ * DATAGRAM_WINDOW_MS of our clock) and new (its nonce unseen), and no answer is larger than its
+ * ping (clients pad pings to MAX_DATAGRAM_BYTES; a ping too small for its answer gets none). A
+ * ping that does not prove the secret is told `refused`, sealed with the empty secret (a MAC under
+ * ours would help guess it offline) and naming nothing of the node, at most once per source
+ * every REFUSAL_INTERVAL_MS. Dropped datagrams are counted and summed up in the log once a minute.
+ *
+ * Each served address gets a unicast socket; on a Each served address gets a unicast socket; on a
  * real interface a second socket on its directed broadcast address hears broadcast pings (a
  * socket bound to a unicast address does not receive them on Linux). Serving all interfaces
  * binds 0.0.0.0, which hears both.
  */
 export class DiscoveryResponder {
   private readonly sockets: dgram.Socket[] = [];
+  private readonly guard: ReplayGuard;
+  private readonly drops: DropSummary;
+  /** Source address to the time it was last told `refused`, oldest first. */
+  private readonly refusedAt = new Map<string, number>();
+  private readonly now: () => number;
 
-  constructor(private readonly options: DiscoveryResponderOptions) {}
+  constructor(private readonly options: DiscoveryResponderOptions) {
+    this.now = options.now ?? Date.now;
+    this.guard = new ReplayGuard({ now: this.now });
+    this.drops = new DropSummary(options.logger);
+  }
 
   /**
    * Binds every socket.
@@ -46,6 +86,7 @@ export class DiscoveryResponder {
       }
     }
     this.sockets.length = 0;
+    this.drops.close();
   }
 
   private bind(address: string, port: number, replyVia?: dgram.Socket): Promise<dgram.Socket> {
@@ -70,28 +111,53 @@ export class DiscoveryResponder {
   }
 
   private async answer(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): Promise<void> {
-    const { secret, logger } = this.options;
+    const { secret } = this.options;
     const opened = openDatagram(secret, message);
     if (!opened || opened.body.kind !== 'ping') return;
-    const nonce = opened.body.ping!.nonce;
-    const from = `${remote.address}:${remote.port}`;
+    const nonce = opened.body.nonce;
     if (opened.version !== PROTOCOL_VERSION) {
-      logger.warn(`discovery ping from ${from} speaks protocol ${opened.version}, this node ${PROTOCOL_VERSION}; ignored`);
-      this.send(socket, remote, { refused: { nonce, reason: `protocol version ${opened.version} is not ${PROTOCOL_VERSION}` } });
+      this.drops.count('of another protocol version (refused)');
+      this.refuse(socket, remote, message, nonce, `protocol version ${opened.version} is not ${PROTOCOL_VERSION}`);
       return;
     }
     if (!opened.authentic) {
-      logger.warn(`discovery ping from ${from} is not signed with this node's secret; refused`);
-      this.send(socket, remote, { refused: { nonce, reason: 'the secrets differ' } });
+      this.drops.count('signed with another secret (refused)');
+      this.refuse(socket, remote, message, nonce, 'the secrets differ');
+      return;
+    }
+    const verdict = this.guard.check(opened.body);
+    if (verdict !== 'fresh') {
+      this.drops.count(VERDICTS[verdict]);
       return;
     }
     const info = await this.options.describe(remote.address);
     const tcpHost = info.tcpHost && !isWildcard(info.tcpHost) ? info.tcpHost : localAddressFacing(remote.address);
-    this.send(socket, remote, { reply: { ...info, nonce, tcpHost } });
+    const reply = sealDatagram(secret, { reply: { ...info, nonce, tcpHost } });
+    if (reply.length > message.length) {
+      this.drops.count('too small for their reply');
+      return;
+    }
+    this.send(socket, remote, reply);
   }
 
-  private send(socket: dgram.Socket, remote: dgram.RemoteInfo, body: dispy.IDatagramBody): void {
-    socket.send(sealDatagram(this.options.secret, body), remote.port, remote.address, (error) => {
+  /** Says `refused` to a ping we cannot verify: never larger than it, at most once per source per interval. */
+  private refuse(socket: dgram.Socket, remote: dgram.RemoteInfo, ping: Buffer, nonce: Uint8Array, reason: string): void {
+    if (nonce.length !== NONCE_BYTES) return;
+    const now = this.now();
+    for (const [address, at] of this.refusedAt) {
+      if (now - at < REFUSAL_INTERVAL_MS) break;
+      this.refusedAt.delete(address);
+    }
+    if (this.refusedAt.has(remote.address) || this.refusedAt.size >= REFUSAL_SOURCES_KEPT) return;
+    // The empty secret: a checksum, not a MAC under ours over bytes the sender chose.
+    const refused = sealDatagram('', { refused: { nonce, reason } });
+    if (refused.length > ping.length) return;
+    this.refusedAt.set(remote.address, now);
+    this.send(socket, remote, refused);
+  }
+
+  private send(socket: dgram.Socket, remote: dgram.RemoteInfo, datagram: Buffer): void {
+    socket.send(datagram, remote.port, remote.address, (error) => {
       if (error) this.options.logger.debug(`discovery reply to ${remote.address}: ${error.message}`);
     });
   }

@@ -16,7 +16,7 @@ const AUTH_TIMEOUT_MS = 10_000;
 
 export interface HandshakeOptions {
   channel: FramedSocket;
-  /** The node's name, sent in Hello. */
+  /** The node's name, sent in AuthResult once the client proved the secret (never before). */
   name: string;
   secret: string;
   logger: Logger;
@@ -34,12 +34,12 @@ export class Handshake {
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly options: HandshakeOptions) {
-    const { channel, name, logger, peer } = options;
+    const { channel, logger, peer } = options;
     this.timer = setTimeout(() => {
       logger.warn(`client ${peer} did not authenticate in time; disconnected`);
       channel.destroy();
     }, AUTH_TIMEOUT_MS);
-    channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce, name } });
+    channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce } });
   }
 
   /**
@@ -47,7 +47,7 @@ export class Handshake {
    * node has answered AuthResult ok); undefined when it did not (the connection is ending).
    */
   receive(frame: Frame): string | undefined {
-    const { channel, secret, logger, peer } = this.options;
+    const { channel, name, secret, logger, peer } = this.options;
     clearTimeout(this.timer);
     if (frame.kind !== 'auth' || !frame.auth) {
       channel.destroy(new DispyError(ErrorCode.PROTOCOL, `expected auth, got ${frame.kind}`));
@@ -64,7 +64,7 @@ export class Handshake {
       channel.end({ authResult: { ok: false, reason: "the client's secret does not match the node's" } });
       return undefined;
     }
-    channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce) } });
+    channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name } });
     return auth.clientName || peer;
   }
 

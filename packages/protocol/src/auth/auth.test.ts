@@ -1,8 +1,10 @@
 import { createHmac } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { PROTOCOL_VERSION } from '../version.js';
-import { MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
+import { DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
+import { ReplayGuard } from './replay-guard.js';
+import { DropSummary, SUMMARY_INTERVAL_MS } from '../internal/drop-summary.js';
 import { clientProof, nodeProof } from './handshake.js';
 import { NONCE_BYTES, mac, macEquals, newNonce } from './hmac.js';
 
@@ -126,17 +128,18 @@ describe('handshake proofs', () => {
 });
 
 describe('discovery datagrams', () => {
-  const ping: dispy.IDatagramBody = { ping: { nonce: NODE_NONCE, clientName: 'alice', clientPort: 51347 } };
+  const ping: dispy.IDatagramBody = { ping: { clientName: 'alice', clientPort: 51347 } };
 
   it('opens as authentic with the same secret, with the version and body intact', () => {
-    const sealed = sealDatagram('secret', ping);
+    const sealed = sealDatagram('secret', ping, { nonce: NODE_NONCE, sentAt: 1_700_000_000_123 });
     expect(Buffer.isBuffer(sealed)).toBe(true);
     const opened = openDatagram('secret', sealed);
     expect(opened).toBeDefined();
     expect(opened!.authentic).toBe(true);
     expect(opened!.version).toBe(PROTOCOL_VERSION);
     expect(opened!.body.kind).toBe('ping');
-    expect(Buffer.from(opened!.body.ping!.nonce!).equals(NODE_NONCE)).toBe(true);
+    expect(Buffer.from(opened!.body.nonce).equals(NODE_NONCE)).toBe(true);
+    expect(opened!.body.sentAt).toBe(1_700_000_000_123);
     expect(opened!.body.ping!.clientName).toBe('alice');
     expect(opened!.body.ping!.clientPort).toBe(51347);
   });
@@ -202,5 +205,126 @@ describe('discovery datagrams', () => {
     const sealed = dispy.Datagram.decode(sealDatagram('secret', ping));
     expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-datagram', sealed.body))).toBe(true);
     expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-client', sealed.body))).toBe(false);
+  });
+});
+
+describe('discovery datagrams: time, nonce and padding under the MAC', () => {
+  it('stamps each datagram with the time and a fresh nonce, both under the MAC', () => {
+    const before = Date.now();
+    const first = openDatagram('secret', sealDatagram('secret', { announce: { tcpPort: 1 } }))!;
+    const second = openDatagram('secret', sealDatagram('secret', { announce: { tcpPort: 1 } }))!;
+    expect(first.body.sentAt).toBeGreaterThanOrEqual(before);
+    expect(first.body.sentAt).toBeLessThanOrEqual(Date.now());
+    expect(first.body.nonce).toHaveLength(NONCE_BYTES);
+    expect(Buffer.from(first.body.nonce).equals(second.body.nonce)).toBe(false);
+    // Moving the time changes the MAC: a stale datagram cannot be made fresh without the secret.
+    const sealed = dispy.Datagram.decode(sealDatagram('secret', { announce: { tcpPort: 1 } }, { sentAt: 1000 }));
+    const body = dispy.DatagramBody.decode(sealed.body);
+    body.sentAt = Date.now();
+    const moved = Buffer.from(dispy.Datagram.encode({ ...sealed, body: dispy.DatagramBody.encode(body).finish() }).finish());
+    expect(openDatagram('secret', moved)?.authentic).toBe(false);
+  });
+
+  it('pads a datagram to the size asked, exactly, the padding under the MAC', () => {
+    for (const name of ['', 'a', 'x'.repeat(100), 'y'.repeat(255)]) {
+      const padded = sealDatagram('secret', { ping: { clientName: name, clientPort: 51347 } }, { padTo: MAX_DATAGRAM_BYTES });
+      expect(padded).toHaveLength(MAX_DATAGRAM_BYTES);
+      const opened = openDatagram('secret', padded)!;
+      expect(opened.authentic).toBe(true);
+      expect(opened.body.ping?.clientName).toBe(name);
+    }
+    // The largest reply a node sends (a 255-character name, long platform and host) fits in a padded ping.
+    const reply = sealDatagram('secret', {
+      reply: {
+        nonce: NODE_NONCE,
+        name: '\u20ac'.repeat(255),
+        cpus: 4096,
+        totalCpus: 4096,
+        platform: 'linux-x64 node-20.99.99',
+        tcpHost: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+        tcpPort: 65535,
+        busy: true,
+        availInfo: { cpu: 99.5, memory: 2 ** 40, disk: 2 ** 50, swap: 12.5 },
+      },
+    });
+    expect(reply.length).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES);
+  });
+});
+
+describe('ReplayGuard', () => {
+  const nonce = (n: number): Buffer => Buffer.alloc(NONCE_BYTES, n);
+
+  it('passes a fresh datagram once, then calls it replayed', () => {
+    let now = 1_000_000;
+    const guard = new ReplayGuard({ now: () => now });
+    expect(guard.check({ sentAt: now, nonce: nonce(1) })).toBe('fresh');
+    expect(guard.check({ sentAt: now, nonce: nonce(1) })).toBe('replayed');
+    now += DATAGRAM_WINDOW_MS; // still within the window: still remembered
+    expect(guard.check({ sentAt: now - DATAGRAM_WINDOW_MS, nonce: nonce(1) })).toBe('replayed');
+    expect(guard.check({ sentAt: now, nonce: nonce(2) })).toBe('fresh');
+  });
+
+  it('calls stale a datagram sent more than the window before or after our clock', () => {
+    const now = 1_000_000_000;
+    const guard = new ReplayGuard({ now: () => now });
+    expect(guard.check({ sentAt: now - DATAGRAM_WINDOW_MS - 1, nonce: nonce(1) })).toBe('stale');
+    expect(guard.check({ sentAt: now + DATAGRAM_WINDOW_MS + 1, nonce: nonce(2) })).toBe('stale');
+    expect(guard.check({ sentAt: now - DATAGRAM_WINDOW_MS, nonce: nonce(3) })).toBe('fresh');
+    expect(guard.check({ sentAt: now + DATAGRAM_WINDOW_MS, nonce: nonce(4) })).toBe('fresh');
+    expect(guard.size).toBe(2); // stale ones are not remembered
+  });
+
+  it('calls malformed a datagram without time or with a nonce of the wrong size', () => {
+    const guard = new ReplayGuard({ now: () => 5000 });
+    expect(guard.check({ sentAt: 0, nonce: nonce(1) })).toBe('malformed');
+    expect(guard.check({ sentAt: 5000, nonce: Buffer.alloc(8) })).toBe('malformed');
+    expect(guard.check({ sentAt: 5000 })).toBe('malformed');
+  });
+
+  it('forgets a nonce once its datagram can no longer pass as fresh, and keeps at most its capacity', () => {
+    let now = 1_000_000;
+    const guard = new ReplayGuard({ now: () => now, windowMs: 1000, capacity: 3 });
+    for (let i = 0; i < 3; i++) expect(guard.check({ sentAt: now, nonce: nonce(i) })).toBe('fresh');
+    // Full: an authentic new datagram is dropped rather than an old nonce forgotten early.
+    expect(guard.check({ sentAt: now, nonce: nonce(9) })).toBe('overflow');
+    now += 2000; // twice the window after arrival: each of them is stale by now
+    expect(guard.check({ sentAt: now - 2000, nonce: nonce(0) })).toBe('stale');
+    expect(guard.check({ sentAt: now, nonce: nonce(9) })).toBe('fresh');
+    expect(guard.size).toBe(1);
+  });
+});
+
+describe('DropSummary', () => {
+  it('logs the first drop at once, then one line a minute at most with the counts, and nothing when quiet', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    try {
+      const lines: string[] = [];
+      const logger = {
+        level: 'debug' as const,
+        debug: () => {},
+        info: () => {},
+        warn: (line: string) => lines.push(line),
+        error: () => {},
+      };
+      const summary = new DropSummary(logger);
+      summary.count('replayed');
+      expect(lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
+      for (let i = 0; i < 1234; i++) summary.count('replayed');
+      for (let i = 0; i < 5; i++) summary.count('stale');
+      expect(lines).toHaveLength(1);
+      vi.advanceTimersByTime(SUMMARY_INTERVAL_MS - 1);
+      expect(lines).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(lines[1]).toBe('discovery datagrams dropped in the last minute: 1,234 replayed, 5 stale');
+      vi.advanceTimersByTime(SUMMARY_INTERVAL_MS); // a quiet minute: no line, and the timer stops
+      expect(lines).toHaveLength(2);
+      expect(vi.getTimerCount()).toBe(0);
+      summary.count('stale');
+      expect(lines[2]).toBe('discovery datagrams dropped in the last minute: 1 stale');
+      summary.close();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

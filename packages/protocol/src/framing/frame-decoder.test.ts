@@ -314,9 +314,9 @@ describe('FrameDecoder before authentication (HANDSHAKE_LIMITS)', () => {
   it('accepts the handshake frames', () => {
     const frames = new FrameDecoder(HANDSHAKE_LIMITS).push(
       Buffer.concat([
-        frameOf(encode({ hello: { version: 3, nonce: Buffer.alloc(16), name: 'node' } })),
+        frameOf(encode({ hello: { version: 3, nonce: Buffer.alloc(16) } })),
         frameOf(encode({ auth: { version: 3, nonce: Buffer.alloc(16), mac: Buffer.alloc(32), clientName: 'client' } })),
-        frameOf(encode({ authResult: { ok: true, mac: Buffer.alloc(32) } })),
+        frameOf(encode({ authResult: { ok: true, mac: Buffer.alloc(32), nodeName: 'node' } })),
         frameOf(encode({ error: { code: ErrorCode.AUTH, message: 'refused' } })),
       ]),
     );

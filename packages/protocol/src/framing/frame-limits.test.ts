@@ -72,9 +72,10 @@ describe('HANDSHAKE_LIMITS', () => {
   it('leaves room for the largest handshake frames this release sends', () => {
     const longest = 'n'.repeat(255); // a host name
     const frames: dispy.IFrame[] = [
-      { hello: { version: 3, nonce: Buffer.alloc(16), name: longest } },
+      { hello: { version: 3, nonce: Buffer.alloc(16) } },
       { auth: { version: 3, nonce: Buffer.alloc(16), mac: Buffer.alloc(32), clientName: longest } },
       { authResult: { ok: false, mac: Buffer.alloc(32), reason: "the client's secret does not match the node's" } },
+      { authResult: { ok: true, mac: Buffer.alloc(32), nodeName: longest } },
       // FramedSocket cuts the message of an Error it sends to 300 characters, 3 bytes each at most.
       { error: { code: 'DISPY_ERR_FRAME_MALFORMED', message: '\u20ac'.repeat(300) } },
     ];

@@ -121,11 +121,11 @@ describe('FramedSocket over loopback TCP', () => {
 
   it('carries frames both ways on the same connection', async () => {
     const { client, server } = await framedPair({ limits: HANDSHAKE_LIMITS }, { limits: HANDSHAKE_LIMITS });
-    client.framed.send({ hello: { version: 1, name: 'from-client' } });
+    client.framed.send({ auth: { version: 1, clientName: 'from-client' } });
     server.framed.send({ authResult: { ok: true, reason: 'from-server' } });
     await Promise.all([server.received(1), client.received(1)]);
     expect([server.frames.length, client.frames.length]).toEqual([1, 1]);
-    expect(server.frames[0]!.hello?.name).toBe('from-client');
+    expect(server.frames[0]!.auth?.clientName).toBe('from-client');
     expect(client.frames[0]!.authResult?.ok).toBe(true);
     expect(client.frames[0]!.authResult?.reason).toBe('from-server');
   });

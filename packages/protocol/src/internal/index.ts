@@ -6,3 +6,4 @@
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 export { isWildcard, localAddressFacing, broadcastAddressOf, broadcastAddresses } from './addresses.js';
 export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
+export { DropSummary, SUMMARY_INTERVAL_MS } from './drop-summary.js';

@@ -1,6 +1,15 @@
 import dgram from 'node:dgram';
-import { PROTOCOL_VERSION, newNonce, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
-import { broadcastAddresses, type Logger } from '@dispy/protocol/internal';
+import {
+  MAX_DATAGRAM_BYTES,
+  PROTOCOL_VERSION,
+  ReplayGuard,
+  newNonce,
+  openDatagram,
+  sealDatagram,
+  type DatagramVerdict,
+  type dispy,
+} from '@dispy/protocol';
+import { DropSummary, broadcastAddresses, type Logger } from '@dispy/protocol/internal';
 
 export interface NodeFinderOptions {
   secret: string;
@@ -20,13 +29,16 @@ export interface NodeFinderOptions {
 
 /** How many recent ping nonces a reply may echo. */
 const NONCES_KEPT = 256;
+/** Nodes whose refusal (or foreign reply) is remembered, so that each is logged once. */
+const REFUSERS_KEPT = 1024;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
 
 /**
  * Finds nodes: sends authenticated discovery pings to each named host and, for wildcards, to
- * every interface's broadcast address; checks each reply's MAC and that it echoes one of our
- * nonces. Pings repeat with backoff (or every `pingInterval`) so nodes that start later, or
+ * every interface's broadcast address; checks each reply's MAC, that it echoes one of our
+ * nonces, and that it is fresh and new (announcements too: a `ReplayGuard`). Pings are padded to
+ * MAX_DATAGRAM_BYTES so that a node's reply always fits in the size of its ping. Pings repeat with backoff (or every `pingInterval`) so nodes that start later, or
  * become free later, are found.
  */
 export class NodeFinder {
@@ -40,8 +52,12 @@ export class NodeFinder {
   private delay = FIRST_DELAY_MS;
   private active = true;
   private readonly refusedBy = new Set<string>();
+  private readonly guard = new ReplayGuard();
+  private readonly drops: DropSummary;
 
-  constructor(private readonly options: NodeFinderOptions) {}
+  constructor(private readonly options: NodeFinderOptions) {
+    this.drops = new DropSummary(options.logger);
+  }
 
   /** Binds the discovery socket. */
   async start(): Promise<void> {
@@ -97,6 +113,7 @@ export class NodeFinder {
     clearTimeout(this.timer);
     this.socket?.close();
     this.socket = undefined;
+    this.drops.close();
   }
 
   private bind(host: string | undefined, port: number): Promise<dgram.Socket> {
@@ -131,9 +148,11 @@ export class NodeFinder {
     const nonce = newNonce();
     this.nonces.push(nonce);
     if (this.nonces.length > NONCES_KEPT) this.nonces.shift();
-    const ping = sealDatagram(this.options.secret, {
-      ping: { nonce, clientName: this.options.clientName, clientPort: this.socket!.address().port },
-    });
+    const ping = sealDatagram(
+      this.options.secret,
+      { ping: { clientName: this.options.clientName, clientPort: this.socket!.address().port } },
+      { nonce, padTo: MAX_DATAGRAM_BYTES },
+    );
     this.socket!.send(ping, port, host, (error) => {
       if (error) this.options.logger.debug(`discovery ping to ${host}:${port}: ${error.message}`);
     });
@@ -145,30 +164,43 @@ export class NodeFinder {
     const { body } = opened;
     const from = `${remote.address}:${remote.port}`;
     if (body.kind === 'refused') {
+      // Unverifiable (the node could not check our MAC, so it does not use the secret): only a
+      // refusal of one of our recent pings is believed, and logged once per node.
       const refused = body.refused as dispy.DiscoveryRefused;
-      if (!this.knows(refused.nonce) || this.refusedBy.has(from)) return;
-      this.refusedBy.add(from);
+      if (!this.knows(refused.nonce) || !this.firstFrom(from)) return;
       this.options.logger.error(`node ${from} refused this cluster: ${refused.reason}`);
       return;
     }
     if (body.kind === 'announce') {
       // A node that has just started (or become free) says so: ask it as any other node.
       const announce = body.announce as dispy.NodeAnnounce;
-      if (opened.authentic && opened.version === PROTOCOL_VERSION)
+      if (opened.authentic && opened.version === PROTOCOL_VERSION && this.fresh(body))
         this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
       return;
     }
     if (body.kind !== 'reply') return;
     if (!opened.authentic) {
-      if (!this.refusedBy.has(from)) {
-        this.refusedBy.add(from);
-        this.options.logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
-      }
+      if (this.firstFrom(from)) this.options.logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
       return;
     }
     const reply = body.reply as dispy.DiscoveryReply;
-    if (opened.version !== PROTOCOL_VERSION || !this.knows(reply.nonce)) return;
+    if (opened.version !== PROTOCOL_VERSION || !this.knows(reply.nonce) || !this.fresh(body)) return;
     this.options.onReply(reply, remote.address);
+  }
+
+  /** An authentic datagram is fresh and new; else it is counted for the summary. */
+  private fresh(body: dispy.DatagramBody): boolean {
+    const verdict: DatagramVerdict = this.guard.check(body);
+    if (verdict === 'fresh') return true;
+    this.drops.count(verdict === 'overflow' ? 'over the replay cache' : verdict);
+    return false;
+  }
+
+  /** The first word from `from` that is worth logging (a bounded memory of who refused us). */
+  private firstFrom(from: string): boolean {
+    if (this.refusedBy.has(from) || this.refusedBy.size >= REFUSERS_KEPT) return false;
+    this.refusedBy.add(from);
+    return true;
   }
 
   private knows(nonce: Uint8Array): boolean {

@@ -34,7 +34,7 @@ export class FakeNode {
       onFrame: (frame) => this.onFrame(frame),
       onClose: () => undefined,
     });
-    this.channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce, name: 'fake' } });
+    this.channel.send({ hello: { version: PROTOCOL_VERSION, nonce: this.nonce } });
   }
 
   /** Resolves with the next frame of this kind from the client (one already received counts). */

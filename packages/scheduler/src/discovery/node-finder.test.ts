@@ -1,0 +1,121 @@
+import dgram from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
+import { NodeFinder } from './node-finder.js';
+import { freePort } from '../../../../testing/dispynode-process.mjs';
+
+// Real UDP sockets on loopback addresses of this file's own (127.0.62.*).
+const SECRET = 'finder secret';
+
+interface Harness {
+  finder: NodeFinder;
+  node: dgram.Socket;
+  nodePort: number;
+  finderPort: number;
+  lines: string[];
+  replies: dispy.DiscoveryReply[];
+  /** Pings the fake node received. */
+  pings: Buffer[];
+  /** Resolves once `check` holds, re-checked on every datagram either side receives (bounded). */
+  until: (check: () => boolean) => Promise<void>;
+}
+
+const opened: Harness[] = [];
+
+afterEach(async () => {
+  for (const { finder, node } of opened.splice(0)) {
+    finder.close();
+    await new Promise<void>((resolve) => node.close(() => resolve()));
+  }
+});
+
+async function start(): Promise<Harness> {
+  const nodePort = await freePort('127.0.62.1');
+  const finderPort = await freePort('127.0.62.2');
+  const node = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => node.bind(nodePort, '127.0.62.1', resolve));
+  const lines: string[] = [];
+  const keep = (line: string): void => void lines.push(line);
+  const logger: Logger = { level: 'debug', debug: () => {}, info: keep, warn: keep, error: keep };
+  const replies: dispy.DiscoveryReply[] = [];
+  const pings: Buffer[] = [];
+  const waiters: Array<() => void> = [];
+  const wake = (): void => {
+    for (const resolve of waiters.splice(0)) resolve();
+  };
+  node.on('message', (message) => {
+    pings.push(message);
+    wake();
+  });
+  const finder = new NodeFinder({
+    secret: SECRET,
+    bindHost: '127.0.62.2',
+    bindPort: finderPort,
+    portIsDefault: false,
+    nodePort,
+    clientName: 'finder-test',
+    logger,
+    pingInterval: 3600,
+    onReply: (reply) => {
+      replies.push(reply);
+      wake();
+    },
+  });
+  await finder.start();
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let turn = 0; turn < 100 && !check(); turn++) await new Promise<void>((resolve) => waiters.push(resolve));
+    expect(check()).toBe(true);
+  };
+  const harness = { finder, node, nodePort, finderPort, lines, replies, pings, until };
+  opened.push(harness);
+  return harness;
+}
+
+function replyTo(ping: Buffer, options: { sentAt?: number } = {}): Buffer {
+  const nonce = openDatagram(SECRET, ping)!.body.nonce;
+  return sealDatagram(SECRET, { reply: { nonce, name: 'fake', cpus: 1, tcpHost: '127.0.62.1', tcpPort: 1 } }, options);
+}
+
+describe('NodeFinder', () => {
+  it('pings padded to MAX_DATAGRAM_BYTES, signed, with a fresh time and nonce', async () => {
+    const h = await start();
+    h.finder.addHost('127.0.62.1');
+    h.finder.pingNow();
+    await h.until(() => h.pings.length === 1);
+    expect(h.pings[0]).toHaveLength(MAX_DATAGRAM_BYTES);
+    const ping = openDatagram(SECRET, h.pings[0]!)!;
+    expect(ping.authentic).toBe(true);
+    expect(Math.abs(Date.now() - ping.body.sentAt)).toBeLessThan(DATAGRAM_WINDOW_MS);
+    expect(ping.body.ping?.clientName).toBe('finder-test');
+  });
+
+  it('takes a reply once: the same reply replayed, or a stale one, is dropped and summed up in one line', async () => {
+    const h = await start();
+    h.finder.addHost('127.0.62.1');
+    h.finder.pingNow();
+    await h.until(() => h.pings.length === 1);
+    const reply = replyTo(h.pings[0]!);
+    h.node.send(reply, h.finderPort, '127.0.62.2');
+    await h.until(() => h.replies.length === 1);
+    // Replayed three times and a stale one, then a fresh reply: only the fresh one is taken.
+    for (let i = 0; i < 3; i++) h.node.send(reply, h.finderPort, '127.0.62.2');
+    h.node.send(replyTo(h.pings[0]!, { sentAt: Date.now() - DATAGRAM_WINDOW_MS - 1000 }), h.finderPort, '127.0.62.2');
+    h.node.send(replyTo(h.pings[0]!), h.finderPort, '127.0.62.2');
+    await h.until(() => h.replies.length === 2);
+    expect(h.lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
+  });
+
+  it('answers an announcement with a ping once: a replayed announcement is dropped', async () => {
+    const h = await start();
+    const announce = (): Buffer => sealDatagram(SECRET, { announce: { tcpHost: '127.0.62.1', tcpPort: h.nodePort } });
+    const captured = announce();
+    h.node.send(captured, h.finderPort, '127.0.62.2');
+    await h.until(() => h.pings.length === 1);
+    h.node.send(captured, h.finderPort, '127.0.62.2');
+    h.node.send(sealDatagram(SECRET, { announce: { tcpPort: h.nodePort } }, { sentAt: 5 }), h.finderPort, '127.0.62.2');
+    h.node.send(announce(), h.finderPort, '127.0.62.2');
+    await h.until(() => h.pings.length === 2);
+    expect(h.lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
+  });
+});
