@@ -130,7 +130,7 @@ describe('DiscoveryResponder', () => {
     const text = refused!.toString('latin1');
     for (const secretOfTheNode of [NODE_NAME, PLATFORM, 'plan9', 'node-', String(node.port)]) expect(text).not.toContain(secretOfTheNode);
     // A body of the kind, the ping's nonce, and the stamp: nothing else.
-    expect(Object.keys(dispy.DiscoveryRefused.toObject(opened.body.refused!))).toEqual(['nonce', 'reason']);
+    expect(Object.keys(dispy.DiscoveryRefused.toObject(opened.body.refused as dispy.DiscoveryRefused))).toEqual(['nonce', 'reason']);
     expect(opened.body.refused!.nonce).toHaveLength(NONCE_BYTES);
   });
 
