@@ -10,7 +10,7 @@ export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
 export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
 export { sealDatagram, openDatagram, MAX_DATAGRAM_BYTES, type OpenedDatagram, type DatagramBody } from './auth/datagram.js';
-export { confine } from './files/confine.js';
+export { confine, confineReal, maskMode, type ConfineRealOptions } from './files/confine.js';
 export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';
 export { FileReceiver, type FileReceiverOptions, type ReceivedFile } from './files/file-receiver.js';
