@@ -63,9 +63,10 @@ export async function startNode(options) {
     '--dest-path-prefix',
     destPathPrefix,
   ];
-  if (options.secret !== undefined) args.push('--secret', options.secret);
   args.push(...(options.args ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  // The secret goes in the environment, as users should give it (-s on the command line warns).
+  const env = { ...process.env, ...(options.secret !== undefined ? { DISPY_SECRET: options.secret } : {}), ...options.env };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let log = '';
   const listeners = new Set();
   child.stderr.on('data', (chunk) => {

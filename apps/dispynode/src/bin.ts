@@ -11,6 +11,10 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  for (const warning of settings.warnings) process.stderr.write(`dispynode: warning: ${warning}\n`);
+  // The node needs the secret no more in its environment (workers never get it: see workerEnv).
+  delete process.env.DISPY_SECRET;
+  delete process.env.DISPY_NODE_SECRET;
   if (settings.help) {
     process.stdout.write(`${helpText()}\n`);
     return;

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { NodeOptions } from '@dispy/node';
 import { nodeOptionsSchema, parseSize } from '@dispy/node';
@@ -26,7 +26,13 @@ export const FLAGS: Flag[] = [
     option: 'secret',
     kind: 'string',
     arg: 'SECRET',
-    help: 'shared secret clients must prove (also DISPY_SECRET or DISPY_NODE_SECRET)',
+    help: 'shared secret clients must prove; visible to every user in the process list: prefer DISPY_SECRET or --secret-file',
+  },
+  {
+    flag: 'secret-file',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'read the shared secret from FILE (its first line); FILE must not be readable by group or others',
   },
   { flag: 'ext-host', option: 'extHosts', kind: 'list', arg: 'ADDR' },
   { flag: 'serve', option: 'serve', kind: 'integer', arg: 'N' },
@@ -58,6 +64,35 @@ export interface CliSettings {
   help: boolean;
   /** --save-config FILE: write the options there and exit. */
   saveConfig?: string;
+  /** What the user should hear about the flags given (printed at start). */
+  warnings: string[];
+}
+
+/** The warning printed when the secret is given on the command line. */
+export const SECRET_ON_COMMAND_LINE =
+  '-s/--secret puts the secret on the command line, where every user of this machine can read it (ps, /proc/PID/cmdline); ' +
+  'pass it in the environment variable DISPY_SECRET or in a file with --secret-file FILE (mode 0600) instead';
+
+/**
+ * Reads the secret from `file`: its first line, without the line end.
+ * @throws Error when the file is readable or writable by its group or others, empty, or unreadable
+ */
+export function readSecretFile(file: string): string {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (error) {
+    throw new Error(`--secret-file ${file}: ${(error as Error).message}`);
+  }
+  if (mode & 0o077) {
+    throw new Error(
+      `--secret-file ${file} may be read or changed by its group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); ` +
+        `make it private: chmod 600 ${file}`,
+    );
+  }
+  const secret = readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '';
+  if (!secret) throw new Error(`--secret-file ${file}: its first line is empty`);
+  return secret;
 }
 
 /**
@@ -119,6 +154,13 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
       options[f.option] = raw;
     }
   }
+  const warnings: string[] = [];
+  const secretFile = values['secret-file'] as string | undefined;
+  if (values.secret !== undefined) {
+    if (secretFile !== undefined) throw new Error('give the secret once: -s/--secret or --secret-file, not both');
+    warnings.push(SECRET_ON_COMMAND_LINE);
+  }
+  if (secretFile !== undefined) options.secret = readSecretFile(secretFile);
   const secret = options.secret ?? env.DISPY_SECRET ?? env.DISPY_NODE_SECRET;
   if (secret !== undefined) options.secret = secret;
   if (values.debug) {
@@ -127,7 +169,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
     options.loglevel = 'debug';
   }
   const saveConfig = values['save-config'] as string | undefined;
-  return { options: options, daemon: values.daemon === true, help: values.help === true, saveConfig };
+  return { options: options, daemon: values.daemon === true, help: values.help === true, saveConfig, warnings };
 }
 
 /** Options from a --config file: a JSON object whose keys are the node options. */

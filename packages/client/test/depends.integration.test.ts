@@ -151,25 +151,29 @@ describe('computations with their world', () => {
 
   it('brings back a file a job generated with dispySendFile, under the same relative path', async () => {
     const node = await startNode({ host: '127.0.9.7', cpus: 1 });
-    const outDir = mkdtempSync(path.join(process.cwd(), '.dispy-test-out-'));
+    const outDir = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-out-'));
     cleanups.push(() => rmSync(outDir, { recursive: true, force: true }));
-    const relative = path.relative(process.cwd(), outDir);
-    const cluster = clusterOn(async (dir: string, lines: number) => {
-      const fs = require('node:fs');
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(`${dir}/report.txt`, Array.from({ length: lines }, (_, i) => `line ${i}`).join('\n'));
-      const sent = await dispySendFile(`${dir}/report.txt`);
-      let refused = '';
-      try {
-        await dispySendFile('../../../etc/passwd');
-      } catch (error) {
-        refused = (error as Error).message;
-      }
-      return { sent, refused };
-    }, node);
+    const relative = 'results/today';
+    const cluster = clusterOn(
+      async (dir: string, lines: number) => {
+        const fs = require('node:fs');
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(`${dir}/report.txt`, Array.from({ length: lines }, (_, i) => `line ${i}`).join('\n'));
+        const sent = await dispySendFile(`${dir}/report.txt`);
+        let refused = '';
+        try {
+          await dispySendFile('../../../etc/passwd');
+        } catch (error) {
+          refused = (error as Error).message;
+        }
+        return { sent, refused };
+      },
+      node,
+      { fileDir: outDir },
+    );
     const result = await cluster.submit(relative, 1000).wait();
     expect(result).toEqual({ sent: 0, refused: expect.stringMatching(/dispySendFile: path .* must not contain "\.\."/) });
-    const arrived = readFileSync(path.join(outDir, 'report.txt'), 'utf8').split('\n');
+    const arrived = readFileSync(path.join(outDir, relative, 'report.txt'), 'utf8').split('\n');
     expect(arrived).toHaveLength(1000);
     expect(arrived[999]).toBe('line 999');
   });

@@ -9,7 +9,7 @@ import { ClientSession, type NodeContext } from './session/client-session.js';
 import { PendingConnections, type PendingLimits } from './session/pending-connections.js';
 import { measureAvailInfo } from './avail-info.js';
 import { ServiceHours, type ServiceEvent } from './service-hours.js';
-import { cleanPrefix, removePidFile, writePidFile } from './clean-prefix.js';
+import { checkPrefix, cleanPrefix, removePidFile, writePidFile } from './clean-prefix.js';
 import { Announcer } from './discovery/announcer.js';
 
 /**
@@ -62,6 +62,7 @@ export class DispyNodeServer {
   private announcer?: Announcer;
   private announceTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
+  private prefixChecked = false;
   private sessionContext?: NodeContext<ClientSession>;
   private resolveFinished!: () => void;
   /** Resolves when the node has stopped serving (close(), --serve reached, a client shutdown). */
@@ -137,10 +138,12 @@ export class DispyNodeServer {
     }
   }
 
-  /** Makes the prefix, then binds a TCP server per host and the discovery sockets; what it opened is kept for close(). */
+  /** Makes the prefix (refusing one another user could control), then binds a TCP server per host and the discovery sockets; what it opened is kept for close(). */
   private async open(): Promise<void> {
     const { port, secret, destPathPrefix } = this.options;
     await mkdir(destPathPrefix, { recursive: true, mode: 0o700 });
+    await checkPrefix(destPathPrefix);
+    this.prefixChecked = true;
     if (this.options.clean) await cleanPrefix(destPathPrefix, this.logger);
     await writePidFile(destPathPrefix);
     let tcpPort = port;
@@ -246,7 +249,8 @@ export class DispyNodeServer {
       await Promise.all([...this.sessions].map((session) => session.shutdown()));
       await Promise.all(closing);
       this.servers.length = 0;
-      await removePidFile(this.options.destPathPrefix).catch(() => undefined);
+      // Only from a prefix that passed checkPrefix (a refused one may lead anywhere).
+      if (this.prefixChecked) await removePidFile(this.options.destPathPrefix).catch(() => undefined);
       this.resolveFinished();
     })();
     return this.closing;

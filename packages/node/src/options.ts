@@ -4,6 +4,18 @@ import { z } from 'zod';
 import { DEFAULT_NODE_PORT, OptionError } from '@dispy/protocol';
 import { LOG_LEVELS, type LogLevel } from '@dispy/protocol/internal';
 
+/**
+ * The default `destPathPrefix`, private to the node's user: `$XDG_STATE_HOME/dispy` when that is
+ * set, else `/var/lib/dispy` for root, else `~/.local/state/dispy`. Never under a directory that
+ * every user may write to (such as /tmp), where another user could make it first.
+ */
+export function defaultDestPathPrefix(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.()): string {
+  const state = env.XDG_STATE_HOME;
+  if (state && path.isAbsolute(state)) return path.join(state, 'dispy');
+  if (uid === 0) return '/var/lib/dispy';
+  return path.join(os.homedir(), '.local', 'state', 'dispy');
+}
+
 /** A daily time of day: HH:MM (or HH:MM:SS). */
 const timeOfDay = z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'must be a time of day HH:MM (00:00 to 23:59)');
 
@@ -34,8 +46,11 @@ export const nodeOptionsSchema = z
       .describe('name shown to clients'),
     destPathPrefix: z
       .string()
-      .default(() => path.join(os.tmpdir(), 'dispy', 'node'))
-      .describe('directory under which computations keep their files'),
+      .min(1)
+      .default(() => defaultDestPathPrefix())
+      .describe(
+        'directory under which computations keep their files, private to this user (default: $XDG_STATE_HOME/dispy, ~/.local/state/dispy, or /var/lib/dispy for root)',
+      ),
     secret: z.string().default('').describe('shared secret clients must prove'),
     loglevel: z
       .enum(LOG_LEVELS)

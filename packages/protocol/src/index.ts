@@ -19,7 +19,7 @@ export {
   type SealOptions,
 } from './auth/datagram.js';
 export { ReplayGuard, MAX_NONCES_KEPT, type DatagramVerdict, type ReplayGuardOptions } from './auth/replay-guard.js';
-export { confine } from './files/confine.js';
+export { confine, confineReal, maskMode, type ConfineRealOptions } from './files/confine.js';
 export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';
 export { FileReceiver, type FileReceiverOptions, type ReceivedFile } from './files/file-receiver.js';

@@ -87,7 +87,9 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       pingInterval: this.options.pingInterval,
       clientName: os.hostname(),
       logger: this.logger,
-      fileDir: process.cwd(),
+      fileDir: path.resolve(this.options.fileDir ?? process.cwd()),
+      maxFileSize: this.options.maxFileSize,
+      maxJobFilesSize: this.options.maxJobFilesSize,
     });
     this.ledger = new JobLedger({
       name: this.name,

@@ -19,6 +19,12 @@ const seconds = (min: number, max: number) =>
     .min(min, `must be a number of seconds ${min}..${max}`)
     .max(max, `must be a number of seconds ${min}..${max}`);
 
+const bytes = () =>
+  z
+    .number({ invalid_type_error: 'must be a number of bytes (0: no limit)' })
+    .int('must be a whole number of bytes (0: no limit)')
+    .min(0, 'must be a number of bytes (0: no limit)');
+
 // z.function() would wrap the user's function in a validating proxy; only the type is checked.
 const fn = <T = (...args: never[]) => unknown>(message: string) => z.custom<T>((value) => typeof value === 'function', { message });
 
@@ -68,6 +74,9 @@ export const clusterOptionsSchema = z
     certfile: z.string().optional(),
     cafile: z.string().optional(),
     jobTimeout: seconds(0.001, 31_536_000).optional(),
+    fileDir: z.string({ invalid_type_error: 'must be a directory path' }).min(1, 'must be a directory path').optional(),
+    maxFileSize: bytes().optional(),
+    maxJobFilesSize: bytes().optional(),
   })
   .strict();
 
@@ -97,6 +106,12 @@ export interface JobClusterOptions<R = unknown> {
   certfile?: string;
   cafile?: string;
   jobTimeout?: number;
+  /** Directory where files sent by jobs (`dispySendFile`) land, at their relative paths; default: the working directory. */
+  fileDir?: string;
+  /** Largest file a job may send back, in bytes (0: no limit); default 10 MiB. */
+  maxFileSize?: number;
+  /** Most bytes of files one job may send back (0: no limit); default 100 MiB. */
+  maxJobFilesSize?: number;
 }
 
 /** The options after validation, with defaults; `logLevel` is folded into `loglevel`. */

@@ -1,6 +1,6 @@
-import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { confine, dispy, fileSha256 } from '@dispy/protocol';
+import { confine, confineReal, dispy, fileSha256 } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { WorkerPool, type JobOutcome, type WorkerPoolOptions } from './worker-pool.js';
 import { ProgramPool } from './program-pool.js';
@@ -48,12 +48,17 @@ export class Computation {
     this.setupFiles = new Set((options.setup.files ?? []).map((file) => file.name ?? ''));
   }
 
-  /** Creates the computation's directory (confined under the prefix); starts nothing yet. */
+  /**
+   * Creates the computation's directory, confined under the prefix by its real path: a kept
+   * `destPath` that goes through a symbolic link (one a job left there, say) is refused, never
+   * followed. Starts nothing yet.
+   */
   static async prepare(options: ComputationOptions): Promise<Computation> {
     const { setup, destPathPrefix } = options;
-    const dir = confine(destPathPrefix, setup.destPath || `computation-${setup.computeId}`);
-    for (const file of setup.files ?? []) confine(dir, file.name ?? '');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const relative = setup.destPath || `computation-${setup.computeId}`;
+    const lexical = confine(destPathPrefix, relative);
+    for (const file of setup.files ?? []) confine(lexical, file.name ?? '');
+    const dir = await confineReal(destPathPrefix, relative, { want: 'dir', makeDirs: true, dirMode: 0o700 });
     return new Computation(options, dir);
   }
 
@@ -65,8 +70,9 @@ export class Computation {
     const send: string[] = [];
     const have: dispy.IFileInfo[] = [];
     for (const file of files) {
-      const target = confine(this.dir, file.name!);
-      const existing = await stat(target).catch(() => undefined);
+      // A symbolic link (or anything but a plain file) in the way is refused here, never followed.
+      const target = await confineReal(this.dir, file.name!);
+      const existing = await lstat(target).catch(() => undefined);
       if (existing?.isFile() && existing.size === Number(file.size)) have.push({ name: file.name, sha256: await fileSha256(target) });
       else send.push(file.name!);
     }
@@ -89,7 +95,7 @@ export class Computation {
   async start(): Promise<void> {
     const { setup, cpus, logger } = this.options;
     if (setup.kind === dispy.ComputationKind.PROGRAM) {
-      const program = confine(this.dir, setup.source ?? '');
+      const program = await confineReal(this.dir, setup.source ?? '');
       await chmod(program, 0o755);
       this.runner = new ProgramPool({ program, dir: this.dir, size: cpus, onDone: (outcome) => this.done(outcome) });
     } else {

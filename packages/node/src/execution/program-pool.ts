@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { workerEnv } from './worker-env.js';
 import { decodeValue, encodeValue } from '@dispy/protocol';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { JobOutcome } from './worker-pool.js';
@@ -98,7 +99,7 @@ export class ProgramPool implements JobRunner {
 
   private launch(jobId: number, args: EncodedArguments, timeoutMs: number): void {
     const argv = ((decodeValue(Buffer.concat(args)) as unknown[] | undefined) ?? []).map(String);
-    const child = spawn(this.options.program, argv, { cwd: this.options.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.options.program, argv, { cwd: this.options.dir, env: workerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const run: Run = { child, startTime: Date.now(), stdout: [], stderr: [], timeoutMs };
     this.running.set(jobId, run);
     child.stdout.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));

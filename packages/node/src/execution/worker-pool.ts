@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { workerEnv } from './worker-env.js';
 import type { Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -215,6 +216,7 @@ export class WorkerPool implements JobRunner {
     const { init, logger } = this.options;
     const child = fork(workerRuntimePath(), [], {
       cwd: init.computeDir,
+      env: workerEnv(),
       execArgv: [],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],

@@ -2,7 +2,7 @@
  * Entry point of a worker process: loads one computation once, then runs jobs one at a time
  * as the node process sends them. User code runs only here, never in the node process.
  */
-import { createRequire, isBuiltin } from 'node:module';
+import Module, { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
@@ -38,8 +38,29 @@ function describeError(error: unknown): string {
   return `thrown value: ${typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error))}`;
 }
 
-/** require() for computations: the computation's directory first, then the node's packages. */
+/**
+ * Confines the resolution of packages required from the computation's files to `node_modules`
+ * directories inside its directory. Node looks for `node_modules` in every directory above a
+ * file, so a `node_modules` planted above the prefix (by another user, in a shared directory)
+ * would otherwise be loaded by `require('zod')` and run as the node's user. Files outside the
+ * computation's directory (the node's installation) resolve as usual.
+ */
+function confineModulePaths(computeDir: string): void {
+  const loader = Module as unknown as { _nodeModulePaths: (this: void, from: string) => string[] };
+  const original = loader._nodeModulePaths;
+  const inside = (dir: string) => dir === computeDir || dir.startsWith(computeDir + path.sep);
+  loader._nodeModulePaths = (from: string) => {
+    const paths = original(from);
+    return inside(path.resolve(from)) ? paths.filter(inside) : paths;
+  };
+}
+
+/**
+ * require() for computations: `node_modules` in the computation's directory (never above it),
+ * then the node's own packages.
+ */
 function makeRequire(computeDir: string): NodeJS.Require {
+  confineModulePaths(computeDir);
   const local = createRequire(path.join(computeDir, 'computation.js'));
   const dispyRequire = ((id: string) => {
     try {

@@ -1,8 +1,8 @@
-import { createHash, type Hash } from 'node:crypto';
-import { mkdir, open, rename, rm, chmod, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { constants } from 'node:fs';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { chmod, link, lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type { dispy } from '../schema/generated.js';
-import { confine } from './confine.js';
+import { confine, confineReal, maskMode } from './confine.js';
 import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 
@@ -21,6 +21,17 @@ export interface FileReceiverOptions {
   rootFor(chunk: dispy.IFileChunk): string;
   /** Largest file accepted, in bytes (0: no limit). */
   maxFileSize: number;
+  /** Most bytes accepted for the files of one job (by computation and job id) until `jobEnded` (0 or undefined: no limit). */
+  maxJobSize?: number;
+  /** Called with the first chunk of each transfer; throws (a DispyError) to refuse it. */
+  accept?(chunk: dispy.FileChunk): void;
+  /**
+   * Whether an existing file at `target` may be replaced by the transfer (default: yes). When not,
+   * the file takes its name only if none exists then (atomically), or the transfer fails.
+   */
+  mayReplace?(target: string): boolean;
+  /** Mode of the directories made for the files (before the umask); default 0o755. */
+  dirMode?: number;
   /**
    * Called once per transfer: the file, or why it was refused (its partial file is removed),
    * with the name and computation the sender gave.
@@ -43,6 +54,8 @@ interface Transfer {
   computeId: string;
   jobId: number;
   mode: number;
+  /** Bytes counted against the job's limit (released when the transfer fails). */
+  reserved: number;
   failed?: Error;
 }
 
@@ -51,12 +64,16 @@ const HIGH_WATER = 4 * 1024 * 1024;
 
 /**
  * Writes incoming FileChunk frames to disk: each transfer goes to a partial file beside its
- * target, confined to its root, checked against the size limit and, at the end, the sha256 the
- * sender computed; only then does it take its name. Writes are queued in order, and the socket
- * pauses while too much waits, so memory stays constant whatever the file's size.
+ * target, confined to its root by its real path (no `..`, no absolute path, no symbolic link at
+ * any level), checked against the size limits and, at the end, the sha256 the sender computed;
+ * only then does it take its name (a rename), with its mode masked to 0644 or 0755. A transfer
+ * cut midway leaves nothing. Writes are queued in order, and the socket pauses while too much
+ * waits, so memory stays constant whatever the file's size.
  */
 export class FileReceiver {
   private readonly transfers = new Map<number, Transfer>();
+  /** Bytes of files taken (or being taken) per job, `computeId/jobId`. */
+  private readonly jobBytes = new Map<string, number>();
   private waiting = 0;
   private paused = false;
 
@@ -74,14 +91,14 @@ export class FileReceiver {
       try {
         transfer = this.begin(id, chunk);
       } catch (error) {
-        this.transfers.set(id, this.refused(chunk, error as Error));
-        this.finishIfLast(id, chunk);
+        // Answered at once, and nothing kept: the transfer's later chunks (offset > 0) are dropped.
+        this.options.onDone(id, error as Error, { name: chunk.path, computeId: chunk.computeId, jobId: Number(chunk.jobId) });
         return;
       }
       this.transfers.set(id, transfer);
     }
     if (transfer.failed) {
-      this.finishIfLast(id, chunk);
+      if (chunk.last) void this.end(id, transfer, chunk);
       return;
     }
     let length = 0;
@@ -89,7 +106,9 @@ export class FileReceiver {
     transfer.received += length;
     const limit = this.options.maxFileSize;
     if (limit > 0 && transfer.received > limit) {
-      transfer.failed = new Error(`file ${transfer.name} exceeds the size limit of ${limit} bytes`);
+      transfer.failed = new DispyError(ErrorCode.FILE, `file ${transfer.name} exceeds the size limit of ${limit} bytes`);
+    } else if (transfer.received > transfer.reserved && this.options.maxJobSize) {
+      transfer.failed = new DispyError(ErrorCode.FILE, `file ${transfer.name}: more bytes arrived than the ${transfer.size} announced`);
     } else if (Number(chunk.offset) + length !== transfer.received) {
       transfer.failed = new Error(`file ${transfer.name}: chunk at offset ${chunk.offset} is out of order`);
     } else if (length > 0) {
@@ -121,6 +140,11 @@ export class FileReceiver {
     if (chunk.last) void this.end(id, transfer, chunk);
   }
 
+  /** The job ended: its files no longer count against the per-job limit. */
+  jobEnded(computeId: string, jobId: number): void {
+    this.jobBytes.delete(`${computeId}/${jobId}`);
+  }
+
   /** Abandons every transfer in progress (the connection is gone) and removes partial files. */
   async abort(): Promise<void> {
     const pending = [...this.transfers.values()];
@@ -129,52 +153,49 @@ export class FileReceiver {
   }
 
   private begin(id: number, chunk: dispy.FileChunk): Transfer {
+    this.options.accept?.(chunk);
     const root = this.options.rootFor(chunk);
-    const target = confine(root, chunk.path);
+    confine(root, chunk.path); // refuses a bad name at once; confineReal checks the disk below
     const size = Number(chunk.size);
     const limit = this.options.maxFileSize;
     if (limit > 0 && size > limit)
       throw new DispyError(ErrorCode.FILE, `file ${chunk.path} of ${size} bytes exceeds the size limit of ${limit} bytes`);
-    const partial = `${target}.dispy-part-${id}`;
-    const file = mkdir(path.dirname(target), { recursive: true }).then(() => open(partial, 'w', 0o600));
-    file.catch(() => undefined);
-    return {
-      name: chunk.path,
-      target,
-      partial,
-      size,
-      received: 0,
-      hash: createHash('sha256'),
-      file,
-      writes: file,
-      computeId: chunk.computeId,
-      jobId: Number(chunk.jobId),
-      mode: chunk.mode || 0o644,
-    };
-  }
-
-  private refused(chunk: dispy.FileChunk, error: Error): Transfer {
-    const never = Promise.reject(error);
-    never.catch(() => undefined);
-    return {
+    const jobLimit = this.options.maxJobSize ?? 0;
+    const jobKey = `${chunk.computeId}/${Number(chunk.jobId)}`;
+    const jobTotal = this.jobBytes.get(jobKey) ?? 0;
+    if (jobLimit > 0) {
+      if (jobTotal + size > jobLimit) {
+        throw new DispyError(
+          ErrorCode.FILE,
+          `file ${chunk.path} of ${size} bytes exceeds the limit of ${jobLimit} bytes for the files of job ${Number(chunk.jobId)} (${jobTotal} taken)`,
+        );
+      }
+      this.jobBytes.set(jobKey, jobTotal + size);
+    }
+    const transfer: Transfer = {
       name: chunk.path,
       target: '',
       partial: '',
-      size: 0,
+      size,
       received: 0,
       hash: createHash('sha256'),
-      file: never,
+      file: Promise.resolve(undefined as unknown as FileHandle),
       writes: Promise.resolve(),
       computeId: chunk.computeId,
       jobId: Number(chunk.jobId),
-      mode: 0,
-      failed: error,
+      mode: maskMode(chunk.mode),
+      reserved: jobLimit > 0 ? size : Infinity,
     };
-  }
-
-  private finishIfLast(id: number, chunk: dispy.FileChunk): void {
-    const transfer = this.transfers.get(id);
-    if (chunk.last && transfer) void this.end(id, transfer, chunk);
+    const file = confineReal(root, chunk.path, { makeDirs: true, dirMode: this.options.dirMode }).then((target) => {
+      transfer.target = target;
+      transfer.partial = `${target}.dispy-part-${id}-${randomBytes(6).toString('hex')}`;
+      // O_EXCL and O_NOFOLLOW: a name planted meanwhile (a symbolic link) is never opened.
+      return open(transfer.partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    });
+    file.catch(() => undefined);
+    transfer.file = file;
+    transfer.writes = file;
+    return transfer;
   }
 
   private async end(id: number, transfer: Transfer, chunk: dispy.FileChunk): Promise<void> {
@@ -193,6 +214,7 @@ export class FileReceiver {
       }
     }
     if (transfer.failed) {
+      this.release(transfer);
       await this.discard(transfer);
       this.options.onDone(id, transfer.failed, transfer);
       return;
@@ -200,8 +222,9 @@ export class FileReceiver {
     try {
       await (await transfer.file).close();
       await chmod(transfer.partial, transfer.mode);
-      await rename(transfer.partial, transfer.target);
+      await this.place(transfer);
     } catch (error) {
+      this.release(transfer);
       await this.discard(transfer);
       this.options.onDone(id, error as Error, transfer);
       return;
@@ -220,13 +243,43 @@ export class FileReceiver {
     );
   }
 
+  /**
+   * Gives the partial file its name: a rename (which replaces a file there, or a symbolic link
+   * planted meanwhile, never following it), or where nothing may be replaced, a hard link that
+   * fails when the name exists, then the partial name removed.
+   */
+  private async place(transfer: Transfer): Promise<void> {
+    const existing = await lstat(transfer.target).catch(() => undefined);
+    const { options } = this;
+    if (!options.mayReplace || (existing?.isFile() && options.mayReplace(transfer.target))) {
+      if (existing && !existing.isFile()) throw new DispyError(ErrorCode.FILE, `${transfer.name} exists and is not a regular file`);
+      await rename(transfer.partial, transfer.target);
+      return;
+    }
+    if (existing) throw new DispyError(ErrorCode.FILE, `${transfer.name} exists already and was not sent by this cluster; not replaced`);
+    await link(transfer.partial, transfer.target).catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'EEXIST' ? new DispyError(ErrorCode.FILE, `${transfer.name} appeared meanwhile; not replaced`) : error;
+    });
+    await rm(transfer.partial, { force: true });
+  }
+
+  /** A failed transfer's bytes no longer count against its job's limit. */
+  private release(transfer: Transfer): void {
+    if (!Number.isFinite(transfer.reserved)) return;
+    const key = `${transfer.computeId}/${transfer.jobId}`;
+    const left = (this.jobBytes.get(key) ?? 0) - transfer.reserved;
+    if (left > 0) this.jobBytes.set(key, left);
+    else this.jobBytes.delete(key);
+  }
+
   private async discard(transfer: Transfer): Promise<void> {
-    if (!transfer.partial) return;
     try {
+      // Waited for even when the transfer is cut before its file was opened: it is removed below.
       await (await transfer.file).close();
     } catch {
-      // never opened
+      // never opened, or closed already
     }
+    if (!transfer.partial) return;
     // Nothing to remove when it could not be made (its directory is a file, say).
     await rm(transfer.partial, { force: true }).catch(() => undefined);
   }

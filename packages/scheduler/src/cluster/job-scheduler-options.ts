@@ -27,8 +27,12 @@ export interface JobSchedulerOptions {
   clientName: string;
   logger: Logger;
   engine?: EngineOptions;
-  /** Where files sent by jobs (dispySendFile) are saved, at their relative paths. */
+  /** Where files sent by jobs (dispySendFile) are saved, at their relative paths (confined to it). */
   fileDir: string;
+  /** Largest file a job may send back, in bytes (0: no limit); default `DEFAULT_MAX_FILE_SIZE`. */
+  maxFileSize?: number;
+  /** Most bytes of files one job may send back (0: no limit); default `DEFAULT_MAX_JOB_FILES_SIZE`. */
+  maxJobFilesSize?: number;
   /** @internal Discovery other than UDP (tests): called with the handler of discovery replies. */
   discovery?: (onReply: (reply: dispy.DiscoveryReply, address: string) => void) => Discovery;
   /** @internal Makes the socket to a node (tests); default `net.connect`. */
@@ -36,3 +40,8 @@ export interface JobSchedulerOptions {
   /** @internal Resolves a host name (tests); default `dns.lookup`. */
   lookup?: (name: string) => Promise<string[]>;
 }
+
+/** Default of `maxFileSize`: 10 MiB, the default of a node's --max-file-size. */
+export const DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024;
+/** Default of `maxJobFilesSize`: 100 MiB. */
+export const DEFAULT_MAX_JOB_FILES_SIZE = 100 * 1024 * 1024;

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -6,7 +7,7 @@ import { dispy, type Frame } from '@dispy/protocol';
 import { createLogger } from '@dispy/protocol/internal';
 import { FakeNode } from '../session/fake-node.test-helper.js';
 import { JobScheduler } from './job-scheduler.js';
-import type { Discovery } from './job-scheduler-options.js';
+import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
 import type { ComputationEvents, ComputationSpec, JobOutcome, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
 
 beforeEach(() => {
@@ -21,7 +22,7 @@ afterEach(() => {
 type Event = [string, ...unknown[]];
 
 /** A JobScheduler whose discovery the test drives and whose nodes are FakeNodes. */
-function harness() {
+function harness(more: Partial<JobSchedulerOptions> = {}) {
   const nodes = new Map<string, FakeNode>();
   let announce!: (reply: dispy.DiscoveryReply, address: string) => void;
   const discovery: Discovery = {
@@ -41,6 +42,7 @@ function harness() {
     clientName: 'test',
     logger: createLogger('test', (process.env.TEST_LOG as 'debug') ?? 'silent'),
     fileDir: os.tmpdir(),
+    ...more,
     discovery: (onReply) => {
       announce = onReply;
       return discovery;
@@ -282,5 +284,61 @@ describe('JobScheduler', () => {
     // It goes out again (to the same node, the only one).
     await node.next('job');
     await scheduler.close();
+  });
+});
+
+describe('JobScheduler receiving the files of jobs', () => {
+  it('takes a file only for a job of its own running on that node, confined, masked, within the limits', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-files-'));
+    const away = mkdtempSync(path.join(os.tmpdir(), 'dispy-sched-away-'));
+    symlinkSync(away, path.join(dir, 'link'));
+    writeFileSync(path.join(dir, 'precious.txt'), 'mine');
+    const { scheduler, spec, nodeUp, submit, reply } = harness({ fileDir: dir, maxFileSize: 100, maxJobFilesSize: 150 });
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2');
+    submit('a');
+    const sent = await node.next('job');
+    const jobId = Number(sent.job!.jobId);
+    let transferId = 0;
+    /** A node's job sends a file (forged as a man in the middle would); resolves with the client's FileDone. */
+    const send = async (name: string, data: Buffer, extra: Partial<dispy.IFileChunk> = {}) => {
+      const sha256 = createHash('sha256').update(data).digest();
+      const chunk = { transferId: ++transferId, path: name, offset: 0, last: true, size: data.length, sha256, computeId: 'c1', jobId };
+      node.send({ fileChunk: { ...chunk, ...extra } }, data);
+      return (await node.next('fileDone')).fileDone!;
+    };
+    expect(await send('out/result.txt', Buffer.from('ok'), { mode: 0o6777 })).toMatchObject({ ok: true });
+    expect(statSync(path.join(dir, 'out/result.txt')).mode & 0o7777).toBe(0o755);
+    // A later job's file may replace one that a job sent, never one that was there before.
+    expect(await send('out/result.txt', Buffer.from('ok2'))).toMatchObject({ ok: true });
+    for (const [name, extra, why] of [
+      ['../x.txt', {}, /must not contain "\.\."/],
+      ['/tmp/x.txt', {}, /must be relative/],
+      ['link/x.txt', {}, /symbolic link; refused/],
+      ['precious.txt', {}, /exists already and was not sent by this cluster/],
+      ['node_modules/evil/index.js', {}, /files of jobs may not go there/],
+      ['.npmrc', {}, /files of jobs may not go there/],
+      ['other.txt', { jobId: jobId + 100 }, /no job \d+ of this client runs on 127\.0\.0\.2:51348/],
+      ['other.txt', { computeId: 'c2' }, /no job \d+ of this client runs/],
+      ['big.bin', { size: 101 }, /exceeds the size limit of 100 bytes/],
+    ] as const) {
+      const data = name === 'big.bin' ? Buffer.alloc(101) : Buffer.from('evil');
+      const done = await send(name, data, extra);
+      expect(done.ok).toBe(false);
+      expect(done.error).toMatch(why);
+    }
+    expect(await send('a.bin', Buffer.alloc(100))).toMatchObject({ ok: true });
+    expect((await send('b.bin', Buffer.alloc(60))).error).toMatch(/exceeds the limit of 150 bytes for the files of job/);
+    expect(readFileSync(path.join(dir, 'precious.txt'), 'utf8')).toBe('mine');
+    expect(readdirSync(away)).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(['a.bin', 'link', 'out', 'precious.txt']);
+    expect(existsSync(path.join(dir, 'node_modules'))).toBe(false);
+    // Once the job has ended, nothing more is taken for it.
+    reply(node, sent);
+    await vi.waitFor(async () => expect((await send('late.txt', Buffer.from('late'))).error).toMatch(/no job/));
+    expect(existsSync(path.join(dir, 'late.txt'))).toBe(false);
+    await scheduler.close();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(away, { recursive: true, force: true });
   });
 });

@@ -1,14 +1,15 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import type { dispy } from '@dispy/protocol';
+import path from 'node:path';
+import { DispyError, ErrorCode, type dispy } from '@dispy/protocol';
 import { SchedulingEngine } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { ComputationSetup } from './computation-setup.js';
 import { sendJob } from './job-sender.js';
 import { HeldJobs } from './held-jobs.js';
 import { IdleWatch } from './idle-watch.js';
-import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
-import type { NodeLink } from './node-link.js';
+import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_JOB_FILES_SIZE, type Discovery, type JobSchedulerOptions } from './job-scheduler-options.js';
+import type { JobFilesConfig, NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
 import { ReplyRouter } from './reply-router.js';
 import type {
@@ -86,7 +87,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.idle = new IdleWatch((nodeKey) => (this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : []));
     this.router = new ReplyRouter<Ref>({
       logger,
-      fileDir: options.fileDir,
+      jobFiles: this.jobFilesConfig(),
       job: (uid) => this.jobs.get(uid),
       replied: (job, link, outcome) => this.replied(job, link, outcome),
       provisional: (job, link, result) => this.eventsOf(job)?.jobProvisional(job, result, link.info),
@@ -105,6 +106,38 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
         logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
       },
     });
+  }
+
+  /**
+   * Files sent by jobs: accepted only for a job of ours running on the node that sends it, never
+   * into `node_modules` or a dot-directory or dot-file (`.git`, `.npmrc`), never replacing a file
+   * that no earlier job of this scheduler sent.
+   */
+  private jobFilesConfig(): JobFilesConfig {
+    const placed = new Set<string>();
+    return {
+      dir: path.resolve(this.options.fileDir),
+      maxFileSize: this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
+      maxJobSize: this.options.maxJobFilesSize ?? DEFAULT_MAX_JOB_FILES_SIZE,
+      logger: this.options.logger,
+      accept: (link, chunk) => {
+        const job = this.jobs.get(Number(chunk.jobId));
+        if (!job || job.nodeKey !== link.key || job.computeId !== chunk.computeId) {
+          throw new DispyError(ErrorCode.FILE, `no job ${Number(chunk.jobId)} of this client runs on ${link.key}; file refused`);
+        }
+        const name = chunk.path
+          .split(/[\\/]/)
+          .find((part) => part === 'node_modules' || (part.startsWith('.') && part !== '.' && part !== '..'));
+        if (name !== undefined) {
+          throw new DispyError(
+            ErrorCode.FILE,
+            `path ${JSON.stringify(chunk.path)} names ${JSON.stringify(name)}; files of jobs may not go there`,
+          );
+        }
+      },
+      mayReplace: (target) => placed.has(target),
+      placed: (target) => placed.add(target),
+    };
   }
 
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */

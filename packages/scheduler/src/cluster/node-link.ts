@@ -1,7 +1,25 @@
 import type net from 'node:net';
 import { FileReceiver, fileSha256, sendFileChunks, type Frame, type FrameSink, type dispy } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
 import { NodeConnection } from '../session/node-connection.js';
 import type { LocalFile, NodeInfo } from './types.js';
+
+/** How files sent by jobs (dispySendFile) are received: where, how much, and from whom. */
+export interface JobFilesConfig {
+  /** The directory they land in, at their relative paths (confined to it by real path). */
+  readonly dir: string;
+  /** Largest file, in bytes (0: no limit). */
+  readonly maxFileSize: number;
+  /** Most bytes of files per job (0: no limit). */
+  readonly maxJobSize: number;
+  /** Throws to refuse a transfer (its first chunk): a file for no job of ours running on that node. */
+  accept(link: NodeLink, chunk: dispy.FileChunk): void;
+  /** Whether an existing file may be replaced (only one an earlier job sent). */
+  mayReplace(target: string): boolean;
+  /** A file took its name. */
+  placed(target: string): void;
+  readonly logger: Logger;
+}
 
 /** A node the scheduler is connected to: what it knows of it, and the connection. */
 export class NodeLink {
@@ -117,21 +135,38 @@ export class NodeLink {
   }
 
   /**
-   * Receives files the node's jobs send (dispySendFile) into `dir`, at their relative paths
-   * (never outside it), and answers each transfer with FileDone.
+   * Receives files the node's jobs send (dispySendFile) into `config.dir`, at their relative paths
+   * (never outside it, never through a symbolic link), only for jobs of ours running on this node,
+   * within the size limits, and answers each transfer with FileDone; a refusal is logged once.
    */
-  files(dir: string): FileReceiver {
+  files(config: JobFilesConfig): FileReceiver {
     this.receiver ??= new FileReceiver({
-      rootFor: () => dir,
-      maxFileSize: 0, // the node enforces its --max-file-size before it sends
+      rootFor: () => config.dir,
+      maxFileSize: config.maxFileSize,
+      maxJobSize: config.maxJobSize,
+      accept: (chunk) => config.accept(this, chunk),
+      mayReplace: (target) => config.mayReplace(target),
       pause: () => this.connection.socket?.pause(),
       resume: () => this.connection.socket?.resume(),
-      onDone: (transferId, result) =>
+      onDone: (transferId, result, about) => {
+        if (result instanceof Error) {
+          config.logger.warn(
+            `node ${this.info.name} (${this.key}): file ${JSON.stringify(about.name)} of job ${about.jobId} refused: ${result.message}`,
+          );
+        } else {
+          config.placed(result.path);
+        }
         this.connection.send({
           fileDone: result instanceof Error ? { transferId, ok: false, error: result.message } : { transferId, ok: true },
-        }),
+        });
+      },
     });
     return this.receiver;
+  }
+
+  /** A job of this node ended: its files no longer count against the per-job limit. */
+  jobEnded(computeId: string, jobId: number): void {
+    this.receiver?.jobEnded(computeId, jobId);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { ErrorCode, UNEXPECTED, dispatchFrame, dispy, type Frame, type FrameTable } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
-import type { NodeLink } from './node-link.js';
+import type { JobFilesConfig, NodeLink } from './node-link.js';
 import type { JobEndStatus, JobOutcome, QueuedJob } from './types.js';
 
 /**
@@ -15,8 +15,8 @@ type FrameHandlers = FrameTable<[link: NodeLink], 'late' | typeof UNEXPECTED>;
 /** What the router needs of the scheduler: its jobs, and how a job ends or goes back to the queue. */
 export interface RouterContext<Ref> {
   readonly logger: Logger;
-  /** Where files sent by jobs (dispySendFile) are saved. */
-  readonly fileDir: string;
+  /** How files sent by jobs (dispySendFile) are received. */
+  readonly jobFiles: JobFilesConfig;
   job(uid: number): QueuedJob<Ref> | undefined;
   /** A job's final reply arrived. */
   replied(job: QueuedJob<Ref>, link: NodeLink, outcome: JobOutcome): void;
@@ -46,7 +46,7 @@ export class ReplyRouter<Ref> {
     this.handlers = {
       jobReply: (reply, _frame, _attachment, link) => this.jobReply(link, reply),
       error: (error, _frame, _attachment, link) => this.error(link, error),
-      fileChunk: (chunk, _frame, attachment, link) => link.files(context.fileDir).receive(chunk, attachment),
+      fileChunk: (chunk, _frame, attachment, link) => link.files(context.jobFiles).receive(chunk, attachment),
       pulse: (pulse, _frame, _attachment, link) => {
         link.info.availInfo = toAvailInfo(pulse.availInfo);
         context.availInfo(link);
@@ -89,6 +89,7 @@ export class ReplyRouter<Ref> {
       this.context.provisional(job, link, reply.result);
       return;
     }
+    link.jobEnded(job.computeId, uid);
     this.context.replied(job, link, {
       status: STATUS[reply.status] ?? 'terminated',
       result: reply.result,
