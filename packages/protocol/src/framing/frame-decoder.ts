@@ -189,10 +189,17 @@ export class FrameDecoder {
     }
     if (read === 0) return false;
     this.skip(read);
-    const tags = this.opener === undefined ? 0 : TAG_BYTES;
-    if (this.header.messageBytes <= tags) throw FrameError.malformed('frame of unknown kind (an empty message)');
-    if (this.header.attachmentBytes >= 0 && this.header.attachmentBytes < tags)
-      throw FrameError.malformed('sealed attachment without its tag');
+    if (
+      this.opener !== undefined &&
+      (this.header.messageBytes <= TAG_BYTES || (this.header.attachmentBytes >= 0 && this.header.attachmentBytes < TAG_BYTES))
+    ) {
+      // Too short to hold its tags: not sealed by the peer (an injected plain frame, or one cut).
+      throw new FrameError(
+        ErrorCode.AUTH,
+        'a frame too short to be sealed failed authentication (injected or altered): the connection is not trusted',
+      );
+    }
+    if (this.header.messageBytes === 0) throw FrameError.malformed('frame of unknown kind (an empty message)');
     if (this.header.attachmentBytes >= 0 && !this.attachments) {
       throw new FrameError(ErrorCode.PROTOCOL, `no frame may carry an attachment ${this.limits.stage}`);
     }
