@@ -116,6 +116,27 @@ const TARGETS = [
     pass: (value) => value >= 0.5,
   },
   {
+    label: 'protected channel: small-job throughput ≥ 0.8× plain frames',
+    value: (m) => m('channel.tiny.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.8,
+  },
+  {
+    label: 'protected channel: 1 MiB arguments ≥ 0.7× plain frames',
+    value: (m) => m('channel.big.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.7,
+  },
+  {
+    label: 'protected channel: files ≥ 0.7× plain frames',
+    value: (m) => m('channel.files.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.7,
+  },
+  {
     label: 'dispynode memory growth while a 200 MiB file arrives < 50 MiB (¼ of the file)',
     value: (m) => m('dispy.file.memory.node'),
     digits: 0,

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { DispyError, ErrorCode, OptionError } from '@dispy/protocol';
+import { DispyError, ErrorCode, OptionError, shortSecretWarning } from '@dispy/protocol';
 import { createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol/internal';
 import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
@@ -110,6 +110,8 @@ export class DispyNodeServer {
     if (!this.options.secret) {
       this.logger.warn('no secret set: anyone who can reach this node can run code on it (use --secret or DISPY_SECRET)');
     }
+    const weak = shortSecretWarning(this.options.secret);
+    if (weak !== undefined) this.logger.warn(weak);
     this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
     this.serviceHours = new ServiceHours({
       start: this.options.serviceStart,

@@ -7,7 +7,7 @@ export * from './version.js';
 export * from './framing/index.js';
 export { encodeValue, encodeArguments, decodeValue, MAX_VALUE_BYTES } from './codec/value-codec.js';
 export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
-export { newNonce, mac, macEquals, NONCE_BYTES } from './auth/hmac.js';
+export { newNonce, mac, macEquals, channelKeys, shortSecretWarning, NONCE_BYTES, MIN_SECRET_CHARS, type ChannelKeys } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
 export {
   sealDatagram,

@@ -10,6 +10,7 @@ import {
   dispy,
   encodeArguments,
   encodeValue,
+  shortSecretWarning,
 } from '@dispy/protocol';
 import { createLogger, type Logger } from '@dispy/protocol/internal';
 import { JobScheduler, describeFiles, type JobPin } from '@dispy/scheduler';
@@ -78,6 +79,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     this.name = shipped.name;
     this.isProgram = shipped.kind === dispy.ComputationKind.PROGRAM;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
+    const weak = shortSecretWarning(this.options.secret);
+    if (weak !== undefined) this.logger.warn(weak);
     this.scheduler = new JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>({
       secret: this.options.secret,
       ipAddr: [this.options.ipAddr ?? []].flat()[0],

@@ -2,6 +2,7 @@ import {
   PROTOCOL_VERSION,
   DispyError,
   ErrorCode,
+  channelKeys,
   clientProof,
   macEquals,
   newNonce,
@@ -65,6 +66,9 @@ export class Handshake {
       return undefined;
     }
     channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name } });
+    // With a secret, every later frame both ways is sealed (the client protects its side when it
+    // has checked this AuthResult); without one, frames stay plain.
+    if (secret !== '') channel.protect(channelKeys(secret, 'node', this.nonce, auth.nonce));
     return auth.clientName || peer;
   }
 

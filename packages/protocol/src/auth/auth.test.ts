@@ -1,20 +1,65 @@
-import { createHmac } from 'node:crypto';
-import { describe, expect, it, vi } from 'vitest';
+import { createHmac, scryptSync } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { PROTOCOL_VERSION } from '../version.js';
 import { DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
 import { ReplayGuard } from './replay-guard.js';
 import { DropSummary, SUMMARY_INTERVAL_MS } from '../internal/drop-summary.js';
 import { clientProof, nodeProof } from './handshake.js';
-import { NONCE_BYTES, mac, macEquals, newNonce } from './hmac.js';
+import { NONCE_BYTES, channelKeys, mac, macEquals, newNonce, secretKey, shortSecretWarning } from './hmac.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text);
 const NODE_NONCE = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 const CLIENT_NONCE = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
 
+describe('the derived secret key', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it('is scrypt over the secret once per process, salted by the label and DISPY_SECRET_SALT', () => {
+    const first = secretKey('a secret for the cache');
+    expect(secretKey('a secret for the cache')).toBe(first);
+    vi.stubEnv('DISPY_SECRET_SALT', 'site-a');
+    const salted = secretKey('a secret for the cache');
+    expect(salted.equals(first)).toBe(false);
+    expect(
+      salted.equals(scryptSync('a secret for the cache', 'dispy-secret-v1\0site-a', 32, { N: 1 << 15, r: 8, p: 1, maxmem: 64 << 20 })),
+    ).toBe(true);
+    // Another deployment's salt gives other MACs for the same secret.
+    expect(mac('a secret for the cache', 'l').equals(mac('a secret for the cache', 'l'))).toBe(true);
+    vi.stubEnv('DISPY_SECRET_SALT', 'site-b');
+    expect(mac('a secret for the cache', 'l').equals(mac('a secret for the cache', 'l'))).toBe(true);
+    expect(secretKey('a secret for the cache').equals(salted)).toBe(false);
+  });
+
+  it('is no key at all without a secret', () => {
+    expect(secretKey('')).toHaveLength(0);
+  });
+
+  it('warns once per process about a secret shorter than 16 characters', () => {
+    expect(shortSecretWarning('')).toBeUndefined();
+    expect(shortSecretWarning('sixteen chars ok')).toBeUndefined();
+    expect(shortSecretWarning('sunshine42')).toMatch(/shorter than 16 characters/);
+    expect(shortSecretWarning('sunshine42')).toBeUndefined();
+  });
+
+  it('gives each direction of a connection its own channel key, and each connection its own', () => {
+    const node = channelKeys('sesame', 'node', NODE_NONCE, CLIENT_NONCE);
+    const client = channelKeys('sesame', 'client', NODE_NONCE, CLIENT_NONCE);
+    expect(node.send.equals(client.receive)).toBe(true);
+    expect(node.receive.equals(client.send)).toBe(true);
+    expect(node.send.equals(node.receive)).toBe(false);
+    expect(channelKeys('sesame', 'node', CLIENT_NONCE, NODE_NONCE).send.equals(node.send)).toBe(false);
+    expect(channelKeys('other', 'node', NODE_NONCE, CLIENT_NONCE).send.equals(node.send)).toBe(false);
+  });
+});
+
 describe('mac', () => {
   it('is HMAC-SHA256 over the label, then each part prefixed by its 4-byte big-endian length', () => {
-    const expected = createHmac('sha256', 'sesame')
+    // Keyed by the secret's scrypt derivation, salted with the fixed label (no DISPY_SECRET_SALT).
+    const key = scryptSync('sesame', 'dispy-secret-v1\0', 32, { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 });
+    const expected = createHmac('sha256', key)
       .update('label')
       .update(Buffer.from('00000002', 'hex'))
       .update('ab')

@@ -1,7 +1,8 @@
 import { FrameError } from '../errors/frame-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { checkFrameMessage } from './check-frame-message.js';
-import { ATTACHED_FRAME_HEADER_BYTES, readFrameHeader, type FrameHeader } from './frame-header.js';
+import { FrameOpener, TAG_BYTES } from './frame-cipher.js';
+import { ATTACHED_FRAME_HEADER_BYTES, frameHeader, readFrameHeader, type FrameHeader } from './frame-header.js';
 import { KIND_BY_FIELD, type FrameKind } from './frame-kinds.js';
 import { SESSION_LIMITS, type FrameLimits, type KindLimit } from './frame-limits.js';
 
@@ -56,6 +57,10 @@ export class FrameDecoder {
   private message: Buffer | undefined;
   /** Where a header split across chunks is gathered. */
   private readonly headerBytes = Buffer.alloc(ATTACHED_FRAME_HEADER_BYTES);
+  /** Opens sealed frames once the connection is protected (see `protect`). */
+  private opener: FrameOpener | undefined;
+  /** The header of the sealed frame being read, as it was on the wire (the parts' associated data). */
+  private sealedHeader: Buffer | undefined;
 
   constructor(limits: FrameLimits = SESSION_LIMITS) {
     this.setLimits(limits);
@@ -74,6 +79,20 @@ export class FrameDecoder {
     this.limits = limits;
     this.byField = KIND_BY_FIELD.map((kind) => (kind === undefined ? undefined : limits.kinds[kind]));
     this.attachments = this.byField.some((limit) => limit?.attachment === true);
+  }
+
+  /**
+   * Reads every frame from the next one on as sealed by the peer's FrameSealer under the key
+   * `opener` holds (see frame-cipher.ts). Its header is judged as before; its kind, and its
+   * kind's limits, once its message has been opened, before its attachment is buffered.
+   */
+  protect(opener: FrameOpener): void {
+    this.opener = opener;
+  }
+
+  /** Whether frames are read sealed. */
+  get isProtected(): boolean {
+    return this.opener !== undefined;
   }
 
   /** Bytes received but not yet returned as part of a frame. */
@@ -100,6 +119,7 @@ export class FrameDecoder {
   next(): DecodedFrame | undefined {
     const header = this.header;
     if (header.messageBytes < 0 && !this.readHeader()) return undefined;
+    if (this.opener !== undefined) return this.nextSealed(this.opener);
     if (this.kind === undefined && !this.readKind()) return undefined;
     if (this.message === undefined) {
       if (this.buffered < header.messageBytes) return undefined;
@@ -129,11 +149,38 @@ export class FrameDecoder {
     return frames;
   }
 
+  /** `next()` on a protected connection, once the frame's header has been read. */
+  private nextSealed(opener: FrameOpener): DecodedFrame | undefined {
+    const header = this.header;
+    const aad = (this.sealedHeader ??= frameHeader(header.messageBytes, header.attachmentBytes >= 0 ? header.attachmentBytes : undefined));
+    if (this.message === undefined) {
+      if (this.buffered < header.messageBytes) return undefined;
+      const message = opener.openMessage(aad, this.take(header.messageBytes));
+      const attachmentBytes = header.attachmentBytes >= 0 ? header.attachmentBytes - TAG_BYTES : -1;
+      this.kind = this.judgeKind(message[0]!, message[1], message.length, attachmentBytes);
+      checkFrameMessage(message, this.kind, this.limits.maxRepeated);
+      this.message = message;
+    }
+    let attachment: Buffer[] | undefined;
+    if (header.attachmentBytes >= 0) {
+      if (this.buffered < header.attachmentBytes) return undefined;
+      attachment = opener.openAttachment(aad, this.takePieces(header.attachmentBytes));
+    }
+    opener.advance();
+    const frame: DecodedFrame = { kind: this.kind!, message: this.message, attachment };
+    header.messageBytes = -1;
+    this.kind = undefined;
+    this.message = undefined;
+    this.sealedHeader = undefined;
+    return frame;
+  }
+
   /** Consumes a complete header, if there is one, and checks it against the limits. */
   private readHeader(): boolean {
     const first = this.chunks[0];
     if (first === undefined) return false;
-    const { maxFrameBytes } = this.limits;
+    // A sealed frame's lengths count a tag for its message and one for its attachment.
+    const maxFrameBytes = this.limits.maxFrameBytes + (this.opener === undefined ? 0 : 2 * TAG_BYTES);
     let read = readFrameHeader(first, this.offset, first.length, maxFrameBytes, this.header);
     if (read === 0 && this.chunks.length > 1) {
       // Rare: the header is split between reads.
@@ -142,6 +189,16 @@ export class FrameDecoder {
     }
     if (read === 0) return false;
     this.skip(read);
+    if (
+      this.opener !== undefined &&
+      (this.header.messageBytes <= TAG_BYTES || (this.header.attachmentBytes >= 0 && this.header.attachmentBytes < TAG_BYTES))
+    ) {
+      // Too short to hold its tags: not sealed by the peer (an injected plain frame, or one cut).
+      throw new FrameError(
+        ErrorCode.AUTH,
+        'a frame too short to be sealed failed authentication (injected or altered): the connection is not trusted',
+      );
+    }
     if (this.header.messageBytes === 0) throw FrameError.malformed('frame of unknown kind (an empty message)');
     if (this.header.attachmentBytes >= 0 && !this.attachments) {
       throw new FrameError(ErrorCode.PROTOCOL, `no frame may carry an attachment ${this.limits.stage}`);
@@ -156,11 +213,24 @@ export class FrameDecoder {
   private readKind(): boolean {
     if (this.buffered < 1) return false;
     const byte0 = this.peek(0);
-    let tag = byte0;
+    let byte1: number | undefined;
     if (byte0 >= 0x80) {
       if (this.header.messageBytes < 2) throw FrameError.malformed('frame of unknown kind');
       if (this.buffered < 2) return false;
-      const byte1 = this.peek(1);
+      byte1 = this.peek(1);
+    }
+    this.kind = this.judgeKind(byte0, byte1, this.header.messageBytes, this.header.attachmentBytes);
+    return true;
+  }
+
+  /**
+   * The kind given by a message's first tag (`byte0`, and `byte1` when byte0 says the tag goes
+   * on), checked against that kind's limit with the frame's (unsealed) sizes.
+   */
+  private judgeKind(byte0: number, byte1: number | undefined, messageBytes: number, attachmentBytes: number): FrameKind {
+    let tag = byte0;
+    if (byte0 >= 0x80) {
+      if (byte1 === undefined) throw FrameError.malformed('frame of unknown kind');
       // A third byte would make the field number 2048 or more: no kind.
       tag = byte1 >= 0x80 ? -1 : (byte0 & 0x7f) | (byte1 << 7);
     }
@@ -169,14 +239,12 @@ export class FrameDecoder {
     if (kind === undefined) throw FrameError.malformed(`frame of unknown kind (first field ${field}, wire type ${tag & 7})`);
     const limit = this.byField[field];
     if (limit === undefined) throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames are not accepted ${this.limits.stage}`);
-    const { messageBytes, attachmentBytes } = this.header;
     const size = messageBytes + Math.max(attachmentBytes, 0);
     if (size > limit.maxBytes) throw FrameError.tooLarge(size, limit.maxBytes, `${kind} frame`);
     if (attachmentBytes >= 0 && limit.attachment !== true) {
       throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames carry no attachment`);
     }
-    this.kind = kind;
-    return true;
+    return kind;
   }
 
   /** The byte `index` bytes past the front of the queue (which holds more than `index`). */

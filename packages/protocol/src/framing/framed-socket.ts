@@ -3,6 +3,8 @@ import { dispy } from '../schema/generated.js';
 import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { FrameError } from '../errors/frame-error.js';
+import type { ChannelKeys } from '../auth/hmac.js';
+import { FrameOpener, FrameSealer, TAG_BYTES } from './frame-cipher.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { GATHER_BELOW_BYTES, frameHeader } from './frame-header.js';
 import { SESSION_LIMITS, type FrameLimits } from './frame-limits.js';
@@ -66,6 +68,8 @@ export class FramedSocket {
   private readonly onClose: (error?: Error) => void;
   /** Cuts the connection off if the peer does not hang up after our end (destroyLater). */
   private endTimer?: NodeJS.Timeout;
+  /** Seals the frames sent once the connection is protected (see `protect`). */
+  private sealer: FrameSealer | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -132,6 +136,23 @@ export class FramedSocket {
   }
 
   /**
+   * Protects every frame from now on, both ways (see frame-cipher.ts): sealed with `keys.send`,
+   * and the peer's opened with `keys.receive`, from the next frame it sends. Both sides call it
+   * at the same point of the stream: right after the handshake succeeds (the node after sending
+   * its AuthResult, from the handler of the client's Auth; the client from the handler of that
+   * AuthResult). A frame that fails to open ends the connection with a `DISPY_ERR_AUTH` error.
+   */
+  protect(keys: ChannelKeys): void {
+    this.sealer = new FrameSealer(keys.send);
+    this.decoder.protect(new FrameOpener(keys.receive));
+  }
+
+  /** Whether the connection's frames are sealed (`protect`). */
+  get isProtected(): boolean {
+    return this.sealer !== undefined;
+  }
+
+  /**
    * Queues a frame, and the attachment that follows it if any (written as it is, not copied:
    * the caller must not change it afterwards). Returns false when the socket's buffer is full
    * (see `drain`).
@@ -149,6 +170,15 @@ export class FramedSocket {
     }
     const pieces = attachment === undefined ? [] : attachment instanceof Uint8Array ? [attachment] : attachment;
     const size = attachment === undefined ? undefined : attachmentBytes(attachment);
+    if (this.sealer !== undefined) {
+      const header = frameHeader(payload.length + TAG_BYTES, size === undefined ? undefined : size + TAG_BYTES);
+      const sealed = this.sealer.seal(header, payload, attachment === undefined ? undefined : pieces);
+      if ((size ?? 0) < GATHER_BELOW_BYTES) return this.socket.write(Buffer.concat(sealed));
+      // The header, message and its tag in one write; the attachment's pieces and tag as they are.
+      let room = this.socket.write(Buffer.concat(sealed.slice(0, 4)));
+      for (let i = 4; i < sealed.length; i++) if (sealed[i]!.length > 0) room = this.socket.write(sealed[i]!) && room;
+      return room;
+    }
     const header = frameHeader(payload.length, size);
     // A small frame goes out as one buffer (a burst of tiny jobs costs one write call each);
     // a large attachment is written as it is, never copied.
@@ -198,8 +228,12 @@ export class FramedSocket {
       const message =
         error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
       const payload = dispy.Frame.encode({ error: { code, message } }).finish();
-      this.socket.write(frameHeader(payload.length));
-      this.socket.end(payload);
+      if (this.sealer !== undefined) {
+        this.socket.end(Buffer.concat(this.sealer.seal(frameHeader(payload.length + TAG_BYTES), payload)));
+      } else {
+        this.socket.write(frameHeader(payload.length));
+        this.socket.end(payload);
+      }
       this.destroyLater();
       this.finish(error);
       return;

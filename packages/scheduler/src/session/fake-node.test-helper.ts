@@ -1,6 +1,7 @@
 import {
   FramedSocket,
   PROTOCOL_VERSION,
+  channelKeys,
   clientProof,
   macEquals,
   newNonce,
@@ -62,6 +63,7 @@ export class FakeNode {
       }
       this.authenticated = true;
       this.channel.send({ authResult: { ok: true, mac: nodeProof(this.secret, auth.nonce, this.nonce) } });
+      if (this.secret !== '') this.channel.protect(channelKeys(this.secret, 'node', this.nonce, auth.nonce));
       return;
     }
     // Closing answers at once (unless the test says otherwise), as a node with nothing to clean up.

@@ -6,6 +6,7 @@ import {
   ErrorCode,
   FramedSocket,
   PROTOCOL_VERSION,
+  channelKeys,
   clientProof,
   macEquals,
   newNonce,
@@ -96,6 +97,8 @@ export class NodeConnection {
             } else if (!macEquals(nodeProof(secret, nonce, helloNonce), result.mac)) {
               refuse(new AuthError(`node ${host}:${port} could not prove the shared secret; not used`));
             } else {
+              // With a secret, every later frame both ways is sealed, as the node does after its AuthResult.
+              if (secret !== '') this.channel!.protect(channelKeys(secret, 'client', helloNonce, nonce));
               this.opened = true;
               socket.setTimeout(0);
               resolve();
