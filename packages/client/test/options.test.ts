@@ -43,7 +43,23 @@ describe('JobCluster options', () => {
   });
 
   it('refuses options of later releases rather than ignoring them', () => {
-    expect(() => new JobCluster((n: number) => n, { ...quiet, keyfile: 'key.pem' })).toThrow(/"keyfile" is not available/);
+    expect(() => new JobCluster((n: number) => n, { ...quiet, recoverFile: 'recover.dat' })).toThrow(/"recoverFile" is not available/);
+  });
+
+  it('checks the TLS options and files before anything is sent', () => {
+    expect(() => new JobCluster((n: number) => n, { ...quiet, keyfile: 'key.pem' })).toThrow(
+      'JobCluster: option "keyfile" needs "certfile" (the certificate of that key)',
+    );
+    expect(() => new JobCluster((n: number) => n, { ...quiet, cafile: '/no/such/ca.pem' })).toThrow(
+      /^JobCluster: option "cafile": \/no\/such\/ca\.pem cannot be read: ENOENT/,
+    );
+    expect(() => new JobCluster((n: number) => n, { ...quiet, certFingerprint: 'AB:CD' })).toThrow(
+      'JobCluster: option "certFingerprint": must be a SHA-256 fingerprint (64 hex digits, colons allowed), got "AB:CD"',
+    );
+    const notPem = fileURLToPath(new URL('./fixtures/depends/count-args.sh', import.meta.url));
+    expect(() => new JobCluster((n: number) => n, { ...quiet, cafile: notPem })).toThrow(
+      /^JobCluster: option "cafile": .*count-args\.sh holds no PEM certificate/,
+    );
   });
 });
 

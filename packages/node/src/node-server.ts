@@ -1,7 +1,23 @@
 import net from 'node:net';
 import os from 'node:os';
+import tls from 'node:tls';
 import { mkdir } from 'node:fs/promises';
-import { DispyError, ErrorCode, OptionError, shortSecretWarning } from '@dispy/protocol';
+import {
+  AuthError,
+  CLIENT_CERT_MESSAGE,
+  DispyError,
+  ErrorCode,
+  FramedSocket,
+  HANDSHAKE_LIMITS,
+  OptionError,
+  PLAIN_CLIENT_WAIT_MS,
+  PLAIN_NODE_MESSAGE,
+  TLS_NODE_MESSAGE,
+  describeNodeTlsError,
+  loadNodeTls,
+  looksLikeTls,
+  shortSecretWarning,
+} from '@dispy/protocol';
 import { createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol/internal';
 import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
@@ -21,6 +37,9 @@ const PENDING_LIMITS: PendingLimits = { total: 64, perAddress: 10 };
 
 /** Least time between two warnings that connections were refused or evicted. */
 const PENDING_WARN_INTERVAL_MS = 60_000;
+
+/** Kinds of warnings about connections before authentication, each logged at most once a minute. */
+type WarningKind = 'refused' | 'evicted' | 'tls';
 
 /** What `status()` reports. */
 export interface NodeStatus {
@@ -52,7 +71,9 @@ export class DispyNodeServer {
   private readonly sessions = new Set<ClientSession>();
   private readonly pending: PendingConnections<ClientSession>;
   /** When each kind of pending-connection warning was last logged. */
-  private readonly pendingWarnedAt = { refused: 0, evicted: 0 };
+  private readonly pendingWarnedAt: Record<WarningKind, number> = { refused: 0, evicted: 0, tls: 0 };
+  /** Serves TLS over accepted sockets when the node has a certificate (never listens itself). */
+  private readonly tlsServer?: tls.Server;
   private discovery?: DiscoveryResponder;
   private owner?: ClientSession;
   private boundPort = 0;
@@ -82,6 +103,18 @@ export class DispyNodeServer {
       PENDING_LIMITS,
       (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')),
     );
+    const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
+    if (tlsOptions) {
+      this.tlsServer = tls.createServer(tlsOptions, (socket) => this.secured(socket));
+      this.tlsServer.on('tlsClientError', (error, socket) =>
+        this.warnPending('tls', `client ${socket.remoteAddress ?? '(gone)'}: ${describeNodeTlsError(error)}`),
+      );
+    }
+  }
+
+  /** Whether the node serves TLS (it has a certificate). */
+  get tls(): boolean {
+    return this.tlsServer !== undefined;
   }
 
   /** The addresses clients connect to, as host:port. */
@@ -112,7 +145,10 @@ export class DispyNodeServer {
     }
     const weak = shortSecretWarning(this.options.secret);
     if (weak !== undefined) this.logger.warn(weak);
-    this.logger.info(`serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP and UDP)`);
+    this.logger.info(
+      `serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP${this.tlsServer ? ' with TLS' : ''} and UDP)` +
+        (this.options.requireClientCert ? '; clients must present a certificate' : ''),
+    );
     this.serviceHours = new ServiceHours({
       start: this.options.serviceStart,
       stop: this.options.serviceStop,
@@ -276,18 +312,88 @@ export class DispyNodeServer {
       socket.destroy();
       return;
     }
+    if (this.tlsServer) {
+      this.acceptTls(socket, this.tlsServer);
+      return;
+    }
+    const session = this.startSession(socket);
+    // A TLS client's first bytes are its ClientHello: tell it in plain that this node does not use TLS.
+    socket.prependOnceListener('data', (chunk: Buffer) => {
+      if (!looksLikeTls(chunk)) return;
+      this.warnPending(
+        'tls',
+        `client ${session.peer} tried TLS: this node does not use TLS (start it with --certfile and --keyfile); refused`,
+      );
+      session.refuse(new AuthError(PLAIN_NODE_MESSAGE));
+    });
+  }
+
+  /**
+   * A TLS node waits for the client's ClientHello. A plain client sends nothing (it waits for the
+   * node's Hello): after PLAIN_CLIENT_WAIT_MS, or at once when its first bytes are not TLS, it is
+   * told in a plain Error frame that this node requires TLS, and the connection closes.
+   */
+  private acceptTls(socket: net.Socket, server: tls.Server): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const refusePlain = (why: string): void => {
+      socket.off('data', onData);
+      this.warnPending('tls', `client ${peer} ${why}: it does not use TLS, which this node requires (give the client a cafile); refused`);
+      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
+        new AuthError(TLS_NODE_MESSAGE),
+      );
+    };
+    const timer = setTimeout(() => refusePlain(`sent nothing for ${PLAIN_CLIENT_WAIT_MS} ms`), PLAIN_CLIENT_WAIT_MS);
+    const onData = (chunk: Buffer): void => {
+      clearTimeout(timer);
+      if (!looksLikeTls(chunk)) {
+        refusePlain('spoke plain');
+        return;
+      }
+      socket.pause();
+      socket.unshift(chunk);
+      server.emit('connection', socket);
+    };
+    // Errors of the raw socket before TLS takes it over (a reset) end it quietly.
+    socket.on('error', () => undefined);
+    socket.once('close', () => clearTimeout(timer));
+    socket.once('data', onData);
+  }
+
+  /** A client's TLS handshake is done: with --require-client-cert, its certificate must be signed by --cafile. */
+  private secured(socket: tls.TLSSocket): void {
+    if (this.options.requireClientCert && !socket.authorized) {
+      const presented = Object.keys(socket.getPeerCertificate()).length > 0;
+      const why = presented
+        ? `its certificate is not signed by this node's --cafile (${String(socket.authorizationError)})`
+        : 'it presented no certificate, and this node requires one (--require-client-cert)';
+      this.warnPending('tls', `client ${socket.remoteAddress}:${socket.remotePort}: ${why}; refused`);
+      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
+        new AuthError(CLIENT_CERT_MESSAGE),
+      );
+      return;
+    }
+    this.startSession(socket);
+  }
+
+  /** Starts a client's session on an accepted (plain) or secured (TLS) socket. */
+  private startSession(socket: net.Socket): ClientSession {
     const session = new ClientSession(socket, this.context, (ended) => {
       this.pending.remove(ended);
       this.sessions.delete(ended);
     });
     this.sessions.add(session);
-    if (this.pending.admit(session, address) === 'evicted') {
+    if (this.closing) {
+      void session.shutdown();
+      return session;
+    }
+    if (this.pending.admit(session, socket.remoteAddress ?? '') === 'evicted') {
       this.warnPending('evicted', `${PENDING_LIMITS.total} connections wait to authenticate: the oldest is closed for each new one`);
     }
+    return session;
   }
 
   /** Warns of refused or evicted connections, each kind at most once a PENDING_WARN_INTERVAL_MS (a flood must not flood the log). */
-  private warnPending(kind: 'refused' | 'evicted', message: string): void {
+  private warnPending(kind: WarningKind, message: string): void {
     const now = Date.now();
     if (now - this.pendingWarnedAt[kind] < PENDING_WARN_INTERVAL_MS) {
       this.logger.debug(message);

@@ -52,6 +52,14 @@ export const nodeOptionsSchema = z
         'directory under which computations keep their files, private to this user (default: $XDG_STATE_HOME/dispy, ~/.local/state/dispy, or /var/lib/dispy for root)',
       ),
     secret: z.string().default('').describe('shared secret clients must prove'),
+    certfile: z.string().min(1).optional().describe('PEM certificate of this node: with it, the node serves TLS only'),
+    keyfile: z.string().min(1).optional().describe('PEM private key of the certificate (default: certfile, which may hold it)'),
+    cafile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("PEM CA that signs clients' certificates, with --require-client-cert (default: certfile itself)"),
+    requireClientCert: z.boolean().default(false).describe('mutual TLS: refuse clients without a certificate signed by --cafile'),
     loglevel: z
       .enum(LOG_LEVELS)
       .optional()

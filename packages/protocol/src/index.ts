@@ -24,3 +24,22 @@ export { fileSha256 } from './files/sha256.js';
 export { sendFileChunks, FILE_CHUNK_BYTES, type FrameSink, type SendFileOptions } from './files/file-sender.js';
 export { FileReceiver, type FileReceiverOptions, type ReceivedFile } from './files/file-receiver.js';
 export { toAvailInfo, type AvailInfo } from './wire/avail-info.js';
+export {
+  loadClientTls,
+  loadNodeTls,
+  connectTls,
+  describeTlsError,
+  describeNodeTlsError,
+  looksLikeTls,
+  normalizeFingerprint,
+  isFingerprint,
+  PLAIN_CLIENT_WAIT_MS,
+  TLS_CONNECT_TIMEOUT_MS,
+  PLAIN_NODE_MESSAGE,
+  TLS_NODE_MESSAGE,
+  CLIENT_CERT_MESSAGE,
+  type ClientTls,
+  type ClientTlsFiles,
+  type NodeTlsFiles,
+  type ConnectTlsOptions,
+} from './tls/tls.js';

@@ -10,6 +10,7 @@ import {
   dispy,
   encodeArguments,
   encodeValue,
+  loadClientTls,
   shortSecretWarning,
 } from '@dispy/protocol';
 import { createLogger, type Logger } from '@dispy/protocol/internal';
@@ -39,12 +40,7 @@ export interface SubmitJobOptions<A extends unknown[]> {
 }
 
 /** Options that belong to later releases; refused clearly rather than ignored. */
-const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]> = [
-  ['keyfile', (value) => value !== undefined],
-  ['certfile', (value) => value !== undefined],
-  ['cafile', (value) => value !== undefined],
-  ['recoverFile', (value) => typeof value === 'string'],
-];
+const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]> = [['recoverFile', (value) => typeof value === 'string']];
 
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
@@ -75,6 +71,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
         throw new OptionError(`JobCluster: option "${option}" is not available in this release of @dispy/client yet`);
       }
     }
+    const tls = loadClientTls(this.options, 'JobCluster');
     const shipped = shipComputation(computation, this.options);
     this.name = shipped.name;
     this.isProgram = shipped.kind === dispy.ComputationKind.PROGRAM;
@@ -83,6 +80,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (weak !== undefined) this.logger.warn(weak);
     this.scheduler = new JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>({
       secret: this.options.secret,
+      tls,
       ipAddr: [this.options.ipAddr ?? []].flat()[0],
       port: this.options.port,
       portIsDefault: options.port === undefined,

@@ -70,9 +70,14 @@ export const clusterOptionsSchema = z
     pingInterval: seconds(0.1, 86_400).optional(),
     reentrant: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
     secret: z.string({ invalid_type_error: 'must be a string' }).default(''),
-    keyfile: z.string().optional(),
-    certfile: z.string().optional(),
-    cafile: z.string().optional(),
+    keyfile: z.string({ invalid_type_error: 'must be a file path' }).min(1, 'must be a file path').optional(),
+    certfile: z.string({ invalid_type_error: 'must be a file path' }).min(1, 'must be a file path').optional(),
+    cafile: z.string({ invalid_type_error: 'must be a file path' }).min(1, 'must be a file path').optional(),
+    certFingerprint: z
+      .union([z.string(), z.array(z.string()).nonempty()], {
+        errorMap: () => ({ message: 'must be a SHA-256 fingerprint (64 hex digits, colons allowed) or a non-empty array of them' }),
+      })
+      .optional(),
     jobTimeout: seconds(0.001, 31_536_000).optional(),
     fileDir: z.string({ invalid_type_error: 'must be a directory path' }).min(1, 'must be a directory path').optional(),
     maxFileSize: bytes().optional(),
@@ -102,9 +107,14 @@ export interface JobClusterOptions<R = unknown> {
   pingInterval?: number;
   reentrant?: boolean;
   secret?: string;
+  /** PEM private key of this client's certificate, for nodes that require one (default: `certfile`, which may hold it). */
   keyfile?: string;
+  /** PEM certificate this client presents (mutual TLS); alone, it also turns TLS on and is trusted as a CA. */
   certfile?: string;
+  /** PEM CA that signed the nodes' certificates: turns TLS on; nodes are verified by it and by their address. */
   cafile?: string;
+  /** SHA-256 fingerprint(s) of the nodes' certificates (self-signed): turns TLS on; CA and address are then not checked. */
+  certFingerprint?: string | string[];
   jobTimeout?: number;
   /** Directory where files sent by jobs (`dispySendFile`) land, at their relative paths; default: the working directory. */
   fileDir?: string;

@@ -123,7 +123,14 @@ export class ClientSession {
         this.liveness.start(setup.pulseInterval);
       },
     });
-    this.handshake = new Handshake({ channel, name: node.name, secret: node.secret, logger, peer });
+    // Inside TLS (the node serves TLS only to TLS clients) the frames are not sealed a second time.
+    const tls = (socket as Socket & { encrypted?: boolean }).encrypted === true;
+    this.handshake = new Handshake({ channel, name: node.name, secret: node.secret, tls, logger, peer });
+  }
+
+  /** Tells the client why (an Error frame, before its handshake: in plain) and hangs up. */
+  refuse(error: Error): void {
+    this.channel.destroy(error);
   }
 
   /** This client's computations and the jobs running now. */

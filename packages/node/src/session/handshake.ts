@@ -20,6 +20,8 @@ export interface HandshakeOptions {
   /** The node's name, sent in AuthResult once the client proved the secret (never before). */
   name: string;
   secret: string;
+  /** The connection is TLS: its frames are not sealed a second time after the handshake. */
+  tls?: boolean;
   logger: Logger;
   peer: string;
 }
@@ -68,7 +70,7 @@ export class Handshake {
     channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name } });
     // With a secret, every later frame both ways is sealed (the client protects its side when it
     // has checked this AuthResult); without one, frames stay plain.
-    if (secret !== '') channel.protect(channelKeys(secret, 'node', this.nonce, auth.nonce));
+    if (secret !== '' && this.options.tls !== true) channel.protect(channelKeys(secret, 'node', this.nonce, auth.nonce));
     return auth.clientName || peer;
   }
 

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import type { dispy } from '@dispy/protocol';
+import type { ClientTls, dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import type { EngineOptions } from '../engine/scheduling-engine.js';
 
@@ -16,6 +16,8 @@ export interface Discovery {
 
 export interface JobSchedulerOptions {
   secret: string;
+  /** TLS toward nodes, from `loadClientTls` (undefined: plain). */
+  tls?: ClientTls;
   /** Local address for discovery and node connections (undefined: any). */
   ipAddr?: string;
   /** UDP port of discovery (0: any). */

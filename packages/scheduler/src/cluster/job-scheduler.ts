@@ -69,6 +69,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       });
     this.pool = new NodePool({
       secret: options.secret,
+      tls: options.tls,
       clientName: options.clientName,
       localAddress: options.ipAddr,
       logger,

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { FileReceiver, fileSha256, sendFileChunks, type Frame, type FrameSink, type dispy } from '@dispy/protocol';
+import { FileReceiver, fileSha256, sendFileChunks, type ClientTls, type Frame, type FrameSink, type dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { NodeConnection } from '../session/node-connection.js';
 import type { LocalFile, NodeInfo } from './types.js';
@@ -40,6 +40,7 @@ export class NodeLink {
     platform: string;
     localAddress?: string;
     secret: string;
+    tls?: ClientTls;
     clientName: string;
     onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
     onClose: (link: NodeLink, error?: Error) => void;
@@ -63,6 +64,7 @@ export class NodeLink {
       port: options.port,
       localAddress: options.localAddress,
       secret: options.secret,
+      tls: options.tls,
       clientName: options.clientName,
       onFrame: (frame, attachment) => {
         this.info.lastHeard = Date.now();

@@ -1,11 +1,13 @@
 import type net from 'node:net';
-import { DispyError, type Frame, type dispy } from '@dispy/protocol';
+import { DispyError, type ClientTls, type Frame, type dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import { NodeLink } from './node-link.js';
 
 export interface NodePoolOptions {
   secret: string;
+  /** TLS toward nodes (undefined: plain). */
+  tls?: ClientTls;
   clientName: string;
   /** Local address of node connections (undefined: any). */
   localAddress?: string;
@@ -66,6 +68,7 @@ export class NodePool {
       platform: reply.platform,
       localAddress: this.options.localAddress,
       secret: this.options.secret,
+      tls: this.options.tls,
       clientName: this.options.clientName,
       onFrame: this.options.onFrame,
       onClose: (from, error) => this.closedLink(from, error),

@@ -7,11 +7,14 @@ import {
   FramedSocket,
   PROTOCOL_VERSION,
   channelKeys,
+  connectTls,
+  describeTlsError,
   clientProof,
   macEquals,
   newNonce,
   nodeProof,
   type Attachment,
+  type ClientTls,
   type Frame,
   type FrameInit,
   type dispy,
@@ -23,6 +26,8 @@ export interface NodeConnectionOptions {
   port: number;
   localAddress?: string;
   secret: string;
+  /** TLS toward the node (undefined: plain). Inside TLS, frames are not sealed a second time. */
+  tls?: ClientTls;
   clientName: string;
   /** Every frame after authentication that answers no request of this connection. */
   onFrame: (frame: Frame, attachment?: Buffer[]) => void;
@@ -65,8 +70,12 @@ export class NodeConnection {
 
   /** Connects and authenticates; rejects with AuthError when the node's secret differs. */
   async open(): Promise<void> {
-    const { host, port, localAddress, secret, clientName } = this.options;
-    const socket = this.options.connect?.() ?? net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    const { host, port, localAddress, secret, clientName, tls } = this.options;
+    const socket =
+      this.options.connect?.() ??
+      (tls
+        ? await connectTls({ host, port, localAddress, tls, timeoutMs: CONNECT_TIMEOUT_MS })
+        : net.connect({ host, port, ...(localAddress ? { localAddress } : {}) }));
     socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
       socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)),
     );
@@ -97,8 +106,9 @@ export class NodeConnection {
             } else if (!macEquals(nodeProof(secret, nonce, helloNonce), result.mac)) {
               refuse(new AuthError(`node ${host}:${port} could not prove the shared secret; not used`));
             } else {
-              // With a secret, every later frame both ways is sealed, as the node does after its AuthResult.
-              if (secret !== '') this.channel!.protect(channelKeys(secret, 'client', helloNonce, nonce));
+              // With a secret, every later frame both ways is sealed, as the node does after its AuthResult;
+              // inside TLS they are not sealed a second time (the node knows it serves TLS too).
+              if (secret !== '' && !tls) this.channel!.protect(channelKeys(secret, 'client', helloNonce, nonce));
               this.opened = true;
               socket.setTimeout(0);
               resolve();
@@ -113,6 +123,14 @@ export class NodeConnection {
           this.requests.close(error);
           this.transfers.close(error);
           if (this.opened) this.options.onClose(error);
+          else if (error && tls) reject(describeTlsError(error, host, port));
+          else if (tls && !helloNonce)
+            // A node that refuses a client's certificate may hang up without an alert that reaches us.
+            reject(
+              new AuthError(
+                `node ${host}:${port} closed the TLS connection before its Hello: it may have refused this client's certificate (--require-client-cert); see the node's log`,
+              ),
+            );
           else reject(error ?? new DispyError(ErrorCode.NO_ANSWER, `connection to node ${host}:${port} closed`));
         },
       });

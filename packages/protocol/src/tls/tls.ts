@@ -1,0 +1,296 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { AuthError } from '../errors/auth-error.js';
+import { DispyError } from '../errors/dispy-error.js';
+import { ErrorCode } from '../errors/error-codes.js';
+import { OptionError } from '../errors/option-error.js';
+
+/**
+ * TLS with certificates for the client–node connection. A node given a certificate and key serves
+ * TLS only; a client given a CA (or a pinned fingerprint, or a certificate of its own) connects
+ * with TLS only. The dispy handshake (the secret) runs inside TLS unchanged; its frames are then not
+ * sealed a second time (see the protocol reference).
+ */
+
+/** TLS records start with their content type: 22 is a handshake, a ClientHello's. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * How long a TLS node waits for a client's first bytes (a TLS client sends its ClientHello as
+ * soon as it connects; a plain client waits for the node's Hello, so sends nothing): after this,
+ * the node tells the client in plain that it requires TLS, and closes.
+ */
+export const PLAIN_CLIENT_WAIT_MS = 1000;
+
+/** How long a client waits for a node's TLS handshake. */
+export const TLS_CONNECT_TIMEOUT_MS = 10_000;
+
+/** Whether the first bytes a peer sent are a TLS handshake record (0x16 0x03: a ClientHello). */
+export function looksLikeTls(chunk: Buffer): boolean {
+  return chunk[0] === TLS_HANDSHAKE_RECORD && (chunk.length < 2 || chunk[1] === 0x03);
+}
+
+/** What a plain node answers a TLS client (in plain, then closes). */
+export const PLAIN_NODE_MESSAGE =
+  'this node does not use TLS: give the client no cafile, certfile or certFingerprint, or start the node with --certfile and --keyfile';
+/** What a node that requires client certificates answers a client without a good one (inside TLS, then closes). */
+export const CLIENT_CERT_MESSAGE =
+  "this node requires a client certificate signed by its --cafile (--require-client-cert): give the client a keyfile and certfile signed by the node's CA";
+/** What a TLS node answers a client that does not speak TLS (in plain, then closes). */
+export const TLS_NODE_MESSAGE =
+  'this node requires TLS (--certfile): give the client a cafile (the CA that signed the node certificate) or a certFingerprint';
+
+/** A SHA-256 fingerprint as 64 uppercase hex digits (colons and case ignored). */
+export function normalizeFingerprint(fingerprint: string): string {
+  return fingerprint.replace(/[:\s]/g, '').toUpperCase();
+}
+
+/** Whether a string is a SHA-256 fingerprint (64 hex digits, colons allowed between pairs). */
+export function isFingerprint(fingerprint: string): boolean {
+  return /^[0-9A-F]{64}$/.test(normalizeFingerprint(fingerprint));
+}
+
+function readPem(option: string, file: string, who: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (error) {
+    throw new OptionError(`${who}: option "${option}": ${file} cannot be read: ${(error as Error).message}`);
+  }
+  // A CA file that holds no certificate would be taken as trusting none, silently.
+  if (option !== 'keyfile' && !pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new OptionError(`${who}: option "${option}": ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return pem;
+}
+
+/** A client's TLS settings, read and checked once (files, keys) when the cluster is made. */
+export interface ClientTls {
+  secureContext: tls.SecureContext;
+  /** Pinned SHA-256 fingerprints (normalized): the node's certificate must have one; CA and host name are then not checked. */
+  fingerprints: string[];
+}
+
+export interface ClientTlsFiles {
+  keyfile?: string;
+  certfile?: string;
+  cafile?: string;
+  certFingerprint?: string | string[];
+}
+
+/**
+ * Reads a client's TLS files; undefined when none is given (the client then speaks plain).
+ * TLS is on with any of `cafile`, `certfile`, `certFingerprint`. The node's certificate is
+ * verified by the pinned fingerprint when one is given; else against `cafile`, or without it the
+ * system's CAs and `certfile` itself (dispy's one certificate shared by clients and nodes), and by
+ * the address connected to. `keyfile` defaults to `certfile` (a key may be stored in it).
+ * @throws OptionError naming the file when one cannot be read or does not hold what it should
+ */
+export function loadClientTls(files: ClientTlsFiles, who: string): ClientTls | undefined {
+  const fingerprints = [files.certFingerprint ?? []].flat();
+  if (files.cafile === undefined && files.certfile === undefined && fingerprints.length === 0) {
+    if (files.keyfile !== undefined) throw new OptionError(`${who}: option "keyfile" needs "certfile" (the certificate of that key)`);
+    return undefined;
+  }
+  for (const fingerprint of fingerprints) {
+    if (!isFingerprint(fingerprint)) {
+      throw new OptionError(
+        `${who}: option "certFingerprint": must be a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(fingerprint)}`,
+      );
+    }
+  }
+  if (files.keyfile !== undefined && files.certfile === undefined) {
+    throw new OptionError(`${who}: option "keyfile" needs "certfile" (the certificate of that key)`);
+  }
+  const cert = files.certfile === undefined ? undefined : readPem('certfile', files.certfile, who);
+  const key = files.keyfile === undefined ? cert : readPem('keyfile', files.keyfile, who);
+  const ca = files.cafile !== undefined ? [readPem('cafile', files.cafile, who)] : cert ? [...tls.rootCertificates, cert] : undefined;
+  try {
+    const secureContext = tls.createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert, key } : {}) });
+    return { secureContext, fingerprints: fingerprints.map(normalizeFingerprint) };
+  } catch (error) {
+    throw new OptionError(`${who}: the TLS files (keyfile, certfile, cafile) are not usable: ${(error as Error).message}`);
+  }
+}
+
+export interface NodeTlsFiles {
+  keyfile?: string;
+  certfile?: string;
+  cafile?: string;
+  requireClientCert?: boolean;
+}
+
+/**
+ * Reads a node's TLS files into a TLS server's options; undefined when it has no certificate (it
+ * serves plain). `keyfile` defaults to `certfile`; clients' certificates (`requireClientCert`)
+ * are verified against `cafile`, or without it `certfile` itself.
+ * @throws OptionError naming the file when one cannot be read or does not hold what it should
+ */
+export function loadNodeTls(files: NodeTlsFiles, who: string): tls.TlsOptions | undefined {
+  if (files.certfile === undefined) {
+    for (const option of ['keyfile', 'cafile'] as const) {
+      if (files[option] !== undefined) throw new OptionError(`${who}: option "${option}" needs "certfile" (the node's certificate)`);
+    }
+    if (files.requireClientCert) throw new OptionError(`${who}: option "requireClientCert" needs "certfile" (the node's certificate)`);
+    return undefined;
+  }
+  const cert = readPem('certfile', files.certfile, who);
+  const key = files.keyfile === undefined ? cert : readPem('keyfile', files.keyfile, who);
+  const ca = files.cafile === undefined ? cert : readPem('cafile', files.cafile, who);
+  const options: tls.TlsOptions = {
+    cert,
+    key,
+    ca,
+    requestCert: files.requireClientCert === true,
+    // The node checks `authorized` itself, so that it can tell the client why in an Error frame.
+    rejectUnauthorized: false,
+    handshakeTimeout: TLS_CONNECT_TIMEOUT_MS,
+  };
+  try {
+    tls.createSecureContext(options);
+  } catch (error) {
+    throw new OptionError(`${who}: the TLS files (keyfile, certfile, cafile) are not usable: ${(error as Error).message}`);
+  }
+  return options;
+}
+
+export interface ConnectTlsOptions {
+  host: string;
+  port: number;
+  localAddress?: string;
+  tls: ClientTls;
+  timeoutMs?: number;
+}
+
+/**
+ * Connects to a node with TLS and resolves once its certificate is verified (by the pinned
+ * fingerprint, or by the CA and the address connected to), before anything of dispy is read.
+ * @throws AuthError saying why the node was not trusted, or that it does not speak TLS, and what to change
+ * @throws DispyError (`NO_ANSWER`) when it does not connect in time
+ */
+export function connectTls(options: ConnectTlsOptions): Promise<tls.TLSSocket> {
+  const { host, port, localAddress, timeoutMs = TLS_CONNECT_TIMEOUT_MS } = options;
+  const { secureContext, fingerprints } = options.tls;
+  const pinned = fingerprints.length > 0;
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port,
+      ...(localAddress ? { localAddress } : {}),
+      ...(net.isIP(host) ? {} : { servername: host }),
+      secureContext,
+      rejectUnauthorized: !pinned,
+    });
+    const fail = (error: Error): void => {
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    const onError = (error: Error): void => fail(describeTlsError(error, host, port));
+    const onSecure = (): void => {
+      if (pinned) {
+        const fingerprint = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
+        if (!fingerprints.includes(fingerprint)) {
+          fail(
+            new AuthError(`node ${host}:${port}'s certificate (SHA-256 ${fingerprint}) is not the pinned one (certFingerprint); not used`),
+          );
+          return;
+        }
+      }
+      cleanup();
+      resolve(socket);
+    };
+    const cleanup = (): void => {
+      socket.setTimeout(0);
+      socket.off('error', onError);
+      socket.off('secureConnect', onSecure);
+    };
+    socket.setTimeout(timeoutMs, () => fail(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not complete TLS in time`)));
+    socket.once('error', onError);
+    socket.once('secureConnect', onSecure);
+  });
+}
+
+/** TLS errors a peer that does not speak TLS causes (it answered in plain). */
+const PLAIN_PEER = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_UNKNOWN_PROTOCOL',
+  'ERR_SSL_RECORD_LAYER_FAILURE',
+  'ERR_SSL_HTTP_REQUEST',
+]);
+/** The node's certificate is not signed by a CA the client trusts. */
+const UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+]);
+/** The node refused the client's certificate, or that it had none (mutual TLS). */
+const CLIENT_CERT_REFUSED = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
+  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+]);
+
+/**
+ * A client's TLS failure as an AuthError naming the node, what went wrong and the likely fix.
+ * Errors that are not TLS's (a refused or reset connection) are returned as they are.
+ */
+export function describeTlsError(error: Error, host: string, port: number): Error {
+  if (DispyError.isInstance(error)) return error;
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const node = `node ${host}:${port}`;
+  if (PLAIN_PEER.has(code)) {
+    return new AuthError(
+      `${node} does not use TLS (it answered in plain): start it with --certfile and --keyfile, or give this client no cafile, certfile or certFingerprint`,
+    );
+  }
+  if (UNTRUSTED.has(code)) {
+    return new AuthError(
+      `${node}'s certificate is not trusted (${code}): give the cafile of the CA that signed it, or pin it with certFingerprint`,
+    );
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new AuthError(
+      `${node}'s certificate is not for this address (${error.message}): the node's certificate needs ${host} among its subject alternative names (${net.isIP(host) ? 'IP' : 'DNS'}:${host}), or pin it with certFingerprint`,
+    );
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return new AuthError(`${node}'s certificate is not valid now (${code}): renew it`);
+  }
+  if (CLIENT_CERT_REFUSED.has(code)) {
+    return new AuthError(
+      `${node} refused this client's certificate, or its lack of one (${code}): the node requires one (--require-client-cert); give this client a keyfile and certfile signed by the node's --cafile`,
+    );
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || /certificate|ssl|tls/i.test(error.message)) {
+    return new AuthError(`${node}: TLS failed: ${error.message}`);
+  }
+  return error;
+}
+
+/**
+ * A node's TLS failure with a client, as the line it logs. (A client that refuses the node's
+ * certificate closes after the handshake without saying why: the node sees it leave.)
+ */
+export function describeNodeTlsError(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+    return 'it presented no certificate, and this node requires one (--require-client-cert); refused';
+  }
+  if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED' || /certificate verify failed/i.test(error.message)) {
+    return `its certificate is not signed by this node's --cafile (${error.message}); refused`;
+  }
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'its TLS handshake did not complete in time; refused';
+  return `TLS failed: ${error.message}`;
+}
