@@ -68,10 +68,11 @@ describe('OutgoingFiles', () => {
     const first = outgoing.send({ id: 'c1', dir }, 1, file);
     const second = outgoing.send({ id: 'c1', dir }, 2, file);
     await sent;
-    const ids = frames.map((frame) => Number(frame.fileChunk!.transferId));
-    expect(new Set(ids).size).toBe(2);
-    outgoing.done({ transferId: ids[1]!, ok: false, error: 'disk full' } as never);
-    outgoing.done({ transferId: ids[0]!, ok: true } as never);
+    // The two reads race: find each job's transfer by its job id, not by the order of its frame.
+    const transferOf = (jobId: number) => Number(frames.find((frame) => Number(frame.fileChunk!.jobId) === jobId)!.fileChunk!.transferId);
+    expect(transferOf(1)).not.toBe(transferOf(2));
+    outgoing.done({ transferId: transferOf(2), ok: false, error: 'disk full' } as never);
+    outgoing.done({ transferId: transferOf(1), ok: true } as never);
     await expect(first).resolves.toBeUndefined();
     await expect(second).rejects.toThrow('disk full');
   });
