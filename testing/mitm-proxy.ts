@@ -5,13 +5,17 @@ import net from 'node:net';
  * with `--ext-host PROXY_HOST`, so the client connects to PROXY_HOST at the node's port), relays
  * each connection frame by frame, records every byte it relays, and lets the test alter or inject
  * frames in either direction, as an attacker on a forwarded port would. Frame headers are in the
- * clear even on a protected channel, so the proxy can always cut the stream into frames; what it
- * cannot do is read or forge their contents. Loopback only.
+ * clear, and on a protected channel the headers of its records (which have the same form), so the
+ * proxy can always cut the stream into frames, or records; what it cannot do is read or forge
+ * their contents. Loopback only.
  */
 
 export type Direction = 'toNode' | 'toClient';
 
-/** One frame as relayed: its bytes (header included), its index in its direction, whether it has an attachment. */
+/**
+ * One frame (on a protected channel, one record) as relayed: its bytes (header included), its
+ * index in its direction, whether it has an attachment (after its body).
+ */
 export interface RelayedFrame {
   direction: Direction;
   /** 0 for a connection's first frame in this direction. */

@@ -93,8 +93,9 @@ describe('a man in the middle', () => {
     const { node, proxy, cluster } = await setUp('127.0.72', SECRET);
     let altered = false;
     proxy.tamper((frame) => {
-      // The job's frame is the first one toward the node with an attachment (its arguments).
-      if (altered || frame.direction !== 'toNode' || !afterHandshake(frame) || !frame.attached) return frame.bytes;
+      // The job's record is the second toward the node after the handshake (the first holds the
+      // Setup); its arguments end its body, just before the tag.
+      if (altered || frame.direction !== 'toNode' || frame.index !== 2) return frame.bytes;
       altered = true;
       const bytes = Buffer.from(frame.bytes);
       bytes[bytes.length - 20]! ^= 0x01;

@@ -4,7 +4,7 @@ import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { FrameError } from '../errors/frame-error.js';
 import type { ChannelKeys } from '../auth/hmac.js';
-import { FrameOpener, FrameSealer, TAG_BYTES } from './frame-cipher.js';
+import { FrameOpener, FrameSealer, RECORD_BYTES } from './frame-cipher.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { GATHER_BELOW_BYTES, frameHeader } from './frame-header.js';
 import { SESSION_LIMITS, type FrameLimits } from './frame-limits.js';
@@ -70,6 +70,9 @@ export class FramedSocket {
   private endTimer?: NodeJS.Timeout;
   /** Seals the frames sent once the connection is protected (see `protect`). */
   private sealer: FrameSealer | undefined;
+  /** Once protected: the plain frames sent since the last record was sealed, and their bytes. */
+  private record: Uint8Array[] = [];
+  private recordBytes = 0;
 
   constructor(
     readonly socket: Socket,
@@ -114,7 +117,7 @@ export class FramedSocket {
 
   /** Bytes queued on the socket and not yet handed to the kernel. */
   get bufferedBytes(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.recordBytes;
   }
 
   get isClosed(): boolean {
@@ -165,21 +168,28 @@ export class FramedSocket {
       this.socket.cork();
       setImmediate(() => {
         this.corked = false;
+        if (!this.closed) this.sealRecord();
         this.socket.uncork();
       });
     }
     const pieces = attachment === undefined ? [] : attachment instanceof Uint8Array ? [attachment] : attachment;
     const size = attachment === undefined ? undefined : attachmentBytes(attachment);
-    if (this.sealer !== undefined) {
-      const header = frameHeader(payload.length + TAG_BYTES, size === undefined ? undefined : size + TAG_BYTES);
-      const sealed = this.sealer.seal(header, payload, attachment === undefined ? undefined : pieces);
-      if ((size ?? 0) < GATHER_BELOW_BYTES) return this.socket.write(Buffer.concat(sealed));
-      // The header, message and its tag in one write; the attachment's pieces and tag as they are.
-      let room = this.socket.write(Buffer.concat(sealed.slice(0, 4)));
-      for (let i = 4; i < sealed.length; i++) if (sealed[i]!.length > 0) room = this.socket.write(sealed[i]!) && room;
-      return room;
-    }
     const header = frameHeader(payload.length, size);
+    if (this.sealer !== undefined) {
+      // The frames sent in one tick go out as one record (see frame-cipher.ts), sealed when the
+      // writes are uncorked or when the record would grow past RECORD_BYTES; a large attachment
+      // is sealed after its frame's record, from its pieces as they are.
+      const inline = (size ?? 0) < GATHER_BELOW_BYTES;
+      const frameBytes = header.length + payload.length + (inline ? (size ?? 0) : 0);
+      let room = true;
+      if (this.recordBytes > 0 && this.recordBytes + frameBytes > RECORD_BYTES) room = this.sealRecord();
+      this.record.push(header, payload);
+      this.recordBytes += header.length + payload.length;
+      if (!inline) return this.sealRecord(pieces) && room;
+      for (const piece of pieces) this.record.push(piece);
+      this.recordBytes += size ?? 0;
+      return room && !this.socket.writableNeedDrain;
+    }
     // A small frame goes out as one buffer (a burst of tiny jobs costs one write call each);
     // a large attachment is written as it is, never copied.
     if ((size ?? 0) < GATHER_BELOW_BYTES) return this.socket.write(Buffer.concat([header, payload, ...pieces]));
@@ -215,6 +225,7 @@ export class FramedSocket {
   end(frame?: FrameInit): void {
     if (this.closed) return;
     if (frame) this.send(frame);
+    if (this.sealer !== undefined) this.sealRecord();
     this.socket.end();
     this.destroyLater();
     this.finish();
@@ -229,7 +240,11 @@ export class FramedSocket {
         error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
       const payload = dispy.Frame.encode({ error: { code, message } }).finish();
       if (this.sealer !== undefined) {
-        this.socket.end(Buffer.concat(this.sealer.seal(frameHeader(payload.length + TAG_BYTES), payload)));
+        const header = frameHeader(payload.length);
+        this.record.push(header, payload);
+        this.recordBytes += header.length + payload.length;
+        this.sealRecord();
+        this.socket.end();
       } else {
         this.socket.write(frameHeader(payload.length));
         this.socket.end(payload);
@@ -241,6 +256,24 @@ export class FramedSocket {
     clearTimeout(this.endTimer);
     this.socket.destroy();
     this.finish(error);
+  }
+
+  /**
+   * Seals the frames gathered since the last record into one and writes it, followed by
+   * `attachment` (the attachment of its last frame, sealed apart) when given. Returns false when
+   * the socket's buffer is full.
+   */
+  private sealRecord(attachment?: readonly Uint8Array[]): boolean {
+    if (this.recordBytes === 0 && attachment === undefined) return true;
+    const body = Buffer.concat(this.record, this.recordBytes);
+    this.record = [];
+    this.recordBytes = 0;
+    const sealed = this.sealer!.seal([body], attachment);
+    // The header, body and tag in one write, as is every small plain frame; the attachment's pieces as they are.
+    const head = attachment === undefined ? sealed.length : 3; // header, body, tag
+    let room = this.socket.write(Buffer.concat(sealed.slice(0, head)));
+    for (let i = head; i < sealed.length; i++) room = this.socket.write(sealed[i]!) && room;
+    return room;
   }
 
   /** If the peer does not hang up in turn after our end, do not wait for it. */
