@@ -4,22 +4,12 @@ import { FramedSocket, PROTOCOL_VERSION, newNonce } from '@dispy/protocol';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { NodeConnection } from '@dispy/scheduler';
 import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { captureClientLog } from './capture-client-log.js';
 
 afterEach(async () => {
   vi.restoreAllMocks();
   await stopAllNodes();
 });
-
-/** Collects what the client logs (its logger writes to stderr). */
-function captureClientLog(): () => string {
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: string, ...rest: unknown[]) => {
-    lines.push(String(chunk));
-    return write(chunk, ...(rest as []));
-  }) as typeof process.stderr.write);
-  return () => lines.join('');
-}
 
 describe('shared secret', () => {
   it('refuses a cluster whose secret differs, with a clear error on both sides', async () => {

@@ -5,6 +5,7 @@ import { dispy, encodeArguments, frameHeader } from '@dispy/protocol';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 import { startMitmProxy, type MitmProxy, type RelayedFrame } from '../../../testing/mitm-proxy.js';
+import { captureClientLog } from './capture-client-log.js';
 
 /*
  * A man in the middle between a real JobCluster and a real dispynode: the node, on 127.0.7x.1,
@@ -27,17 +28,6 @@ afterEach(async () => {
   for (const proxy of proxies.splice(0)) await proxy.close();
   await stopAllNodes();
 });
-
-/** Collects what the client logs (its logger writes to stderr). */
-function captureClientLog(): () => string {
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: string, ...rest: unknown[]) => {
-    lines.push(String(chunk));
-    return write(chunk, ...(rest as []));
-  }) as typeof process.stderr.write);
-  return () => lines.join('');
-}
 
 /** A node on `${net}.1` whose clients connect through a proxy on `${net}.2`, and a cluster using it. */
 async function setUp(

@@ -4,6 +4,7 @@ import { NodeConnection } from '@dispy/scheduler';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { startNode, stopAllNodes, type StartNodeOptions } from '../../../testing/dispynode-process.mjs';
 import { makeTestCertificates, type TestCertificates } from '../../../testing/certificates.js';
+import { captureClientLog } from './capture-client-log.js';
 
 // This file's nodes serve on 127.0.73.*; the node certificates are for .1 to .20.
 const IPS = Array.from({ length: 20 }, (_, i) => `127.0.73.${i + 1}`);
@@ -17,17 +18,6 @@ afterEach(async () => {
   vi.restoreAllMocks();
   await stopAllNodes();
 });
-
-/** Collects what the client logs (its logger writes to stderr). */
-function captureClientLog(): () => string {
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: string, ...rest: unknown[]) => {
-    lines.push(String(chunk));
-    return write(chunk, ...(rest as []));
-  }) as typeof process.stderr.write);
-  return () => lines.join('');
-}
 
 const SECRET = 'tls tests secret';
 
