@@ -38,7 +38,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-demo-'));
 console.log(`Starting dispynode on ${HOST}:${port} ...`);
 const node = spawn(process.execPath, [dispynode, '-i', HOST, '-p', String(port), '--daemon', '--dest-path-prefix', dir], {
   stdio: ['ignore', 'inherit', 'pipe'],
-  env: { ...process.env, DISPY_SECRET: 'demo secret' },
+  env: { ...process.env, DISPY_SECRET: 'a demo secret, long enough' },
 });
 await new Promise((resolve, reject) => {
   let log = '';
@@ -50,7 +50,7 @@ await new Promise((resolve, reject) => {
 });
 
 try {
-  const cluster = new JobCluster(estimatePi, { nodes: [HOST], nodePort: port, secret: 'demo secret', ipAddr: HOST, port: 0 });
+  const cluster = new JobCluster(estimatePi, { nodes: [HOST], nodePort: port, secret: 'a demo secret, long enough', ipAddr: HOST, port: 0 });
   const started = Date.now();
   const jobs = [];
   for (let i = 0; i < 200; i++) jobs.push(cluster.submit(200_000));
