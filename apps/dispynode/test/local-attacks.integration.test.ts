@@ -177,6 +177,9 @@ describe.runIf(isRoot)("a computation's ES modules", () => {
       asNobody('mkdir', '-p', path.join(top, 'node_modules', name));
       asNobody('sh', '-c', `echo 'module.exports = { planted: true };' > ${path.join(top, 'node_modules', name, 'index.js')}`);
     }
+    // A package.json whose `imports` would map `#planted` for the files below it.
+    asNobody('sh', '-c', `echo 'module.exports = { planted: true };' > ${path.join(top, 'planted.js')}`);
+    asNobody('sh', '-c', `echo '{ "imports": { "#planted": "./planted.js" } }' > ${path.join(top, 'package.json')}`);
     const shipped = path.join(victimDir(), 'esm-imports.mjs');
     writeFileSync(
       shipped,
@@ -226,6 +229,7 @@ describe.runIf(isRoot)("a computation's ES modules", () => {
           zodIsReal: shipped.zodIsReal,
           plantedOnlyFromShipped: await shipped.load('planted-only'),
           plantedOnlyFromCjs,
+          packageImport: await shipped.load('#planted'),
           plantedOnlyFromComputation: plantedOnly,
           ownPackage: await shipped.load('own-package'),
         };
@@ -238,6 +242,7 @@ describe.runIf(isRoot)("a computation's ES modules", () => {
       zodIsReal: true,
       plantedOnlyFromShipped: 'ERR_MODULE_NOT_FOUND',
       plantedOnlyFromCjs: 'ERR_MODULE_NOT_FOUND',
+      packageImport: 'ERR_PACKAGE_IMPORT_NOT_DEFINED',
       plantedOnlyFromComputation: 'ERR_MODULE_NOT_FOUND',
       ownPackage: '{"own":true}',
     });
