@@ -170,6 +170,85 @@ describe.runIf(isRoot)("a computation's modules and environment", () => {
   });
 });
 
+describe.runIf(isRoot)("a computation's ES modules", () => {
+  it("import from a shipped .mjs file finds node_modules in the computation's directory and the node's installation, never one planted above the prefix", async () => {
+    const top = sharedDir();
+    for (const name of ['zod', 'planted-only']) {
+      asNobody('mkdir', '-p', path.join(top, 'node_modules', name));
+      asNobody('sh', '-c', `echo 'module.exports = { planted: true };' > ${path.join(top, 'node_modules', name, 'index.js')}`);
+    }
+    // A package.json whose `imports` would map `#planted` for the files below it.
+    asNobody('sh', '-c', `echo 'module.exports = { planted: true };' > ${path.join(top, 'planted.js')}`);
+    asNobody('sh', '-c', `echo '{ "imports": { "#planted": "./planted.js" } }' > ${path.join(top, 'package.json')}`);
+    const shipped = path.join(victimDir(), 'esm-imports.mjs');
+    writeFileSync(
+      shipped,
+      [
+        "import * as zod from 'zod';",
+        'export const zodIsPlanted = zod.planted === true || zod.default?.planted === true;',
+        "export const zodIsReal = typeof zod.z?.object === 'function';",
+        '/** What import(name) from this file gives: its default export, or the error code. */',
+        'export async function load(name) {',
+        '  try {',
+        '    const loaded = await import(name);',
+        '    return JSON.stringify(loaded.default ?? loaded);',
+        '  } catch (error) {',
+        "    return error.code ?? 'error';",
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    // A CommonJS depends file whose import() goes to Node's ES module resolver as well.
+    const shippedCjs = path.join(path.dirname(shipped), 'esm-loader.cjs');
+    writeFileSync(
+      shippedCjs,
+      "exports.load = (name) => import(name).then((loaded) => JSON.stringify(loaded.default ?? loaded), (error) => error.code ?? 'error');\n",
+    );
+    const node = await startNode({ host: '127.0.92.10', cpus: 1, args: ['--dest-path-prefix', path.join(top, 'prefix')] });
+    const cluster = new JobCluster(
+      async () => {
+        // First, before the computation imports anything itself.
+        const plantedOnlyFromCjs = await require('./esm-loader.cjs').load('planted-only');
+        const fs = require('node:fs');
+        // A package of the computation's own, in node_modules of its directory.
+        fs.mkdirSync('node_modules/own-package', { recursive: true });
+        fs.writeFileSync('node_modules/own-package/package.json', '{ "name": "own-package", "type": "module", "exports": "./index.js" }');
+        fs.writeFileSync('node_modules/own-package/index.js', 'export default { own: true };');
+        // @ts-expect-error -- esm-imports.mjs exists in the computation's directory on the node, not here
+        const shipped = await import('./esm-imports.mjs');
+        let plantedOnly: string;
+        try {
+          // @ts-expect-error -- planted-only exists only where nobody planted it, above the prefix
+          plantedOnly = JSON.stringify(await import('planted-only'));
+        } catch (error) {
+          plantedOnly = (error as NodeJS.ErrnoException).code ?? 'error';
+        }
+        return {
+          zodIsPlanted: shipped.zodIsPlanted,
+          zodIsReal: shipped.zodIsReal,
+          plantedOnlyFromShipped: await shipped.load('planted-only'),
+          plantedOnlyFromCjs,
+          packageImport: await shipped.load('#planted'),
+          plantedOnlyFromComputation: plantedOnly,
+          ownPackage: await shipped.load('own-package'),
+        };
+      },
+      { nodes: [node.host], nodePort: node.port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent', depends: [shipped, shippedCjs] },
+    );
+    clusters.push(cluster as JobCluster);
+    expect(await cluster.submit().wait()).toEqual({
+      zodIsPlanted: false,
+      zodIsReal: true,
+      plantedOnlyFromShipped: 'ERR_MODULE_NOT_FOUND',
+      plantedOnlyFromCjs: 'ERR_MODULE_NOT_FOUND',
+      packageImport: 'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+      plantedOnlyFromComputation: 'ERR_MODULE_NOT_FOUND',
+      ownPackage: '{"own":true}',
+    });
+  });
+});
+
 describe('the secret on the command line and in a file', () => {
   it('-s warns that every user can read it and names the alternatives', async () => {
     const { code, stderr } = await runCli([...serveNothing('127.0.92.7'), '--dest-path-prefix', tempPrefix(), '-s', 'on the command line']);

@@ -2,7 +2,8 @@
  * Entry point of a worker process: loads one computation once, then runs jobs one at a time
  * as the node process sends them. User code runs only here, never in the node process.
  */
-import Module, { createRequire, isBuiltin } from 'node:module';
+import Module, { createRequire, isBuiltin, register } from 'node:module';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
@@ -11,6 +12,7 @@ import { OutputCapture } from './output-capture.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
 import { readJobChannel } from './job-channel.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
+import type { ResolveHookData } from './resolve-hook.js';
 
 /** A job received on the job channel, with its encoded arguments. */
 interface QueuedJob extends WorkerJob {
@@ -63,6 +65,8 @@ function makeRequire(computeDir: string): NodeJS.Require {
   confineModulePaths(computeDir);
   const local = createRequire(path.join(computeDir, 'computation.js'));
   const dispyRequire = ((id: string) => {
+    // A module of the computation's directory may import() others (ES modules): confine those too.
+    if (!isBuiltin(id) && (!isBare(id) || existsSync(path.join(computeDir, 'node_modules')))) confineModuleImports();
     try {
       return local(id) as unknown;
     } catch (error) {
@@ -73,21 +77,48 @@ function makeRequire(computeDir: string): NodeJS.Require {
   return Object.assign(dispyRequire, { resolve: local.resolve, cache: local.cache, main: undefined });
 }
 
+let importsConfined = false;
+
+/**
+ * Confines ES modules as confineModulePaths does require(): a bare specifier imported from a
+ * file inside the computation's directory resolves from `node_modules` inside it, then from the
+ * node's installation (see resolve-hook.ts, built beside this file). Imports from elsewhere
+ * pass through the hook at once. Registered only once a module of the computation's directory
+ * is first loaded (the hook starts a thread of Node's loader, some 30 ms): computations that
+ * load no module of their own pay nothing.
+ */
+function confineModuleImports(): void {
+  if (importsConfined) return;
+  importsConfined = true;
+  register<ResolveHookData>(new URL('./resolve-hook.js', import.meta.url), {
+    data: { computeDir, runtimeURL: import.meta.url },
+  });
+}
+
+/** A package name, not a path or a URL. */
+const isBare = (id: string) => !id.startsWith('.') && !path.isAbsolute(id) && !id.includes(':');
+
 /** import() for computations (the client rewrites `import(x)` to call this). */
 function makeImport(computeDir: string, localRequire: NodeJS.Require) {
   return async (specifier: string): Promise<unknown> => {
     if (isBuiltin(specifier)) return import(specifier);
     if (specifier.startsWith('.') || path.isAbsolute(specifier)) {
+      confineModuleImports();
       return import(pathToFileURL(path.resolve(computeDir, specifier)).href);
     }
-    if (specifier.startsWith('file:')) return import(specifier);
+    if (specifier.startsWith('file:')) {
+      confineModuleImports();
+      return import(specifier);
+    }
     let resolved: string | undefined;
     try {
       resolved = localRequire.resolve(specifier, { paths: [computeDir] });
     } catch {
       // not in the computation's directory: the node's own packages below
     }
-    return resolved ? import(pathToFileURL(resolved).href) : import(specifier);
+    if (!resolved) return import(specifier);
+    confineModuleImports();
+    return import(pathToFileURL(resolved).href);
   };
 }
 
