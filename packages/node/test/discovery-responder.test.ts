@@ -43,7 +43,9 @@ function ping(options: { secret?: string; nonce?: Uint8Array; sentAt?: number; p
 }
 
 function nonceOf(datagram: Buffer): Buffer {
-  const body = dispy.DatagramBody.decode(dispy.Datagram.decode(datagram).body);
+  // Replies are encrypted under the secret; refusals are in the clear, sealed with the empty one.
+  const opened = openDatagram(SECRET, datagram)!;
+  const body = opened.authentic ? opened.body : openDatagram('', datagram)!.body;
   return Buffer.from(body.reply?.nonce ?? body.refused?.nonce ?? body.nonce);
 }
 
@@ -93,6 +95,10 @@ describe('DiscoveryResponder', () => {
     expect(reply.authentic).toBe(true);
     expect(reply.body.reply).toMatchObject({ name: NODE_NAME, cpus: 2 });
     expect(nonceOf(first[0]!).equals(nonce)).toBe(true);
+    // Encrypted: whoever watches the network reads nothing of the node, nor can anyone of another secret.
+    const text = first[0]!.toString('latin1');
+    for (const ofTheNode of [NODE_NAME, PLATFORM, 'plan9']) expect(text).not.toContain(ofTheNode);
+    expect(openDatagram('another secret', first[0]!)).toMatchObject({ authentic: false, body: { reply: null } });
     for (let i = 0; i < 3; i++) expect(await node.sendThenSentinel(captured)).toEqual([]);
   });
 
@@ -132,6 +138,12 @@ describe('DiscoveryResponder', () => {
     // A body of the kind, the ping's nonce, and the stamp: nothing else.
     expect(Object.keys(dispy.DiscoveryRefused.toObject(opened.body.refused as dispy.DiscoveryRefused))).toEqual(['nonce', 'reason']);
     expect(opened.body.refused!.nonce).toHaveLength(NONCE_BYTES);
+  });
+
+  it('tells a ping without a secret (in the clear) `refused` too', async () => {
+    const node = await start('127.0.61.30');
+    const [refused] = await node.sendThenSentinel(ping({ secret: '' }));
+    expect(openDatagram('', refused!)?.body.refused?.reason).toBe('the secrets differ');
   });
 
   it('refuses one source once per interval, and never answers a foreign ping smaller than its refusal', async () => {

@@ -13,6 +13,8 @@ export {
   sealDatagram,
   openDatagram,
   MAX_DATAGRAM_BYTES,
+  DATAGRAM_IV_BYTES,
+  DATAGRAM_TAG_BYTES,
   DATAGRAM_WINDOW_MS,
   type OpenedDatagram,
   type DatagramBody,

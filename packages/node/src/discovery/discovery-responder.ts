@@ -113,7 +113,11 @@ export class DiscoveryResponder {
   private async answer(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): Promise<void> {
     const { secret } = this.options;
     const opened = openDatagram(secret, message);
-    if (!opened || opened.body.kind !== 'ping') return;
+    if (!opened) return;
+    // A datagram we cannot open (sealed with another secret, or none) has no kind: we answer it as
+    // the ping it means to be, with a refusal echoing the nonce it carries in the clear.
+    const unreadable = !opened.authentic && opened.body.kind === undefined;
+    if (opened.body.kind !== 'ping' && !unreadable) return;
     const nonce = opened.body.nonce;
     if (opened.version !== PROTOCOL_VERSION) {
       this.drops.count('of another protocol version (refused)');

@@ -2,7 +2,7 @@ import { createHmac, scryptSync } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispy } from '../schema/generated.js';
 import { PROTOCOL_VERSION } from '../version.js';
-import { DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
+import { DATAGRAM_IV_BYTES, DATAGRAM_TAG_BYTES, DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
 import { ReplayGuard } from './replay-guard.js';
 import { DropSummary, SUMMARY_INTERVAL_MS } from '../internal/drop-summary.js';
 import { clientProof, nodeProof } from './handshake.js';
@@ -189,20 +189,93 @@ describe('discovery datagrams', () => {
     expect(opened!.body.ping!.clientPort).toBe(51347);
   });
 
-  it('opens as not authentic with another secret, but still decoded', () => {
-    const opened = openDatagram('other secret', sealDatagram('secret', ping));
-    expect(opened).toBeDefined();
-    expect(opened!.authentic).toBe(false);
-    expect(opened!.body.kind).toBe('ping');
+  it('opens as not authentic with another secret, knowing nothing of it but its nonce', () => {
+    const sealed = sealDatagram('secret', ping, { nonce: NODE_NONCE });
+    for (const other of ['other secret', '']) {
+      const opened = openDatagram(other, sealed);
+      expect(opened).toBeDefined();
+      expect(opened!.authentic).toBe(false);
+      expect(opened!.body.kind).toBeUndefined();
+      expect(opened!.body.ping).toBeNull();
+      expect(Buffer.from(opened!.body.nonce).equals(NODE_NONCE)).toBe(true);
+    }
   });
 
-  it('opens as not authentic when the body was altered in transit', () => {
-    const sealed = sealDatagram('secret', ping);
+  it('encrypts the body with a secret: a reply names nothing of the node in its bytes', () => {
+    const info = { nonce: CLIENT_NONCE, name: 'node-zanzibar', platform: 'plan9-mips', tcpHost: '192.0.2.77', cpus: 8, tcpPort: 51348 };
+    const sealed = sealDatagram('secret', { reply: info });
+    const text = sealed.toString('latin1');
+    for (const word of ['node-zanzibar', 'zanzibar', 'plan9', '192.0.2.77']) expect(text).not.toContain(word);
+    expect(sealed.includes(CLIENT_NONCE)).toBe(false);
+    const datagram = dispy.Datagram.decode(sealed);
+    expect(datagram.iv).toHaveLength(DATAGRAM_IV_BYTES);
+    expect(datagram.mac).toHaveLength(DATAGRAM_TAG_BYTES);
+    expect(datagram.nonce).toHaveLength(NONCE_BYTES);
+    // A fresh IV each time: the same body never encrypts to the same bytes.
+    const again = dispy.Datagram.decode(sealDatagram('secret', { reply: info }, { nonce: Buffer.from(datagram.nonce), sentAt: 1 }));
+    const twice = dispy.Datagram.decode(sealDatagram('secret', { reply: info }, { nonce: Buffer.from(datagram.nonce), sentAt: 1 }));
+    expect(Buffer.from(again.iv).equals(twice.iv)).toBe(false);
+    expect(Buffer.from(again.body).equals(twice.body)).toBe(false);
+    const opened = openDatagram('secret', sealed)!;
+    expect(opened.authentic).toBe(true);
+    expect(opened.body.reply?.name).toBe('node-zanzibar');
+    expect(opened.body.reply?.platform).toBe('plan9-mips');
+  });
+
+  it('opens as not authentic when any byte of the IV, tag, body, nonce or version was changed', () => {
+    const sealed = dispy.Datagram.decode(sealDatagram('secret', ping));
+    const flip = (field: Uint8Array, at: number): Uint8Array => {
+      const copy = Buffer.from(field);
+      copy[at] = copy[at]! ^ 0x01;
+      return copy;
+    };
+    const encode = (changes: Partial<dispy.IDatagram>): Buffer =>
+      Buffer.from(dispy.Datagram.encode({ ...dispy.Datagram.toObject(sealed, { bytes: Buffer }), ...changes }).finish());
+    expect(openDatagram('secret', encode({}))?.authentic).toBe(true);
+    const altered: Partial<dispy.IDatagram>[] = [{ version: PROTOCOL_VERSION + 1 }, { version: PROTOCOL_VERSION - 1 }];
+    for (const field of ['iv', 'mac', 'body', 'nonce'] as const)
+      for (const at of [0, Math.floor(sealed[field].length / 2), sealed[field].length - 1])
+        altered.push({ [field]: flip(sealed[field], at) });
+    for (const changes of altered) {
+      const opened = openDatagram('secret', encode(changes));
+      expect(opened?.authentic ?? false).toBe(false);
+      expect(opened?.body.ping ?? null).toBeNull();
+    }
+    // Every byte of the whole datagram, one at a time: never authentic, never a throw.
+    const bytes = encode({});
+    for (let at = 0; at < bytes.length; at++) {
+      const tampered = Buffer.from(bytes);
+      tampered[at] = tampered[at]! ^ 0x80;
+      expect(openDatagram('secret', tampered)?.authentic ?? false).toBe(false);
+    }
+  });
+
+  it('with the empty secret: the body in the clear under an HMAC over the version and body', () => {
+    const sealed = sealDatagram('', ping, { nonce: NODE_NONCE });
+    const datagram = dispy.Datagram.decode(sealed);
+    expect(datagram.iv).toHaveLength(0);
+    expect(datagram.nonce).toHaveLength(0);
+    const opened = openDatagram('', sealed)!;
+    expect(opened.authentic).toBe(true);
+    expect(opened.body.ping?.clientName).toBe('alice');
+    expect(Buffer.from(opened.body.nonce).equals(NODE_NONCE)).toBe(true);
+    // Readable with any secret (how a refusal reaches a client of another one), but not authentic.
+    const withOurs = openDatagram('secret', sealed)!;
+    expect(withOurs.authentic).toBe(false);
+    expect(withOurs.body.ping?.clientName).toBe('alice');
+    // The version is under the MAC.
+    const moved = Buffer.from(dispy.Datagram.encode({ ...datagram, version: PROTOCOL_VERSION + 1 }).finish());
+    expect(openDatagram('', moved)?.authentic).toBe(false);
+    expect(openDatagram('', moved)?.version).toBe(PROTOCOL_VERSION + 1);
+  });
+
+  it('opens as not authentic when the body was altered in transit (empty secret)', () => {
+    const sealed = sealDatagram('', ping);
     const at = sealed.indexOf('alice');
     expect(at).toBeGreaterThan(0);
     const tampered = Buffer.from(sealed);
     tampered.write('mallo', at); // same length: still decodes
-    const opened = openDatagram('secret', tampered);
+    const opened = openDatagram('', tampered);
     expect(opened?.body.ping?.clientName).toBe('mallo');
     expect(opened?.authentic).toBe(false);
   });
@@ -210,9 +283,11 @@ describe('discovery datagrams', () => {
   it('opens as not authentic when the MAC is missing', () => {
     const body = dispy.DatagramBody.encode(ping).finish();
     const unsigned = Buffer.from(dispy.Datagram.encode({ version: PROTOCOL_VERSION, body }).finish());
-    const opened = openDatagram('secret', unsigned);
-    expect(opened?.body.kind).toBe('ping');
-    expect(opened?.authentic).toBe(false);
+    for (const secret of ['secret', '']) {
+      const opened = openDatagram(secret, unsigned);
+      expect(opened?.body.kind).toBe('ping');
+      expect(opened?.authentic).toBe(false);
+    }
   });
 
   it('returns undefined for bytes that are not a datagram', () => {
@@ -221,9 +296,13 @@ describe('discovery datagrams', () => {
     expect(openDatagram('secret', Buffer.alloc(0))).toBeUndefined();
     // A well-formed Datagram whose body holds no known kind.
     const kindless = Buffer.from(
-      dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac: mac('secret', 'dispy-datagram'), body: new Uint8Array(0) }).finish(),
+      dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac: mac('', 'dispy-datagram'), body: new Uint8Array(0) }).finish(),
     );
     expect(openDatagram('secret', kindless)).toBeUndefined();
+    // An IV or a clear nonce of the wrong size.
+    const sealedWith = dispy.Datagram.decode(sealDatagram('secret', ping));
+    for (const changes of [{ iv: new Uint8Array(11) }, { nonce: new Uint8Array(15) }, { iv: new Uint8Array(0), nonce: new Uint8Array(16) }])
+      expect(openDatagram('secret', Buffer.from(dispy.Datagram.encode({ ...sealedWith, ...changes }).finish()))).toBeUndefined();
     // A sealed datagram cut short.
     const sealed = sealDatagram('secret', ping);
     expect(openDatagram('secret', sealed.subarray(0, sealed.length - 3))).toBeUndefined();
@@ -246,10 +325,11 @@ describe('discovery datagrams', () => {
     expect(openDatagram('secret', over)).toBeUndefined();
   });
 
-  it('MACs the body under its own label, not usable as a handshake proof', () => {
-    const sealed = dispy.Datagram.decode(sealDatagram('secret', ping));
-    expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-datagram', sealed.body))).toBe(true);
-    expect(Buffer.from(sealed.mac).equals(mac('secret', 'dispy-client', sealed.body))).toBe(false);
+  it('MACs the version and body under its own label with the empty secret, not usable as a handshake proof', () => {
+    const sealed = dispy.Datagram.decode(sealDatagram('', ping));
+    const version = Buffer.from([0, 0, 0, PROTOCOL_VERSION]);
+    expect(Buffer.from(sealed.mac).equals(mac('', 'dispy-datagram', version, sealed.body))).toBe(true);
+    expect(Buffer.from(sealed.mac).equals(mac('', 'dispy-client', version, sealed.body))).toBe(false);
   });
 });
 
@@ -263,36 +343,41 @@ describe('discovery datagrams: time, nonce and padding under the MAC', () => {
     expect(first.body.nonce).toHaveLength(NONCE_BYTES);
     expect(Buffer.from(first.body.nonce).equals(second.body.nonce)).toBe(false);
     // Moving the time changes the MAC: a stale datagram cannot be made fresh without the secret.
-    const sealed = dispy.Datagram.decode(sealDatagram('secret', { announce: { tcpPort: 1 } }, { sentAt: 1000 }));
+    const sealed = dispy.Datagram.decode(sealDatagram('', { announce: { tcpPort: 1 } }, { sentAt: 1000 }));
     const body = dispy.DatagramBody.decode(sealed.body);
     body.sentAt = Date.now();
     const moved = Buffer.from(dispy.Datagram.encode({ ...sealed, body: dispy.DatagramBody.encode(body).finish() }).finish());
-    expect(openDatagram('secret', moved)?.authentic).toBe(false);
+    expect(openDatagram('', moved)?.authentic).toBe(false);
   });
 
   it('pads a datagram to the size asked, exactly, the padding under the MAC', () => {
-    for (const name of ['', 'a', 'x'.repeat(100), 'y'.repeat(255)]) {
-      const padded = sealDatagram('secret', { ping: { clientName: name, clientPort: 51347 } }, { padTo: MAX_DATAGRAM_BYTES });
-      expect(padded).toHaveLength(MAX_DATAGRAM_BYTES);
-      const opened = openDatagram('secret', padded)!;
-      expect(opened.authentic).toBe(true);
-      expect(opened.body.ping?.clientName).toBe(name);
-    }
+    for (const secret of ['secret', ''])
+      for (const name of ['', 'a', 'x'.repeat(100), 'y'.repeat(255)]) {
+        const padded = sealDatagram(secret, { ping: { clientName: name, clientPort: 51347 } }, { padTo: MAX_DATAGRAM_BYTES });
+        expect(padded).toHaveLength(MAX_DATAGRAM_BYTES);
+        const opened = openDatagram(secret, padded)!;
+        expect(opened.authentic).toBe(true);
+        expect(opened.body.ping?.clientName).toBe(name);
+      }
     // The largest reply a node sends (a 255-character name, long platform and host) fits in a padded ping.
-    const reply = sealDatagram('secret', {
-      reply: {
-        nonce: NODE_NONCE,
-        name: '\u20ac'.repeat(255),
-        cpus: 4096,
-        totalCpus: 4096,
-        platform: 'linux-x64 node-20.99.99',
-        tcpHost: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
-        tcpPort: 65535,
-        busy: true,
-        availInfo: { cpu: 99.5, memory: 2 ** 40, disk: 2 ** 50, swap: 12.5 },
-      },
-    });
-    expect(reply.length).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES);
+    const largest = (secret: string): Buffer =>
+      sealDatagram(secret, {
+        reply: {
+          nonce: NODE_NONCE,
+          name: '\u20ac'.repeat(255),
+          cpus: 4096,
+          totalCpus: 4096,
+          platform: 'linux-x64 node-20.99.99',
+          tcpHost: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+          tcpPort: 65535,
+          busy: true,
+          availInfo: { cpu: 99.5, memory: 2 ** 40, disk: 2 ** 50, swap: 12.5 },
+        },
+      });
+    // With a secret (IV, tag and clear nonce) as without (HMAC), and the refusal a node sends.
+    expect(largest('secret').length).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES);
+    expect(largest('').length).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES);
+    expect(largest('secret').length).toBeLessThanOrEqual(largest('').length);
   });
 });
 

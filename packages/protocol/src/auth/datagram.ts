@@ -1,5 +1,6 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { dispy } from '../schema/generated.js';
-import { mac, macEquals, newNonce } from './hmac.js';
+import { NONCE_BYTES, datagramKey, mac, macEquals, newNonce } from './hmac.js';
 import { PROTOCOL_VERSION } from '../version.js';
 import { OptionError } from '../errors/option-error.js';
 
@@ -11,6 +12,12 @@ export const MAX_DATAGRAM_BYTES = 1200;
  * newer datagrams are dropped as stale; within it, replays are caught by their nonce.
  */
 export const DATAGRAM_WINDOW_MS = 120_000;
+
+/** Bytes of the AES-256-GCM IV of a datagram sealed with a secret (fresh and random for each). */
+export const DATAGRAM_IV_BYTES = 12;
+
+/** Bytes of the AES-256-GCM tag of a datagram sealed with a secret (held in `Datagram.mac`). */
+export const DATAGRAM_TAG_BYTES = 16;
 
 export type DatagramBody = dispy.DatagramBody;
 
@@ -24,8 +31,10 @@ export interface SealOptions {
 }
 
 /**
- * Encodes and authenticates a discovery datagram with the shared secret, stamping it with the
- * time and a nonce under the MAC.
+ * Encodes and protects a discovery datagram with the shared secret, stamping it with the time and
+ * a nonce. With a secret the body is encrypted and authenticated (AES-256-GCM, a fresh random IV
+ * each time; the version, IV and nonce are associated data): nothing of it can be read without the
+ * secret. With the empty secret it is in the clear under an HMAC over the version and the body.
  * @throws OptionError when the datagram would exceed MAX_DATAGRAM_BYTES (a node name too long)
  */
 export function sealDatagram(secret: string, body: dispy.IDatagramBody, options: SealOptions = {}): Buffer {
@@ -49,11 +58,58 @@ export function sealDatagram(secret: string, body: dispy.IDatagramBody, options:
 }
 
 function seal(secret: string, body: dispy.IDatagramBody): Uint8Array {
-  const encoded = dispy.DatagramBody.encode(body).finish();
-  return dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac: mac(secret, 'dispy-datagram', encoded), body: encoded }).finish();
+  if (secret === '') {
+    const encoded = dispy.DatagramBody.encode(body).finish();
+    const mac = macOf('', PROTOCOL_VERSION, encoded);
+    return dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac, body: encoded }).finish();
+  }
+  // The nonce travels in the clear (as associated data), not in the encrypted body.
+  const { nonce, ...rest } = body;
+  const plain = dispy.DatagramBody.encode(rest).finish();
+  const iv = randomBytes(DATAGRAM_IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', datagramKey(secret), iv, { authTagLength: DATAGRAM_TAG_BYTES });
+  cipher.setAAD(associatedData(PROTOCOL_VERSION, iv, nonce ?? new Uint8Array(0)));
+  const encrypted = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return dispy.Datagram.encode({ version: PROTOCOL_VERSION, mac: cipher.getAuthTag(), body: encrypted, iv, nonce }).finish();
 }
 
-/** A datagram as read: `authentic` is false when its MAC does not match our secret. */
+/** The 4 bytes of a datagram's version, big-endian, as MACed or associated. */
+function versionBytes(version: number): Buffer {
+  const bytes = Buffer.allocUnsafe(4);
+  bytes.writeUInt32BE(version >>> 0, 0);
+  return bytes;
+}
+
+/** The HMAC of a datagram sealed with the empty secret (or read as one): over its version and body. */
+function macOf(secret: string, version: number, body: Uint8Array): Buffer {
+  return mac(secret, 'dispy-datagram', versionBytes(version), body);
+}
+
+/** The associated data of an encrypted datagram: its version, IV and nonce, each length-prefixed. */
+function associatedData(version: number, iv: Uint8Array, nonce: Uint8Array): Buffer {
+  const parts: Buffer[] = [Buffer.from('dispy-datagram-v1'), versionBytes(version)];
+  for (const part of [iv, nonce]) parts.push(versionBytes(part.length), Buffer.from(part));
+  return Buffer.concat(parts);
+}
+
+/** The plaintext of an encrypted datagram, or undefined when it is not authentic under `secret`. */
+function decrypt(secret: string, datagram: dispy.Datagram): Buffer | undefined {
+  if (secret === '' || datagram.mac.length !== DATAGRAM_TAG_BYTES) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', datagramKey(secret), datagram.iv, { authTagLength: DATAGRAM_TAG_BYTES });
+    decipher.setAAD(associatedData(datagram.version, datagram.iv, datagram.nonce));
+    decipher.setAuthTag(datagram.mac);
+    return Buffer.concat([decipher.update(datagram.body), decipher.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A datagram as read: `authentic` is false when it is not authentic under our secret. The body of
+ * an encrypted datagram that is not authentic is unknown: it holds only the nonce sent in the clear
+ * (and no kind), so that a node can refuse a ping of another secret.
+ */
 export interface OpenedDatagram {
   version: number;
   authentic: boolean;
@@ -61,18 +117,30 @@ export interface OpenedDatagram {
 }
 
 /**
- * Decodes a discovery datagram and checks its MAC. Returns undefined for bytes that are not a
- * dispy datagram at all (too large, undecodable), which callers drop silently. Whether it is
- * fresh is for a `ReplayGuard` to say, once it is authentic.
+ * Decodes a discovery datagram and checks (with a secret: decrypts) it. Returns undefined for bytes
+ * that are not a dispy datagram at all (too large, undecodable, no known kind), which callers drop
+ * silently; never throws. Whether it is fresh is for a `ReplayGuard` to say, once it is authentic.
  */
 export function openDatagram(secret: string, bytes: Buffer): OpenedDatagram | undefined {
   if (bytes.length > MAX_DATAGRAM_BYTES) return undefined;
   try {
     const datagram = dispy.Datagram.decode(bytes);
-    const body = dispy.DatagramBody.decode(datagram.body);
+    const { version } = datagram;
+    if (datagram.iv.length === 0) {
+      // Sealed with the empty secret: the body in the clear, under an HMAC.
+      if (datagram.nonce.length !== 0) return undefined;
+      const body = dispy.DatagramBody.decode(datagram.body);
+      if (body.kind === undefined) return undefined;
+      const authentic = macEquals(macOf(secret, version, datagram.body), datagram.mac);
+      return { version, authentic, body };
+    }
+    if (datagram.iv.length !== DATAGRAM_IV_BYTES || datagram.nonce.length !== NONCE_BYTES) return undefined;
+    const plain = decrypt(secret, datagram);
+    if (plain === undefined) return { version, authentic: false, body: dispy.DatagramBody.create({ nonce: datagram.nonce }) };
+    const body = dispy.DatagramBody.decode(plain);
     if (body.kind === undefined) return undefined;
-    const authentic = macEquals(mac(secret, 'dispy-datagram', datagram.body), datagram.mac);
-    return { version: datagram.version, authentic, body };
+    body.nonce = datagram.nonce;
+    return { version, authentic: true, body };
   } catch {
     return undefined;
   }

@@ -92,3 +92,21 @@ export function channelKeys(secret: string, role: 'node' | 'client', nodeNonce: 
   const toNode = key('dispy-channel-v1 client to node');
   return role === 'node' ? { send: toClient, receive: toNode } : { send: toNode, receive: toClient };
 }
+
+/** Datagram keys derived in this process, by the secret's derived key (itself cached per secret). */
+const datagramKeys = new WeakMap<Buffer, Buffer>();
+
+/**
+ * The key that encrypts discovery datagrams under a (non-empty) secret: HKDF-SHA256 from the
+ * secret's derived key under its own label, so it is never a MAC or channel key. Computed once per
+ * process and secret.
+ */
+export function datagramKey(secret: string): Buffer {
+  const base = secretKey(secret);
+  let key = datagramKeys.get(base);
+  if (key === undefined) {
+    key = Buffer.from(hkdfSync('sha256', base, Buffer.alloc(0), 'dispy-datagram-key-v1', 32));
+    datagramKeys.set(base, key);
+  }
+  return key;
+}
