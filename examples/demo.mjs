@@ -50,7 +50,13 @@ await new Promise((resolve, reject) => {
 });
 
 try {
-  const cluster = new JobCluster(estimatePi, { nodes: [HOST], nodePort: port, secret: 'a demo secret, long enough', ipAddr: HOST, port: 0 });
+  const cluster = new JobCluster(estimatePi, {
+    nodes: [HOST],
+    nodePort: port,
+    secret: 'a demo secret, long enough',
+    ipAddr: HOST,
+    port: 0,
+  });
   const started = Date.now();
   const jobs = [];
   for (let i = 0; i < 200; i++) jobs.push(cluster.submit(200_000));
