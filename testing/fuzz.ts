@@ -10,6 +10,7 @@
  * `DISPY_FUZZ_RUNS=<factor>` multiplies every property's number of runs (a longer local hunt).
  */
 import fc from 'fast-check';
+import { afterEach, beforeEach, vi } from 'vitest';
 
 export { fc };
 
@@ -292,4 +293,23 @@ export function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Buffe
     }
   }
   return out;
+}
+
+/**
+ * For a file of fuzzed session tests: fake timers in each test (setImmediate stays real, as the
+ * channels cork writes with it), and every unhandled rejection recorded in the array returned,
+ * which a property asserts empty.
+ */
+export function fakeTimersRecordingRejections(): unknown[] {
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => void rejections.push(reason);
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    process.on('unhandledRejection', onRejection);
+  });
+  afterEach(() => {
+    process.off('unhandledRejection', onRejection);
+    vi.useRealTimers();
+  });
+  return rejections;
 }

@@ -9,10 +9,10 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { dispy } from '@dispy/protocol';
 import { socketPair } from '../../../testing/socket-pair.js';
-import { FRAME_KINDS, fc, frameOf, fuzzRuns, kindOf, type FuzzFrameKind } from '../../../testing/fuzz.js';
+import { FRAME_KINDS, fakeTimersRecordingRejections, fc, frameOf, fuzzRuns, kindOf, type FuzzFrameKind } from '../../../testing/fuzz.js';
 import { ClientSession } from '../src/session/client-session.js';
 import { SessionClient, fakeNode } from './session-client.js';
 
@@ -39,18 +39,7 @@ const SENTINEL = 0xfffffff0;
 const base = mkdtempSync(path.join(os.tmpdir(), 'dispy-fuzz-session-'));
 afterAll(() => rmSync(base, { recursive: true, force: true, maxRetries: 5 }));
 
-const rejections: unknown[] = [];
-const onRejection = (reason: unknown): void => void rejections.push(reason);
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
-  process.on('unhandledRejection', onRejection);
-});
-
-afterEach(() => {
-  process.off('unhandledRejection', onRejection);
-  vi.useRealTimers();
-});
+const rejections = fakeTimersRecordingRejections();
 
 /** A frame a client sends, with an attachment for the kinds that carry one (sometimes without, as a liar would). */
 const sentFrame = fc

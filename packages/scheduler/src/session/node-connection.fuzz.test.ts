@@ -7,25 +7,14 @@
  * the number of runs).
  */
 import type { Socket } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DispyError, FramedSocket, type FrameInit } from '@dispy/protocol';
 import { socketPair } from '../../../../testing/socket-pair.js';
-import { fc, frameOf, fuzzRuns, requestId } from '../../../../testing/fuzz.js';
+import { fakeTimersRecordingRejections, fc, frameOf, fuzzRuns, requestId } from '../../../../testing/fuzz.js';
 import { NodeConnection } from './node-connection.js';
 import { FakeNode } from './fake-node.test-helper.js';
 
-const rejections: unknown[] = [];
-const onRejection = (reason: unknown): void => void rejections.push(reason);
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
-  process.on('unhandledRejection', onRejection);
-});
-
-afterEach(() => {
-  process.off('unhandledRejection', onRejection);
-  vi.useRealTimers();
-});
+const rejections = fakeTimersRecordingRejections();
 
 const sentFrame = fc.record({
   frame: frameOf(undefined, fc.oneof(requestId, fc.integer({ min: 1, max: 6 }))),
