@@ -115,12 +115,12 @@ describe('submitting', () => {
 
 describe('NodeAllocate', () => {
   it('matches wildcards anchored, unlike dispy', () => {
-    const exact = new NodeAllocate('192.168.1.1');
-    expect(exact.allocate(null, '192.168.1.1', 'a', 4)).toBe(4);
-    expect(exact.allocate(null, '192.168.1.10', 'a', 4)).toBe(0);
-    const subnet = new NodeAllocate('192.168.1.*', { cpus: -1 });
-    expect(subnet.allocate(null, '192.168.1.77', 'a', 4)).toBe(3);
-    expect(subnet.allocate(null, '192.168.10.7', 'a', 4)).toBe(0);
-    expect(new NodeAllocate('*', { cpus: 2 }).allocate(null, '10.1.2.3', 'a', 8)).toBe(2);
+    const exact = new NodeAllocate('127.0.81.1');
+    expect(exact.allocate(null, '127.0.81.1', 'a', 4)).toBe(4);
+    expect(exact.allocate(null, '127.0.81.10', 'a', 4)).toBe(0);
+    const subnet = new NodeAllocate('127.0.81.*', { cpus: -1 });
+    expect(subnet.allocate(null, '127.0.81.77', 'a', 4)).toBe(3);
+    expect(subnet.allocate(null, '127.0.18.7', 'a', 4)).toBe(0);
+    expect(new NodeAllocate('*', { cpus: 2 }).allocate(null, '127.1.2.3', 'a', 8)).toBe(2);
   });
 });
