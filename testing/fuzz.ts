@@ -52,6 +52,8 @@ export const FRAME_KINDS = [
   'fileWant',
   'fileDone',
   'fileKept',
+  'reattach',
+  'reattachReply',
 ] as const;
 export type FuzzFrameKind = (typeof FRAME_KINDS)[number];
 
@@ -100,7 +102,14 @@ const fileInfo = record({ name: hostileString, size: u64, sha256: bytes, mode: u
 export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, unknown>> } = {
   hello: record({ version: u32, nonce: bytes, name: hostileString }),
   auth: record({ version: u32, nonce: bytes, mac: bytes, clientName: hostileString }),
-  authResult: record({ ok: fc.boolean(), mac: bytes, reason: hostileString }),
+  authResult: record({
+    ok: fc.boolean(),
+    mac: bytes,
+    reason: hostileString,
+    nodeName: hostileString,
+    heartbeatInterval: double,
+    zombieInterval: double,
+  }),
   setup: record({
     computeId: hostileString,
     name: hostileString,
@@ -139,7 +148,7 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     endTime: double,
     cpuTime: double,
   }),
-  jobAck: record({ jobIds: list(u64) }),
+  jobAck: record({ jobIds: list(u64), computeId: hostileString }),
   cancel: record({ computeId: hostileString, jobId: u64 }),
   pulse: record({ busy: u32, availInfo: record({ cpu: double, memory: double, disk: double, swap: double }) }),
   close: record({ computeId: hostileString, terminatePending: fc.boolean() }),
@@ -166,6 +175,15 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
   fileWant: record({ computeId: hostileString, names: list(hostileString), error: hostileString, have: list(fileInfo) }),
   fileDone: record({ transferId: u64, ok: fc.boolean(), error: hostileString }),
   fileKept: record({ computeId: hostileString, name: hostileString }),
+  reattach: record({ computeId: hostileString }),
+  reattachReply: record({
+    computeId: hostileString,
+    ok: fc.boolean(),
+    error: hostileString,
+    live: fc.boolean(),
+    heldJobIds: list(u64),
+    savedReplies: u32,
+  }),
 };
 
 /** A frame of one of `kinds` (default: every kind), with a request id that is often 0 and often small. */

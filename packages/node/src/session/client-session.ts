@@ -63,6 +63,8 @@ export class ClientSession {
     fileWant: UNEXPECTED,
     fileDone: (done) => this.outgoing.done(done),
     fileKept: (kept) => this.incoming.kept(kept),
+    reattach: UNEXPECTED,
+    reattachReply: UNEXPECTED,
   } satisfies FrameTable;
 
   constructor(

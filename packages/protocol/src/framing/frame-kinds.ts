@@ -34,6 +34,8 @@ export const FRAME_KIND_FIELDS: Readonly<Record<FrameKind, number>> = {
   fileWant: 18,
   fileDone: 19,
   fileKept: 20,
+  reattach: 21,
+  reattachReply: 22,
 };
 
 /** The kinds by field number (`undefined` where a number is no kind). */
@@ -64,6 +66,7 @@ export const REPEATED_FIELDS: Readonly<Partial<Record<FrameKind, readonly Repeat
     { field: 6, name: 'job.definitions', packed: false },
   ],
   jobAck: [{ field: 1, name: 'jobAck.jobIds', packed: true }],
+  reattachReply: [{ field: 5, name: 'reattachReply.heldJobIds', packed: true }],
   fileWant: [
     { field: 2, name: 'fileWant.names', packed: false },
     { field: 4, name: 'fileWant.have', packed: false },

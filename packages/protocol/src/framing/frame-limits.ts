@@ -112,7 +112,10 @@ export const SESSION_LIMITS: FrameLimits = frozen({
     fileDone: { maxBytes: NOTE_FRAME_BYTES },
     setCpusReply: { maxBytes: NOTE_FRAME_BYTES },
     // Its entries are numbers, at most 10 bytes each; the frame's own fields take a few more.
-    jobAck: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + 16 },
+    jobAck: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + CONTROL_FRAME_BYTES },
+    reattach: { maxBytes: CONTROL_FRAME_BYTES },
+    // The ids of the jobs the node holds for the computation, and an error.
+    reattachReply: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + REPORT_FRAME_BYTES },
     cancel: { maxBytes: CONTROL_FRAME_BYTES },
     pulse: { maxBytes: CONTROL_FRAME_BYTES },
     setCpus: { maxBytes: CONTROL_FRAME_BYTES },

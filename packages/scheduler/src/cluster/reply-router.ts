@@ -67,6 +67,8 @@ export class ReplyRouter<Ref> {
       close: UNEXPECTED,
       setCpus: UNEXPECTED,
       fileKept: UNEXPECTED,
+      reattach: UNEXPECTED,
+      reattachReply: UNEXPECTED,
     };
   }
 
