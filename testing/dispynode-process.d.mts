@@ -13,7 +13,7 @@ export interface NodeProcess {
   readonly log: string;
   /** Resolves when the log matches `pattern`; rejects after `timeoutMs` or if the node exits. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
-  /** PIDs of the node's worker processes now. */
+  /** PIDs of the node's worker processes now (its children but its watchdog). */
   workerPids(): number[];
   /** SIGTERM, wait for exit (SIGKILL after 5 s), remove its directory. */
   stop(): Promise<void>;

@@ -102,7 +102,8 @@ export async function startNode(options) {
         void exited.then(() => setImmediate(() => listeners.has(check) && fail(`the node exited (${child.exitCode ?? child.signalCode})`)));
       });
     },
-    workerPids: () => childPids(child.pid),
+    // Its children but the watchdog (orphan-watchdog.ts), which runs `node -e`.
+    workerPids: () => childPids(child.pid).filter((pid) => !isWatchdog(pid)),
     async stop() {
       running.delete(node);
       if (child.exitCode === null && child.signalCode === null) {
@@ -127,6 +128,17 @@ export async function startNode(options) {
 /** Stops every node still running (for afterEach). */
 export async function stopAllNodes() {
   await Promise.all([...running].map((node) => node.stop()));
+}
+
+/** Whether `pid` is a node's watchdog of its workers (its environment names the node's token). */
+function isWatchdog(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .some((entry) => entry.startsWith('DISPY_WATCHDOG_TOKEN='));
+  } catch {
+    return false;
+  }
 }
 
 /** PIDs of the direct children of `pid` (read from /proc, so no procps is needed). */

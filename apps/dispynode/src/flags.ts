@@ -53,6 +53,13 @@ export const FLAGS: Flag[] = [
     arg: 'SIZE',
     help: 'largest file transferred, e.g. 10m, 1g (0: no limit; default 10m)',
   },
+  {
+    flag: 'max-output-size',
+    option: 'maxOutputSize',
+    kind: 'size',
+    arg: 'SIZE',
+    help: "cap on each of a job's stdout, stderr and exception text, e.g. 1m, 200k; the rest is cut, with a marker (0: no cap; default 1m)",
+  },
   { flag: 'scheduler-host', option: 'schedulerHost', kind: 'string', arg: 'HOST[:PORT]' },
   { flag: 'ping-interval', option: 'pingInterval', kind: 'number', arg: 'SECONDS' },
   { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },

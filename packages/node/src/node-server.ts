@@ -26,6 +26,7 @@ import { PendingConnections, type PendingLimits } from './session/pending-connec
 import { measureAvailInfo } from './avail-info.js';
 import { ServiceHours, type ServiceEvent } from './service-hours.js';
 import { checkPrefix, cleanPrefix, removePidFile, writePidFile } from './clean-prefix.js';
+import { startOrphanWatchdog } from './execution/orphan-watchdog.js';
 import { Announcer } from './discovery/announcer.js';
 
 /**
@@ -84,6 +85,8 @@ export class DispyNodeServer {
   private announceTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
   private prefixChecked = false;
+  /** Kills the workers, and what their jobs started, if this process dies without stopping them. */
+  private watchdog?: { stop(): void };
   private sessionContext?: NodeContext<ClientSession>;
   private resolveFinished!: () => void;
   /** Resolves when the node has stopped serving (close(), --serve reached, a client shutdown). */
@@ -183,6 +186,7 @@ export class DispyNodeServer {
     await checkPrefix(destPathPrefix);
     this.prefixChecked = true;
     if (this.options.clean) await cleanPrefix(destPathPrefix, this.logger);
+    this.watchdog ??= startOrphanWatchdog(this.logger);
     await writePidFile(destPathPrefix);
     let tcpPort = port;
     for (const host of this.hosts()) {
@@ -289,6 +293,7 @@ export class DispyNodeServer {
       this.servers.length = 0;
       // Only from a prefix that passed checkPrefix (a refused one may lead anywhere).
       if (this.prefixChecked) await removePidFile(this.options.destPathPrefix).catch(() => undefined);
+      this.watchdog?.stop();
       this.resolveFinished();
     })();
     return this.closing;
@@ -421,6 +426,7 @@ export class DispyNodeServer {
       logger: this.logger,
       zombieIntervalMs: this.options.zombieInterval * 60_000,
       maxFileSize: this.options.maxFileSize,
+      maxOutputBytes: this.options.maxOutputSize,
       authenticated: (session) => this.pending.remove(session),
       requestShutdown: (session) => {
         if (!this.options.clientShutdown) {

@@ -86,6 +86,12 @@ export const nodeOptionsSchema = z
       .min(0)
       .default(10 * 1024 * 1024)
       .describe('largest file a client may send or a job may send back, in bytes (0: no limit)'),
+    maxOutputSize: z
+      .number()
+      .int()
+      .min(0)
+      .default(1024 * 1024)
+      .describe("cap on each of a job's stdout, stderr and exception text, in bytes; the rest is cut, with a marker (0: no cap)"),
     schedulerHost: z.string().optional().describe('announce this node to a client or scheduler at HOST[:PORT]'),
     pingInterval: z
       .number()

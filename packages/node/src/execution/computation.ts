@@ -6,6 +6,7 @@ import { WorkerPool, type JobOutcome, type WorkerPoolOptions } from './worker-po
 import { ProgramPool } from './program-pool.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { Definition } from './worker-messages.js';
+import { fitReply } from './reply-size.js';
 
 /** A computation's options; what its jobs report goes to the callbacks of its worker pool. */
 export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | 'onShutdownRequest' | 'onProvisional' | 'onSendFile'> {
@@ -15,6 +16,8 @@ export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | '
   nodeName: string;
   nodeAddress: string;
   logger: Logger;
+  /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none; default 1 MiB). */
+  maxOutputBytes?: number;
 }
 
 /** A file expected by name: resolved when it arrives whole, rejected when its transfer fails. */
@@ -97,7 +100,14 @@ export class Computation {
     if (setup.kind === dispy.ComputationKind.PROGRAM) {
       const program = await confineReal(this.dir, setup.source ?? '');
       await chmod(program, 0o755);
-      this.runner = new ProgramPool({ program, dir: this.dir, size: cpus, onDone: (outcome) => this.done(outcome) });
+      this.runner = new ProgramPool({
+        program,
+        dir: this.dir,
+        size: cpus,
+        maxOutputBytes: this.options.maxOutputBytes,
+        logger,
+        onDone: (outcome) => this.done(outcome),
+      });
     } else {
       const definition = (d: dispy.IDefinition | null | undefined): Definition | undefined =>
         d?.name ? { name: d.name, source: d.source ?? '' } : undefined;
@@ -119,6 +129,7 @@ export class Computation {
           values: setup.values?.length ? setup.values : undefined,
           setup: definition(setup.setup),
           setupArgs: setup.setupArgs?.length ? setup.setupArgs : undefined,
+          maxOutputBytes: this.options.maxOutputBytes,
         },
       });
     }
@@ -223,8 +234,12 @@ export class Computation {
     return expected;
   }
 
-  /** A job ended: its per-job files go once no other job uses them; then it is reported. */
-  private done(outcome: JobOutcome): void {
+  /**
+   * A job ended: its per-job files go once no other job uses them; then it is reported, as a
+   * reply that fits in one frame (fitReply).
+   */
+  private done(ended: JobOutcome): void {
+    const outcome = fitReply(ended);
     const files = this.jobFiles.get(outcome.jobId);
     if (!files) {
       this.options.onDone(outcome);

@@ -3,6 +3,9 @@ import { workerEnv } from './worker-env.js';
 import { decodeValue, encodeValue } from '@dispy/protocol';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { JobOutcome } from './worker-pool.js';
+import type { Logger } from '@dispy/protocol/internal';
+import { CappedText, DEFAULT_MAX_OUTPUT_BYTES } from './output-limit.js';
+import { JOB_MARK_VARIABLE, NODE_MARK_VARIABLE, Reaper, jobMark, nodeMarkEnv, nodeToken } from './process-marks.js';
 
 export interface ProgramPoolOptions {
   /** The program's path (in the computation's directory, made executable). */
@@ -11,13 +14,16 @@ export interface ProgramPoolOptions {
   dir: string;
   size: number;
   onDone: (outcome: JobOutcome) => void;
+  /** Cap on each of a run's stdout and stderr, in bytes (0: none; default 1 MiB). */
+  maxOutputBytes?: number;
+  logger?: Logger;
 }
 
 interface Run {
   child: ChildProcess;
   startTime: number;
-  stdout: string[];
-  stderr: string[];
+  stdout: CappedText;
+  stderr: CappedText;
   cancelled?: boolean;
   timedOut?: boolean;
   timeoutMs: number;
@@ -35,8 +41,12 @@ export class ProgramPool implements JobRunner {
   private readonly running = new Map<number, Run>();
   private backlog: Array<{ jobId: number; args: EncodedArguments; timeoutMs: number }> = [];
   private closing = false;
+  /** Kills what a program left running once it exits. */
+  private readonly reaper: Reaper;
 
-  constructor(private readonly options: ProgramPoolOptions) {}
+  constructor(private readonly options: ProgramPoolOptions) {
+    this.reaper = new Reaper(options.logger);
+  }
 
   get size(): number {
     return this.options.size;
@@ -88,6 +98,7 @@ export class ProgramPool implements JobRunner {
       });
     });
     await Promise.all(exits);
+    await this.reaper.settled();
   }
 
   private pump(): void {
@@ -99,8 +110,19 @@ export class ProgramPool implements JobRunner {
 
   private launch(jobId: number, args: EncodedArguments, timeoutMs: number): void {
     const argv = ((decodeValue(Buffer.concat(args)) as unknown[] | undefined) ?? []).map(String);
-    const child = spawn(this.options.program, argv, { cwd: this.options.dir, env: workerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    const run: Run = { child, startTime: Date.now(), stdout: [], stderr: [], timeoutMs };
+    // The program and whatever it starts carry the job's mark (process-marks.ts): all are killed when it exits.
+    const env = nodeMarkEnv(workerEnv(), nodeToken());
+    const mark = jobMark(env[NODE_MARK_VARIABLE]!, 0, jobId);
+    env[JOB_MARK_VARIABLE] = mark;
+    const child = spawn(this.options.program, argv, { cwd: this.options.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const maxOutputBytes = this.options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    const run: Run = {
+      child,
+      startTime: Date.now(),
+      stdout: new CappedText(maxOutputBytes),
+      stderr: new CappedText(maxOutputBytes),
+      timeoutMs,
+    };
     this.running.set(jobId, run);
     child.stdout.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));
     child.stderr.setEncoding('utf8').on('data', (text: string) => run.stderr.push(text));
@@ -112,13 +134,15 @@ export class ProgramPool implements JobRunner {
     }
     let failed: Error | undefined;
     child.once('error', (error) => (failed = error));
+    // At its exit, not at 'close': what it left running may hold its stdout open, and 'close' waits for that.
+    child.once('exit', () => this.reaper.reap({ variable: JOB_MARK_VARIABLE, value: mark }, `job ${jobId}`));
     child.once('close', (code, signal) => {
       clearTimeout(run.timer);
       this.running.delete(jobId);
       const base = {
         jobId,
-        stdout: run.stdout.join(''),
-        stderr: run.stderr.join(''),
+        stdout: run.stdout.text('stdout'),
+        stderr: run.stderr.text('stderr'),
         startTime: run.startTime,
         endTime: Date.now(),
         cpuTime: 0,

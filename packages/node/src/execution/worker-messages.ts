@@ -25,6 +25,8 @@ export interface WorkerInit {
   setup?: Definition;
   /** Value codec: arguments to setup. */
   setupArgs?: Uint8Array;
+  /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none; default 1 MiB). */
+  maxOutputBytes?: number;
 }
 
 /** A job to run after those sent before it; its encoded arguments are the frame's attachment. */
@@ -78,6 +80,8 @@ export interface WorkerDone {
   cancelled?: boolean;
   /** An error escaped the job: the worker exits now and takes no more jobs. */
   fatal?: boolean;
+  /** The job started a process (child_process): the node kills what of it is left (process-marks.ts). */
+  spawned?: boolean;
   result?: Uint8Array;
   exception?: string;
   stdout: string;

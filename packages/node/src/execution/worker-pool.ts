@@ -7,6 +7,7 @@ import type { Logger } from '@dispy/protocol/internal';
 import type { Definition, FromWorker, WorkerDone, WorkerInit } from './worker-messages.js';
 import { JOB_CHANNEL_FD, JobChannelWriter } from './job-channel.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
+import { JOB_MARK_VARIABLE, Reaper, jobMark, nodeMarkEnv, nodeToken } from './process-marks.js';
 
 /** Path of the worker entry: beside this file once built, or in dist/ when run from source. */
 function workerRuntimePath(): string {
@@ -52,6 +53,8 @@ interface Assigned extends Waiting {
 
 interface Worker {
   child: ChildProcess;
+  /** The node's mark in its environment, and so in its jobs' marks. */
+  token: string;
   /** Jobs and drops go here, in order. */
   channel: JobChannelWriter;
   ready: boolean;
@@ -84,8 +87,11 @@ export class WorkerPool implements JobRunner {
   private closing = false;
   private dispatchScheduled = false;
   private wanted: number;
+  /** Kills what jobs left running: after a job that started a process, and after a worker exits. */
+  private readonly reaper: Reaper;
 
   constructor(private readonly options: WorkerPoolOptions) {
+    this.reaper = new Reaper(options.logger);
     this.wanted = options.size;
   }
 
@@ -189,13 +195,17 @@ export class WorkerPool implements JobRunner {
     return [...this.workers].flatMap((worker) => (worker.jobs[0] ? [worker.jobs[0].jobId] : []));
   }
 
-  /** Kills every worker (SIGTERM, then SIGKILL after a grace) and waits until all have exited. */
+  /**
+   * Kills every worker (SIGTERM, then SIGKILL after a grace) and waits until all have exited, and
+   * every process their jobs started is killed.
+   */
   async close(): Promise<void> {
     this.closing = true;
     for (const { jobId } of this.backlog) this.reportCancelled(jobId);
     this.backlog = [];
     for (const worker of this.workers) for (const job of worker.jobs) job.cancelled = true;
     await Promise.all([...this.workers].map((worker) => this.kill(worker)));
+    await this.reaper.settled();
   }
 
   private dispatch(): void {
@@ -214,15 +224,16 @@ export class WorkerPool implements JobRunner {
 
   private spawn(): Promise<void> {
     const { init, logger } = this.options;
+    const token = nodeToken();
     const child = fork(workerRuntimePath(), [], {
       cwd: init.computeDir,
-      env: workerEnv(),
+      env: nodeMarkEnv(workerEnv(), token),
       execArgv: [],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
     });
     const channel = child.stdio[JOB_CHANNEL_FD] as Socket;
-    const worker: Worker = { child, channel: new JobChannelWriter(channel), ready: false, jobs: [] };
+    const worker: Worker = { child, token, channel: new JobChannelWriter(channel), ready: false, jobs: [] };
     // A worker whose job channel broke can take no job: stop it, and its exit hands its jobs on.
     channel.once('close', () => void this.kill(worker));
     this.workers.add(worker);
@@ -264,6 +275,10 @@ export class WorkerPool implements JobRunner {
             clearTimeout(worker.jobs[index]!.timer);
             worker.jobs.splice(index, 1);
             if (outcome.fatal) worker.dying = true;
+            if (outcome.spawned) {
+              const mark = jobMark(token, child.pid!, outcome.jobId);
+              this.reaper.reap({ variable: JOB_MARK_VARIABLE, value: mark }, `job ${outcome.jobId}`);
+            }
             this.options.onDone(outcome);
             if (worker.dying) break; // its exit hands the jobs it still holds to other workers
             this.armTimeout(worker);
@@ -277,6 +292,11 @@ export class WorkerPool implements JobRunner {
       child.on('error', (error) => logger.warn(`worker ${child.pid}: ${error.message}`));
       child.on('exit', (code, signal) => {
         this.workers.delete(worker);
+        // Whatever its jobs started and left running (a job killed for its timeout, cancelled, or
+        // cut short by the pool's close, had no chance to end them).
+        if (child.pid !== undefined) {
+          this.reaper.reap({ variable: JOB_MARK_VARIABLE, value: `${token}.${child.pid}.`, prefix: true }, `worker ${child.pid}`);
+        }
         if (!worker.ready) reject(new Error(`worker process exited before loading the computation (${exitReason(code, signal)})`));
         // A dying worker started none of the jobs it still holds; others ran the first.
         const running = worker.dying ? undefined : worker.jobs[0];

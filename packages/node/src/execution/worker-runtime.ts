@@ -9,6 +9,9 @@ import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 import { MAX_VALUE_BYTES, decodeValue, encodeValue, registerClass } from '@dispy/protocol/codec';
 import { OutputCapture } from './output-capture.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, capText } from './output-limit.js';
+import { JOB_MARK_VARIABLE, NODE_MARK_VARIABLE, jobMark } from './process-marks.js';
+import { takeSpawned, watchSpawns } from './spawn-watch.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
 import { readJobChannel } from './job-channel.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
@@ -24,6 +27,8 @@ const capture = new OutputCapture();
 let computation: ((...args: unknown[]) => unknown) | undefined;
 let currentJob: number | undefined;
 let computeDir = process.cwd();
+/** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none). */
+let maxOutputBytes = DEFAULT_MAX_OUTPUT_BYTES;
 let nextRequest = 1;
 const sendFileRequests = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
 const queue: QueuedJob[] = [];
@@ -36,8 +41,11 @@ function send(message: FromWorker): void {
 }
 
 function describeError(error: unknown): string {
-  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  return `thrown value: ${typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error))}`;
+  const text =
+    error instanceof Error
+      ? (error.stack ?? `${error.name}: ${error.message}`)
+      : `thrown value: ${typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error))}`;
+  return capText(text, maxOutputBytes, 'exception');
 }
 
 /**
@@ -156,6 +164,7 @@ function sendFile(file: string): Promise<number> {
 
 async function init(message: WorkerInit): Promise<void> {
   computeDir = message.computeDir;
+  maxOutputBytes = message.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   const computeRequire = makeRequire(computeDir);
   const dispyImport = makeImport(computeDir, computeRequire);
   const moduleObject = { exports: {} };
@@ -215,7 +224,10 @@ async function runJob(message: QueuedJob): Promise<void> {
   currentJob = message.jobId;
   const startTime = Date.now();
   const cpuStart = process.cpuUsage();
-  capture.start();
+  capture.start(maxOutputBytes);
+  // Inherited by whatever the job starts, which the node kills when the job ends (process-marks.ts).
+  process.env[JOB_MARK_VARIABLE] = jobMark(process.env[NODE_MARK_VARIABLE] ?? '', process.pid, message.jobId);
+  takeSpawned();
   let ok = true;
   let result: Uint8Array | undefined;
   let exception: string | undefined;
@@ -240,9 +252,11 @@ async function runJob(message: QueuedJob): Promise<void> {
   const output = capture.stop();
   const cpu = process.cpuUsage(cpuStart);
   currentJob = undefined;
+  delete process.env[JOB_MARK_VARIABLE];
   send({
     type: 'done',
     jobId: message.jobId,
+    spawned: takeSpawned(),
     ok,
     result,
     exception,
@@ -268,6 +282,7 @@ function fatal(error: unknown): void {
         jobId,
         ok: false,
         fatal: true,
+        spawned: takeSpawned(),
         exception: describeError(error),
         ...output,
         startTime: now,
@@ -287,6 +302,7 @@ process.on('unhandledRejection', fatal);
 // The node process going away (crash, SIGKILL) closes the IPC channel: leave with it.
 process.on('disconnect', () => process.exit(0));
 capture.install();
+watchSpawns();
 /** Runs queued jobs one at a time, each result sent as soon as it is known. */
 async function drain(): Promise<void> {
   if (draining) return;

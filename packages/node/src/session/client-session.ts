@@ -105,6 +105,7 @@ export class ClientSession {
       nodeName: node.name,
       destPathPrefix: node.destPathPrefix,
       maxFileSize: node.maxFileSize,
+      maxOutputBytes: node.maxOutputBytes,
       nodeCpus,
       claim: () => node.claim(this),
       release,

@@ -18,6 +18,8 @@ export interface ComputationSetupOptions {
   destPathPrefix: string;
   /** Largest file accepted, in bytes (0: no limit). */
   maxFileSize: number;
+  /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none; default 1 MiB). */
+  maxOutputBytes?: number;
   /** CPUs the node offers now (0: it takes no new jobs). */
   nodeCpus(): number;
   /** Makes this client the node's client; false when another holds the node. */
@@ -108,6 +110,7 @@ export class ComputationSetup {
       nodeName,
       nodeAddress: channel.socket.localAddress ?? '',
       logger,
+      maxOutputBytes: this.options.maxOutputBytes,
       ...this.options.eventsFor(setup.computeId),
     });
   }

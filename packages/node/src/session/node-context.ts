@@ -10,6 +10,8 @@ export interface NodeContext<Session = unknown> {
   readonly logger: Logger;
   /** Largest file transferred either way, in bytes (0: no limit). */
   readonly maxFileSize: number;
+  /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none; default 1 MiB). */
+  readonly maxOutputBytes?: number;
   /** A client silent this long (ms) is presumed gone: its computations are closed. */
   readonly zombieIntervalMs: number;
   /** The client proved the secret: its connection no longer counts as unauthenticated. */
