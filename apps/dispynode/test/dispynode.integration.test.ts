@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -117,24 +117,31 @@ describe('dispynode CLI', () => {
     });
     const fileBytes = 64 * 1024 * 1024;
     const relay = await startRelay(relayHost, node.host, port);
-    relay.cutAfter(2 * 1024 * 1024);
+    // Past the first 4 MiB chunk, which the client has written to its partial file by then.
+    relay.cutAfter(6 * 1024 * 1024);
     try {
       const sender = async (bytes: number) => {
         require('node:fs').writeFileSync('big', Buffer.alloc(bytes, 7));
         await dispySendFile('big');
         return 'sent';
       };
+      const fileDir = mkdtempSync(path.join(os.tmpdir(), 'dispy-cut-file-'));
       const first = new JobCluster(sender, {
         nodes: [node.host, relayHost],
         nodePort: node.port,
         ipAddr: '127.0.0.1',
         port: 0,
         loglevel: 'silent',
+        maxFileSize: 0,
+        fileDir,
       });
       const job = first.submit(fileBytes);
       await job.wait();
-      // The relay cut the connection after 2 MiB had come from the node: only FileChunk frames
-      // are that large, and the node can hold back far less than the remaining 62 MiB (it waits
+      // The partial file of the transfer cut mid-way is gone from the client's directory.
+      await vi.waitFor(() => expect(readdirSync(fileDir)).toEqual([]), { timeout: 5000 });
+      rmSync(fileDir, { recursive: true, force: true });
+      // The relay cut the connection after 6 MiB had come from the node: only FileChunk frames
+      // are that large, and the node can hold back far less than the remaining 58 MiB (it waits
       // for 'drain' past 4 MiB queued), so the transfer was still being sent, its FileDone pending.
       expect(relay.cut).toBe(true);
       expect(job.status).toBe(DispyJob.Cancelled);

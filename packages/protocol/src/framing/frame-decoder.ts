@@ -5,6 +5,7 @@ import { FrameOpener, RECORD_BYTES, TAG_BYTES } from './frame-cipher.js';
 import { ATTACHED_FRAME_HEADER_BYTES, frameHeader, readFrameHeader, type FrameHeader } from './frame-header.js';
 import { KIND_BY_FIELD, type FrameKind } from './frame-kinds.js';
 import { SESSION_LIMITS, type FrameLimits, type KindLimit } from './frame-limits.js';
+import { OVERSIZED_HEAD_BYTES, replaceOversizedJobReply } from './oversized-reply.js';
 
 /**
  * One frame off the wire: its kind, its protobuf message and, for frames that carry bulk data
@@ -16,6 +17,26 @@ export interface DecodedFrame {
   kind: FrameKind;
   message: Buffer;
   attachment?: Buffer[];
+  /** Set when the frame was too large and skipped (`KindLimit.skipOversized`): `message` stands in for it. */
+  oversized?: { bytes: number; limit: number };
+}
+
+/**
+ * What stands in for a skipped frame of each kind that may be skipped (`KindLimit.skipOversized`),
+ * made from the head of its message; undefined when the head does not say enough.
+ */
+const OVERSIZED_REPLACEMENTS: Partial<Record<FrameKind, (head: Buffer, bytes: number, limit: number) => Buffer | undefined>> = {
+  jobReply: replaceOversizedJobReply,
+};
+
+/** The largest message a frame header can announce (its length has 31 bits). */
+const MAX_ANNOUNCED_BYTES = 0x7fffffff;
+
+/** A frame being skipped: the head of its message, and how much of it is left to drop. */
+interface Skipping {
+  limit: number;
+  head?: Buffer;
+  left: number;
 }
 
 /** The protobuf wire type of a message field, which every kind is. */
@@ -50,6 +71,10 @@ export class FrameDecoder {
   /** The kinds' limits by field number, and whether any kind may carry an attachment. */
   private byField: (KindLimit | undefined)[] = [];
   private attachments = false;
+  /** Whether some kind's oversized frames are skipped rather than refused (plain frames only). */
+  private skips = false;
+  /** The frame under way is too large and being skipped. */
+  private skipping: Skipping | undefined;
   /** The header of the frame being read; messageBytes is -1 until it is complete. */
   private readonly header: FrameHeader = { messageBytes: -1, attachmentBytes: -1 };
   /** Its kind; undefined until the message's first tag has been read. */
@@ -83,6 +108,7 @@ export class FrameDecoder {
     this.limits = limits;
     this.byField = KIND_BY_FIELD.map((kind) => (kind === undefined ? undefined : limits.kinds[kind]));
     this.attachments = this.byField.some((limit) => limit?.attachment === true);
+    this.skips = this.byField.some((limit) => limit?.skipOversized === true);
     this.inner?.setLimits(limits);
   }
 
@@ -143,6 +169,7 @@ export class FrameDecoder {
     const header = this.header;
     if (header.messageBytes < 0 && !this.readHeader()) return undefined;
     if (this.kind === undefined && !this.readKind()) return undefined;
+    if (this.skipping !== undefined) return this.nextSkipped();
     if (this.message === undefined) {
       if (this.buffered < header.messageBytes) return undefined;
       this.message = this.take(header.messageBytes);
@@ -169,6 +196,33 @@ export class FrameDecoder {
     const frames: DecodedFrame[] = [];
     for (let frame = this.next(); frame !== undefined; frame = this.next()) frames.push(frame);
     return frames;
+  }
+
+  /**
+   * Reads on through a frame too large to take: its head (to make what stands in for it), then
+   * drops the rest as it arrives; at its end, hands over what stands in for it.
+   * @throws FrameError `DISPY_ERR_FRAME_TOO_LARGE` when its head does not say enough to replace it
+   */
+  private nextSkipped(): DecodedFrame | undefined {
+    const skipping = this.skipping!;
+    const kind = this.kind!;
+    const size = this.header.messageBytes;
+    if (skipping.head === undefined) {
+      const headBytes = Math.min(OVERSIZED_HEAD_BYTES, size);
+      if (this.buffered < headBytes) return undefined;
+      skipping.head = Buffer.from(this.take(headBytes));
+      skipping.left = size - headBytes;
+    }
+    const dropped = Math.min(skipping.left, this.buffered);
+    this.skip(dropped);
+    skipping.left -= dropped;
+    if (skipping.left > 0) return undefined;
+    const message = OVERSIZED_REPLACEMENTS[kind]?.(skipping.head, size, skipping.limit);
+    if (message === undefined) throw FrameError.tooLarge(size, skipping.limit, `${kind} frame`);
+    this.skipping = undefined;
+    this.header.messageBytes = -1;
+    this.kind = undefined;
+    return { kind, message, oversized: { bytes: size, limit: skipping.limit } };
   }
 
   /** `next()` on a protected connection: the next frame out of the records opened so far. */
@@ -219,9 +273,12 @@ export class FrameDecoder {
     if (first === undefined) return false;
     // A record holds frames up to RECORD_BYTES, or one frame (with its header) of any size the
     // limits allow; its lengths count a tag for its body and one for its attachment.
+    // A frame of a kind that may be skipped is judged by its kind's limit (judgeKind), not here.
     const maxFrameBytes =
       this.opener === undefined
-        ? this.limits.maxFrameBytes
+        ? this.skips
+          ? MAX_ANNOUNCED_BYTES
+          : this.limits.maxFrameBytes
         : Math.max(RECORD_BYTES, this.limits.maxFrameBytes + ATTACHED_FRAME_HEADER_BYTES) + 2 * TAG_BYTES;
     let read = readFrameHeader(first, this.offset, first.length, maxFrameBytes, this.header);
     if (read === 0 && this.chunks.length > 1) {
@@ -243,6 +300,11 @@ export class FrameDecoder {
       );
     }
     if (this.header.messageBytes === 0) throw FrameError.malformed('frame of unknown kind (an empty message)');
+    const size = this.header.messageBytes + Math.max(this.header.attachmentBytes, 0);
+    // Only frames without an attachment are ever skipped: the others are judged here as always.
+    if (this.skips && this.header.attachmentBytes >= 0 && size > this.limits.maxFrameBytes) {
+      throw FrameError.tooLarge(size, this.limits.maxFrameBytes);
+    }
     if (this.header.attachmentBytes >= 0 && !this.attachments) {
       throw new FrameError(ErrorCode.PROTOCOL, `no frame may carry an attachment ${this.limits.stage}`);
     }
@@ -283,7 +345,17 @@ export class FrameDecoder {
     const limit = this.byField[field];
     if (limit === undefined) throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames are not accepted ${this.limits.stage}`);
     const size = messageBytes + Math.max(attachmentBytes, 0);
-    if (size > limit.maxBytes) throw FrameError.tooLarge(size, limit.maxBytes, `${kind} frame`);
+    if (size > limit.maxBytes) {
+      if (limit.skipOversized !== true || attachmentBytes >= 0 || OVERSIZED_REPLACEMENTS[kind] === undefined) {
+        // Beyond every kind's limit, it is refused as readHeader refuses a frame without skips.
+        throw size > this.limits.maxFrameBytes
+          ? FrameError.tooLarge(size, this.limits.maxFrameBytes)
+          : FrameError.tooLarge(size, limit.maxBytes, `${kind} frame`);
+      }
+      this.skipping = { limit: limit.maxBytes, left: messageBytes };
+      return kind;
+    }
+    if (size > this.limits.maxFrameBytes) throw FrameError.tooLarge(size, this.limits.maxFrameBytes);
     if (attachmentBytes >= 0 && limit.attachment !== true) {
       throw new FrameError(ErrorCode.PROTOCOL, `${kind} frames carry no attachment`);
     }

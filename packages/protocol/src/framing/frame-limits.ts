@@ -6,6 +6,13 @@ export interface KindLimit {
   readonly maxBytes: number;
   /** Whether a frame of this kind may carry an attachment (default: no). */
   readonly attachment?: boolean;
+  /**
+   * A frame of this kind over `maxBytes` is skipped rather than refused: its bytes are dropped as
+   * they arrive (never buffered), and the receiver gets what the decoder makes of its head instead
+   * (see FrameDecoder: for a `jobReply`, a Terminated reply of that job). Default: refused, which
+   * ends the connection.
+   */
+  readonly skipOversized?: boolean;
 }
 
 /**
@@ -126,4 +133,18 @@ export const SESSION_LIMITS: FrameLimits = frozen({
     error: { maxBytes: REPORT_FRAME_BYTES },
   },
   maxRepeated: MAX_REPEATED_ENTRIES,
+});
+
+/**
+ * What a client accepts from a node: SESSION_LIMITS, except that a `JobReply` too large is
+ * skipped (its bytes dropped as they arrive) and stands for a Terminated reply of its job, which
+ * names the size and the limit, instead of ending the connection and every other job on it. Such
+ * a reply comes only from an older or a hostile node: a node caps what it sends. A frame of no
+ * attachment past `maxFrameBytes` is judged once its first tag has arrived (its kind decides),
+ * not from its header alone; it is still never buffered. Sealed records (the protected channel)
+ * are judged whole before they are opened, so there an oversized reply still ends the connection.
+ */
+export const CLIENT_SESSION_LIMITS: FrameLimits = frozen({
+  ...SESSION_LIMITS,
+  kinds: { ...SESSION_LIMITS.kinds, jobReply: { ...SESSION_LIMITS.kinds.jobReply!, skipOversized: true } },
 });

@@ -48,7 +48,7 @@ function harness(more: Partial<JobSchedulerOptions> = {}) {
       return discovery;
     },
     connect: (host, port) => {
-      const node = new FakeNode();
+      const node = new FakeNode(more.secret ?? 'sesame');
       nodes.set(`${host}:${port}`, node);
       return node.clientEnd.asSocket();
     },
@@ -111,6 +111,29 @@ function harness(more: Partial<JobSchedulerOptions> = {}) {
 }
 
 describe('JobScheduler', () => {
+  it('ends one job Terminated on a reply too large to take, and keeps the connection for the others', async () => {
+    // No secret: plain frames (a sealed record too large is refused whole, before it is opened).
+    const { scheduler, spec, named, nodeUp, reply, submit } = harness({ secret: '' });
+    await scheduler.addComputation(spec);
+    const node = await nodeUp('127.0.0.2', 2);
+    const big = submit('big');
+    const small = submit('small');
+    const [bigSent, smallSent] = [await node.next('job'), await node.next('job')];
+    const stdout = 'x'.repeat(65 * 1024 * 1024);
+    node.send({ jobReply: { computeId: 'c1', jobId: bigSent.job!.jobId, status: dispy.JobStatus.FINISHED, stdout } });
+    reply(node, smallSent);
+    await vi.waitFor(() => expect(named('jobDone')).toHaveLength(2));
+    const outcomes = new Map(named('jobDone').map(([, job, outcome]) => [job, outcome as JobOutcome]));
+    expect(outcomes.get(small)!.status).toBe('finished');
+    expect(outcomes.get(big)!.status).toBe('terminated');
+    expect(outcomes.get(big)!.exception).toMatch(/reply to this job is \d+ bytes, over this client's limit of 67108864 bytes/);
+    expect(named('nodeDown')).toEqual([]);
+    // Acknowledged, so a node that keeps replies until then forgets it.
+    const ack = await node.next('jobAck');
+    expect(ack.jobAck!.jobIds.map(Number)).toContain(Number(bigSent.job!.jobId));
+    await scheduler.close();
+  });
+
   it('sets a computation up on a node, runs a job there and reports its own outcome type', async () => {
     const { scheduler, spec, named, nodeUp, reply, submit } = harness();
     await scheduler.addComputation(spec);

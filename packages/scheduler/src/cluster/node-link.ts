@@ -70,7 +70,11 @@ export class NodeLink {
         this.info.lastHeard = Date.now();
         options.onFrame(this, frame, attachment);
       },
-      onClose: (error) => options.onClose(this, error),
+      onClose: (error) => {
+        // Files cut mid-way by the lost connection: their partial files go (the node fails those transfers).
+        void this.receiver?.abort();
+        options.onClose(this, error);
+      },
       connect: options.connect,
     });
   }

@@ -2,6 +2,7 @@ import net from 'node:net';
 import {
   MAX_REPEATED_ENTRIES,
   AuthError,
+  CLIENT_SESSION_LIMITS,
   DispyError,
   ErrorCode,
   FramedSocket,
@@ -87,6 +88,8 @@ export class NodeConnection {
         this.channel!.destroy();
       };
       this.channel = new FramedSocket(socket, {
+        // A JobReply too large ends its job, Terminated, not the connection (CLIENT_SESSION_LIMITS).
+        limits: CLIENT_SESSION_LIMITS,
         onFrame: (frame, attachment) => {
           if (this.opened) {
             this.route(frame, attachment);
