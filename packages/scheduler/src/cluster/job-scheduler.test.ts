@@ -130,7 +130,7 @@ describe('JobScheduler', () => {
     expect(named('nodeDown')).toEqual([]);
     // Acknowledged, so a node that keeps replies until then forgets it.
     const ack = await node.next('jobAck');
-    expect(ack.jobAck!.jobIds.map(Number)).toContain(Number(bigSent.job!.jobId));
+    expect(ack.jobAck!.jobIds!.map(Number)).toContain(Number(bigSent.job!.jobId));
     await scheduler.close();
   });
 
