@@ -149,7 +149,8 @@ describe.runIf(isRoot)("a computation's modules and environment", () => {
       zodIsPlanted: false,
       zodIsReal: true,
       plantedOnly: 'MODULE_NOT_FOUND',
-      dispyVariables: [],
+      // The marks of the node's and the job's processes (process-marks.ts), no secret.
+      dispyVariables: ['DISPY_NODE_MARK', 'DISPY_JOB_MARK'],
     });
 
     const program = path.join(top, 'print-secret.sh');
