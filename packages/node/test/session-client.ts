@@ -3,6 +3,7 @@
  * frame the node sends and waits for them by event (never by time, so fake timers may run).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -35,8 +36,9 @@ export class SessionClient {
   /** The channel's keys, applied when the node's AuthResult says ok (as NodeConnection does). */
   private keys: ChannelKeys | undefined;
 
-  constructor(socket: MemorySocket) {
-    this.channel = new FramedSocket(socket.asSocket(), {
+  /** The client's end of an in-memory connection, or a real socket connected to a dispynode. */
+  constructor(socket: MemorySocket | Socket) {
+    this.channel = new FramedSocket('asSocket' in socket ? socket.asSocket() : socket, {
       onFrame: (frame) => {
         if (frame.kind === 'authResult' && frame.authResult?.ok && this.keys) this.channel.protect(this.keys);
         this.keys = undefined;
