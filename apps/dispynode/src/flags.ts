@@ -45,6 +45,7 @@ export const FLAGS: Flag[] = [
   { flag: 'service-end', option: 'serviceEnd', kind: 'string', arg: 'HH:MM' },
   { flag: 'client-shutdown', option: 'clientShutdown', kind: 'boolean' },
   { flag: 'zombie-interval', option: 'zombieInterval', kind: 'number', arg: 'MINUTES' },
+  { flag: 'heartbeat-interval', option: 'heartbeatInterval', kind: 'number', arg: 'SECONDS' },
   { flag: 'clean', option: 'clean', kind: 'boolean' },
   {
     flag: 'max-file-size',

@@ -45,8 +45,8 @@ describe('dispynode service options', () => {
     await vi.waitFor(() => expect(node.child.exitCode).toBe(0), { timeout: 10_000 });
   });
 
-  it('--zombie-interval frees a node whose client went silent (SIGSTOP) or was killed (SIGKILL)', async () => {
-    const node = await startNode({ host: '127.0.8.3', cpus: 1, args: ['--zombie-interval', '0.02'] });
+  it('--heartbeat-interval and --zombie-interval free a node whose client went silent (SIGSTOP) or was killed (SIGKILL)', async () => {
+    const node = await startNode({ host: '127.0.8.3', cpus: 1, args: ['--heartbeat-interval', '0.25', '--zombie-interval', '0.02'] });
     const script = fileURLToPath(new URL('./fixtures/long-client.mjs', import.meta.url));
     const startClient = async () => {
       const client = spawn(process.execPath, [script, node.host, String(node.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -54,13 +54,16 @@ describe('dispynode service options', () => {
       await new Promise<void>((resolve) => client.stdout.once('data', () => resolve()));
       return client;
     };
-    // A stopped process keeps its connection open but sends nothing: a zombie to the node.
+    // A stopped process keeps its connection open but sends nothing: after 4 heartbeat intervals
+    // the node presumes the link dead. Its job goes on for its client to take back, until the
+    // zombie interval passes: then it is killed and the node freed.
     const silent = await startClient();
     silent.kill('SIGSTOP');
-    await node.waitForLog(/silent for [\d.]+ min \(zombie interval\): closing its computations/);
+    await node.waitForLog(/heard nothing for [\d.]+ s; the link is presumed dead/);
+    await node.waitForLog(/its client was not back within the zombie interval/);
     await node.waitForLog(/released this node/);
     silent.kill('SIGKILL');
-    // A killed one closes its connection: the node frees itself at once.
+    // A killed one closes its connection: the node frees itself once the zombie interval passes.
     const killed = await startClient();
     killed.kill('SIGKILL');
     await vi.waitFor(() => expect(node.log.match(/released this node/g)).toHaveLength(2), { timeout: 10_000 });

@@ -22,6 +22,7 @@ import { createLogger, formatZodError, isWildcard, type Logger } from '@dispy/pr
 import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';
+import { NodeComputations } from './session/node-computations.js';
 import { PendingConnections, type PendingLimits } from './session/pending-connections.js';
 import { measureAvailInfo } from './avail-info.js';
 import { ServiceHours, type ServiceEvent } from './service-hours.js';
@@ -70,6 +71,8 @@ export class DispyNodeServer {
   readonly logger: Logger;
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<ClientSession>();
+  /** Every computation kept here, whichever connection set it up (they outlive lost links). */
+  private readonly computations: NodeComputations;
   private readonly pending: PendingConnections<ClientSession>;
   /** When each kind of pending-connection warning was last logged. */
   private readonly pendingWarnedAt: Record<WarningKind, number> = { refused: 0, evicted: 0, tls: 0 };
@@ -106,6 +109,12 @@ export class DispyNodeServer {
       PENDING_LIMITS,
       (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')),
     );
+    this.computations = new NodeComputations({
+      destPathPrefix: this.options.destPathPrefix,
+      zombieIntervalMs: this.options.zombieInterval * 60_000,
+      logger: this.logger,
+      release: (owner) => this.context.release(owner),
+    });
     const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
     if (tlsOptions) {
       this.tlsServer = tls.createServer(tlsOptions, (socket) => this.secured(socket));
@@ -188,6 +197,8 @@ export class DispyNodeServer {
     if (this.options.clean) await cleanPrefix(destPathPrefix, this.logger);
     this.watchdog ??= startOrphanWatchdog(this.logger);
     await writePidFile(destPathPrefix);
+    // Replies saved for clients that went away, by an earlier run of the node on this prefix.
+    await this.computations.load();
     let tcpPort = port;
     for (const host of this.hosts()) {
       const server = net.createServer((socket) => this.accept(socket));
@@ -239,7 +250,7 @@ export class DispyNodeServer {
     this.logger.info(`service ${event} (daily service hours)`);
     if (event === 'start') this.setCpus(this.maxCpus);
     else this.setCpus(0);
-    if (event === 'end') for (const session of this.sessions) void session.shutdown();
+    if (event === 'end') for (const session of this.sessions) void session.shutdown(undefined, 'close');
   }
 
   /** CPUs the node offers now; 0 while it takes no new jobs. */
@@ -267,7 +278,7 @@ export class DispyNodeServer {
 
   /** What the node is doing now. */
   status(): NodeStatus {
-    let running = 0;
+    let running = this.computations.detachedRunning();
     for (const session of this.sessions) running += session.status().running;
     return {
       name: this.options.name,
@@ -280,7 +291,11 @@ export class DispyNodeServer {
     };
   }
 
-  /** Stops serving: kills running jobs and their workers, removes computations, closes sockets. */
+  /**
+   * Stops serving: closes sockets, kills running jobs and their workers, removes computations.
+   * Replies not yet acknowledged by their clients are on disk when it resolves (a node started
+   * again on the same prefix resends them on Reattach); those of the jobs it kills are not kept.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.serviceHours?.stopTimers();
@@ -289,6 +304,7 @@ export class DispyNodeServer {
       this.discovery?.close();
       const closing = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
       await Promise.all([...this.sessions].map((session) => session.shutdown()));
+      await this.computations.close();
       await Promise.all(closing);
       this.servers.length = 0;
       // Only from a prefix that passed checkPrefix (a refused one may lead anywhere).
@@ -309,6 +325,8 @@ export class DispyNodeServer {
       return;
     }
     const address = socket.remoteAddress ?? '';
+    // The heartbeat notices a dead link; keepalive also lets the kernel drop a half-open one.
+    socket.setKeepAlive(true, this.options.heartbeatInterval * 1000);
     if (!this.pending.hasRoomFor(address)) {
       this.warnPending(
         'refused',
@@ -425,6 +443,8 @@ export class DispyNodeServer {
       destPathPrefix: this.options.destPathPrefix,
       logger: this.logger,
       zombieIntervalMs: this.options.zombieInterval * 60_000,
+      heartbeatIntervalMs: this.options.heartbeatInterval * 1000,
+      computations: this.computations,
       maxFileSize: this.options.maxFileSize,
       maxOutputBytes: this.options.maxOutputSize,
       authenticated: (session) => this.pending.remove(session),
@@ -436,13 +456,21 @@ export class DispyNodeServer {
         this.logger.info(`client ${session.peer} asked this node to shut down; it will once the client is done`);
         this.shutdownRequested = true;
       },
-      claim: (session) => {
-        if (this.owner && this.owner !== session) return false;
+      claim: (session, from) => {
+        const takeOver = from !== undefined && this.owner === from;
+        if (this.owner && this.owner !== session && !takeOver) return false;
+        const fresh = this.owner === undefined;
         this.owner = session;
+        if (from !== undefined) this.computations.transferOwner(from, session);
+        // Computations a client left behind, idle, give their workers up to the new one.
+        if (fresh) this.computations.closeIdleDetached(session);
         return true;
       },
-      release: (session) => {
-        if (this.owner !== session) return;
+      release: (released) => {
+        const session = this.owner;
+        if (session === undefined || session !== released) return;
+        // The client may still have computations here, or jobs running after its link was lost.
+        if (session.holdsComputations || this.computations.holdsJobs(session)) return;
         this.owner = undefined;
         if (session.servedComputation) this.served++;
         this.logger.info(`client ${session.peer} released this node`);

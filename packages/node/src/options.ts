@@ -78,7 +78,14 @@ export const nodeOptionsSchema = z
       .number()
       .positive('zombie interval must be a positive number of minutes')
       .default(60)
-      .describe('minutes without hearing from a client before its computation is closed'),
+      .describe(
+        "minutes a node keeps a computation whose client's link was lost (its jobs go on, their replies are saved to disk) before it closes it and deletes the saved replies",
+      ),
+    heartbeatInterval: z
+      .number()
+      .positive('heartbeat interval must be a positive number of seconds')
+      .default(10)
+      .describe('seconds without sending after which the node sends a heartbeat; a link silent 4 times as long is presumed dead'),
     clean: z.boolean().default(false).describe('remove what an earlier node left under the prefix (and stop its processes)'),
     maxFileSize: z
       .number()

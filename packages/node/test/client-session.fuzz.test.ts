@@ -27,6 +27,7 @@ const UNEXPECTED_AFTER_AUTH: readonly FuzzFrameKind[] = [
   'setCpusReply',
   'nodeCpus',
   'fileWant',
+  'reattachReply',
 ];
 /** A request id no fuzzed frame has: the Error frame answering it marks the end of the answers. */
 const SENTINEL = 0xfffffff0;
@@ -71,6 +72,8 @@ async function finish({ node, sockets, ended }: ReturnType<typeof connect>): Pro
   await ended;
   // The node's grace period for a peer to hang up after its Error frame, if it sent one.
   await vi.advanceTimersByTimeAsync(1000);
+  // Computations detached when the link went are kept by the node until it stops.
+  await node.close();
   expect(vi.getTimerCount()).toBe(0);
   expect(node.calls.at(-1)).toBe('release');
   // Nothing was written beside the prefix.

@@ -39,6 +39,8 @@ beforeEach(() => {
 afterEach(async () => {
   sockets.client.destroy();
   await ended;
+  // Computations detached when the link went are kept by the node until it stops.
+  await node.close();
   expect(vi.getTimerCount()).toBe(0);
   vi.useRealTimers();
   node.dispose();

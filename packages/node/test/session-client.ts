@@ -3,6 +3,7 @@
  * frame the node sends and waits for them by event (never by time, so fake timers may run).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -19,6 +20,7 @@ import {
 import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';
+import { NodeComputations } from '../src/session/node-computations.js';
 import type { FrameKind } from '@dispy/protocol';
 
 export class SessionClient {
@@ -34,8 +36,9 @@ export class SessionClient {
   /** The channel's keys, applied when the node's AuthResult says ok (as NodeConnection does). */
   private keys: ChannelKeys | undefined;
 
-  constructor(socket: MemorySocket) {
-    this.channel = new FramedSocket(socket.asSocket(), {
+  /** The client's end of an in-memory connection, or a real socket connected to a dispynode. */
+  constructor(socket: MemorySocket | Socket) {
+    this.channel = new FramedSocket('asSocket' in socket ? socket.asSocket() : socket, {
       onFrame: (frame) => {
         if (frame.kind === 'authResult' && frame.authResult?.ok && this.keys) this.channel.protect(this.keys);
         this.keys = undefined;
@@ -89,36 +92,57 @@ export class SessionClient {
   }
 }
 
-/** A node as a session sees it, with a fresh directory; every hook is recorded. */
+/**
+ * A node as a session sees it, with a fresh directory and its own registry of computations;
+ * every hook is recorded. `close()` stops what the registry keeps (its timers included).
+ */
 export function fakeNode(overrides: Partial<NodeContext<unknown>> = {}): NodeContext<unknown> & {
   calls: string[];
   cpus: number;
+  /** The session holding the node now. */
+  readonly owner: unknown;
+  close(): Promise<void>;
   dispose(): void;
 } {
   const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-session-test-'));
   let owner: unknown;
   const calls: string[] = [];
+  const logger = createLogger('test node', 'silent');
+  const zombieIntervalMs = overrides.zombieIntervalMs ?? 60_000;
+  const release = (session: unknown): void => {
+    calls.push('release');
+    if (owner !== session) return;
+    if ((session as { holdsComputations?: boolean }).holdsComputations || computations.holdsJobs(session)) return;
+    owner = undefined;
+  };
+  const computations = new NodeComputations({ destPathPrefix, zombieIntervalMs, logger, release });
   return {
     name: 'test-node',
     secret: 'sesame',
     cpus: 2,
     destPathPrefix,
-    logger: createLogger('test node', 'silent'),
+    logger,
     maxFileSize: 1024 * 1024,
-    zombieIntervalMs: 60_000,
+    zombieIntervalMs,
+    heartbeatIntervalMs: 10_000,
+    computations,
+    get owner() {
+      return owner;
+    },
     calls,
     authenticated: () => void calls.push('authenticated'),
     requestShutdown: () => void calls.push('requestShutdown'),
-    claim: (session) => {
+    claim: (session, from) => {
       calls.push('claim');
-      if (owner && owner !== session) return false;
+      if (owner && owner !== session && !(from !== undefined && owner === from)) return false;
+      const fresh = owner === undefined;
       owner = session;
+      if (from !== undefined) computations.transferOwner(from, session);
+      if (fresh) computations.closeIdleDetached(session);
       return true;
     },
-    release: (session) => {
-      calls.push('release');
-      if (owner === session) owner = undefined;
-    },
+    release,
+    close: () => computations.close(),
     dispose: () => rmSync(destPathPrefix, { recursive: true, force: true }),
     ...overrides,
   };

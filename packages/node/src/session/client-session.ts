@@ -8,6 +8,7 @@ import {
   dispatchFrame,
   type Frame,
   type FrameTable,
+  type dispy,
 } from '@dispy/protocol';
 import { measureAvailInfo } from '../avail-info.js';
 import { ComputationSetup } from './computation-setup.js';
@@ -15,6 +16,7 @@ import { SessionComputations } from './computations.js';
 import { Handshake } from './handshake.js';
 import { IncomingFiles } from './incoming-files.js';
 import { JobLoop } from './job-loop.js';
+import type { ReplyLink } from './kept-computation.js';
 import { Liveness } from './liveness.js';
 import type { NodeContext } from './node-context.js';
 import { OutgoingFiles } from './outgoing-files.js';
@@ -63,7 +65,7 @@ export class ClientSession {
     fileWant: UNEXPECTED,
     fileDone: (done) => this.outgoing.done(done),
     fileKept: (kept) => this.incoming.kept(kept),
-    reattach: UNEXPECTED,
+    reattach: (reattach, frame) => this.reattach(reattach, frame.requestId),
     reattachReply: UNEXPECTED,
   } satisfies FrameTable;
 
@@ -82,20 +84,37 @@ export class ClientSession {
     }));
     const nodeCpus = () => node.cpus;
     const release = () => node.release(this);
-    this.computations = new SessionComputations({ channel, logger, nodeCpus, release });
+    const link: ReplyLink = {
+      send: (frame) => channel.send(frame),
+      drain: () => channel.drain(),
+      sendFile: (computation, jobId, file) => this.outgoing.send(computation, jobId, file),
+      requestShutdown: () => node.requestShutdown(this),
+    };
+    this.computations = new SessionComputations({
+      channel,
+      logger,
+      registry: node.computations,
+      link,
+      owner: this,
+      nodeCpus,
+      claimFrom: (from) => node.claim(this, from),
+      release,
+    });
     const computations = this.computations;
     this.jobs = new JobLoop({ channel, computations, logger, nodeCpus });
     this.incoming = new IncomingFiles({ channel, computations, logger, peer, maxFileSize: node.maxFileSize });
     this.outgoing = new OutgoingFiles(channel, node.maxFileSize);
     this.liveness = new Liveness({
-      zombieIntervalMs: node.zombieIntervalMs,
+      heartbeatIntervalMs: node.heartbeatIntervalMs,
       logger,
       peer,
+      socket,
+      heartbeat: () => channel.send({ pulse: { busy: computations.runningJobs() } }),
       pulse: async () => {
         const availInfo = await measureAvailInfo(node.destPathPrefix);
         if (!this.closed) channel.send({ pulse: { busy: computations.runningJobs(), availInfo } });
       },
-      onZombie: () => void this.shutdown(),
+      onLinkDead: () => void this.shutdown(new Error('the link timed out')),
     });
     this.setup = new ComputationSetup({
       channel,
@@ -110,25 +129,24 @@ export class ClientSession {
       claim: () => node.claim(this),
       release,
       isClosed: () => this.closed,
-      heartbeatSeconds: this.liveness.heartbeatSeconds,
-      eventsFor: (computeId) => ({
-        onDone: (outcome) => this.jobs.reply(computeId, outcome),
-        onProvisional: (jobId, result) => this.jobs.provisional(computeId, jobId, result),
-        onSendFile: async (jobId, file) => {
-          const computation = computations.find(computeId);
-          if (!computation) throw new Error(`computation ${computeId} is closed`);
-          await this.outgoing.send(computation, jobId, file);
-        },
-        onShutdownRequest: () => node.requestShutdown(this),
-      }),
+      heartbeatSeconds: node.heartbeatIntervalMs / 1000,
       onReady: (setup) => {
         this.servedComputation = true;
-        this.liveness.start(setup.pulseInterval);
+        this.liveness.startPulses(setup.pulseInterval);
       },
     });
     // Inside TLS (the node serves TLS only to TLS clients) the frames are not sealed a second time.
     const tls = (socket as Socket & { encrypted?: boolean }).encrypted === true;
-    this.handshake = new Handshake({ channel, name: node.name, secret: node.secret, tls, logger, peer });
+    this.handshake = new Handshake({
+      channel,
+      name: node.name,
+      secret: node.secret,
+      tls,
+      logger,
+      peer,
+      heartbeatSeconds: node.heartbeatIntervalMs / 1000,
+      zombieSeconds: node.zombieIntervalMs / 1000,
+    });
   }
 
   /** Tells the client why (an Error frame, before its handshake: in plain) and hangs up. */
@@ -148,22 +166,43 @@ export class ClientSession {
     this.channel.send({ nodeCpus: { cpus } });
   }
 
-  /** Ends the session: kills this client's jobs and removes its computations. Never rejects. */
-  async shutdown(error?: Error): Promise<void> {
+  /** Whether this client has a computation here that holds the node (set up, or being set up). */
+  get holdsComputations(): boolean {
+    return !this.closed && this.computations.liveCount > 0;
+  }
+
+  /**
+   * Ends the session. A lost link (`detach`, the default) detaches the client's computations:
+   * their jobs go on and their replies are kept (on disk) for the client to take back. `close`
+   * (the node's service hours ended) kills the jobs and forgets the computations. Never rejects.
+   */
+  async shutdown(error?: Error, how: 'detach' | 'close' = 'detach'): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.handshake.cancel();
+    const lastHeard = this.liveness.lastHeardAt;
     this.liveness.stop();
+    const kept = how === 'detach' ? this.computations.readyCount : 0;
     // Before authentication, anyone can make a connection fail: at debug level, a flood of them cannot flood the log.
-    if (error) this.node.logger[this.authenticated ? 'info' : 'debug'](`client ${this.peer} disconnected: ${error.message}`);
+    if (error || kept > 0) {
+      const why = `client ${this.peer} disconnected${error ? `: ${error.message}` : ''}`;
+      this.node.logger[this.authenticated ? 'info' : 'debug'](kept > 0 ? `${why}; its ${kept} computations are kept for it` : why);
+    }
     this.channel.destroy();
+    // Detached at once: replies that come meanwhile are saved for the client.
+    const ending = how === 'detach' ? this.computations.detachAll(lastHeard) : this.computations.closeAll();
     this.outgoing.abort(new Error('the client went away'));
     await this.incoming
       .abort()
       .catch((failure: Error) => this.node.logger.warn(`removing partial files of ${this.peer}: ${failure.message}`));
-    await this.computations.closeAll();
+    await ending;
     this.node.release(this);
     this.onEnd(this);
+  }
+
+  private reattach(request: dispy.Reattach, requestId: number): void {
+    this.computations.reattach(request, requestId);
+    if (this.computations.get(request.computeId)) this.servedComputation = true;
   }
 
   private onFrame(frame: Frame, attachment?: Buffer[]): void {
@@ -173,6 +212,7 @@ export class ClientSession {
       this.authenticated = true;
       this.channel.setLimits(SESSION_LIMITS);
       this.node.logger.info(`client ${frame.auth?.clientName || this.peer} (${this.peer}) authenticated`);
+      this.liveness.startHeartbeat();
       this.node.authenticated(this);
       return;
     }

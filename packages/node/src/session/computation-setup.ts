@@ -2,6 +2,7 @@ import type { FramedSocket, dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { Computation, type ComputationOptions } from '../execution/computation.js';
 import type { SessionComputations } from './computations.js';
+import type { KeptComputation } from './kept-computation.js';
 
 /** Characters of a setup error sent back at most (4 bytes each at worst, well under 64 KiB). */
 const MAX_ERROR_CHARS = 8_000;
@@ -28,8 +29,6 @@ export interface ComputationSetupOptions {
   release(): void;
   /** True once the session has ended. */
   isClosed(): boolean;
-  /** Wires the reports of computation `computeId` to the session. */
-  eventsFor(computeId: string): ComputationEvents;
   /** A computation is set up and running (liveness starts with the first). */
   onReady(setup: dispy.Setup): void;
   /** How often the client should send a heartbeat, in seconds (told in SetupReply). */
@@ -58,7 +57,8 @@ export class ComputationSetup {
       refuse('the node is serving another client; try again when it is free');
       return;
     }
-    if (computations.has(computeId)) {
+    const kept = computations.entryForSetup(computeId);
+    if (!kept) {
       refuse(`computation ${computeId} is already set up`);
       return;
     }
@@ -71,13 +71,13 @@ export class ComputationSetup {
     const cpus = setup.cpus > 0 ? Math.min(setup.cpus, nodeCpus) : nodeCpus;
     let computation: Computation | undefined;
     try {
-      computation = await this.prepare(setup, cpus);
+      computation = await this.prepare(setup, cpus, kept);
       // The client may have gone while the directory was made: closeAll did not see this one.
       if (this.options.isClosed()) throw new Error('the client went away');
       computations.preparingStarted(computation);
       await this.receiveFiles(computation, setup, requestId);
       await computation.start();
-      if (this.options.isClosed() || !computations.preparingEnded(computation, true)) {
+      if (this.options.isClosed() || !computations.preparingEnded(computation, kept)) {
         // The client went away, or closed the computation, while it was being set up.
         await computation.close();
         if (!this.options.isClosed()) refuse(`computation ${computeId} was closed while it was being set up`);
@@ -91,7 +91,7 @@ export class ComputationSetup {
       });
     } catch (error) {
       if (computation) {
-        computations.preparingEnded(computation, false);
+        computations.preparingEnded(computation);
         await computation.close().catch(() => undefined);
       }
       if (this.options.isClosed()) return;
@@ -101,7 +101,7 @@ export class ComputationSetup {
     }
   }
 
-  private prepare(setup: dispy.Setup, cpus: number): Promise<Computation> {
+  private prepare(setup: dispy.Setup, cpus: number, kept: KeptComputation): Promise<Computation> {
     const { channel, logger, nodeName, destPathPrefix } = this.options;
     return Computation.prepare({
       setup,
@@ -111,7 +111,8 @@ export class ComputationSetup {
       nodeAddress: channel.socket.localAddress ?? '',
       logger,
       maxOutputBytes: this.options.maxOutputBytes,
-      ...this.options.eventsFor(setup.computeId),
+      // Its jobs report to the entry that outlives this connection, whichever client is attached.
+      ...kept.events,
     });
   }
 

@@ -24,6 +24,9 @@ export interface HandshakeOptions {
   tls?: boolean;
   logger: Logger;
   peer: string;
+  /** Told to the client in AuthResult: seconds between heartbeats, and how long the node keeps a computation whose client is away. */
+  heartbeatSeconds: number;
+  zombieSeconds: number;
 }
 
 /**
@@ -67,7 +70,10 @@ export class Handshake {
       channel.end({ authResult: { ok: false, reason: "the client's secret does not match the node's" } });
       return undefined;
     }
-    channel.send({ authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name } });
+    const { heartbeatSeconds: heartbeatInterval, zombieSeconds: zombieInterval } = this.options;
+    channel.send({
+      authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name, heartbeatInterval, zombieInterval },
+    });
     // With a secret, every later frame both ways is sealed (the client protects its side when it
     // has checked this AuthResult); without one, frames stay plain.
     if (secret !== '' && this.options.tls !== true) channel.protect(channelKeys(secret, 'node', this.nonce, auth.nonce));

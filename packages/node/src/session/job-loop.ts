@@ -1,6 +1,5 @@
-import { ErrorCode, dispy, type FramedSocket } from '@dispy/protocol';
+import { ErrorCode, type FramedSocket, type dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
-import type { JobOutcome } from '../execution/worker-pool.js';
 import type { SessionComputations } from './computations.js';
 
 export interface JobLoopOptions {
@@ -13,7 +12,8 @@ export interface JobLoopOptions {
 
 /**
  * The client's jobs on this node: each Job frame goes to its computation's workers, a Cancel
- * stops one, and every job ends in exactly one JobReply (Provisional replies may come before).
+ * stops one, and every job ends in exactly one JobReply (Provisional replies may come before),
+ * which its computation's entry (`KeptComputation`) sends and keeps until the client's JobAck.
  */
 export class JobLoop {
   constructor(private readonly options: JobLoopOptions) {}
@@ -36,6 +36,8 @@ export class JobLoop {
       refuse(ErrorCode.NODE_STOPPED, 'the node takes no new jobs now');
       return;
     }
+    // Held before it runs: a job may end at once (a depends file of the wrong name).
+    computations.entry(job.computeId)?.jobStarted(Number(job.jobId));
     computation.run(job, args);
   }
 
@@ -46,32 +48,8 @@ export class JobLoop {
     }
   }
 
-  /** A job of `computeId` ended. */
-  reply(computeId: string, outcome: JobOutcome): void {
-    const reply: dispy.IJobReply = {
-      computeId,
-      jobId: outcome.jobId,
-      status: outcome.ok ? dispy.JobStatus.FINISHED : outcome.cancelled ? dispy.JobStatus.CANCELLED : dispy.JobStatus.TERMINATED,
-      result: outcome.result,
-      stdout: outcome.stdout,
-      stderr: outcome.stderr,
-      exception: outcome.exception ?? '',
-      startTime: outcome.startTime,
-      endTime: outcome.endTime,
-      cpuTime: outcome.cpuTime,
-    };
-    this.options.channel.send({ jobReply: reply });
+  /** JobAck: the client has the replies of these jobs; they are forgotten (in memory and on disk). */
+  acknowledged(ack: dispy.JobAck): void {
+    this.options.computations.acknowledged(ack);
   }
-
-  /** An intermediate result of a running job (dispyProvisionalResult). */
-  provisional(computeId: string, jobId: number, result: Uint8Array): void {
-    this.options.channel.send({ jobReply: { computeId, jobId, status: dispy.JobStatus.PROVISIONAL, result } });
-  }
-
-  /**
-   * JobAck: the client has the replies of these jobs. This is the seam for result retention:
-   * the faults issue keeps each reply sent by `reply` until its JobAck arrives here, so that a
-   * client that reconnects gets the replies it missed. Nothing is retained yet.
-   */
-  acknowledged(_ack: dispy.JobAck): void {}
 }

@@ -1,0 +1,179 @@
+import { rm } from 'node:fs/promises';
+import type { Logger } from '@dispy/protocol/internal';
+import { KeptComputation } from './kept-computation.js';
+import { scanSavedReplies } from './saved-replies.js';
+
+/** The longest delay a Node timer takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface NodeComputationsOptions {
+  destPathPrefix: string;
+  /** How long a computation is kept for a client that is not back (ms, from when it was last heard). */
+  zombieIntervalMs: number;
+  logger: Logger;
+  /** The jobs of a computation whose client is away have ended: `owner` may not hold the node any more. */
+  release(owner: unknown): void;
+}
+
+/**
+ * Every computation this node keeps, by id, whichever connection set it up: those with a client
+ * attached, those whose client's link was lost (detached: their jobs go on, their replies are
+ * saved to disk), and those known only from replies saved on disk (by this run or an earlier
+ * one of the node). A computation whose client is not back within the zombie interval is
+ * closed, its saved replies deleted.
+ */
+export class NodeComputations {
+  private readonly kept = new Map<string, KeptComputation>();
+  private readonly timers = new Map<KeptComputation, NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(private readonly options: NodeComputationsOptions) {}
+
+  get zombieIntervalMs(): number {
+    return this.options.zombieIntervalMs;
+  }
+
+  get(computeId: string): KeptComputation | undefined {
+    return this.kept.get(computeId);
+  }
+
+  /** A new entry for a computation being set up (not registered until `register`). */
+  create(computeId: string): KeptComputation {
+    const { destPathPrefix, logger } = this.options;
+    return new KeptComputation({
+      computeId,
+      destPathPrefix,
+      logger,
+      onIdle: (kept) => {
+        if (!kept.attached && this.kept.get(kept.id) === kept) this.options.release(kept.owner);
+      },
+    });
+  }
+
+  register(kept: KeptComputation): void {
+    this.kept.set(kept.id, kept);
+  }
+
+  /** Forgets an entry (its computation and replies are its holder's to close). */
+  remove(kept: KeptComputation): void {
+    this.disarm(kept);
+    if (this.kept.get(kept.id) === kept) this.kept.delete(kept.id);
+  }
+
+  /** Whether a computation held for `owner` still has jobs queued or running. */
+  holdsJobs(owner: unknown): boolean {
+    for (const kept of this.kept.values()) if (kept.owner === owner && kept.heldJobIds.length > 0) return true;
+    return false;
+  }
+
+  /** Jobs running now in computations no client is attached to. */
+  detachedRunning(): number {
+    let running = 0;
+    for (const kept of this.kept.values()) if (!kept.attached) running += kept.computation?.runningJobs().length ?? 0;
+    return running;
+  }
+
+  /** Another session now holds the node for what `from` held. */
+  transferOwner(from: unknown, to: unknown): void {
+    for (const kept of this.kept.values()) if (kept.owner === from) kept.owner = to;
+  }
+
+  /** The client's link is gone: its replies go to disk, and the computation expires a zombie interval after `lastHeard`. */
+  detach(kept: KeptComputation, lastHeard: number): void {
+    const expires = lastHeard + this.options.zombieIntervalMs;
+    kept.detach(lastHeard, expires);
+    this.arm(kept, expires);
+  }
+
+  /** A client attached again: the computation does not expire while it is. */
+  attached(kept: KeptComputation): void {
+    this.disarm(kept);
+  }
+
+  /**
+   * Another client takes the node: computations left by clients that went away, with no job
+   * left, are closed (their workers stop); their saved replies stay on disk until they expire.
+   */
+  closeIdleDetached(newOwner: unknown): void {
+    for (const kept of this.kept.values()) {
+      if (kept.attached || !kept.computation || kept.owner === newOwner || kept.heldJobIds.length > 0) continue;
+      this.options.logger.info(`closing computation ${kept.id}, left by a client that went away, for the new client`);
+      void kept.closeComputation({ dropReplies: true }).then(async () => {
+        if (kept.hasReplies || this.kept.get(kept.id) !== kept || kept.attached) return;
+        // Nothing left to give its client: nothing to keep.
+        this.remove(kept);
+        await kept.forget();
+      });
+    }
+  }
+
+  /**
+   * At start: finds the replies an earlier run of the node saved under the prefix. Those
+   * expired, and folders that are not whole, are deleted; the others wait for their client.
+   */
+  async load(): Promise<void> {
+    const { logger, destPathPrefix } = this.options;
+    const now = Date.now();
+    for (const { dir, meta } of await scanSavedReplies(destPathPrefix)) {
+      if (!meta || meta.expires <= now || this.kept.has(meta.computeId)) {
+        logger.info(meta ? `deleting the expired saved replies of computation ${meta.computeId}` : `deleting ${dir} (incomplete)`);
+        await rm(dir, { recursive: true, force: true }).catch((error: Error) => logger.warn(`deleting ${dir}: ${error.message}`));
+        continue;
+      }
+      const kept = this.create(meta.computeId);
+      await kept.loadSaved();
+      if (!kept.hasReplies) {
+        await kept.forget();
+        continue;
+      }
+      this.register(kept);
+      this.arm(kept, meta.expires);
+      logger.info(`computation ${meta.computeId}: saved replies found, kept until ${new Date(meta.expires).toISOString()}`);
+    }
+  }
+
+  /**
+   * The node stops: replies of jobs that end now are not kept (the jobs were cut short, not
+   * done); every computation is closed; resolves once every reply being saved is on disk.
+   */
+  async close(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    const all = [...this.kept.values()];
+    for (const kept of all) kept.dropLaterReplies();
+    await Promise.all(all.map((kept) => kept.closeComputation({ dropReplies: true })));
+    await Promise.all(all.map((kept) => kept.settled()));
+  }
+
+  private arm(kept: KeptComputation, expires: number): void {
+    this.disarm(kept);
+    if (this.stopped) return;
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(kept);
+        if (Date.now() < expires) this.arm(kept, expires);
+        else void this.expire(kept);
+      },
+      Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS),
+    );
+    timer.unref();
+    this.timers.set(kept, timer);
+  }
+
+  private disarm(kept: KeptComputation): void {
+    clearTimeout(this.timers.get(kept));
+    this.timers.delete(kept);
+  }
+
+  private async expire(kept: KeptComputation): Promise<void> {
+    if (this.kept.get(kept.id) !== kept || kept.attached) return;
+    this.options.logger.warn(
+      `computation ${kept.id}: its client was not back within the zombie interval; closing it and deleting its saved replies`,
+    );
+    this.kept.delete(kept.id);
+    await kept.closeComputation({ dropReplies: true });
+    await kept.forget();
+    this.options.release(kept.owner);
+  }
+}
