@@ -49,6 +49,8 @@ const REATTACH_REQUEST_ID = 0xffff_fff0;
 const ANSWER_TIMEOUT_MS = 60_000;
 /** Pulses to the node while waiting, so it never presumes this link dead (its heartbeat is at least this). */
 const PULSE_MS = 1_000;
+/** How long the node has to hang up in turn when recovery ends the connection. */
+const HANG_UP_MS = 2_000;
 
 /**
  * Recovers a computation's jobs from one node: connects and authenticates, sends Reattach, takes
@@ -120,8 +122,30 @@ class NodeRecovery {
       return await this.finish();
     } finally {
       clearInterval(pulses);
-      this.connection.destroy();
+      await this.hangUp();
     }
+  }
+
+  /**
+   * Ends the connection gracefully, so the acknowledgements just sent are read before the node
+   * sees it go (a reset could discard them unread); cut off after HANG_UP_MS.
+   */
+  private async hangUp(): Promise<void> {
+    const socket = this.connection.socket;
+    if (socket && !this.gone) {
+      // The frames of this tick leave when the tick ends (FramedSocket corks and seals them then).
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, HANG_UP_MS);
+        socket.once('close', done);
+        socket.end();
+      });
+    }
+    this.connection.destroy();
   }
 
   /** After waiting: terminate or leave what still runs, acknowledge, release the computation. */
