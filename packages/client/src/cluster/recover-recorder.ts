@@ -22,8 +22,9 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
   /**
    * Creates the cluster's recover file (`options.recoverFile`: a path, `false` for none,
    * undefined for `_dispy_YYYYMMDDHHMMSS` in the working directory) and the events that write to
-   * it before passing on to `events`; undefined with `false`.
-   * @throws DispyError `DISPY_ERR_RECOVER_FILE` when the file exists or cannot be created
+   * it before passing on to `events`; undefined with `false`, or when the default file cannot be
+   * created (logged).
+   * @throws DispyError `DISPY_ERR_RECOVER_FILE` when the file named exists or cannot be created
    */
   static open(
     options: ResolvedClusterOptions,
@@ -32,11 +33,25 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
     logger: Logger,
   ): RecoverRecorder | undefined {
     if (options.recoverFile === false) return undefined;
-    const writer = RecoverFileWriter.create(
-      options.recoverFile,
-      { ...computation, tls: tlsFiles(options) },
-      { onError: (error) => logger.error(`${error.message}; this cluster's jobs can no longer be recovered if it dies`) },
-    );
+    let writer: RecoverFileWriter;
+    try {
+      writer = RecoverFileWriter.create(
+        options.recoverFile,
+        { ...computation, tls: tlsFiles(options) },
+        {
+          onError: (error) => logger.error(`${error.message}; this cluster's jobs can no longer be recovered if it dies`),
+          removeOnExit: true,
+        },
+      );
+    } catch (error) {
+      // A path the program chose must work; the default one (in a working directory that may be
+      // read-only) only costs the recovery.
+      if (options.recoverFile !== undefined) throw error;
+      logger.warn(
+        `${(error as Error).message}; this cluster's jobs cannot be recovered if it dies (option recoverFile: a path, or false for none)`,
+      );
+      return undefined;
+    }
     logger.debug(`recover file ${writer.path}`);
     return new RecoverRecorder(events, writer, logger);
   }

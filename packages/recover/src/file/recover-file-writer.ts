@@ -26,6 +26,11 @@ export interface RecoverFileWriterOptions {
   flushRecords?: number;
   /** A write failed: the writer stops (later records could not be read after a hole), once. */
   onError?: (error: DispyError) => void;
+  /**
+   * When the process exits with the file still open and no job pending (a program that ended
+   * without `close()`), delete the file: nothing in it is needed. With jobs pending it is kept.
+   */
+  removeOnExit?: boolean;
 }
 
 /** What a new file's header says of its cluster. */
@@ -77,7 +82,10 @@ export class RecoverFileWriter {
     if (!exitHooked) {
       exitHooked = true;
       process.on('exit', () => {
-        for (const writer of openWriters) writer.flush();
+        for (const writer of openWriters) {
+          if (writer.options.removeOnExit && writer.pending === 0) writer.close({ remove: true });
+          else writer.flush();
+        }
       });
     }
   }

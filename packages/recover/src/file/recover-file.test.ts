@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DispyError, ErrorCode } from '@dispy/protocol';
 import { readRecoverFile } from './recover-file-reader.js';
@@ -206,5 +209,24 @@ describe('RecoverFileWriter', () => {
     expect(again.jobs.get(2)?.state).toBe('finished');
     expect(again.jobs.get(5)).toEqual({ job: 5, state: 'running', node: 1 });
     expect(again.nodes.size).toBe(2);
+  });
+
+  it('deletes its file when the process exits with no job pending (removeOnExit), and keeps it with jobs pending', async () => {
+    // A separate process that exits without close(); it uses the built package (pnpm build).
+    const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+    const exitWith = async (name: string, ended: boolean) => {
+      const file = path.join(dir, name);
+      const script = `
+        import { RecoverFileWriter } from ${JSON.stringify(dist)};
+        const writer = RecoverFileWriter.create(${JSON.stringify(file)}, { computeId: 'c', name: 'n' }, { removeOnExit: true });
+        writer.jobRunning(1, { host: '127.0.0.1', port: 1, name: 'n1' });
+        ${ended ? "writer.jobEnded(1, 'finished');" : ''}
+      `;
+      await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+      return file;
+    };
+    expect(fs.existsSync(await exitWith('done', true))).toBe(false);
+    const kept = await exitWith('pending', false);
+    expect((await readRecoverFile(kept)).jobs.get(1)?.state).toBe('running');
   });
 });
