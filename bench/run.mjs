@@ -137,6 +137,13 @@ const TARGETS = [
     pass: (value) => value >= 0.7,
   },
   {
+    label: 'recover file on: tiny-job throughput ≥ 0.9× without it',
+    value: (m) => m('dispy.recover.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.9,
+  },
+  {
     label: 'dispynode memory growth while a 200 MiB file arrives < 50 MiB (¼ of the file)',
     value: (m) => m('dispy.file.memory.node'),
     digits: 0,

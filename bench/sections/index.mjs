@@ -5,6 +5,7 @@ import dispyChannel from './dispy-channel.mjs';
 import dispyFileTransfer from './dispy-file-transfer.mjs';
 import dispyJobs from './dispy-jobs.mjs';
 import dispyMemory from './dispy-memory.mjs';
+import dispyRecoverFile from './dispy-recover-file.mjs';
 import filePipeline from './file-pipeline.mjs';
 import piscinaPool from './piscina-pool.mjs';
 import tcpRtt from './tcp-rtt.mjs';
@@ -16,6 +17,7 @@ export const SECTIONS = [
   dispyArguments,
   dispyChannel,
   dispyMemory,
+  dispyRecoverFile,
   piscinaPool,
   tcpRtt,
   tcpTransfer,

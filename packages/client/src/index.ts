@@ -1,5 +1,6 @@
 export { JobCluster, type SubmitJobOptions } from './cluster/job-cluster.js';
 export { DispyJob } from './job/dispy-job.js';
+export { recoverJobs, readRecoverFile, type RecoverJobsOptions, type RecoverFileContents } from '@dispy/recover';
 export { DispyNode, type DispyNodeAvailInfo } from './node/dispy-node.js';
 export { NodeAllocate, type NodeAllocateOptions } from './node/node-allocate.js';
 export type { JobClusterOptions } from './cluster/options.js';

@@ -42,8 +42,8 @@ describe('JobCluster options', () => {
     expect(() => new JobCluster('/no/such/program', quiet)).toThrow('program "/no/such/program" does not exist');
   });
 
-  it('refuses options of later releases rather than ignoring them', () => {
-    expect(() => new JobCluster((n: number) => n, { ...quiet, recoverFile: 'recover.dat' })).toThrow(/"recoverFile" is not available/);
+  it('takes a path or false for recoverFile, and nothing else', () => {
+    expect(() => new JobCluster((n: number) => n, { ...quiet, recoverFile: 42 as never })).toThrow(/option "recoverFile"/);
   });
 
   it('checks the TLS options and files before anything is sent', () => {

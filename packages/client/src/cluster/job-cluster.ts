@@ -24,6 +24,7 @@ import { findNodeKey } from './node-control.js';
 import { collectDepends } from './depends.js';
 import { shipComputation } from './ship-computation.js';
 import { JobLedger } from './job-ledger.js';
+import { RecoverRecorder } from './recover-recorder.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -38,9 +39,6 @@ export interface SubmitJobOptions<A extends unknown[]> {
   depends?: unknown[];
   timeout?: number;
 }
-
-/** Options that belong to later releases; refused clearly rather than ignored. */
-const NOT_YET: Array<[keyof ResolvedClusterOptions, (value: unknown) => boolean]> = [['recoverFile', (value) => typeof value === 'string']];
 
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
@@ -59,6 +57,8 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private readonly computeId = randomBytes(8).toString('hex');
   private readonly scheduler: JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>;
   private readonly ledger: JobLedger;
+  /** Writes the recover file (option `recoverFile`), between the scheduler's events and the ledger. */
+  private readonly recorder?: RecoverRecorder;
   private readonly started: Promise<void>;
   private readonly createdAt = Date.now();
   private closing?: Promise<void>;
@@ -66,11 +66,6 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   constructor(computation: F | string, options: JobClusterOptions<Awaited<ReturnType<F>>> = {}) {
     this.options = resolveClusterOptions(options);
-    for (const [option, isSet] of NOT_YET) {
-      if (isSet(this.options[option])) {
-        throw new OptionError(`JobCluster: option "${option}" is not available in this release of @dispy/client yet`);
-      }
-    }
     const tls = loadClientTls(this.options, 'JobCluster');
     const shipped = shipComputation(computation, this.options);
     this.name = shipped.name;
@@ -99,6 +94,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       clusterStatus: this.options.clusterStatus,
       setActive: () => this.refreshActive(),
     });
+    this.recorder = RecoverRecorder.open(this.options, { computeId: this.computeId, name: this.name }, this.ledger, this.logger);
     const { files, ...spec } = shipped;
     this.started = describeFiles(files)
       .then((described) =>
@@ -116,7 +112,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
           reentrant: this.options.reentrant,
           pulseInterval: this.options.pulseInterval ?? 0,
           owner: this,
-          events: this.ledger,
+          events: this.recorder ?? this.ledger,
         }),
       )
       .catch((error: Error) => this.failStart(error));
@@ -316,6 +312,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
         }
       }
       await this.scheduler.close();
+      this.recorder?.close();
     })();
     return this.closing;
   }

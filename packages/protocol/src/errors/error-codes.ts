@@ -30,6 +30,8 @@ export const ErrorCode = {
   CLOSED: 'DISPY_ERR_CLOSED',
   /** The cluster could not start (discovery, ports). */
   START: 'DISPY_ERR_START',
+  /** A recover file is missing, is not one, is of a newer format, or cannot be written. */
+  RECOVER_FILE: 'DISPY_ERR_RECOVER_FILE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

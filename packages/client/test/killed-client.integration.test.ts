@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DispyJob, JobCluster, NodeAllocate, recoverJobs } from '../src/index.js';
+import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+
+// "A killed client" of issue 10. Nodes of this file listen on 127.0.111.*.
+//
+// SKIPPED until the node keeps a computation whose client is gone (part 1 of issue 10, branch
+// wt-node-keep: computations outlive connections, Reattach, saved replies). Without it the node
+// closes the computation when the client's connection drops, and kills its jobs. The lead enables
+// these tests at merge (describe.skip -> describe).
+const DOOMED_CLIENT = fileURLToPath(new URL('./fixtures/doomed-client.mjs', import.meta.url));
+const SECRET = 'recover these jobs, please';
+let dir: string;
+let client: ChildProcess | undefined;
+const clusters: JobCluster[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dispy-killed-client-'));
+});
+
+afterEach(async () => {
+  client?.kill('SIGKILL');
+  client = undefined;
+  await Promise.all(clusters.splice(0).map((cluster) => cluster.close({ timeout: 5 })));
+  await stopAllNodes();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Starts the doomed client on `nodes` with jobs of these durations; resolves once all run, then SIGKILLs it. */
+async function runAndKill(nodes: NodeProcess[], durations: number[]): Promise<string> {
+  const file = path.join(dir, 'recover');
+  const child = spawn(
+    process.execPath,
+    [DOOMED_CLIENT, file, JSON.stringify(nodes.map(({ host, port }) => ({ host, port }))), JSON.stringify(durations)],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DISPY_SECRET: SECRET } },
+  );
+  client = child;
+  let output = '';
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`the client exited (${code}) before its jobs ran:\n${output}`)));
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  return file;
+}
+
+// Every job must be on a node when the client dies (jobs still queued in the client die with it),
+// so each node runs 10 at once: the jobs sleep, so a node may offer more CPUs than this machine
+// has; dispynode refuses that, so it is told the machine has 16.
+const SIXTEEN_CPUS = `data:text/javascript,${encodeURIComponent("import os from 'node:os'; os.availableParallelism = () => 16;")}`;
+
+async function twoNodes(): Promise<NodeProcess[]> {
+  return Promise.all(
+    ['127.0.111.1', '127.0.111.2'].map((host) => startNode({ host, cpus: 10, secret: SECRET, execArgv: ['--import', SIXTEEN_CPUS] })),
+  );
+}
+
+/** A new cluster gets work done on both nodes at once (they are free of the dead client). */
+async function nodesServeANewCluster(nodes: NodeProcess[]): Promise<void> {
+  const cluster = new JobCluster((n: number) => n + 1, {
+    nodes: nodes.map(({ host, port }) => new NodeAllocate(host, { port })),
+    ipAddr: '127.0.0.1',
+    port: 0,
+    secret: SECRET,
+    recoverFile: false,
+    loglevel: 'silent',
+  });
+  clusters.push(cluster as JobCluster);
+  const jobs = Array.from({ length: 40 }, (_, i) => cluster.submit(i));
+  expect(await Promise.all(jobs.map((job) => job.wait()))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  expect(new Set(jobs.map((job) => job.ipAddr))).toEqual(new Set(nodes.map((node) => node.host)));
+  await cluster.close();
+}
+
+describe.skip('a killed client (needs the node side of Reattach: branch wt-node-keep)', () => {
+  it('loses nothing: recoverJobs in another process gets all 20 results of 2 s jobs on two nodes', async () => {
+    const nodes = await twoNodes();
+    const file = await runAndKill(
+      nodes,
+      Array.from({ length: 20 }, () => 2000),
+    );
+    const jobs = await recoverJobs(file, { secret: SECRET });
+    expect(jobs.map((job) => [job.id, DispyJob.statusName(job.status), job.result])).toEqual(
+      Array.from({ length: 20 }, (_, i) => [`job ${i}`, 'Finished', i * i]),
+    );
+    expect(new Set(jobs.map((job) => job.ipAddr))).toEqual(new Set(nodes.map((node) => node.host)));
+    expect(fs.existsSync(file)).toBe(false);
+    await nodesServeANewCluster(nodes);
+  });
+
+  it('with terminatePending and a short timeout, returns the finished jobs and terminates the rest', async () => {
+    const nodes = await twoNodes();
+    const durations = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 100 : 600_000));
+    const file = await runAndKill(nodes, durations);
+    const jobs = await recoverJobs(file, { secret: SECRET, timeout: 3, terminatePending: true });
+    expect(jobs.map((job) => [job.id, DispyJob.statusName(job.status), job.result])).toEqual(
+      durations.map((ms, i) => [`job ${i}`, ms === 100 ? 'Finished' : 'Terminated', ms === 100 ? i * i : undefined]),
+    );
+    expect(fs.existsSync(file)).toBe(false);
+    await nodesServeANewCluster(nodes);
+  });
+});
