@@ -8,11 +8,6 @@ import { DispyJob, JobCluster, NodeAllocate, recoverJobs } from '../src/index.js
 import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 
 // "A killed client" of issue 10. Nodes of this file listen on 127.0.111.*.
-//
-// SKIPPED until the node keeps a computation whose client is gone (part 1 of issue 10, branch
-// wt-node-keep: computations outlive connections, Reattach, saved replies). Without it the node
-// closes the computation when the client's connection drops, and kills its jobs. The lead enables
-// these tests at merge (describe.skip -> describe).
 const DOOMED_CLIENT = fileURLToPath(new URL('./fixtures/doomed-client.mjs', import.meta.url));
 const SECRET = 'recover these jobs, please';
 let dir: string;
@@ -74,13 +69,14 @@ async function nodesServeANewCluster(nodes: NodeProcess[]): Promise<void> {
     loglevel: 'silent',
   });
   clusters.push(cluster as JobCluster);
-  const jobs = Array.from({ length: 40 }, (_, i) => cluster.submit(i));
+  // Each node gets its share by name: load balancing alone may give every tiny job to the first node up.
+  const jobs = Array.from({ length: 40 }, (_, i) => cluster.submitNode(nodes[i % nodes.length]!.host, i));
   expect(await Promise.all(jobs.map((job) => job.wait()))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
-  expect(new Set(jobs.map((job) => job.ipAddr))).toEqual(new Set(nodes.map((node) => node.host)));
+  expect(jobs.map((job) => job.ipAddr)).toEqual(jobs.map((_, i) => nodes[i % nodes.length]!.host));
   await cluster.close();
 }
 
-describe.skip('a killed client (needs the node side of Reattach: branch wt-node-keep)', () => {
+describe('a killed client', () => {
   it('loses nothing: recoverJobs in another process gets all 20 results of 2 s jobs on two nodes', async () => {
     const nodes = await twoNodes();
     const file = await runAndKill(
@@ -98,12 +94,14 @@ describe.skip('a killed client (needs the node side of Reattach: branch wt-node-
 
   it('with terminatePending and a short timeout, returns the finished jobs and terminates the rest', async () => {
     const nodes = await twoNodes();
-    const durations = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 100 : 600_000));
+    // Half end within recovery's timeout (after the client died), half would run for 10 minutes.
+    const durations = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 1500 : 600_000));
     const file = await runAndKill(nodes, durations);
-    const jobs = await recoverJobs(file, { secret: SECRET, timeout: 3, terminatePending: true });
+    const jobs = await recoverJobs(file, { secret: SECRET, timeout: 4, terminatePending: true });
     expect(jobs.map((job) => [job.id, DispyJob.statusName(job.status), job.result])).toEqual(
-      durations.map((ms, i) => [`job ${i}`, ms === 100 ? 'Finished' : 'Terminated', ms === 100 ? i * i : undefined]),
+      durations.map((ms, i) => [`job ${i}`, ms === 1500 ? 'Finished' : 'Terminated', ms === 1500 ? i * i : undefined]),
     );
+    expect(jobs.filter((job) => job.status === DispyJob.Terminated).every((job) => /terminatePending/.test(job.exception ?? ''))).toBe(true);
     expect(fs.existsSync(file)).toBe(false);
     await nodesServeANewCluster(nodes);
   });

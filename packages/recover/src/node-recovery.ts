@@ -154,9 +154,11 @@ class NodeRecovery {
     const stillHeld = () => [...this.held].filter((job) => !this.replies.has(job));
     let released = false;
     let terminated = false;
+    let stillBefore = new Set<number>();
     if (!this.gone) this.acknowledge();
     if (!this.gone && (stillHeld().length === 0 || terminatePending)) {
       terminated = stillHeld().length > 0;
+      stillBefore = new Set(stillHeld());
       // Replies that come before the node's CloseReply (Terminated ones among them) are taken;
       // closing forgets them on the node, so they need no acknowledgement.
       released = await this.connection.closeComputation(computeId, terminatePending).then(
@@ -165,7 +167,12 @@ class NodeRecovery {
       );
     }
     const outcomes = new Map<number, NodeJobOutcome>();
-    for (const [job, reply] of this.replies) outcomes.set(job, { kind: 'replied', reply });
+    const terminatedWhy = `terminated on ${this.label} by recoverJobs (terminatePending)`;
+    for (const [job, reply] of this.replies) {
+      // The node reports a job that closing killed as Cancelled; here the program asked for it to be terminated.
+      const killedByUs = terminated && stillBefore.has(job) && reply.status === dispy.JobStatus.CANCELLED;
+      outcomes.set(job, killedByUs ? { kind: 'terminated', why: terminatedWhy } : { kind: 'replied', reply });
+    }
     for (const job of new Set([...this.options.pending, ...this.held])) {
       if (outcomes.has(job)) continue;
       if (this.gone && !released) {
@@ -179,7 +186,7 @@ class NodeRecovery {
           why: `${this.label} has no record of the job: it never arrived there, or its reply had reached the client`,
         });
       } else if (terminated && released) {
-        outcomes.set(job, { kind: 'terminated', why: `terminated on ${this.label} by recoverJobs (terminatePending)` });
+        outcomes.set(job, { kind: 'terminated', why: terminatedWhy });
       } else {
         outcomes.set(job, { kind: 'running' });
       }
