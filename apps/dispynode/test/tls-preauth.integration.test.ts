@@ -66,7 +66,9 @@ function rawConnection(node: NodeProcess, localAddress: string, first?: Buffer):
 /** A TLS connection from `localAddress`, verified and secured, that never sends Auth; resolves once secured (or closed). */
 function securedConnection(node: NodeProcess, localAddress: string): Promise<Attacker> {
   return new Promise((resolve) => {
-    const socket = tls.connect({ host: node.host, port: node.port, localAddress, ca: readFileSync(certs.ca) });
+    const tcp = net.connect({ host: node.host, port: node.port, localAddress });
+    sockets.add(tcp);
+    const socket = tls.connect({ socket: tcp, host: node.host, ca: readFileSync(certs.ca) });
     const attacker = track(socket);
     socket.once('secureConnect', () => resolve(attacker));
     socket.once('close', () => resolve(attacker));
