@@ -144,6 +144,27 @@ const TARGETS = [
     pass: (value) => value >= 0.9,
   },
   {
+    label: 'TLS: small-job throughput ≥ 0.8× plain frames',
+    value: (m) => m('tls.tiny.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.8,
+  },
+  {
+    label: 'TLS: 1 MiB arguments ≥ 0.7× plain frames',
+    value: (m) => m('tls.big.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.7,
+  },
+  {
+    label: 'TLS: files ≥ 0.7× plain frames',
+    value: (m) => m('tls.files.ratio'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.7,
+  },
+  {
     label: 'dispynode memory growth while a 200 MiB file arrives < 50 MiB (¼ of the file)',
     value: (m) => m('dispy.file.memory.node'),
     digits: 0,

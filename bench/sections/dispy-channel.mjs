@@ -1,11 +1,14 @@
-// dispy's protected channel: what sealing every frame (a shared secret) costs, as ratios to plain
-// frames (no secret) measured in the same run, on one real dispynode (2 CPUs) on loopback. Three
-// workloads, each run without and then with a secret on a node of its own:
+// dispy's protected channel: what sealing every frame (a shared secret) costs, and what TLS with
+// certificates (and the secret) costs, as ratios to plain frames (no secret) measured in the same
+// run, on one real dispynode (2 CPUs) on loopback. Three workloads, each run plain, then sealed,
+// then over TLS, on a node of its own each (the TLS certificates are made at bench time, with
+// testing/certificates.ts):
 //  - throughput: 5,000 tiny `n => n * 2` jobs at once;
 //  - 1 MiB arguments: 100 jobs at once, each with its own 1 MiB Uint8Array;
 //  - a file: a fresh cluster with one 64 MiB `depends` file, until its first job resolves.
 // Each reports its cold first round (the first after connecting: code paths not yet compiled)
 // beside the median of the warm rounds that follow.
+import { tsImport } from 'tsx/esm/api';
 import { DispyJob, JobCluster } from '../../packages/client/dist/index.js';
 import { MiB, createBigFile } from '../lib/big-file.mjs';
 import { startNode } from '../../testing/dispynode-process.mjs';
@@ -13,6 +16,7 @@ import { batchRound } from '../lib/batch-round.mjs';
 import { median } from '../lib/stats.mjs';
 import { now, withTimeout } from '../lib/timing.mjs';
 
+const HOST = '127.0.0.1';
 const NODE_CPUS = 2;
 const SECRET = 'a bench secret that is long enough';
 const TINY_JOBS = 5_000;
@@ -41,8 +45,16 @@ async function rounds(round) {
   return { cold, warm: median(warm), all: [cold, ...warm] };
 }
 
-async function withCluster(node, secret, computation, options, use) {
-  const cluster = new JobCluster(computation, { nodes: [node.host], nodePort: node.port, ipAddr: node.host, port: 0, secret, ...options });
+async function withCluster(node, channel, computation, options, use) {
+  const cluster = new JobCluster(computation, {
+    nodes: [node.host],
+    nodePort: node.port,
+    ipAddr: node.host,
+    port: 0,
+    secret: channel.secret,
+    ...channel.clientOptions,
+    ...options,
+  });
   try {
     return await use(cluster);
   } finally {
@@ -50,13 +62,21 @@ async function withCluster(node, secret, computation, options, use) {
   }
 }
 
-/** The three workloads against one node started with `secret` ('' for none). */
-async function measure(secret, file) {
-  const node = await startNode({ host: '127.0.0.1', cpus: NODE_CPUS, secret: secret || undefined, args: ['--max-file-size', '0'] });
+/**
+ * The three workloads against one node on `channel`: its `secret` ('' for none), and the node's
+ * flags and the client's options for TLS (none for plain and sealed frames).
+ */
+async function measure(channel, file) {
+  const node = await startNode({
+    host: HOST,
+    cpus: NODE_CPUS,
+    secret: channel.secret || undefined,
+    args: ['--max-file-size', '0', ...channel.nodeArgs],
+  });
   try {
     const tiny = await withCluster(
       node,
-      secret,
+      channel,
       (n) => n * 2,
       {},
       async (cluster) => {
@@ -75,7 +95,7 @@ async function measure(secret, file) {
     const args = Array.from({ length: ARG_JOBS }, () => new Uint8Array(MiB).fill(0x5a));
     const big = await withCluster(
       node,
-      secret,
+      channel,
       (data) => data.length,
       {},
       async (cluster) => {
@@ -92,7 +112,7 @@ async function measure(secret, file) {
       },
     );
     const files = await rounds(() =>
-      withCluster(node, secret, statFile, { depends: [file.file], cleanup: true }, async (cluster) => {
+      withCluster(node, channel, statFile, { depends: [file.file], cleanup: true }, async (cluster) => {
         const start = now();
         const job = cluster.submit();
         await withTimeout(job.wait(), JOB_TIMEOUT_MS, 'the job with the depends file did not finish');
@@ -111,29 +131,39 @@ const ms = (samples) => samples.map((value) => value.toFixed(0)).join(' / ');
 
 export default {
   id: 'dispy-channel',
-  title: `dispy's protected channel: a secret (sealed frames) against none, same run, one dispynode (${NODE_CPUS} CPUs) on 127.0.0.1`,
+  title: `dispy's protected channel and TLS against plain frames, same run, one dispynode (${NODE_CPUS} CPUs) on ${HOST}`,
   async run() {
     const file = await createBigFile({ bytes: FILE_BYTES, name: FILE_NAME });
+    const { makeTestCertificates } = await tsImport('../../testing/certificates.ts', import.meta.url);
+    const certs = makeTestCertificates([HOST]);
     try {
-      const plain = await measure('', file);
-      const sealed = await measure(SECRET, file);
+      const plain = await measure({ secret: '', nodeArgs: [], clientOptions: {} }, file);
+      const sealed = await measure({ secret: SECRET, nodeArgs: [], clientOptions: {} }, file);
+      const tls = await measure(
+        { secret: SECRET, nodeArgs: ['--certfile', certs.nodeCert, '--keyfile', certs.nodeKey], clientOptions: { cafile: certs.ca } },
+        file,
+      );
       // A ratio of rates is the inverse ratio of times: sealed rate ÷ plain rate = plain ms ÷ sealed ms.
-      const ratio = (key, label, what) => ({
-        key: `channel.${key}.ratio`,
-        label,
-        value: plain[key].warm / sealed[key].warm,
+      const ratio = (name, other, key, label, what) => ({
+        key: `${name === 'sealed' ? 'channel' : 'tls'}.${key}.ratio`,
+        label: `${name} ÷ plain: ${label}`,
+        value: plain[key].warm / other[key].warm,
         unit: '×',
         digits: 3,
         note:
-          `warm median; cold first round ${(plain[key].cold / sealed[key].cold).toFixed(3)}×; ${what}; ` +
-          `ms plain ${ms(plain[key].all)}, sealed ${ms(sealed[key].all)} (cold first)`,
+          `warm median; cold first round ${(plain[key].cold / other[key].cold).toFixed(3)}×; ${what}; ` +
+          `ms plain ${ms(plain[key].all)}, ${name} ${ms(other[key].all)} (cold first)`,
       });
-      return [
-        ratio('tiny', 'sealed ÷ plain: small-job throughput', `${TINY_JOBS} jobs at once`),
-        ratio('big', 'sealed ÷ plain: 1 MiB arguments', `${ARG_JOBS} jobs at once`),
-        ratio('files', 'sealed ÷ plain: a 64 MiB depends file (fresh cluster to first result)', 'setup included'),
-      ];
+      return [sealed, tls].flatMap((other, i) => {
+        const name = i === 0 ? 'sealed' : 'TLS';
+        return [
+          ratio(name, other, 'tiny', 'small-job throughput', `${TINY_JOBS} jobs at once`),
+          ratio(name, other, 'big', '1 MiB arguments', `${ARG_JOBS} jobs at once`),
+          ratio(name, other, 'files', 'a 64 MiB depends file (fresh cluster to first result)', 'setup included'),
+        ];
+      });
     } finally {
+      certs.remove();
       await file.remove();
     }
   },

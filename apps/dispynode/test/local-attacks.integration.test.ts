@@ -250,6 +250,85 @@ describe.runIf(isRoot)("a computation's ES modules", () => {
   });
 });
 
+describe.runIf(isRoot)("a computation's modules loaded other ways", () => {
+  it("confines modules of the computation's directory loaded before its own require or import(): its createRequire, a require from outside it, worker threads", async () => {
+    const top = sharedDir();
+    for (const name of ['zod', 'planted-only']) {
+      asNobody('mkdir', '-p', path.join(top, 'node_modules', name));
+      asNobody('sh', '-c', `echo 'module.exports = { planted: true };' > ${path.join(top, 'node_modules', name, 'index.js')}`);
+    }
+    const dir = victimDir();
+    // A CommonJS depends file whose import() goes to Node's ES module resolver.
+    const loader = path.join(dir, 'late-loader.cjs');
+    writeFileSync(
+      loader,
+      "exports.load = (name) => import(name).then((loaded) => JSON.stringify(loaded.default ?? loaded), (error) => error.code ?? 'error');\n",
+    );
+    // A worker thread's file: what import and require give it.
+    const thread = path.join(dir, 'thread.mjs');
+    writeFileSync(
+      thread,
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        "import { createRequire } from 'node:module';",
+        "const imported = (name) => import(name).then((loaded) => JSON.stringify(loaded.default ?? loaded), (error) => error.code ?? 'error');",
+        'const required = (name) => {',
+        '  try {',
+        '    return JSON.stringify(createRequire(import.meta.url)(name));',
+        '  } catch (error) {',
+        "    return error.code ?? 'error';",
+        '  }',
+        '};',
+        "parentPort.postMessage({ imported: await imported('planted-only'), required: required('planted-only'), zod: await imported('zod') });",
+        '',
+      ].join('\n'),
+    );
+    const node = await startNode({ host: '127.0.92.11', cpus: 1, args: ['--dest-path-prefix', path.join(top, 'prefix')] });
+    /** Runs `computation` in a computation of its own (so in fresh worker processes), with the two files. */
+    const run = async (computation: () => Promise<unknown>): Promise<unknown> => {
+      const cluster = new JobCluster(computation, {
+        nodes: [node.host],
+        nodePort: node.port,
+        ipAddr: '127.0.0.1',
+        port: 0,
+        loglevel: 'silent',
+        depends: [loader, thread],
+      });
+      clusters.push(cluster as JobCluster);
+      const job = cluster.submit();
+      await job.wait();
+      await cluster.close();
+      return job.result ?? job.exception;
+    };
+    // Each first, before the computation loads anything of its directory another way.
+    const ownCreateRequire = await run(async () => {
+      const { createRequire } = require('node:module');
+      return createRequire(`${process.cwd()}/computation.js`)('./late-loader.cjs').load('planted-only');
+    });
+    const requireFromOutside = await run(async () => {
+      const { createRequire } = require('node:module');
+      return createRequire('/')(`${process.cwd()}/late-loader.cjs`).load('planted-only');
+    });
+    const workerThread = await run(async () => {
+      const { Worker } = require('node:worker_threads');
+      const worker = new Worker(`${process.cwd()}/thread.mjs`);
+      try {
+        return await new Promise((resolve, reject) => {
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        });
+      } finally {
+        await worker.terminate();
+      }
+    });
+    expect({ ownCreateRequire, requireFromOutside, workerThread }).toEqual({
+      ownCreateRequire: 'ERR_MODULE_NOT_FOUND',
+      requireFromOutside: 'ERR_MODULE_NOT_FOUND',
+      workerThread: { imported: 'ERR_MODULE_NOT_FOUND', required: 'MODULE_NOT_FOUND', zod: expect.not.stringContaining('planted') },
+    });
+  });
+});
+
 describe('the secret on the command line and in a file', () => {
   it('-s warns that every user can read it and names the alternatives', async () => {
     const { code, stderr } = await runCli([...serveNothing('127.0.92.7'), '--dest-path-prefix', tempPrefix(), '-s', 'on the command line']);

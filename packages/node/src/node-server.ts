@@ -33,7 +33,8 @@ import { Announcer } from './discovery/announcer.js';
 /**
  * Connections that have not authenticated yet: at most 64 in all (one more evicts the oldest),
  * and 10 from one address (one more is refused). A client authenticates in milliseconds; each
- * has 10 s (the handshake's timeout).
+ * has 10 s (the handshake's timeout). A TLS connection counts from its TCP accept: its TLS
+ * handshake is part of the wait.
  */
 const PENDING_LIMITS: PendingLimits = { total: 64, perAddress: 10 };
 
@@ -73,7 +74,10 @@ export class DispyNodeServer {
   private readonly sessions = new Set<ClientSession>();
   /** Every computation kept here, whichever connection set it up (they outlive lost links). */
   private readonly computations: NodeComputations;
-  private readonly pending: PendingConnections<ClientSession>;
+  /** Sessions not yet authenticated, and TLS sockets not yet secured (see acceptTls). */
+  private readonly pending: PendingConnections<ClientSession | net.Socket>;
+  /** TLS sockets accepted and not yet secured, by their TCP addresses (see tcpKey). */
+  private readonly handshaking = new Map<string, net.Socket>();
   /** When each kind of pending-connection warning was last logged. */
   private readonly pendingWarnedAt: Record<WarningKind, number> = { refused: 0, evicted: 0, tls: 0 };
   /** Serves TLS over accepted sockets when the node has a certificate (never listens itself). */
@@ -105,9 +109,10 @@ export class DispyNodeServer {
     this.maxCpus = resolveCpus(this.options.cpus);
     this.offeredCpus = this.maxCpus;
     this.logger = createLogger(`dispynode ${this.options.name}`, this.options.loglevel);
-    this.pending = new PendingConnections(
-      PENDING_LIMITS,
-      (session) => void session.shutdown(new Error('evicted: too many connections waiting to authenticate')),
+    this.pending = new PendingConnections(PENDING_LIMITS, (waiting) =>
+      waiting instanceof ClientSession
+        ? void waiting.shutdown(new Error('evicted: too many connections waiting to authenticate'))
+        : waiting.destroy(),
     );
     this.computations = new NodeComputations({
       destPathPrefix: this.options.destPathPrefix,
@@ -118,9 +123,11 @@ export class DispyNodeServer {
     const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
     if (tlsOptions) {
       this.tlsServer = tls.createServer(tlsOptions, (socket) => this.secured(socket));
-      this.tlsServer.on('tlsClientError', (error, socket) =>
-        this.warnPending('tls', `client ${socket.remoteAddress ?? '(gone)'}: ${describeNodeTlsError(error)}`),
-      );
+      this.tlsServer.on('tlsClientError', (error, socket) => {
+        this.warnPending('tls', `client ${socket.remoteAddress ?? '(gone)'}: ${describeNodeTlsError(error)}`);
+        // Node leaves the socket open after a handshake timeout (it destroys it only on a TLS error).
+        socket.destroy();
+      });
     }
   }
 
@@ -366,6 +373,10 @@ export class DispyNodeServer {
       );
     };
     const timer = setTimeout(() => refusePlain(`sent nothing for ${PLAIN_CLIENT_WAIT_MS} ms`), PLAIN_CLIENT_WAIT_MS);
+    // Counted until it authenticates: as this socket until secured, then as its session (startSession).
+    const key = tcpKey(socket);
+    this.admitPending(socket, socket.remoteAddress ?? '');
+    this.handshaking.set(key, socket);
     const onData = (chunk: Buffer): void => {
       clearTimeout(timer);
       if (!looksLikeTls(chunk)) {
@@ -378,7 +389,11 @@ export class DispyNodeServer {
     };
     // Errors of the raw socket before TLS takes it over (a reset) end it quietly.
     socket.on('error', () => undefined);
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(key);
+      this.pending.remove(socket);
+    });
     socket.once('data', onData);
   }
 
@@ -400,6 +415,9 @@ export class DispyNodeServer {
 
   /** Starts a client's session on an accepted (plain) or secured (TLS) socket. */
   private startSession(socket: net.Socket): ClientSession {
+    const key = tcpKey(socket);
+    const accepted = this.handshaking.get(key);
+    this.handshaking.delete(key);
     const session = new ClientSession(socket, this.context, (ended) => {
       this.pending.remove(ended);
       this.sessions.delete(ended);
@@ -409,10 +427,15 @@ export class DispyNodeServer {
       void session.shutdown();
       return session;
     }
-    if (this.pending.admit(session, socket.remoteAddress ?? '') === 'evicted') {
+    if (accepted === undefined || !this.pending.transfer(accepted, session)) this.admitPending(session, socket.remoteAddress ?? '');
+    return session;
+  }
+
+  /** Counts a connection waiting to authenticate (its address has room: see accept). */
+  private admitPending(waiting: ClientSession | net.Socket, address: string): void {
+    if (this.pending.admit(waiting, address) === 'evicted') {
       this.warnPending('evicted', `${PENDING_LIMITS.total} connections wait to authenticate: the oldest is closed for each new one`);
     }
-    return session;
   }
 
   /** Warns of refused or evicted connections, each kind at most once a PENDING_WARN_INTERVAL_MS (a flood must not flood the log). */
@@ -485,4 +508,9 @@ export class DispyNodeServer {
       },
     };
   }
+}
+
+/** A TCP connection's addresses, the same for a TLS socket as for the socket it wraps. */
+function tcpKey(socket: net.Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
 }

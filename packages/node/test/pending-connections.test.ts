@@ -37,4 +37,20 @@ describe('PendingConnections', () => {
     expect(pending.admit('b', '127.0.80.1')).toBe('admitted');
     expect(pending.hasRoomFor('127.0.80.1')).toBe(false);
   });
+
+  it('hands a slot over with its address and its age (a TLS socket to its session)', () => {
+    const evicted: string[] = [];
+    const pending = new PendingConnections<string>({ total: 2, perAddress: 2 }, (connection) => evicted.push(connection));
+    pending.admit('raw', '127.0.80.1');
+    pending.admit('other', '127.0.80.2');
+    expect(pending.transfer('raw', 'session')).toBe(true);
+    expect(pending.size).toBe(2);
+    // The session is as old as its socket: it goes first.
+    expect(pending.admit('new', '127.0.80.3')).toBe('evicted');
+    expect(evicted).toEqual(['session']);
+    expect(pending.hasRoomFor('127.0.80.1')).toBe(true);
+    expect(pending.transfer('raw', 'again')).toBe(false);
+    expect(pending.transfer('session', 'again')).toBe(false);
+    expect(pending.size).toBe(2);
+  });
 });

@@ -2,7 +2,7 @@
  * Entry point of a worker process: loads one computation once, then runs jobs one at a time
  * as the node process sends them. User code runs only here, never in the node process.
  */
-import Module, { createRequire, isBuiltin, register } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,7 +15,7 @@ import { takeSpawned, watchSpawns } from './spawn-watch.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
 import { readJobChannel } from './job-channel.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
-import type { ResolveHookData } from './resolve-hook.js';
+import { confineModuleImports, confineModules } from './module-confinement.js';
 
 /** A job received on the job channel, with its encoded arguments. */
 interface QueuedJob extends WorkerJob {
@@ -49,28 +49,11 @@ function describeError(error: unknown): string {
 }
 
 /**
- * Confines the resolution of packages required from the computation's files to `node_modules`
- * directories inside its directory. Node looks for `node_modules` in every directory above a
- * file, so a `node_modules` planted above the prefix (by another user, in a shared directory)
- * would otherwise be loaded by `require('zod')` and run as the node's user. Files outside the
- * computation's directory (the node's installation) resolve as usual.
- */
-function confineModulePaths(computeDir: string): void {
-  const loader = Module as unknown as { _nodeModulePaths: (this: void, from: string) => string[] };
-  const original = loader._nodeModulePaths;
-  const inside = (dir: string) => dir === computeDir || dir.startsWith(computeDir + path.sep);
-  loader._nodeModulePaths = (from: string) => {
-    const paths = original(from);
-    return inside(path.resolve(from)) ? paths.filter(inside) : paths;
-  };
-}
-
-/**
  * require() for computations: `node_modules` in the computation's directory (never above it),
  * then the node's own packages.
  */
 function makeRequire(computeDir: string): NodeJS.Require {
-  confineModulePaths(computeDir);
+  confineModules(computeDir);
   const local = createRequire(path.join(computeDir, 'computation.js'));
   const dispyRequire = ((id: string) => {
     // A module of the computation's directory may import() others (ES modules): confine those too.
@@ -83,24 +66,6 @@ function makeRequire(computeDir: string): NodeJS.Require {
     }
   }) as NodeJS.Require;
   return Object.assign(dispyRequire, { resolve: local.resolve, cache: local.cache, main: undefined });
-}
-
-let importsConfined = false;
-
-/**
- * Confines ES modules as confineModulePaths does require(): a bare specifier imported from a
- * file inside the computation's directory resolves from `node_modules` inside it, then from the
- * node's installation (see resolve-hook.ts, built beside this file). Imports from elsewhere
- * pass through the hook at once. Registered only once a module of the computation's directory
- * is first loaded (the hook starts a thread of Node's loader, some 30 ms): computations that
- * load no module of their own pay nothing.
- */
-function confineModuleImports(): void {
-  if (importsConfined) return;
-  importsConfined = true;
-  register<ResolveHookData>(new URL('./resolve-hook.js', import.meta.url), {
-    data: { computeDir, runtimeURL: import.meta.url },
-  });
 }
 
 /** A package name, not a path or a URL. */

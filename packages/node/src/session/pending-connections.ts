@@ -50,6 +50,21 @@ export class PendingConnections<T> {
     return outcome;
   }
 
+  /**
+   * `next` takes the slot of `previous`, with its address and its age (the oldest is still evicted
+   * first): a TLS connection is counted from its TCP accept, as its socket, and its session takes
+   * the socket's slot once the TLS handshake is done. Returns false, changing nothing, when
+   * `previous` holds no slot (it closed, or was evicted).
+   */
+  transfer(previous: T, next: T): boolean {
+    if (!this.waiting.has(previous)) return false;
+    // At most `limits.total` entries, once per TLS connection: rebuilding keeps the order.
+    const entries = [...this.waiting];
+    this.waiting.clear();
+    for (const [connection, address] of entries) this.waiting.set(connection === previous ? next : connection, address);
+    return true;
+  }
+
   /** The connection authenticated or closed: it waits no more. */
   remove(connection: T): void {
     const address = this.waiting.get(connection);

@@ -268,11 +268,10 @@ export class FramedSocket {
     const body = Buffer.concat(this.record, this.recordBytes);
     this.record = [];
     this.recordBytes = 0;
-    const sealed = this.sealer!.seal([body], attachment);
-    // The header, body and tag in one write, as is every small plain frame; the attachment's pieces as they are.
-    const head = attachment === undefined ? sealed.length : 3; // header, body, tag
-    let room = this.socket.write(Buffer.concat(sealed.slice(0, head)));
-    for (let i = head; i < sealed.length; i++) room = this.socket.write(sealed[i]!) && room;
+    // Each piece written as it is (header, body, tag, then the attachment's): the socket is corked
+    // for the tick (see send), so they leave in one writev, never copied into one buffer.
+    let room = true;
+    for (const piece of this.sealer!.seal([body], attachment)) room = this.socket.write(piece) && room;
     return room;
   }
 
