@@ -84,7 +84,9 @@ export class ReplyRouter<Ref> {
 
   private jobReply(link: NodeLink, reply: dispy.JobReply): void {
     const uid = Number(reply.jobId);
-    link.connection.ack(uid);
+    link.connection.ack(reply.computeId, uid);
+    // Counted even when it is a duplicate: a reattached computation waits for the replies its node kept.
+    if (reply.status !== dispy.JobStatus.PROVISIONAL) link.replyArrived(reply.computeId, uid);
     const job = this.context.job(uid);
     if (!job || job.nodeKey !== link.key) return;
     if (reply.status === dispy.JobStatus.PROVISIONAL) {
