@@ -28,7 +28,7 @@ describe('JobCluster when its link to a node is cut', () => {
     const nodeHost = '127.0.20.2';
     const relayHost = '127.0.20.3';
     const port = await freePort(nodeHost);
-    const node = await startNode({ host: nodeHost, port, cpus: 2, args: ['--ext-host', relayHost, '--heartbeat-interval', '1'] });
+    await startNode({ host: nodeHost, port, cpus: 2, args: ['--ext-host', relayHost, '--heartbeat-interval', '1'] });
     const relay = await startRelay(relayHost, nodeHost, port);
     relays.push(relay);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-link-cut-'));

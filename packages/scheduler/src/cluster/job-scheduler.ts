@@ -113,7 +113,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       },
       nodeCpus: (link, cpus) => {
         link.nodeCpus = cpus;
-        this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+        this.restoreCpus(link);
         logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
       },
     });
@@ -278,7 +278,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       return -1;
     }
     link.info.cpus = answer.cpus;
-    this.engine.setNodeCpus(nodeKey, Math.min(answer.cpus, link.nodeCpus));
+    this.restoreCpus(link);
     return answer.cpus;
   }
 
@@ -350,6 +350,8 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (this.closed) return;
     const key = `${reply.tcpHost}:${reply.tcpPort}`;
     const existing = this.pool.get(key);
+    // A node whose link is being reconnected is set up for nothing more until it is back.
+    if (existing && existing.state !== 'up') return;
     if (!existing && (reply.busy || reply.cpus === 0)) {
       this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
       return;
@@ -490,7 +492,17 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       lostComputation: (at, computeId, jobs, why) => this.lostComputation(at, computeId, jobs, why),
     });
     if (link.connection.isClosed) throw new DispyError(ErrorCode.NO_ANSWER, `node ${link.key} closed the new connection`);
-    if (link.computeIds.size > 0) this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+    this.restoreCpus(link, true);
+  }
+
+  /**
+   * Gives the engine the CPUs of a node as they are now (its computation's, at most what it
+   * offers), unless its link is down: a job dispatched before its computations are taken back
+   * would not be among the jobs the node holds, and would be sent twice.
+   */
+  private restoreCpus(link: NodeLink, coming = false): void {
+    if (link.state !== 'up' && !coming) return;
+    this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
   }
 
   /**
@@ -498,16 +510,16 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
    * the jobs of that computation still out there go by the dead-node rules, and the node stops
    * serving it (with none left, it is hung up on; discovery may set it up again).
    */
-  private lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): void {
+  private async lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void> {
     this.options.logger.warn(why);
     for (const job of jobs) this.engine.jobDone(link.key, job.uid);
     const lost = this.settleLost(jobs, link, why).get(computeId) ?? [];
     link.computeIds.delete(computeId);
     this.engine.removeComputation(link.key, computeId);
-    // What the node kept of it (saved replies, a computation not live) is of no use any more.
-    link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
     this.computations.get(computeId)?.events.nodeDown(link.info, lost, why);
-    if (link.computeIds.size === 0) {
+    // What the node kept of it (saved replies, a computation not live) is of no use any more.
+    await link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
+    if (link.computeIds.size === 0 && this.pool.get(link.key) === link) {
       this.pool.hangUp(link);
       this.engine.removeNode(link.key);
       this.idle.check(link.key);

@@ -96,6 +96,30 @@ describe('JobScheduler when the link to a node is lost', () => {
     await h.scheduler.close();
   });
 
+  it('sends no job on the new connection before the computation is taken back, even when the node changes its CPUs meanwhile', async () => {
+    const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.nodeUp(HOST, 2);
+    const running = h.submit('running');
+    await vi.waitFor(() => expect(h.jobIds(first.frames)).toEqual([running.uid]));
+    first.vanish();
+    await vi.waitFor(() => expect(h.logs.some(([level]) => level === 'warn')).toBe(true));
+    const waiting = h.submit('waiting');
+    await vi.advanceTimersByTimeAsync(250);
+    const second = h.node(HOST);
+    const reattach = await second.next('reattach');
+    second.send({ nodeCpus: { cpus: 2 } });
+    await ioTurns(5);
+    expect(h.jobIds(second.frames)).toEqual([]);
+    second.send({ reattachReply: { computeId: 'c1', ok: true, live: true, heldJobIds: [running.uid] }, requestId: reattach.requestId });
+    await vi.waitFor(() => expect(h.jobIds(second.frames)).toEqual([waiting.uid]));
+    h.reply(second, running.uid);
+    h.reply(second, waiting.uid);
+    await vi.waitFor(() => expect(h.named('jobDone')).toHaveLength(2));
+    expect(h.named('jobRequeued')).toHaveLength(0);
+    await h.scheduler.close();
+  });
+
   it('presumes the link dead after four silent heartbeats, cuts it and reconnects', async () => {
     const h = schedulerHarness({ intervals: { heartbeatInterval: 5, zombieInterval: 60 } });
     await h.scheduler.addComputation(h.spec);

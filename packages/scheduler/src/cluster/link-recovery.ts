@@ -17,7 +17,7 @@ export interface RecoveryContext<Ref> {
    * The node lost the computation (it answered not `ok` or not `live`): `jobs`, those not accounted
    * for, go by the dead-node rules, and the node stops serving the computation.
    */
-  lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): void;
+  lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void>;
 }
 
 /**
@@ -52,7 +52,7 @@ async function reattach<Ref>(link: NodeLink, computeId: string, context: Recover
   const jobs = context.sentTo(link, computeId);
   if (!answer.ok || !answer.live) {
     const why = answer.error ? `: ${answer.error}` : answer.ok ? ': it is no longer set up there' : '';
-    context.lostComputation(link, computeId, jobs, `${node} lost the computation while the link was down${why}`);
+    await context.lostComputation(link, computeId, jobs, `${node} lost the computation while the link was down${why}`);
     return;
   }
   let resent = 0;

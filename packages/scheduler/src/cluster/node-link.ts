@@ -175,7 +175,10 @@ export class NodeLink {
         options.onFrame(this, frame, attachment);
       },
       onClose: (error) => {
-        if (connection === this.current && this.state !== 'closed') options.onClose(this, error);
+        if (connection !== this.current) return;
+        // Transfers of files from jobs on that connection will not go on: their partial files go.
+        this.receiver?.abort().catch(() => undefined);
+        if (this.state !== 'closed') options.onClose(this, error);
       },
       connect: options.connect,
     });
