@@ -96,6 +96,23 @@ describe('JobScheduler when the link to a node is lost', () => {
     await h.scheduler.close();
   });
 
+  it('does not reconnect to a node that said it is stopping: its jobs go by the dead-node rules at once', async () => {
+    const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
+    await h.scheduler.addComputation(h.spec);
+    const node = await h.nodeUp(HOST);
+    const job = h.submit('stopped');
+    await vi.waitFor(() => expect(h.jobIds(node.frames)).toEqual([job.uid]));
+    node.send({ error: { code: 'DISPY_ERR_NODE_STOPPED', message: 'the node is stopping' } });
+    await vi.waitFor(() => expect(h.logs.some(([, message]) => /is stopping/.test(message))).toBe(true));
+    node.vanish();
+    await vi.waitFor(() => expect(h.named('nodeDown')).toHaveLength(1));
+    expect(h.named('nodeDown')[0]![2]).toEqual([job]);
+    expect(h.named('nodeDown')[0]![3]).toMatch(/went away: the node stopped/);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.connectionCount(HOST)).toBe(1);
+    await h.scheduler.close();
+  });
+
   it('sends no job on the new connection before the computation is taken back, even when the node changes its CPUs meanwhile', async () => {
     const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
     await h.scheduler.addComputation(h.spec);

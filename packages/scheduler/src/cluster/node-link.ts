@@ -68,6 +68,8 @@ export class NodeLink {
    * jobs are still counted as running there); `closed`: hung up on, or given up.
    */
   state: 'up' | 'down' | 'closed' = 'up';
+  /** The node said it is stopping (an Error NODE_STOPPED naming no job): its connection's close is its end. */
+  stopping = false;
   private current: NodeConnection;
   /** Final replies of a computation seen since its Reattach went out (see `countReplies`). */
   private readonly replyCounts = new Map<string, ReplyCount>();

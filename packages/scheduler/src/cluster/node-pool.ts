@@ -164,10 +164,10 @@ export class NodePool {
     if (this.links.get(link.key) !== link) return;
     // While reconnecting, a new connection that closes is one failed attempt: Reconnection goes on.
     if (link.state === 'down') return;
-    if (this.closed || !this.options.mayReconnect(link)) {
+    if (this.closed || link.stopping || !this.options.mayReconnect(link)) {
       this.links.delete(link.key);
       link.close();
-      this.options.onGone(link, error);
+      this.options.onGone(link, error ?? (link.stopping ? new DispyError(ErrorCode.NODE_STOPPED, 'the node stopped') : undefined));
       return;
     }
     this.reconnect(link, error);
