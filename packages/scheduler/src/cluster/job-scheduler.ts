@@ -474,7 +474,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     const running = this.engine.runningOn(link.key).length;
     this.options.logger.warn(
       `lost the link to node ${link.info.name} (${link.key})${error ? `: ${error.message}` : ''}; ` +
-        `its ${running} jobs keep running there; reconnecting for up to ${link.zombieSeconds} s`,
+        `its ${running} job${running === 1 ? '' : 's'} keep${running === 1 ? 's' : ''} running there; reconnecting for up to ${link.zombieSeconds} s`,
     );
     this.engine.setNodeCpus(link.key, 0);
   }

@@ -113,6 +113,31 @@ describe('JobScheduler when the link to a node is lost', () => {
     await h.scheduler.close();
   });
 
+  it('tries again at once when the new connection closes while the kept replies come', async () => {
+    const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.nodeUp(HOST);
+    const job = h.submit('kept');
+    await vi.waitFor(() => expect(h.jobIds(first.frames)).toEqual([job.uid]));
+    first.vanish();
+    await vi.advanceTimersByTimeAsync(250);
+    const second = h.node(HOST);
+    const reattach = await second.next('reattach');
+    second.send({ reattachReply: { computeId: 'c1', ok: true, live: true, savedReplies: 1 }, requestId: reattach.requestId });
+    await ioTurns(5);
+    second.vanish();
+    // The next attempt follows the backoff (0.5 s), not the 60 s wait for the replies.
+    await vi.advanceTimersByTimeAsync(500);
+    expect(h.connectionCount(HOST)).toBe(3);
+    const third = h.node(HOST);
+    const again = await third.next('reattach');
+    third.send({ reattachReply: { computeId: 'c1', ok: true, live: true, savedReplies: 1 }, requestId: again.requestId });
+    h.reply(third, job.uid);
+    await vi.waitFor(() => expect(h.named('jobDone')).toHaveLength(1));
+    expect(h.jobIds(third.frames)).toEqual([]);
+    await h.scheduler.close();
+  });
+
   it('sends no job on the new connection before the computation is taken back, even when the node changes its CPUs meanwhile', async () => {
     const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
     await h.scheduler.addComputation(h.spec);

@@ -180,6 +180,9 @@ export class NodeLink {
         if (connection !== this.current) return;
         // Transfers of files from jobs on that connection will not go on: their partial files go.
         this.receiver?.abort().catch(() => undefined);
+        // A computation being taken back waits for no more replies on it.
+        const why = error ?? new DispyError(ErrorCode.NO_ANSWER, `node ${this.key} closed the connection`);
+        for (const count of this.replyCounts.values()) count.fail(why);
         if (this.state !== 'closed') options.onClose(this, error);
       },
       connect: options.connect,
