@@ -26,11 +26,13 @@ export class ReplyCount {
     if (!this.waiting) return;
     if (!this.waiting.held.has(jobId)) this.counted++;
     this.check();
+    // Many replies read back from disk may take a while: the time limit is for a silence.
+    this.timer?.refresh();
   }
 
   /**
    * Resolves once `saved` replies of jobs not in `held` have come (at once if they have); rejects
-   * with `ErrorCode.NO_ANSWER` after `timeoutMs`, or with the error of `fail`.
+   * with `ErrorCode.NO_ANSWER` when none comes for `timeoutMs`, or with the error of `fail`.
    */
   until(held: ReadonlySet<number>, saved: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -42,7 +44,7 @@ export class ReplyCount {
         waiting?.reject(
           new DispyError(
             ErrorCode.NO_ANSWER,
-            `${this.peer} said it kept ${saved} replies but resent ${this.counted} of them in ${this.timeoutMs / 1000} s`,
+            `${this.peer} said it kept ${saved} replies but resent ${this.counted} of them, then nothing for ${this.timeoutMs / 1000} s`,
           ),
         );
       }, this.timeoutMs);
