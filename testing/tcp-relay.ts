@@ -19,6 +19,11 @@ export interface TcpRelay {
   cutAfter(bytes: number): void;
   /** Whether a connection was cut by `cutAfter`. */
   readonly cut: boolean;
+  /**
+   * Cuts every connection through the relay now, on both sides (as a network blip or a peer's
+   * reset would); new connections are relayed as before. Resolves with how many were cut.
+   */
+  cutNow(): number;
   /** Closes the relay and every connection through it. */
   close(): Promise<void>;
 }
@@ -97,6 +102,14 @@ export async function startRelay(host: string, nodeHost: string, port: number): 
     },
     get cut() {
       return cut;
+    },
+    cutNow: () => {
+      const count = links.size;
+      for (const link of [...links]) {
+        link.toNode.destroy();
+        link.client.destroy();
+      }
+      return count;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -16,6 +16,14 @@ describe('JobCluster options', () => {
       /option "pulseInterval": must be a number of seconds 1..600, got 0/,
     );
     expect(() => new JobCluster((n: number) => n, { nodes: [42 as unknown as string] })).toThrow(/option "nodes/);
+    expect(() => new JobCluster((n: number) => n, { maxRetries: 1.5 })).toThrow(/option "maxRetries": must be an integer 0..1000, got 1.5/);
+    expect(() => new JobCluster((n: number) => n, { maxRetries: -1 })).toThrow(/option "maxRetries": must be an integer 0..1000, got -1/);
+  });
+
+  it('retries the jobs of dead nodes three times by default (reentrant)', async () => {
+    const cluster = new JobCluster((n: number) => n, quiet);
+    expect(cluster.options.maxRetries).toBe(3);
+    await cluster.close();
   });
 
   it('suggests the camelCase spelling of an unknown option', () => {

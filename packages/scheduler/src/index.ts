@@ -9,7 +9,7 @@ export {
 export { JobQueue, type Queueable } from './engine/job-queue.js';
 export { JobScheduler } from './cluster/job-scheduler.js';
 export type { JobSchedulerOptions, Discovery } from './cluster/job-scheduler-options.js';
-export { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_JOB_FILES_SIZE } from './cluster/job-scheduler-options.js';
+export { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_JOB_FILES_SIZE, DEFAULT_MAX_RETRIES } from './cluster/job-scheduler-options.js';
 export { toAvailInfo, type AvailInfo } from './cluster/avail-info.js';
 export { describeFiles } from './cluster/local-files.js';
 export type {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_CLIENT_PORT, DEFAULT_NODE_PORT, OptionError } from '@dispy/protocol';
 import { LOG_LEVELS, formatZodError } from '@dispy/protocol/internal';
+import { DEFAULT_MAX_RETRIES } from '@dispy/scheduler';
 import { NodeAllocate } from '../node/node-allocate.js';
 import type { DispyJob } from '../job/dispy-job.js';
 import type { DispyNode } from '../node/dispy-node.js';
@@ -69,6 +70,12 @@ export const clusterOptionsSchema = z
     pulseInterval: seconds(1, 600).optional(),
     pingInterval: seconds(0.1, 86_400).optional(),
     reentrant: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
+    maxRetries: z
+      .number({ invalid_type_error: 'must be an integer 0..1000' })
+      .int('must be an integer 0..1000')
+      .min(0, 'must be an integer 0..1000')
+      .max(1000, 'must be an integer 0..1000')
+      .default(DEFAULT_MAX_RETRIES),
     secret: z.string({ invalid_type_error: 'must be a string' }).default(''),
     keyfile: z.string({ invalid_type_error: 'must be a file path' }).min(1, 'must be a file path').optional(),
     certfile: z.string({ invalid_type_error: 'must be a file path' }).min(1, 'must be a file path').optional(),
@@ -106,6 +113,11 @@ export interface JobClusterOptions<R = unknown> {
   pulseInterval?: number;
   pingInterval?: number;
   reentrant?: boolean;
+  /**
+   * With `reentrant`: how many times a job is resubmitted because its node died (default 3); the
+   * next death ends it `Terminated`, its exception listing each node and why.
+   */
+  maxRetries?: number;
   secret?: string;
   /** PEM private key of this client's certificate, for nodes that require one (default: `certfile`, which may hold it). */
   keyfile?: string;

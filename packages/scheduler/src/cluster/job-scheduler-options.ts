@@ -47,3 +47,5 @@ export interface JobSchedulerOptions {
 export const DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024;
 /** Default of `maxJobFilesSize`: 100 MiB. */
 export const DEFAULT_MAX_JOB_FILES_SIZE = 100 * 1024 * 1024;
+/** Default of `ComputationSpec.maxRetries`: a reentrant job whose node dies is sent elsewhere at most 3 times. */
+export const DEFAULT_MAX_RETRIES = 3;

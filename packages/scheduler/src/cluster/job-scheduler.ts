@@ -8,7 +8,14 @@ import { ComputationSetup } from './computation-setup.js';
 import { sendJob } from './job-sender.js';
 import { HeldJobs } from './held-jobs.js';
 import { IdleWatch } from './idle-watch.js';
-import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_JOB_FILES_SIZE, type Discovery, type JobSchedulerOptions } from './job-scheduler-options.js';
+import { reattachComputations } from './link-recovery.js';
+import {
+  DEFAULT_MAX_FILE_SIZE,
+  DEFAULT_MAX_JOB_FILES_SIZE,
+  DEFAULT_MAX_RETRIES,
+  type Discovery,
+  type JobSchedulerOptions,
+} from './job-scheduler-options.js';
 import type { JobFilesConfig, NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
 import { ReplyRouter } from './reply-router.js';
@@ -75,6 +82,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       logger,
       onFrame: (link, frame, attachment) => this.router.route(link, frame, attachment),
       onGone: (link, error) => this.nodeGone(link, error),
+      mayReconnect: (link) => !this.closed && link.computeIds.size > 0 && link.zombieSeconds > 0,
+      onLost: (link, error) => this.linkLost(link, error),
+      onBack: (link) => this.linkBack(link),
       connect: options.connect,
     });
     this.setups = new ComputationSetup(this.pool, logger);
@@ -103,7 +113,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       },
       nodeCpus: (link, cpus) => {
         link.nodeCpus = cpus;
-        this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+        this.restoreCpus(link);
         logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
       },
     });
@@ -268,7 +278,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       return -1;
     }
     link.info.cpus = answer.cpus;
-    this.engine.setNodeCpus(nodeKey, Math.min(answer.cpus, link.nodeCpus));
+    this.restoreCpus(link);
     return answer.cpus;
   }
 
@@ -340,6 +350,8 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (this.closed) return;
     const key = `${reply.tcpHost}:${reply.tcpPort}`;
     const existing = this.pool.get(key);
+    // A node whose link is being reconnected is set up for nothing more until it is back.
+    if (existing && existing.state !== 'up') return;
     if (!existing && (reply.busy || reply.cpus === 0)) {
       this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
       return;
@@ -365,7 +377,6 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (!this.computations.has(spec.computeId) || this.closed || this.pool.get(link.key) !== link) return;
     link.computeIds.add(spec.computeId);
     link.info.cpus = answer.cpus;
-    link.startHeartbeat(answer.heartbeatInterval);
     if (spec.pulseInterval > 0) this.pool.watchPulses(link, spec.pulseInterval);
     this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
     spec.events.nodeUp(link.info);
@@ -419,17 +430,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   private nodeGone(link: NodeLink, error?: Error): void {
     const why = `node ${link.info.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;
     if (!this.closed) this.options.logger.warn(why);
-    const lostBy = new Map<string, QueuedJob<Ref>[]>();
-    for (const job of this.engine.removeNode(link.key)) {
-      const spec = this.computations.get(job.computeId);
-      if (spec?.reentrant && job.pinnedHost === undefined) {
-        this.requeue(job, link.info);
-      } else {
-        job.nodeKey = undefined;
-        this.forget(job);
-        lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);
-      }
-    }
+    const lostBy = this.settleLost(this.engine.removeNode(link.key), link, why);
     for (const computeId of link.computeIds) {
       this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
     }
@@ -437,6 +438,95 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (!this.closed) {
       this.finder.found(link.info.host, false, link.info.port);
       this.finder.pingNow();
+    }
+  }
+
+  /**
+   * The dead-node rules, for jobs a node had when it died (or lost their computation), already
+   * out of the engine: a reentrant job (not pinned) goes back to the queue for another node, at
+   * most `maxRetries` times, then ends terminated with the reasons; the others are returned by
+   * computation, to be reported lost (`nodeDown`, which ends them cancelled).
+   */
+  private settleLost(jobs: QueuedJob<Ref>[], link: NodeLink, why: string): Map<string, QueuedJob<Ref>[]> {
+    const lostBy = new Map<string, QueuedJob<Ref>[]>();
+    for (const job of jobs) {
+      const spec = this.computations.get(job.computeId);
+      if (spec?.reentrant && job.pinnedHost === undefined) {
+        (job.failures ??= []).push(why);
+        const maxRetries = spec.maxRetries ?? DEFAULT_MAX_RETRIES;
+        if (job.failures.length <= maxRetries) {
+          this.requeue(job, link.info);
+        } else {
+          const reasons = job.failures.map((reason, index) => `${index + 1}. ${reason}`).join('; ');
+          this.end(job, 'terminated', `its node died ${job.failures.length} times, more than maxRetries (${maxRetries}): ${reasons}`, link);
+        }
+      } else {
+        job.nodeKey = undefined;
+        this.forget(job);
+        lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);
+      }
+    }
+    return lostBy;
+  }
+
+  /** A node's link was lost (not by us): its jobs stay where they are while it is reconnected; it takes no new ones. */
+  private linkLost(link: NodeLink, error?: Error): void {
+    const running = this.engine.runningOn(link.key).length;
+    this.options.logger.warn(
+      `lost the link to node ${link.info.name} (${link.key})${error ? `: ${error.message}` : ''}; ` +
+        `its ${running} job${running === 1 ? '' : 's'} keep${running === 1 ? 's' : ''} running there; reconnecting for up to ${link.zombieSeconds} s`,
+    );
+    this.engine.setNodeCpus(link.key, 0);
+  }
+
+  /** A lost link has a new connection: takes its computations back and settles their jobs, then gives it jobs again. */
+  private async linkBack(link: NodeLink): Promise<void> {
+    await reattachComputations(link, {
+      logger: this.options.logger,
+      sentTo: (at, computeId) => this.engine.runningOn(at.key).filter((job) => job.computeId === computeId),
+      resend: (job, at) => {
+        this.engine.jobDone(at.key, job.uid);
+        this.requeue(job, at.info);
+      },
+      cancelledBeforeSent: (job, at) => this.end(job, 'cancelled', 'cancelled before it ran', at),
+      lostComputation: (at, computeId, jobs, why) => this.lostComputation(at, computeId, jobs, why),
+    });
+    if (link.connection.isClosed) throw new DispyError(ErrorCode.NO_ANSWER, `node ${link.key} closed the new connection`);
+    this.restoreCpus(link, true);
+  }
+
+  /**
+   * Gives the engine the CPUs of a node as they are now (its computation's, at most what it
+   * offers), unless its link is down: a job dispatched before its computations are taken back
+   * would not be among the jobs the node holds, and would be sent twice.
+   */
+  private restoreCpus(link: NodeLink, coming = false): void {
+    if (link.state !== 'up' && !coming) return;
+    this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+  }
+
+  /**
+   * A node came back without a computation of ours (it restarted, or its zombie interval passed):
+   * the jobs of that computation still out there go by the dead-node rules, and the node stops
+   * serving it (with none left, it is hung up on; discovery may set it up again).
+   */
+  private async lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void> {
+    this.options.logger.warn(why);
+    for (const job of jobs) this.engine.jobDone(link.key, job.uid);
+    const lost = this.settleLost(jobs, link, why).get(computeId) ?? [];
+    link.computeIds.delete(computeId);
+    this.engine.removeComputation(link.key, computeId);
+    this.computations.get(computeId)?.events.nodeDown(link.info, lost, why);
+    // What the node kept of it (saved replies, a computation not live) is of no use any more.
+    await link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
+    if (link.computeIds.size === 0 && this.pool.get(link.key) === link) {
+      this.pool.hangUp(link);
+      this.engine.removeNode(link.key);
+      this.idle.check(link.key);
+      if (!this.closed) {
+        this.finder.found(link.info.host, false, link.info.port);
+        this.finder.pingNow();
+      }
     }
   }
 }

@@ -33,6 +33,10 @@ export function sendJob<Ref>(link: NodeLink, job: QueuedJob<Ref>, context: JobSe
 
 async function sendWithFiles<Ref>(link: NodeLink, job: QueuedJob<Ref>, attempt: number, context: JobSenderContext<Ref>): Promise<void> {
   const files = job.files ?? [];
+  // Files and job go on one connection: if it is lost meanwhile, the job stays out to the node
+  // without having reached it, and the link's reconnection sends it again (see link-recovery.ts).
+  const connection = link.connection;
+  const stillSent = (): boolean => context.stillSent(job, link, attempt) && link.connection === connection && !connection.isClosed;
   const arrivals: Array<Promise<void>> = [];
   let current = files[0];
   try {
@@ -42,16 +46,16 @@ async function sendWithFiles<Ref>(link: NodeLink, job: QueuedJob<Ref>, attempt: 
     }
     for (const file of files) {
       current = file;
-      if (!context.stillSent(job, link, attempt)) return;
+      if (!stillSent()) return;
       arrivals.push((await link.streamFile(job.computeId, file, job.uid)).arrived);
     }
   } catch (error) {
-    if (context.stillSent(job, link, attempt)) {
+    if (stillSent()) {
       context.failed(job, link, 'terminated', `its depends file ${current?.path} could not be sent: ${(error as Error).message}`);
     }
     return;
   }
-  if (!context.stillSent(job, link, attempt)) return;
+  if (!stillSent()) return;
   if (job.cancelled) {
     context.failed(job, link, 'cancelled', 'cancelled before it ran');
     return;

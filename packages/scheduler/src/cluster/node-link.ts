@@ -1,7 +1,18 @@
 import type net from 'node:net';
-import { FileReceiver, fileSha256, sendFileChunks, type ClientTls, type Frame, type FrameSink, type dispy } from '@dispy/protocol';
+import {
+  DispyError,
+  ErrorCode,
+  FileReceiver,
+  fileSha256,
+  sendFileChunks,
+  type ClientTls,
+  type Frame,
+  type FrameSink,
+  type dispy,
+} from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { NodeConnection } from '../session/node-connection.js';
+import { ReplyCount } from './reply-count.js';
 import type { LocalFile, NodeInfo } from './types.js';
 
 /** How files sent by jobs (dispySendFile) are received: where, how much, and from whom. */
@@ -21,32 +32,49 @@ export interface JobFilesConfig {
   readonly logger: Logger;
 }
 
-/** A node the scheduler is connected to: what it knows of it, and the connection. */
+/** What a NodeLink needs to open (and reopen) its connection. */
+export interface NodeLinkOptions {
+  host: string;
+  port: number;
+  name: string;
+  totalCpus: number;
+  platform: string;
+  localAddress?: string;
+  secret: string;
+  tls?: ClientTls;
+  clientName: string;
+  onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
+  /** The current connection closed (not after `close()`); `error` says why (undefined: the node hung up cleanly). */
+  onClose: (link: NodeLink, error?: Error) => void;
+  /** @internal Makes the socket (tests); default `net.connect`. */
+  connect?: () => net.Socket;
+}
+
+/**
+ * A node the scheduler is connected to: what it knows of it, and its connection. The link
+ * outlives its connections: when one is lost, `reconnect()` opens the next, and jobs, files and
+ * computations stay with the link.
+ */
 export class NodeLink {
   readonly info: NodeInfo;
-  readonly connection: NodeConnection;
   /** Computations set up there. */
   readonly computeIds = new Set<string>();
   /** CPUs the node itself offers now (it may lower them, e.g. outside its service hours). */
   nodeCpus = Infinity;
   /** The node's pulses are watched (NodePool.watchPulses), once for all its computations. */
   pulsesWatched = false;
+  /**
+   * `up`: connected; `down`: its connection was lost and a new one is being opened (the node's
+   * jobs are still counted as running there); `closed`: hung up on, or given up.
+   */
+  state: 'up' | 'down' | 'closed' = 'up';
+  /** The node said it is stopping (an Error NODE_STOPPED naming no job): its connection's close is its end. */
+  stopping = false;
+  private current: NodeConnection;
+  /** Final replies of a computation seen since its Reattach went out (see `countReplies`). */
+  private readonly replyCounts = new Map<string, ReplyCount>();
 
-  constructor(options: {
-    host: string;
-    port: number;
-    name: string;
-    totalCpus: number;
-    platform: string;
-    localAddress?: string;
-    secret: string;
-    tls?: ClientTls;
-    clientName: string;
-    onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
-    onClose: (link: NodeLink, error?: Error) => void;
-    /** @internal Makes the socket (tests); default `net.connect`. */
-    connect?: () => net.Socket;
-  }) {
+  constructor(private readonly options: NodeLinkOptions) {
     this.info = {
       key: `${options.host}:${options.port}`,
       host: options.host,
@@ -59,7 +87,85 @@ export class NodeLink {
       tx: 0,
       rx: 0,
     };
-    this.connection = new NodeConnection({
+    this.current = this.newConnection();
+  }
+
+  /** The connection now (a new one after each reconnect). */
+  get connection(): NodeConnection {
+    return this.current;
+  }
+
+  /** Seconds the node keeps our computations and their replies once the link is gone (0: it does not). */
+  get zombieSeconds(): number {
+    return this.current.zombieSeconds;
+  }
+
+  /**
+   * Opens a new connection to the node and authenticates; it becomes `connection` once open.
+   * Rejects (the new connection closed) when that fails or the link was closed meanwhile.
+   */
+  async reconnect(): Promise<void> {
+    const next = this.newConnection();
+    this.attempt = next;
+    try {
+      await next.open();
+    } catch (error) {
+      next.destroy();
+      throw error;
+    } finally {
+      this.attempt = undefined;
+    }
+    if (this.state === 'closed') {
+      next.destroy();
+      throw new DispyError(ErrorCode.CLOSED, `link to node ${this.key} was closed while it reconnected`);
+    }
+    this.current = next;
+    this.info.lastHeard = Date.now();
+  }
+
+  /** A connection being opened by `reconnect()`. */
+  private attempt?: NodeConnection;
+
+  /** Hangs up for good: the connection, and a reconnection in progress. */
+  close(): void {
+    this.state = 'closed';
+    this.attempt?.destroy();
+    this.current.destroy();
+    for (const count of this.replyCounts.values()) count.fail(new DispyError(ErrorCode.CLOSED, `link to node ${this.key} closed`));
+  }
+
+  /**
+   * Starts counting the final replies of a computation (a Reattach is going out): `until(held,
+   * saved)` resolves once `saved` replies of jobs not in `held` have come, or rejects after
+   * `timeoutMs` (the node did not resend what it said it kept) or when the link closes.
+   */
+  countReplies(computeId: string, timeoutMs: number): { until(held: ReadonlySet<number>, saved: number): Promise<void>; stop(): void } {
+    const count = new ReplyCount(`node ${this.key}`, timeoutMs);
+    this.replyCounts.set(computeId, count);
+    const stop = (): void => {
+      count.stop();
+      if (this.replyCounts.get(computeId) === count) this.replyCounts.delete(computeId);
+    };
+    return {
+      until: async (held, saved) => {
+        try {
+          await count.until(held, saved);
+        } finally {
+          stop();
+        }
+      },
+      stop,
+    };
+  }
+
+  /** A final reply of a job of `computeId` arrived (counted while that computation is being reattached). */
+  replyArrived(computeId: string, jobId: number): void {
+    this.replyCounts.get(computeId)?.add(jobId);
+  }
+
+  private newConnection(): NodeConnection {
+    const { options } = this;
+    const connection: NodeConnection = new NodeConnection({
       host: options.host,
       port: options.port,
       localAddress: options.localAddress,
@@ -71,19 +177,23 @@ export class NodeLink {
         options.onFrame(this, frame, attachment);
       },
       onClose: (error) => {
-        // Files cut mid-way by the lost connection: their partial files go (the node fails those transfers).
-        void this.receiver?.abort();
-        options.onClose(this, error);
+        if (connection !== this.current) return;
+        // Transfers of files from jobs on that connection will not go on: their partial files go.
+        this.receiver?.abort().catch(() => undefined);
+        // A computation being taken back waits for no more replies on it.
+        const why = error ?? new DispyError(ErrorCode.NO_ANSWER, `node ${this.key} closed the connection`);
+        for (const count of this.replyCounts.values()) count.fail(why);
+        if (this.state !== 'closed') options.onClose(this, error);
       },
       connect: options.connect,
     });
+    return connection;
   }
 
   get key(): string {
     return this.info.key;
   }
 
-  private heartbeat?: NodeJS.Timeout;
   private receiver?: FileReceiver;
 
   /**
@@ -173,20 +283,6 @@ export class NodeLink {
   /** A job of this node ended: its files no longer count against the per-job limit. */
   jobEnded(computeId: string, jobId: number): void {
     this.receiver?.jobEnded(computeId, jobId);
-  }
-
-  /**
-   * Sends the node a heartbeat every `seconds` (it asked for them at setup): a node closes the
-   * computations of a client it has not heard from for its zombie interval.
-   */
-  startHeartbeat(seconds: number): void {
-    if (this.heartbeat || !(seconds > 0)) return;
-    this.heartbeat = setInterval(() => this.connection.send({ pulse: {} }), seconds * 1000);
-    this.heartbeat.unref();
-  }
-
-  stopHeartbeat(): void {
-    clearInterval(this.heartbeat);
   }
 
   /** Refreshes the byte counters from the socket. */

@@ -1,8 +1,9 @@
 import type net from 'node:net';
-import { DispyError, type ClientTls, type Frame, type dispy } from '@dispy/protocol';
+import { DispyError, ErrorCode, type ClientTls, type Frame, type dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { toAvailInfo } from './avail-info.js';
 import { NodeLink } from './node-link.js';
+import { Reconnection } from './reconnection.js';
 
 export interface NodePoolOptions {
   secret: string;
@@ -14,8 +15,20 @@ export interface NodePoolOptions {
   logger: Logger;
   /** A frame from a node that answers no request of its connection. */
   onFrame: (link: NodeLink, frame: Frame, attachment?: Buffer[]) => void;
-  /** A node the pool held went away (its connection closed, or it was presumed dead). */
+  /**
+   * A node the pool held went away: its connection closed and it was not to be reconnected, it
+   * did not come back within its zombie interval, or it was presumed dead (pulses).
+   */
   onGone: (link: NodeLink, error?: Error) => void;
+  /** Whether a link whose connection was lost should be reconnected (it has our computations, and the node keeps them). */
+  mayReconnect: (link: NodeLink) => boolean;
+  /** A link's connection was lost (not closed by us); it is being reconnected. */
+  onLost: (link: NodeLink, error?: Error) => void;
+  /**
+   * A lost link has a new connection: takes its computations back (Reattach) and settles its jobs;
+   * rejects when that fails (the connection is then closed and the next attempt follows).
+   */
+  onBack: (link: NodeLink) => Promise<void>;
   /** @internal Makes the socket to a node (tests); default `net.connect`. */
   connect?: (host: string, port: number) => net.Socket;
 }
@@ -23,12 +36,16 @@ export interface NodePoolOptions {
 /**
  * The nodes the scheduler is connected to: one authenticated connection per node (a `NodeLink`,
  * keyed `host:port`), however many computations it serves. Connecting twice to one node at once
- * yields one connection. A node that goes away leaves the pool before `onGone` is called.
+ * yields one connection. A link whose connection is lost stays in the pool while it is
+ * reconnected (`Reconnection`: backoff from 0.25 s to 5 s, until the node's zombie interval has
+ * passed since the loss); a node that goes away for good leaves the pool before `onGone` is called.
  */
 export class NodePool {
   private readonly links = new Map<string, NodeLink>();
   private readonly connecting = new Map<string, Promise<NodeLink | undefined>>();
+  private readonly reconnecting = new Map<NodeLink, Reconnection>();
   private closed = false;
+  private active = false;
 
   constructor(private readonly options: NodePoolOptions) {}
 
@@ -83,7 +100,7 @@ export class NodePool {
           return undefined;
         }
         this.links.set(key, link);
-        link.connection.setActive(active);
+        link.connection.setActive(active || this.active);
         return link;
       })
       .catch((error: Error) => {
@@ -100,11 +117,19 @@ export class NodePool {
   /** Hangs up on a node and forgets it (no `onGone`: the caller settles what it served). */
   hangUp(link: NodeLink): void {
     if (this.links.get(link.key) === link) this.links.delete(link.key);
-    link.stopHeartbeat();
-    link.connection.destroy();
+    this.reconnecting.get(link)?.stop();
+    this.reconnecting.delete(link);
+    link.close();
   }
 
-  /** Presumes a node dead when it has been silent for five pulse intervals. */
+  /** Gives a node up at once (no reconnecting): it leaves the pool, then `onGone`. */
+  presumeDead(link: NodeLink, error: Error): void {
+    if (this.links.get(link.key) !== link) return;
+    this.hangUp(link);
+    this.options.onGone(link, error);
+  }
+
+  /** Presumes a node dead when it has been silent for five pulse intervals (also while its link is being reconnected). */
   watchPulses(link: NodeLink, seconds: number): void {
     // One watch per node, whatever the number of computations set up there.
     if (link.pulsesWatched) return;
@@ -116,7 +141,7 @@ export class NodePool {
       }
       if (Date.now() - link.info.lastHeard > 5 * seconds * 1000) {
         clearInterval(timer);
-        link.connection.destroy(new Error(`no pulse for ${5 * seconds} s`));
+        this.presumeDead(link, new Error(`no pulse for ${5 * seconds} s`));
       }
     }, seconds * 1000);
     timer.unref();
@@ -124,7 +149,9 @@ export class NodePool {
 
   /** Keeps the process alive on the nodes' account (work is pending), or lets it exit. */
   setActive(active: boolean): void {
+    this.active = active;
     for (const link of this.links.values()) link.connection.setActive(active);
+    for (const reconnection of this.reconnecting.values()) reconnection.setActive(active);
   }
 
   /** Hangs up on every node; connections still opening are dropped when they open. */
@@ -134,9 +161,60 @@ export class NodePool {
   }
 
   private closedLink(link: NodeLink, error?: Error): void {
-    link.stopHeartbeat();
     if (this.links.get(link.key) !== link) return;
-    this.links.delete(link.key);
-    this.options.onGone(link, error);
+    // While reconnecting, a new connection that closes is one failed attempt: Reconnection goes on.
+    if (link.state === 'down') return;
+    if (this.closed || link.stopping || !this.options.mayReconnect(link)) {
+      this.links.delete(link.key);
+      link.close();
+      this.options.onGone(link, error ?? (link.stopping ? new DispyError(ErrorCode.NODE_STOPPED, 'the node stopped') : undefined));
+      return;
+    }
+    this.reconnect(link, error);
+  }
+
+  /** Reconnects a lost link until the node's zombie interval has passed since the loss. */
+  private reconnect(link: NodeLink, error?: Error): void {
+    const { logger } = this.options;
+    const lostAt = Date.now();
+    const zombieSeconds = link.zombieSeconds;
+    link.state = 'down';
+    this.options.onLost(link, error);
+    const reconnection = new Reconnection({
+      deadline: lostAt + zombieSeconds * 1000,
+      attempt: async () => {
+        await link.reconnect();
+        link.connection.setActive(this.active);
+        try {
+          await this.options.onBack(link);
+        } catch (failure) {
+          link.connection.destroy();
+          throw failure;
+        }
+        // No I/O event comes between onBack's end and here: a close from now on is a new loss.
+        link.state = 'up';
+        logger.info(`node ${link.info.name} (${link.key}) is back after ${((Date.now() - lostAt) / 1000).toFixed(1)} s; its jobs go on`);
+      },
+      failed: (failure, attempt) =>
+        logger.debug(`node ${link.info.name} (${link.key}): reconnect attempt ${attempt} failed: ${failure.message}`),
+      abandon: () => link.close(),
+      gaveUp: (lastError) => {
+        this.reconnecting.delete(link);
+        if (this.links.get(link.key) !== link) return;
+        this.links.delete(link.key);
+        link.close();
+        const reason = error ? `: ${error.message}` : '';
+        const last = lastError ? ` (last attempt: ${lastError.message})` : '';
+        this.options.onGone(
+          link,
+          new DispyError(ErrorCode.NO_ANSWER, `link lost${reason}; not back within its zombie interval of ${zombieSeconds} s${last}`),
+        );
+      },
+    });
+    reconnection.setActive(this.active);
+    this.reconnecting.set(link, reconnection);
+    void reconnection.ended.then(() => {
+      if (this.reconnecting.get(link) === reconnection) this.reconnecting.delete(link);
+    });
   }
 }

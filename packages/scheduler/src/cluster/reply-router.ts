@@ -84,7 +84,9 @@ export class ReplyRouter<Ref> {
 
   private jobReply(link: NodeLink, reply: dispy.JobReply): void {
     const uid = Number(reply.jobId);
-    link.connection.ack(uid);
+    link.connection.ack(reply.computeId, uid);
+    // Counted even when it is a duplicate: a reattached computation waits for the replies its node kept.
+    if (reply.status !== dispy.JobStatus.PROVISIONAL) link.replyArrived(reply.computeId, uid);
     const job = this.context.job(uid);
     if (!job || job.nodeKey !== link.key) return;
     if (reply.status === dispy.JobStatus.PROVISIONAL) {
@@ -105,6 +107,12 @@ export class ReplyRouter<Ref> {
   }
 
   private error(link: NodeLink, error: dispy.Error): void {
+    if (Number(error.jobId) === 0 && error.code === ErrorCode.NODE_STOPPED) {
+      // The node is stopping: when its connection closes, it is gone, not to be reconnected.
+      link.stopping = true;
+      this.context.logger.info(`node ${link.info.name} (${link.key}) is stopping: ${error.message}`);
+      return;
+    }
     const job = error.jobId ? this.context.job(Number(error.jobId)) : undefined;
     if (!job || job.nodeKey !== link.key) {
       this.context.logger.warn(`node ${link.info.name} (${link.key}): ${error.message}`);

@@ -168,6 +168,11 @@ export interface ComputationSpec<Ref = unknown, Owner = unknown, Allocator exten
   allocators: Allocator[];
   /** Jobs of a node that dies are resubmitted elsewhere (true) or reported lost (false). */
   reentrant: boolean;
+  /**
+   * With `reentrant`: how many times a job is resubmitted because its node died; the next death
+   * ends it `terminated`, listing each node and why. Default `DEFAULT_MAX_RETRIES` (3).
+   */
+  maxRetries?: number;
   /** Seconds between the nodes' pulses (0: none); a node silent for 5 of them is presumed dead. */
   pulseInterval: number;
   /** Passed to `allocate` as its first argument (the user's cluster object). */
@@ -189,6 +194,8 @@ export interface QueuedJob<Ref = unknown> extends EngineJob, SchedulerJob<Ref> {
   definitions?: Definition[];
   /** Counts the job's dispatches: a step of an earlier one that finds it changed stops. */
   attempt: number;
-  /** A cancel came while its files were being sent: the job frame is not sent. */
+  /** A cancel came while its files were being sent (or its link was down): the job frame is not sent again. */
   cancelled?: boolean;
+  /** Why its nodes died under it, one entry per death (the reentrant retry limit counts them). */
+  failures?: string[];
 }

@@ -27,8 +27,18 @@ export class FakeNode {
   private waiters: Array<{ kind: string; resolve: (frame: Frame) => void }> = [];
   /** Answer Close frames at once. */
   answerClose = true;
+  /**
+   * What its AuthResult says: heartbeat and zombie intervals in seconds. By default a heartbeat
+   * long enough that no test's timers reach the link timeout (a real node would pulse), and no
+   * zombie interval (the node keeps nothing of a client that is gone: no reconnecting).
+   */
+  readonly intervals: { heartbeatInterval: number; zombieInterval: number };
 
-  constructor(readonly secret = 'sesame') {
+  constructor(
+    readonly secret = 'sesame',
+    intervals: { heartbeatInterval?: number; zombieInterval?: number } = {},
+  ) {
+    this.intervals = { heartbeatInterval: intervals.heartbeatInterval ?? 86_400, zombieInterval: intervals.zombieInterval ?? 0 };
     const { client, server } = socketPair();
     this.clientEnd = client;
     this.channel = new FramedSocket(server.asSocket(), {
@@ -62,7 +72,7 @@ export class FakeNode {
         return;
       }
       this.authenticated = true;
-      this.channel.send({ authResult: { ok: true, mac: nodeProof(this.secret, auth.nonce, this.nonce) } });
+      this.channel.send({ authResult: { ok: true, mac: nodeProof(this.secret, auth.nonce, this.nonce), ...this.intervals } });
       if (this.secret !== '') this.channel.protect(channelKeys(this.secret, 'node', this.nonce, auth.nonce));
       return;
     }

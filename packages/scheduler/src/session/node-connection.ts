@@ -21,6 +21,7 @@ import {
   type dispy,
 } from '@dispy/protocol';
 import { PendingRequests } from './pending-requests.js';
+import { LinkLiveness, SILENT_HEARTBEATS } from './link-liveness.js';
 
 export interface NodeConnectionOptions {
   host: string;
@@ -32,14 +33,16 @@ export interface NodeConnectionOptions {
   clientName: string;
   /** Every frame after authentication that answers no request of this connection. */
   onFrame: (frame: Frame, attachment?: Buffer[]) => void;
-  /** The connection is gone (after open() succeeded). */
+  /** The connection is gone (after open() succeeded); `error` says why (undefined: it was closed cleanly). */
   onClose: (error?: Error) => void;
   /** @internal Makes the socket (tests pass one end of an in-memory pair); default `net.connect`. */
   connect?: () => net.Socket;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
-/** How long a node has to answer setCpus and close. */
+/** TCP keepalive probes start after this much idle time (the heartbeat notices a dead link first; this guards the kernel's side). */
+const KEEPALIVE_DELAY_MS = 15_000;
+/** How long a node has to answer setCpus, close and reattach. */
 export const REPLY_TIMEOUT_MS = 60_000;
 /** Setup may load data and receive large files first; so may a file's FileDone. */
 export const SETUP_TIMEOUT_MS = 10 * 60_000;
@@ -52,13 +55,26 @@ export const SETUP_TIMEOUT_MS = 10 * 60_000;
  * DispyError: the node's Error frame refusing it, or `ErrorCode.NO_ANSWER` when no answer comes
  * in time or the connection goes. File transfers are matched by their transfer id the same way.
  * Acknowledgements of replies are batched per tick.
+ *
+ * Once authenticated, the connection keeps itself alive as the node's AuthResult says: a Pulse
+ * whenever nothing was sent for its heartbeat interval, and the link presumed dead (destroyed, and
+ * reported to `onClose` with the reason) when nothing came from the node for four intervals. The
+ * socket also has TCP keepalive.
  */
 export class NodeConnection {
   private channel?: FramedSocket;
   private opened = false;
   private readonly requests: PendingRequests;
   private readonly transfers: PendingRequests;
-  private pendingAcks: number[] = [];
+  /** Job ids to acknowledge at the end of the tick, by computation. */
+  private pendingAcks = new Map<string, number[]>();
+  private liveness?: LinkLiveness;
+  /** Why this side cut the link (a silent node), reported by onClose. */
+  private cutBecause?: Error;
+  /** The node's heartbeat interval in seconds, as its AuthResult said (0: it did not say). */
+  heartbeatSeconds = 0;
+  /** How long the node keeps a computation whose client is gone, in seconds, as its AuthResult said (0: not at all). */
+  zombieSeconds = 0;
 
   constructor(private readonly options: NodeConnectionOptions) {
     this.requests = new PendingRequests(`node ${options.host}:${options.port}`);
@@ -77,6 +93,7 @@ export class NodeConnection {
       (tls
         ? await connectTls({ host, port, localAddress, tls, timeoutMs: CONNECT_TIMEOUT_MS })
         : net.connect({ host, port, ...(localAddress ? { localAddress } : {}) }));
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
       socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)),
     );
@@ -114,6 +131,9 @@ export class NodeConnection {
               if (secret !== '' && !tls) this.channel!.protect(channelKeys(secret, 'client', helloNonce, nonce));
               this.opened = true;
               socket.setTimeout(0);
+              this.heartbeatSeconds = result.heartbeatInterval > 0 ? result.heartbeatInterval : 0;
+              this.zombieSeconds = result.zombieInterval > 0 ? result.zombieInterval : 0;
+              this.keepAlive(socket);
               resolve();
             }
           } else if (frame.kind === 'error') {
@@ -122,7 +142,9 @@ export class NodeConnection {
             refuse(new AuthError(`node ${host}:${port} sent ${frame.kind} before authenticating`));
           }
         },
-        onClose: (error) => {
+        onClose: (closedBy) => {
+          this.liveness?.stop();
+          const error = this.cutBecause ?? closedBy;
           this.requests.close(error);
           this.transfers.close(error);
           if (this.opened) this.options.onClose(error);
@@ -185,6 +207,11 @@ export class NodeConnection {
     return this.channel?.drain() ?? Promise.resolve();
   }
 
+  /** Whether the connection has closed (or was never opened). */
+  get isClosed(): boolean {
+    return this.channel?.isClosed ?? true;
+  }
+
   /** Bytes queued on the socket and not yet handed to the kernel. */
   get bufferedBytes(): number {
     return this.channel?.bufferedBytes ?? 0;
@@ -214,24 +241,44 @@ export class NodeConnection {
     await answer;
   }
 
+  /**
+   * Takes back a computation set up on an earlier connection to this node; resolves with the
+   * node's answer, after which the node sends again the replies it kept (`savedReplies` of them).
+   * @throws DispyError when the node refuses, does not answer in 60 s, or goes away.
+   */
+  async reattach(computeId: string): Promise<dispy.ReattachReply> {
+    const { id, answer } = this.requests.open(`reattach of ${computeId}`, REPLY_TIMEOUT_MS, (frame) => {
+      if (frame.kind !== 'reattachReply')
+        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered reattach with ${frame.kind}`);
+      return 'done';
+    });
+    this.send({ reattach: { computeId }, requestId: id });
+    return (await answer).reattachReply as dispy.ReattachReply;
+  }
+
   /** Queues a frame (and its attachment); false when the socket's buffer is full or it is closed. */
   send(frame: FrameInit, attachment?: Attachment): boolean {
+    this.liveness?.sent();
     return this.channel?.send(frame, attachment) ?? false;
   }
 
-  /** Acknowledges a reply; acknowledgements leave together at the end of the tick. */
-  ack(jobId: number): void {
-    if (this.pendingAcks.length === 0) {
+  /** Acknowledges a reply of a computation; acknowledgements leave together at the end of the tick. */
+  ack(computeId: string, jobId: number): void {
+    if (this.pendingAcks.size === 0) {
       setImmediate(() => {
         const acks = this.pendingAcks;
-        this.pendingAcks = [];
-        // A node refuses a JobAck of more entries than MAX_REPEATED_ENTRIES: split a large batch.
-        for (let from = 0; from < acks.length; from += MAX_REPEATED_ENTRIES) {
-          this.channel?.send({ jobAck: { jobIds: acks.slice(from, from + MAX_REPEATED_ENTRIES) } });
+        this.pendingAcks = new Map();
+        for (const [ackedId, jobIds] of acks) {
+          // A node refuses a JobAck of more entries than MAX_REPEATED_ENTRIES: split a large batch.
+          for (let from = 0; from < jobIds.length; from += MAX_REPEATED_ENTRIES) {
+            this.send({ jobAck: { computeId: ackedId, jobIds: jobIds.slice(from, from + MAX_REPEATED_ENTRIES) } });
+          }
         }
       });
     }
-    this.pendingAcks.push(jobId);
+    let jobIds = this.pendingAcks.get(computeId);
+    if (!jobIds) this.pendingAcks.set(computeId, (jobIds = []));
+    jobIds.push(jobId);
   }
 
   /** Lets the process exit while the connection is idle (`false`), or keeps it alive. */
@@ -242,6 +289,7 @@ export class NodeConnection {
 
   /** Hangs up; with `error`, the connection's close reports it (a node presumed dead). */
   destroy(error?: Error): void {
+    this.liveness?.stop();
     if (error) {
       this.channel?.destroy(error);
       return;
@@ -250,10 +298,45 @@ export class NodeConnection {
     this.channel?.destroy();
   }
 
+  /** Starts the heartbeat and the watch for a silent node (see the class). */
+  private keepAlive(socket: net.Socket): void {
+    const { host, port } = this.options;
+    this.liveness = new LinkLiveness({
+      heartbeatSeconds: this.heartbeatSeconds,
+      pulse: () => this.send({ pulse: {} }),
+      onSilent: (seconds) => {
+        this.cutBecause = new DispyError(
+          ErrorCode.NO_ANSWER,
+          `node ${host}:${port} sent nothing for ${Math.round(seconds)} s (${SILENT_HEARTBEATS} heartbeats); link presumed dead`,
+        );
+        cutNow(socket, this.channel!, this.cutBecause);
+      },
+    });
+    // Any bytes count as a sign of life, also those of a large frame still arriving.
+    socket.on('data', () => this.liveness?.heard());
+  }
+
   /** Answers go to their request (by request id) or transfer (by transfer id); the rest to onFrame. */
   private route(frame: Frame, attachment?: Buffer[]): void {
     if (frame.requestId !== 0 && this.requests.answer(frame)) return;
     if (frame.kind === 'fileDone' && this.transfers.answerTo(Number(frame.fileDone!.transferId), frame)) return;
     this.options.onFrame(frame, attachment);
   }
+}
+
+/**
+ * Cuts a link presumed dead with a reset where the socket allows it (plain TCP), so that frames
+ * still queued in the kernel (a Job) are dropped rather than delivered late on a connection this
+ * side has given up: a job it sends again elsewhere must not also arrive here.
+ */
+function cutNow(socket: net.Socket, channel: FramedSocket, why: Error): void {
+  try {
+    if (typeof socket.resetAndDestroy === 'function') {
+      socket.resetAndDestroy();
+      return;
+    }
+  } catch {
+    // A TLS socket has no TCP handle of its own to reset (ERR_INVALID_HANDLE_TYPE).
+  }
+  channel.destroy(why);
 }
