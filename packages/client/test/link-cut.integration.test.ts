@@ -21,10 +21,7 @@ afterEach(async () => {
 });
 
 describe('JobCluster when its link to a node is cut', () => {
-  // Needs part 1 of issue 10 (wt-node-keep: computations outlive connections, Reattach, the node's
-  // heartbeat and --heartbeat-interval). Until it lands, a node closes the computation when the
-  // connection drops and sends no zombie interval, so the client treats the node as dead at once.
-  it.skip('reconnects through cuts while 200 jobs run: every job ends Finished once, with its result, and none runs twice', async () => {
+  it('reconnects through cuts while 200 jobs run: every job ends Finished once, with its result, and none runs twice', async () => {
     const nodeHost = '127.0.20.2';
     const relayHost = '127.0.20.3';
     const port = await freePort(nodeHost);
@@ -90,8 +87,8 @@ describe('JobCluster when its link to a node is cut', () => {
   }, 120_000);
 
   it('resubmits a reentrant job whose node is killed at most maxRetries times, then ends it Terminated naming each node', async () => {
-    // A short zombie interval: once nodes keep computations for a lost link (part 1), the client
-    // waits that long for a killed node to come back before it is dead.
+    // A short zombie interval: nodes keep computations for a lost link, so the client waits that
+    // long for a killed node to come back before it is dead.
     const port = await freePort('127.0.20.5');
     const nodes = await Promise.all(
       ['127.0.20.5', '127.0.20.6'].map((host) => startNode({ host, port, cpus: 1, args: ['--zombie-interval', '0.02'] })),

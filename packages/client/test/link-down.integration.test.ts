@@ -56,9 +56,7 @@ function setLink(ns: string, state: 'down' | 'up'): void {
 }
 
 describe.skipIf(unavailable)(`a link taken down without a FIN${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
-  // Needs part 1 of issue 10 (wt-node-keep): dispynode's --heartbeat-interval, and a node that keeps
-  // the computation of a lost link and takes Reattach. The lead enables it at merge.
-  it.skip('is noticed by the client within four heartbeats; back up, the job ends Finished once and ran once', async () => {
+  it('is noticed by the client within four heartbeats; back up, the job ends Finished once and ran once', async () => {
     const pair = createNamespacePair();
     cleanups.push(() => pair.destroy());
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-link-down-'));

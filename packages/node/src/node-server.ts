@@ -257,7 +257,7 @@ export class DispyNodeServer {
     this.logger.info(`service ${event} (daily service hours)`);
     if (event === 'start') this.setCpus(this.maxCpus);
     else this.setCpus(0);
-    if (event === 'end') for (const session of this.sessions) void session.shutdown(undefined, 'close');
+    if (event === 'end') for (const session of this.sessions) void session.shutdown(undefined, 'close', true);
   }
 
   /** CPUs the node offers now; 0 while it takes no new jobs. */
@@ -310,7 +310,7 @@ export class DispyNodeServer {
       this.announcer?.close();
       this.discovery?.close();
       const closing = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
-      await Promise.all([...this.sessions].map((session) => session.shutdown()));
+      await Promise.all([...this.sessions].map((session) => session.shutdown(undefined, 'detach', true)));
       await this.computations.close();
       await Promise.all(closing);
       this.servers.length = 0;

@@ -174,9 +174,12 @@ export class ClientSession {
   /**
    * Ends the session. A lost link (`detach`, the default) detaches the client's computations:
    * their jobs go on and their replies are kept (on disk) for the client to take back. `close`
-   * (the node's service hours ended) kills the jobs and forgets the computations. Never rejects.
+   * (the node's service hours ended) kills the jobs and forgets the computations. With
+   * `nodeStopping`, an authenticated client is told first (an Error NODE_STOPPED naming no job,
+   * before a graceful end), so that it gives the node up at once instead of reconnecting to it for
+   * the zombie interval. Never rejects.
    */
-  async shutdown(error?: Error, how: 'detach' | 'close' = 'detach'): Promise<void> {
+  async shutdown(error?: Error, how: 'detach' | 'close' = 'detach', nodeStopping = false): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.handshake.cancel();
@@ -188,7 +191,11 @@ export class ClientSession {
       const why = `client ${this.peer} disconnected${error ? `: ${error.message}` : ''}`;
       this.node.logger[this.authenticated ? 'info' : 'debug'](kept > 0 ? `${why}; its ${kept} computations are kept for it` : why);
     }
-    this.channel.destroy();
+    if (nodeStopping && this.authenticated) {
+      this.channel.end({ error: { code: ErrorCode.NODE_STOPPED, message: `node ${this.node.name} is stopping` } });
+    } else {
+      this.channel.destroy();
+    }
     // Detached at once: replies that come meanwhile are saved for the client.
     const ending = how === 'detach' ? this.computations.detachAll(lastHeard) : this.computations.closeAll();
     this.outgoing.abort(new Error('the client went away'));
