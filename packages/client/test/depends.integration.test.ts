@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { clusterMaker } from './cluster-on.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/depends/${name}`, import.meta.url));
 const clusters: JobCluster[] = [];
@@ -16,19 +17,7 @@ afterEach(async () => {
   await stopAllNodes();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a computation of any signature, or a program's path
-function clusterOn(computation: ((...args: any[]) => any) | string, node: NodeProcess, extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(computation, {
-    nodes: [node.host],
-    nodePort: node.port,
-    ipAddr: '127.0.0.1',
-    port: 0,
-    loglevel: 'silent',
-    ...extra,
-  });
-  clusters.push(cluster as JobCluster);
-  return cluster;
-}
+const clusterOn = clusterMaker(clusters);
 
 class Point {
   constructor(

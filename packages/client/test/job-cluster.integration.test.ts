@@ -1,23 +1,12 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+import { freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { clusterMaker } from './cluster-on.js';
 
 const clusters: JobCluster[] = [];
 
-/** A cluster on the given nodes, the way a user creates one; closed after each test. */
-function clusterOn<F extends (...args: never[]) => unknown>(fn: F, nodes: NodeProcess[], extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(fn, {
-    nodes: nodes.map((node) => node.host),
-    nodePort: nodes[0]!.port,
-    ipAddr: '127.0.0.1',
-    port: 0,
-    loglevel: 'silent',
-    ...extra,
-  });
-  clusters.push(cluster as JobCluster);
-  return cluster;
-}
+const clusterOn = clusterMaker(clusters);
 
 afterEach(async () => {
   await Promise.all(clusters.splice(0).map((cluster) => cluster.close({ timeout: 5 })));

@@ -101,7 +101,9 @@ describe('a killed client', () => {
     expect(jobs.map((job) => [job.id, DispyJob.statusName(job.status), job.result])).toEqual(
       durations.map((ms, i) => [`job ${i}`, ms === 1500 ? 'Finished' : 'Terminated', ms === 1500 ? i * i : undefined]),
     );
-    expect(jobs.filter((job) => job.status === DispyJob.Terminated).every((job) => /terminatePending/.test(job.exception ?? ''))).toBe(true);
+    expect(jobs.filter((job) => job.status === DispyJob.Terminated).every((job) => /terminatePending/.test(job.exception ?? ''))).toBe(
+      true,
+    );
     expect(fs.existsSync(file)).toBe(false);
     await nodesServeANewCluster(nodes);
   });

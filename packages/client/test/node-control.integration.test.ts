@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
-import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+import { freePort, startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { clusterMaker } from './cluster-on.js';
 
 const run = promisify(execFile);
 const clusters: JobCluster[] = [];
@@ -14,18 +15,7 @@ afterEach(async () => {
   await stopAllNodes();
 });
 
-function clusterOn<F extends (...args: never[]) => unknown>(fn: F, node: NodeProcess, extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(fn, {
-    nodes: [node.host],
-    nodePort: node.port,
-    ipAddr: '127.0.0.1',
-    port: 0,
-    loglevel: 'silent',
-    ...extra,
-  });
-  clusters.push(cluster as JobCluster);
-  return cluster;
-}
+const clusterOn = clusterMaker(clusters);
 
 /** Runs on the node: sleeps `ms`, returns when it ran (for measuring concurrency). */
 async function sleeper(ms: number) {

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DispyError, ErrorCode, JobCluster, readRecoverFile } from '../src/index.js';
-import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
+import { clusterMaker } from './cluster-on.js';
 
 // Nodes of this file listen on 127.0.112.*.
 let dir: string;
@@ -19,18 +20,7 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function clusterOn<F extends (...args: never[]) => unknown>(fn: F, node: NodeProcess, extra: Record<string, unknown> = {}) {
-  const cluster = new JobCluster(fn, {
-    nodes: [node.host],
-    nodePort: node.port,
-    ipAddr: '127.0.0.1',
-    port: 0,
-    loglevel: 'silent',
-    ...extra,
-  });
-  clusters.push(cluster as JobCluster);
-  return cluster;
-}
+const clusterOn = clusterMaker(clusters);
 
 async function sleeper(ms: number) {
   await new Promise((resolve) => setTimeout(resolve, ms));
