@@ -9,13 +9,15 @@ export interface NodeProcess {
   port: number;
   child: ChildProcess;
   destPathPrefix: string;
+  /** Whether `stop()` removes `destPathPrefix` (it made it: no `destPathPrefix` option). */
+  ownsPrefix: boolean;
   /** Everything the node wrote to stderr so far (its log). */
   readonly log: string;
   /** Resolves when the log matches `pattern`; rejects after `timeoutMs` or if the node exits. */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** PIDs of the node's worker processes now (its children but its watchdog). */
   workerPids(): number[];
-  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove its directory. */
+  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove its directory (if it made it). */
   stop(): Promise<void>;
 }
 
@@ -26,6 +28,8 @@ export interface StartNodeOptions {
   /** Default 2. */
   cpus?: number;
   secret?: string;
+  /** The node's directory (a node started again on it finds what the last one saved); the caller removes it. Default: a new temporary one, removed on stop. */
+  destPathPrefix?: string;
   /** More dispynode flags. */
   args?: string[];
   env?: NodeJS.ProcessEnv;

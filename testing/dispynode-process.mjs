@@ -20,7 +20,7 @@ const running = new Set();
 process.on('exit', () => {
   for (const node of running) {
     node.child.kill('SIGKILL');
-    rmSync(node.destPathPrefix, { recursive: true, force: true });
+    if (node.ownsPrefix) rmSync(node.destPathPrefix, { recursive: true, force: true });
   }
 });
 
@@ -45,10 +45,15 @@ export async function freePort(host) {
   throw new Error(`no free port on ${host}`);
 }
 
-/** Starts `dispynode -i HOST -p PORT -c CPUS --daemon --dest-path-prefix DIR` and waits until it serves. */
+/**
+ * Starts `dispynode -i HOST -p PORT -c CPUS --daemon --dest-path-prefix DIR` and waits until it
+ * serves. DIR is a new temporary directory, removed when the node stops, unless the caller names
+ * one (`destPathPrefix`, to start a node again on it): that one is the caller's to remove.
+ */
 export async function startNode(options) {
   const port = options.port ?? (await freePort(options.host));
-  const destPathPrefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
+  const ownsPrefix = options.destPathPrefix === undefined;
+  const destPathPrefix = options.destPathPrefix ?? mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
   // execArgv: flags for Node itself (--cpu-prof, --inspect), which NODE_OPTIONS may not carry.
   const args = [
     ...(options.execArgv ?? []),
@@ -80,6 +85,7 @@ export async function startNode(options) {
     port,
     child,
     destPathPrefix,
+    ownsPrefix,
     get log() {
       return log;
     },
@@ -112,7 +118,7 @@ export async function startNode(options) {
         await exited;
         clearTimeout(force);
       }
-      rmSync(destPathPrefix, { recursive: true, force: true });
+      if (ownsPrefix) rmSync(destPathPrefix, { recursive: true, force: true });
     },
   };
   running.add(node);

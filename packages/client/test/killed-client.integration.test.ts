@@ -5,9 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DispyJob, JobCluster, NodeAllocate, recoverJobs } from '../src/index.js';
-import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
+import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 
-// "A killed client" of issue 10. Nodes of this file listen on 127.0.111.*.
+// "A killed client" and "A restarted node" of issue 10. Nodes of this file listen on 127.0.111.*
+// (a killed client) and 127.0.112.* (a restarted node).
 const DOOMED_CLIENT = fileURLToPath(new URL('./fixtures/doomed-client.mjs', import.meta.url));
 const SECRET = 'recover these jobs, please';
 let dir: string;
@@ -107,4 +108,72 @@ describe('a killed client', () => {
     expect(fs.existsSync(file)).toBe(false);
     await nodesServeANewCluster(nodes);
   });
+});
+
+/** Resolves when `condition` holds (checked every 50 ms); rejects with `what` after `timeoutMs`. */
+async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !condition();) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The folders of saved replies under a node's prefix (one per computation), each with its replies' files. */
+function savedReplies(prefix: string): Map<string, string[]> {
+  const root = path.join(prefix, 'saved-replies');
+  const folders = fs.existsSync(root) ? fs.readdirSync(root) : [];
+  return new Map(folders.map((folder) => [folder, fs.readdirSync(path.join(root, folder)).filter((name) => name.endsWith('.reply'))]));
+}
+
+/** Kills a node with `signal` and waits (at most 10 s) until it has exited. */
+async function killNode(node: NodeProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  const { child } = node;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the node did not exit within 10 s of ${signal}:\n${node.log}`)), 10_000);
+  });
+  try {
+    await Promise.race([exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (signal === 'SIGTERM') expect(child.exitCode, node.log).toBe(0);
+  await node.stop(); // it exited: this only forgets it (its prefix is the test's)
+}
+
+describe('a restarted node', () => {
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`keeps the replies it saved for a killed client across a restart after ${signal}: recoverJobs gets every one`, async () => {
+      const host = '127.0.112.1';
+      const port = await freePort(host);
+      // The node's directory outlives it (removed with `dir`), so the node started again finds its replies.
+      const prefix = path.join(dir, 'node');
+      const start = () => startNode({ host, port, cpus: 4, secret: SECRET, destPathPrefix: prefix, execArgv: ['--import', SIXTEEN_CPUS] });
+      const node = await start();
+      const durations = [800, 1100, 1400, 1700];
+      const file = await runAndKill([node], durations);
+      // The client is gone: the node finishes the jobs and saves each reply to disk.
+      await until(
+        () => [...savedReplies(prefix).values()].flat().length === durations.length,
+        `${durations.length} replies saved under ${prefix}`,
+      );
+      const saved = savedReplies(prefix);
+      expect(saved.size).toBe(1);
+      const [folder] = saved.keys();
+      await killNode(node, signal);
+
+      const restarted = await start();
+      expect(restarted.log).toMatch(/saved replies found/);
+      const jobs = await recoverJobs(file, { secret: SECRET, timeout: 20 });
+      expect(jobs.map((job) => [job.id, DispyJob.statusName(job.status), job.result, job.exception ?? ''])).toEqual(
+        durations.map((_, i) => [`job ${i}`, 'Finished', i * i, '']),
+      );
+      // Collected and released: nothing of the computation is left on the node, nor of the recover file.
+      expect(fs.existsSync(path.join(prefix, 'saved-replies', folder!))).toBe(false);
+      expect(fs.existsSync(file)).toBe(false);
+      await nodesServeANewCluster([restarted]);
+    }, 60_000);
+  }
 });

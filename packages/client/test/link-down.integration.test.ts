@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,24 @@ function watch(child: ChildProcess) {
         check();
       }),
   };
+}
+
+/** Resolves as `promise` does; rejects with `what` if it has not settled within `ms`. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The replies a node saved under its prefix for clients gone away: one folder per computation, with its replies' files. */
+function savedReplies(prefix: string): Map<string, string[]> {
+  const root = path.join(prefix, 'saved-replies');
+  const folders = existsSync(root) ? readdirSync(root) : [];
+  return new Map(folders.map((folder) => [folder, readdirSync(path.join(root, folder)).filter((name) => name.endsWith('.reply'))]));
 }
 
 /** Sets the namespace's end of the veth pair down or up: no FIN, no reset, packets just stop. */
@@ -98,4 +116,85 @@ describe.skipIf(unavailable)(`a link taken down without a FIN${unavailable ? ` (
     expect(output.stderr.match(/lost the link to node/g)).toHaveLength(1);
     expect(output.stderr.match(/is back after/g)).toHaveLength(1);
   }, 90_000);
+
+  it('is noticed by the node within four heartbeats: the job ends, its reply waits on disk, and another client is served meanwhile', async () => {
+    const pair = createNamespacePair();
+    cleanups.push(() => pair.destroy());
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispy-link-down-node-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const prefix = path.join(dir, 'node');
+    const port = 51349;
+    const heartbeatSeconds = 1;
+    const node = pair.spawnNode(pair.a.ns, [
+      DISPYNODE_BIN,
+      '-i',
+      pair.a.address,
+      '-p',
+      String(port),
+      '-c',
+      '1',
+      '--daemon',
+      '--dest-path-prefix',
+      prefix,
+      '--heartbeat-interval',
+      String(heartbeatSeconds),
+      '--zombie-interval',
+      '1',
+    ]);
+    cleanups.push(() => node.kill('SIGKILL'));
+    const nodeLog = watch(node);
+    await within(20_000, 'the node serves', nodeLog.until(/serving \d+ CPUs/));
+    /** Runs one job of `seconds` in a client process in namespace `ns`; its runs are counted in `runs`. */
+    const startClient = (ns: string, runs: string, seconds: number) => {
+      const client = pair.spawnNode(ns, [clientScript, pair.a.address, String(port), runs, String(seconds)]);
+      cleanups.push(() => client.kill('SIGKILL'));
+      const timer = setTimeout(() => client.kill('SIGKILL'), 60_000);
+      cleanups.push(() => clearTimeout(timer));
+      return watch(client);
+    };
+    const runs = path.join(dir, 'runs.txt');
+    const first = startClient(pair.b.ns, runs, 6);
+    await within(20_000, 'the job runs', first.until(/^running$/m));
+    setLink(pair.a.ns, 'down');
+
+    // The node hears nothing more from the client (no FIN, no reset): its heartbeat gives the link up.
+    const noticed = nodeLog.until(/client 10\.213\.\d+\.2:\d+: heard nothing for [\d.]+ s; the link is presumed dead/);
+    // 4 heartbeats (and a check every quarter of one), with room for a loaded machine; the zombie interval is 60 s.
+    await within((4 + 4) * heartbeatSeconds * 1000, 'the node notices the dead link', noticed);
+    const detached = /client 10\.213\.\d+\.2:\d+ disconnected: the link timed out; its 1 computations are kept for it/;
+    await within(5_000, 'the node keeps the computation', nodeLog.until(detached));
+    // The job runs to its end; its reply waits on disk for its client, and the node is free.
+    await within(20_000, 'the node is released', nodeLog.until(/client 10\.213\.\d+\.2:\d+ released this node/));
+    for (const deadline = Date.now() + 10_000; [...savedReplies(prefix).values()].flat().length === 0;) {
+      if (Date.now() > deadline) throw new Error(`no reply saved under ${prefix}:\n${nodeLog.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const saved = savedReplies(prefix);
+    expect([...saved.values()]).toEqual([['1.reply']]);
+    expect(readFileSync(runs, 'utf8')).toBe('run\n');
+
+    // Another client (in the node's namespace, which still reaches it) is served while the first one's link is down.
+    const otherRuns = path.join(dir, 'other-runs.txt');
+    const second = startClient(pair.a.ns, otherRuns, 0);
+    expect(await within(30_000, 'the second client ends', second.exited), second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout.trim().split('\n').at(-1)!)).toEqual({ status: 'Finished', result: 'done', finished: 1 });
+    expect(readFileSync(otherRuns, 'utf8')).toBe('run\n');
+    // (the first client has not come back meanwhile)
+    expect(nodeLog.stderr.match(/client \S+ \(10\.213\.\d+\.2:\d+\) authenticated/g)).toHaveLength(1);
+
+    // The link comes back within the zombie interval: the first client gets its result from disk, once.
+    setLink(pair.a.ns, 'up');
+    expect(await within(30_000, 'the first client ends', first.exited), first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout.trim().split('\n').at(-1)!)).toEqual({ status: 'Finished', result: 'done', finished: 1 });
+    expect(readFileSync(runs, 'utf8')).toBe('run\n');
+    await within(
+      5_000,
+      'the node resends the saved reply',
+      nodeLog.until(/reattached \(saved replies only\): 0 jobs held, 1 replies resent/),
+    );
+    // The node closed the idle computation for the second client: the first one is told so, once.
+    expect(first.stderr.match(/lost the computation while the link was down: it is no longer set up there/g)).toHaveLength(1);
+    // Collected and closed: the node deleted the saved reply.
+    expect(savedReplies(prefix).size).toBe(0);
+  }, 120_000);
 });
