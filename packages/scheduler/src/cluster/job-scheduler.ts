@@ -511,7 +511,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
    * serving it (with none left, it is hung up on; discovery may set it up again).
    */
   private async lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void> {
-    this.options.logger.warn(why);
+    this.options.logger[jobs.length > 0 ? 'warn' : 'info'](why);
     for (const job of jobs) this.engine.jobDone(link.key, job.uid);
     const lost = this.settleLost(jobs, link, why).get(computeId) ?? [];
     link.computeIds.delete(computeId);

@@ -52,7 +52,12 @@ async function reattach<Ref>(link: NodeLink, computeId: string, context: Recover
   const jobs = context.sentTo(link, computeId);
   if (!answer.ok || !answer.live) {
     const why = answer.error ? `: ${answer.error}` : answer.ok ? ': it is no longer set up there' : '';
-    await context.lostComputation(link, computeId, jobs, `${node} lost the computation while the link was down${why}`);
+    // Not a loss when every job had ended and its reply came back (the node closed the idle computation for another client).
+    const what =
+      answer.ok && jobs.length === 0
+        ? `${node} is back; it closed the computation meanwhile, with every job of ours done`
+        : `${node} lost the computation while the link was down${why}`;
+    await context.lostComputation(link, computeId, jobs, what);
     return;
   }
   let resent = 0;
