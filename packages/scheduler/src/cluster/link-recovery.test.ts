@@ -272,6 +272,21 @@ describe('JobScheduler when the link to a node is lost', () => {
     await h.scheduler.close();
   });
 
+  // Found by the chaos run: a link cut while the computation was being set up on a restarted node
+  // excluded that node for good, as if it could not run the computation.
+  it('sets the computation up again on a node whose link was cut during its setup, once discovery finds it back', async () => {
+    const h = schedulerHarness();
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.discover(HOST);
+    await first.next('setup');
+    first.vanish();
+    await vi.waitFor(() => expect(h.named('nodeFailed')).toHaveLength(1));
+    expect(h.named('nodeFailed')[0]![2]).toMatch(/went away before answering setup/);
+    await h.nodeUp(HOST);
+    expect(h.named('nodeUp')).toHaveLength(1);
+    await h.scheduler.close();
+  });
+
   it('resends a cancel that went out while the link was down, and ends a cancelled job the node never got', async () => {
     const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
     await h.scheduler.addComputation(h.spec);
