@@ -148,6 +148,8 @@ describe('the chaos run', () => {
     /** Each time a node (by the host it is connected at: its relay) began to serve the cluster. */
     const initialized: Array<{ host: string; at: number }> = [];
     const restarts: Array<{ host: string; at: number }> = [];
+    /** The logs of the node processes killed. */
+    const deadLogs: string[] = [];
     const cluster = new JobCluster(
       async (n: number, file: string) => {
         // Each run is recorded on the node's side: a job that ran twice shows twice.
@@ -233,6 +235,7 @@ describe('the chaos run', () => {
       await exited;
       kills++;
       if (fault.downMs > ZOMBIE_SECONDS * 1000) longKills++;
+      deadLogs.push(node.process.log);
       await node.process.stop(); // removes only the directory startNode made, not the shared prefix
       await sleep(fault.downMs);
       node.process = await startNode({
@@ -286,10 +289,16 @@ describe('the chaos run', () => {
       if (runCount < 1 || runCount > 1 + requeues) problems.push(`job ${n}: ran ${runCount} times, queued again ${requeues} times`);
     }
     const lostLinks = log().match(/lost the link to node/g)?.length ?? 0;
+    // Replies a restarted node read back from disk and resent (the path a restart on the same prefix tests).
+    let fromDisk = 0;
+    for (const nodeLog of [...deadLogs, ...nodes.map((node) => node.process.log)]) {
+      for (const [, count] of nodeLog.matchAll(/reattached \(saved replies only\): \d+ jobs held, (\d+) replies resent/g))
+        fromDisk += Number(count);
+    }
     console.log(
       `chaos: seed ${seed}, jobs ${JOBS}, faults ${cuts + kills} (cuts ${cuts} of ${linksCut} links, kills ${kills}, ${longKills} of them past the zombie interval), ` +
         `results lost ${lost}, duplicated ${duplicated}, wrong ${wrong}; jobs queued again ${requeued}, runs again ${reruns}, ` +
-        `links lost (client log) ${lostLinks}, ${seconds.toFixed(1)} s`,
+        `links lost (client log) ${lostLinks}, replies resent from disk after a restart ${fromDisk}, ${seconds.toFixed(1)} s`,
     );
     expect(problems.slice(0, 20)).toEqual([]);
     expect({ lost, duplicated, wrong }).toEqual({ lost: 0, duplicated: 0, wrong: 0 });
