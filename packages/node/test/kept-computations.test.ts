@@ -233,6 +233,31 @@ describe('kept computations: Reattach', () => {
     await setUp(other, 'x');
   });
 
+  // Found by the chaos run: the client's link was cut before the SetupReply came, so the client,
+  // back on a new connection, sets the computation up again; the node closes the old one for it.
+  it('sets up again a computation a cut link left idle: the old one is closed first, and the new one keeps its directory and replies', async () => {
+    const setup = {
+      computeId: 'c7',
+      name: 'double',
+      kind: dispy.ComputationKind.FUNCTION,
+      source: 'function double(n) { return n * 2; }',
+      destPath: 'c7',
+      cleanup: true,
+      cpus: 1,
+    };
+    const first = await connect();
+    first.client.send({ requestId: 1, setup });
+    expect((await first.client.next('setupReply')).setupReply).toMatchObject({ ok: true });
+    await cut(first);
+    await eventually(() => expect(node.owner).toBeUndefined());
+    const second = await connect();
+    second.client.send({ requestId: 1, setup });
+    expect((await second.client.next('setupReply')).setupReply).toMatchObject({ ok: true });
+    for (const jobId of [1, 2]) second.client.send({ job: { computeId: 'c7', jobId } }, encodeArguments([jobId]));
+    for (const jobId of [1, 2]) expect((await replyOf(second, jobId)).jobReply).toMatchObject({ status: dispy.JobStatus.FINISHED });
+    expect(existsSync(path.join(node.destPathPrefix, 'c7'))).toBe(true);
+  });
+
   it('deletes saved replies when the zombie interval passes without the client', async () => {
     const first = await connect();
     await setUp(first, 'c4');

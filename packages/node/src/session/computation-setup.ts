@@ -57,6 +57,10 @@ export class ComputationSetup {
       refuse('the node is serving another client; try again when it is free');
       return;
     }
+    // A computation of this id left by a lost client may be closing (the claim may just have
+    // closed it): its directory and saved replies go before the new one is made, not under it.
+    await computations.closedBefore(computeId);
+    if (this.options.isClosed()) return;
     const kept = computations.entryForSetup(computeId);
     if (!kept) {
       refuse(`computation ${computeId} is already set up`);

@@ -84,6 +84,11 @@ export class SessionComputations {
     return known ?? this.options.registry.create(computeId);
   }
 
+  /** Resolves once no computation of this id, left by a lost client, is being closed. */
+  closedBefore(computeId: string): Promise<void> {
+    return this.options.registry.closed(computeId);
+  }
+
   /** A setup began: its computation receives files but runs no job yet. */
   preparingStarted(computation: Computation): void {
     this.preparing.set(computation.id, computation);

@@ -25,6 +25,8 @@ export interface NodeComputationsOptions {
 export class NodeComputations {
   private readonly kept = new Map<string, KeptComputation>();
   private readonly timers = new Map<KeptComputation, NodeJS.Timeout>();
+  /** Computations left by lost clients being closed now (for a new client, or expired), by id. */
+  private readonly closing = new Map<string, Promise<void>>();
   private stopped = false;
 
   constructor(private readonly options: NodeComputationsOptions) {}
@@ -48,6 +50,14 @@ export class NodeComputations {
         if (!kept.attached && this.kept.get(kept.id) === kept) this.options.release(kept.owner);
       },
     });
+  }
+
+  /**
+   * Resolves once no computation of this id is being closed: a new setup of the id waits for it,
+   * or the old one's directory and saved replies would be removed under the new one.
+   */
+  async closed(computeId: string): Promise<void> {
+    for (let closing = this.closing.get(computeId); closing; closing = this.closing.get(computeId)) await closing;
   }
 
   register(kept: KeptComputation): void {
@@ -98,12 +108,15 @@ export class NodeComputations {
     for (const kept of this.kept.values()) {
       if (kept.attached || !kept.computation || kept.owner === newOwner || kept.heldJobIds.length > 0) continue;
       this.options.logger.info(`closing computation ${kept.id}, left by a client that went away, for the new client`);
-      void kept.closeComputation({ dropReplies: true }).then(async () => {
-        if (kept.hasReplies || this.kept.get(kept.id) !== kept || kept.attached) return;
-        // Nothing left to give its client: nothing to keep.
-        this.remove(kept);
-        await kept.forget();
-      });
+      this.trackClose(
+        kept.id,
+        kept.closeComputation({ dropReplies: true }).then(async () => {
+          if (kept.hasReplies || this.kept.get(kept.id) !== kept || kept.attached) return;
+          // Nothing left to give its client: nothing to keep.
+          this.remove(kept);
+          await kept.forget();
+        }),
+      );
     }
   }
 
@@ -153,12 +166,21 @@ export class NodeComputations {
       () => {
         this.timers.delete(kept);
         if (Date.now() < expires) this.arm(kept, expires);
-        else void this.expire(kept);
+        else this.trackClose(kept.id, this.expire(kept));
       },
       Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS),
     );
     timer.unref();
     this.timers.set(kept, timer);
+  }
+
+  private trackClose(computeId: string, work: Promise<void>): void {
+    const done: Promise<void> = work
+      .catch((error: Error) => this.options.logger.warn(`closing computation ${computeId}: ${error.message}`))
+      .finally(() => {
+        if (this.closing.get(computeId) === done) this.closing.delete(computeId);
+      });
+    this.closing.set(computeId, done);
   }
 
   private disarm(kept: KeptComputation): void {

@@ -46,7 +46,7 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
   /**
    * Sets a computation up on a node; resolves with the node's answer when it succeeded, or
    * undefined when it failed (reported with `nodeFailed`; the node is excluded for the
-   * computation and, serving nothing else, hung up on) or is already in progress.
+   * computation, unless it went away, and, serving nothing else, hung up on) or is already in progress.
    */
   async setUp(
     link: NodeLink,
@@ -82,9 +82,11 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
       return answer;
     } catch (error) {
       // Whatever failed (its files, its setup there, the node going away), the cluster hears of
-      // it and goes on without the node, which is not asked again (it would fail the same way).
+      // it and goes on without the node. A node that failed is not asked again (it would fail the
+      // same way); one whose connection closed (a cut link, a restart) is set up again when
+      // discovery finds it back.
       spec.events.nodeFailed(link.info, (error as Error).message);
-      (spec.excluded ??= new Set()).add(link.key);
+      if (!link.connection.isClosed) (spec.excluded ??= new Set()).add(link.key);
       if (link.computeIds.size === 0) this.pool.hangUp(link);
       return undefined;
     } finally {

@@ -53,6 +53,8 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   private readonly held: HeldJobs<Ref>;
   /** closeNode calls waiting for a computation's last running job on a node. */
   private readonly idle: IdleWatch;
+  /** The address each node (by key) answered discovery from: where to ping it again when it goes away. */
+  private readonly foundAt = new Map<string, string>();
   private nextUid = 1;
   private started?: Promise<void>;
   private closed = false;
@@ -365,6 +367,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (wanted.length === 0) return;
     const link = existing ?? (await this.pool.connect(reply, this.jobs.size > 0));
     if (!link) return;
+    this.foundAt.set(link.key, address);
     this.finder.found(address, true, reply.tcpPort);
     for (const { spec, allocation } of wanted) {
       const answer = await this.setups.setUp(link, spec, allocation);
@@ -435,10 +438,18 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
     }
     this.idle.check(link.key);
-    if (!this.closed) {
-      this.finder.found(link.info.host, false, link.info.port);
-      this.finder.pingNow();
-    }
+    this.lookAgain(link);
+  }
+
+  /**
+   * Pings a node that went away again, so that discovery sets it up anew when it is back: at the
+   * address it answered discovery from, which is where pings reach it (its `tcpHost`, an
+   * `--ext-host`, may be a relay or a NAT's address that does not answer them).
+   */
+  private lookAgain(link: NodeLink): void {
+    if (this.closed) return;
+    this.finder.found(this.foundAt.get(link.key) ?? link.info.host, false, link.info.port);
+    this.finder.pingNow();
   }
 
   /**
@@ -523,10 +534,7 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
       this.pool.hangUp(link);
       this.engine.removeNode(link.key);
       this.idle.check(link.key);
-      if (!this.closed) {
-        this.finder.found(link.info.host, false, link.info.port);
-        this.finder.pingNow();
-      }
+      this.lookAgain(link);
     }
   }
 }

@@ -13,6 +13,8 @@ afterEach(() => {
 });
 
 const HOST = '127.0.0.2';
+/** Where a node answers discovery pings from, when it takes connections at HOST (its --ext-host). */
+const PINGED_AT = '127.0.0.3';
 
 /** Lets in-memory sockets deliver what was sent (they deliver on the next ticks; setImmediate is not faked). */
 async function ioTurns(turns: number): Promise<void> {
@@ -236,6 +238,52 @@ describe('JobScheduler when the link to a node is lost', () => {
     expect((await second.next('close')).close).toMatchObject({ computeId: 'c1', terminatePending: true });
     expect(h.scheduler.nodesOf('c1')).toEqual([]);
     expect(lost.nodeKey).toBeUndefined();
+    await h.scheduler.close();
+  });
+
+  // Found by the chaos run: a node started with --ext-host (reached through a relay) was never set
+  // up again after a restart, because discovery pinged its ext host, which does not answer pings.
+  it('pings a node that lost the computation again at the address it answered discovery from, not the host it is connected at', async () => {
+    const h = schedulerHarness({ intervals: { zombieInterval: 60 } });
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.nodeUp(HOST, 1, PINGED_AT);
+    h.submit('lost');
+    await vi.waitFor(() => expect(h.jobIds(first.frames)).toHaveLength(1));
+    first.vanish();
+    await vi.advanceTimersByTimeAsync(250);
+    const second = h.node(HOST);
+    const reattach = await second.next('reattach');
+    second.send({ reattachReply: { computeId: 'c1', ok: true, live: false }, requestId: reattach.requestId });
+    const close = await second.next('close');
+    second.send({ closeReply: { computeId: 'c1' }, requestId: close.requestId });
+    await vi.waitFor(() => expect(h.pingedAgain).toEqual([PINGED_AT]));
+    await h.scheduler.close();
+  });
+
+  it('pings a node that did not come back within its zombie interval again at the address it answered discovery from', async () => {
+    const h = schedulerHarness({ intervals: { zombieInterval: 1 } });
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.nodeUp(HOST, 1, PINGED_AT);
+    h.refuse(HOST);
+    first.vanish();
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.waitFor(() => expect(h.named('nodeDown')).toHaveLength(1));
+    expect(h.pingedAgain).toEqual([PINGED_AT]);
+    await h.scheduler.close();
+  });
+
+  // Found by the chaos run: a link cut while the computation was being set up on a restarted node
+  // excluded that node for good, as if it could not run the computation.
+  it('sets the computation up again on a node whose link was cut during its setup, once discovery finds it back', async () => {
+    const h = schedulerHarness();
+    await h.scheduler.addComputation(h.spec);
+    const first = await h.discover(HOST);
+    await first.next('setup');
+    first.vanish();
+    await vi.waitFor(() => expect(h.named('nodeFailed')).toHaveLength(1));
+    expect(h.named('nodeFailed')[0]![2]).toMatch(/went away before answering setup/);
+    await h.nodeUp(HOST);
+    expect(h.named('nodeUp')).toHaveLength(1);
     await h.scheduler.close();
   });
 

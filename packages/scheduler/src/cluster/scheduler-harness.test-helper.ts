@@ -22,11 +22,15 @@ export function schedulerHarness(
   const connections = new Map<string, FakeNode[]>();
   const refused = new Set<string>();
   let announce!: (reply: dispy.DiscoveryReply, address: string) => void;
+  /** Hosts discovery was told to ping again (`found(host, false)`), in order. */
+  const pingedAgain: string[] = [];
   const discovery: Discovery = {
     start: async () => undefined,
     addHost: () => undefined,
     enableBroadcast: () => undefined,
-    found: () => undefined,
+    found: (host, isFound) => {
+      if (!isFound) pingedAgain.push(host);
+    },
     pingNow: () => undefined,
     setActive: () => undefined,
     close: () => undefined,
@@ -94,15 +98,22 @@ export function schedulerHarness(
   const node = (host: string): FakeNode => connections.get(key(host))!.at(-1)!;
   /** How many connections were made to the node at `host`. */
   const connectionCount = (host: string): number => connections.get(key(host))?.length ?? 0;
-  /** A node at `host` answers discovery; resolves with it once the computation is set up there. */
-  async function nodeUp(host: string, cpus = 1): Promise<FakeNode> {
+  /** A node at `host` answers discovery (from `address`); resolves with its new connection. */
+  async function discover(host: string, cpus = 1, address = host): Promise<FakeNode> {
     const before = connectionCount(host);
     announce(
       dispy.DiscoveryReply.create({ tcpHost: host, tcpPort: 51348, name: `node-${host}`, cpus, totalCpus: cpus, platform: 'test' }),
-      host,
+      address,
     );
     await vi.waitFor(() => expect(connectionCount(host)).toBeGreaterThan(before));
-    const fake = node(host);
+    return node(host);
+  }
+  /**
+   * A node at `host` answers discovery (from `address`: another address than the one it takes
+   * connections on, as a node with `--ext-host` does); resolves with it once the computation is set up there.
+   */
+  async function nodeUp(host: string, cpus = 1, address = host): Promise<FakeNode> {
+    const fake = await discover(host, cpus, address);
     const setup = await fake.next('setup');
     fake.send({ setupReply: { computeId: 'c1', ok: true, cpus }, requestId: setup.requestId });
     await vi.waitFor(() => expect(scheduler.nodesOf('c1').some((info) => info.host === host)).toBe(true));
@@ -120,9 +131,11 @@ export function schedulerHarness(
     events,
     logs,
     named,
+    discover,
     nodeUp,
     node,
     connectionCount,
+    pingedAgain,
     refuse: (host: string) => refused.add(host),
     accept: (host: string) => refused.delete(host),
     reply,
