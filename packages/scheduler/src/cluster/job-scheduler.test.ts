@@ -4,11 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dispy, type Frame } from '@dispy/protocol';
-import { createLogger } from '@dispy/protocol/internal';
-import { FakeNode } from '../session/fake-node.test-helper.js';
-import { JobScheduler } from './job-scheduler.js';
-import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
-import type { ComputationEvents, ComputationSpec, JobOutcome, NodeAllocator, NodeInfo, SchedulerJob } from './types.js';
+import type { FakeNode } from '../session/fake-node.test-helper.js';
+import type { JobSchedulerOptions } from './job-scheduler-options.js';
+import { schedulerHarness } from './scheduler-harness.test-helper.js';
+import type { JobOutcome, NodeInfo, SchedulerJob } from './types.js';
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
@@ -19,95 +18,17 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-type Event = [string, ...unknown[]];
-
-/** A JobScheduler whose discovery the test drives and whose nodes are FakeNodes. */
+/** The shared harness, with a resolver that knows one name, and replies named by their Job frame. */
 function harness(more: Partial<JobSchedulerOptions> = {}) {
-  const nodes = new Map<string, FakeNode>();
-  let announce!: (reply: dispy.DiscoveryReply, address: string) => void;
-  const discovery: Discovery = {
-    start: async () => undefined,
-    addHost: () => undefined,
-    enableBroadcast: () => undefined,
-    found: () => undefined,
-    pingNow: () => undefined,
-    setActive: () => undefined,
-    close: () => undefined,
-  };
-  const scheduler = new JobScheduler<string, 'owner', NodeAllocator<'owner'>>({
-    secret: 'sesame',
-    port: 0,
-    portIsDefault: true,
-    nodePort: 51348,
-    clientName: 'test',
-    logger: createLogger('test', (process.env.TEST_LOG as 'debug') ?? 'silent'),
-    fileDir: os.tmpdir(),
-    ...more,
-    discovery: (onReply) => {
-      announce = onReply;
-      return discovery;
-    },
-    connect: (host, port) => {
-      const node = new FakeNode(more.secret ?? 'sesame');
-      nodes.set(`${host}:${port}`, node);
-      return node.clientEnd.asSocket();
-    },
+  const h = schedulerHarness({
     lookup: async (name) => {
       if (name === 'far.example') return ['127.0.0.9'];
       throw new Error(`getaddrinfo ENOTFOUND ${name}`);
     },
+    ...more,
   });
-  const events: Event[] = [];
-  const record = new Proxy({} as ComputationEvents<string>, {
-    get:
-      (_target, name: string) =>
-      (...args: unknown[]) =>
-        events.push([name, ...args]),
-  });
-  const allocator: NodeAllocator<'owner'> = {
-    host: '*',
-    isWildcard: true,
-    resolved: new Set(),
-    allocate: (_owner, _ip, _name, cpus) => cpus,
-  };
-  const spec: ComputationSpec<string, 'owner'> = {
-    computeId: 'c1',
-    name: 'comp',
-    kind: dispy.ComputationKind.FUNCTION,
-    source: 'x => x',
-    definitions: [],
-    files: [],
-    destPath: '',
-    cleanup: true,
-    allocators: [allocator],
-    reentrant: false,
-    pulseInterval: 0,
-    owner: 'owner',
-    events: record,
-  };
-  /** A node at `host` answers discovery; resolves with it once the scheduler has connected. */
-  async function discover(host: string, cpus = 1): Promise<FakeNode> {
-    announce(
-      dispy.DiscoveryReply.create({ tcpHost: host, tcpPort: 51348, name: `node-${host}`, cpus, totalCpus: cpus, platform: 'test' }),
-      host,
-    );
-    await vi.waitFor(() => expect(nodes.get(`${host}:51348`)).toBeDefined());
-    return nodes.get(`${host}:51348`)!;
-  }
-  /** A node at `host` answers discovery; resolves with it once the computation is set up there. */
-  async function nodeUp(host: string, cpus = 1): Promise<FakeNode> {
-    const node = await discover(host, cpus);
-    const setup = await node.next('setup');
-    node.send({ setupReply: { computeId: 'c1', ok: true, cpus, heartbeatInterval: 0 }, requestId: setup.requestId });
-    await vi.waitFor(() => expect(events.some(([name, info]) => name === 'nodeUp' && (info as NodeInfo).host === host)).toBe(true));
-    return node;
-  }
-  const reply = (node: FakeNode, job: Frame, status = dispy.JobStatus.FINISHED) =>
-    node.send({ jobReply: { computeId: 'c1', jobId: job.job!.jobId, status, startTime: 1, endTime: 2 } });
-  const submit = (ref: string, extra: Partial<Parameters<typeof scheduler.submit>[0]> = {}): SchedulerJob<string> =>
-    scheduler.submit({ computeId: 'c1', priority: 0, ref, args: new Uint8Array([1]), ...extra });
-  const named = (name: string) => events.filter(([event]) => event === name);
-  return { scheduler, spec, events, named, discover, nodeUp, reply, submit };
+  const reply = (node: FakeNode, job: Frame, status = dispy.JobStatus.FINISHED) => h.reply(node, Number(job.job!.jobId), status);
+  return { ...h, reply };
 }
 
 describe('JobScheduler', () => {

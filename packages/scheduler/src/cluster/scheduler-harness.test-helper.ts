@@ -58,7 +58,7 @@ export function schedulerHarness(
       return discovery;
     },
     connect: (host, port) => {
-      const node = new FakeNode('sesame', intervals);
+      const node = new FakeNode(options.secret ?? 'sesame', intervals);
       const key = `${host}:${port}`;
       connections.set(key, [...(connections.get(key) ?? []), node]);
       if (refused.has(host)) node.clientEnd.destroy(Object.assign(new Error(`connect ECONNREFUSED ${key}`), { code: 'ECONNREFUSED' }));
@@ -121,7 +121,8 @@ export function schedulerHarness(
   }
   const reply = (to: FakeNode, jobId: number, status = dispy.JobStatus.FINISHED) =>
     to.send({ jobReply: { computeId: 'c1', jobId, status, startTime: 1, endTime: 2 } });
-  const submit = (ref: string): SchedulerJob<string> => scheduler.submit({ computeId: 'c1', priority: 0, ref, args: new Uint8Array([1]) });
+  const submit = (ref: string, extra: Partial<Parameters<typeof scheduler.submit>[0]> = {}): SchedulerJob<string> =>
+    scheduler.submit({ computeId: 'c1', priority: 0, ref, args: new Uint8Array([1]), ...extra });
   const named = (name: string) => events.filter(([event]) => event === name);
   /** Job ids of the Job frames a connection received, in order. */
   const jobIds = (frames: Frame[]) => frames.filter((frame) => frame.kind === 'job').map((frame) => Number(frame.job!.jobId));
