@@ -42,6 +42,8 @@ export class ClientSession {
   private closed = false;
   /** A computation of this client was set up here (the node counts it as a client served). */
   servedComputation = false;
+  /** The CPUs the client was last told it may fill (at first, all the node offers). */
+  private toldCpus = 0;
 
   /** What to do with each frame once the client has authenticated. */
   private readonly handlers = {
@@ -126,13 +128,16 @@ export class ClientSession {
       maxFileSize: node.maxFileSize,
       maxOutputBytes: node.maxOutputBytes,
       nodeCpus,
-      claim: () => node.claim(this),
+      registry: node.computations,
+      slots: node.slots,
+      admit: (computeId, exclusive) => node.admit(this, computeId, exclusive),
       release,
       isClosed: () => this.closed,
       heartbeatSeconds: node.heartbeatIntervalMs / 1000,
       onReady: (setup) => {
         this.servedComputation = true;
         this.liveness.startPulses(setup.pulseInterval);
+        node.changed();
       },
     });
     // Inside TLS (the node serves TLS only to TLS clients) the frames are not sealed a second time.
@@ -159,10 +164,19 @@ export class ClientSession {
     return { computations: this.computations.readyCount, running: this.computations.runningJobs() };
   }
 
-  /** The node's CPUs changed (its owner, or service hours): tell the client, resize the pools. */
+  /** The node's CPUs changed (its owner, or service hours): resize the pools (the client is told its share by `tellShare`). */
   nodeCpusChanged(cpus: number): void {
     if (!this.authenticated || this.closed) return;
     this.computations.nodeCpusChanged(cpus);
+  }
+
+  /**
+   * Tells the client how many of the node's CPUs are its own to fill now (NodeCpus), when that
+   * changed: all the node offers while it is alone, its share while other computations run here.
+   */
+  tellShare(cpus: number): void {
+    if (!this.authenticated || this.closed || cpus === this.toldCpus) return;
+    this.toldCpus = cpus;
     this.channel.send({ nodeCpus: { cpus } });
   }
 
@@ -220,6 +234,7 @@ export class ClientSession {
       this.channel.setLimits(SESSION_LIMITS);
       this.node.logger.info(`client ${frame.auth?.clientName || this.peer} (${this.peer}) authenticated`);
       this.liveness.startHeartbeat();
+      this.toldCpus = this.node.cpus;
       this.node.authenticated(this);
       return;
     }

@@ -52,6 +52,10 @@ export class KeptComputation {
   computation?: Computation;
   /** The session that holds the node for this computation (it stays after its link is lost, until the jobs end). */
   owner?: unknown;
+  /** It asked for the node alone (Setup.exclusive). */
+  exclusive = false;
+  /** The computation's name (for the node's status). */
+  name = '';
   /** The connection's computations that hold it now (none while detached). */
   holder?: { letGo(kept: KeptComputation): void };
   readonly saved: SavedReplies;

@@ -25,6 +25,8 @@ export interface NodeComputationsOptions {
 export class NodeComputations {
   private readonly kept = new Map<string, KeptComputation>();
   private readonly timers = new Map<KeptComputation, NodeJS.Timeout>();
+  /** Computations admitted and still being set up (by id: whether each is exclusive). */
+  private readonly reserved = new Map<string, boolean>();
   private stopped = false;
 
   constructor(private readonly options: NodeComputationsOptions) {}
@@ -66,6 +68,56 @@ export class NodeComputations {
     return false;
   }
 
+  /** A computation is admitted and being set up: it counts as running here (see `running`) until `unreserve`. */
+  reserve(computeId: string, exclusive: boolean): void {
+    this.reserved.set(computeId, exclusive);
+  }
+
+  /** Its setup has ended (set up: it counts as registered from now on; else not at all). */
+  unreserve(computeId: string): void {
+    this.reserved.delete(computeId);
+  }
+
+  /**
+   * The computations that run here, as admission counts them (by id: whether each is
+   * exclusive): those being set up, those a client is attached to, and those whose client is
+   * away while they still hold jobs. One left idle by a client that went away does not count.
+   */
+  running(): Map<string, boolean> {
+    const running = new Map(this.reserved);
+    for (const kept of this.kept.values()) {
+      if (kept.computation && (kept.attached || kept.heldJobIds.length > 0)) running.set(kept.id, kept.exclusive);
+    }
+    return running;
+  }
+
+  /** Whether an idle computation left by a client that went away asked for the node alone. */
+  get idleExclusive(): boolean {
+    for (const kept of this.kept.values())
+      if (kept.exclusive && kept.computation && !kept.attached && kept.heldJobIds.length === 0) return true;
+    return false;
+  }
+
+  /** Computations no client is attached to that still hold jobs (they share the CPUs with the others). */
+  detachedBusy(): number {
+    let busy = 0;
+    for (const kept of this.kept.values()) if (kept.computation && !kept.attached && kept.heldJobIds.length > 0) busy++;
+    return busy;
+  }
+
+  /** Every computation set up here: id, name, whether its client is attached, jobs held, whether exclusive. */
+  describe(): { computeId: string; name: string; attached: boolean; jobs: number; exclusive: boolean }[] {
+    return [...this.kept.values()]
+      .filter((kept) => kept.computation)
+      .map((kept) => ({
+        computeId: kept.id,
+        name: kept.name,
+        attached: kept.attached,
+        jobs: kept.heldJobIds.length,
+        exclusive: kept.exclusive,
+      }));
+  }
+
   /** Jobs running now in computations no client is attached to. */
   detachedRunning(): number {
     let running = 0;
@@ -91,8 +143,9 @@ export class NodeComputations {
   }
 
   /**
-   * Another client takes the node: computations left by clients that went away, with no job
-   * left, are closed (their workers stop); their saved replies stay on disk until they expire.
+   * A computation that wants the node alone is admitted: computations left by clients that went
+   * away, with no job left, are closed (their workers stop); their saved replies stay on disk
+   * until they expire.
    */
   closeIdleDetached(newOwner: unknown): void {
     for (const kept of this.kept.values()) {

@@ -368,7 +368,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.finder.found(address, true, reply.tcpPort);
     for (const { spec, allocation } of wanted) {
       const answer = await this.setups.setUp(link, spec, allocation);
-      if (answer) this.serve(link, spec, answer);
+      // Not now (the node is taken): pinging it goes on, with backoff, until it takes the computation.
+      if (answer === 'later') this.finder.found(address, false, reply.tcpPort);
+      else if (answer) this.serve(link, spec, answer);
     }
   }
 
@@ -380,7 +382,8 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (spec.pulseInterval > 0) this.pool.watchPulses(link, spec.pulseInterval);
     this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
     spec.events.nodeUp(link.info);
-    this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
+    // A shared node may have said already how many of its CPUs are this client's to fill (NodeCpus).
+    this.engine.addNode(link.key, link.info.host, Math.min(answer.cpus, link.nodeCpus), spec.computeId);
   }
 
   private dispatch(key: string, job: QueuedJob<Ref>): void {
