@@ -129,6 +129,7 @@ export class DispyNodeServer {
       zombieIntervalMs: this.options.zombieInterval * 60_000,
       logger: this.logger,
       release: (owner) => this.context.release(owner),
+      activity: () => this.tellShares(),
     });
     const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
     if (tlsOptions) {
@@ -563,20 +564,19 @@ export class DispyNodeServer {
 
   /**
    * Tells each client how many of the node's CPUs it may fill (NodeCpus, when that changed):
-   * all while it is alone here; with others, a share by its computations, rounded up (the node's
-   * CPU slots go round-robin among computations with jobs waiting, whatever the clients send).
+   * all while no other computation has jobs here; else its share, by its computations against
+   * the others' with jobs, rounded up. Whatever the clients send, the node's CPU slots go
+   * round-robin among the computations with jobs waiting; the share keeps a client from piling
+   * jobs on a node busy with others' while another node of its is idle.
    */
   private tellShares(): void {
-    const own = new Map<ClientSession, number>();
-    let total = this.computations.detachedBusy();
-    for (const session of this.sessions) {
-      const count = session.status().computations;
-      own.set(session, count);
-      total += count;
-    }
+    if (this.closing) return;
+    const active = this.computations.active();
     const offered = this.offeredCpus;
-    for (const [session, count] of own) {
-      session.tellShare(count === 0 || offered === 0 ? offered : Math.max(1, Math.ceil((offered * count) / total)));
+    for (const session of this.sessions) {
+      const own = session.status().computations;
+      const others = active.filter((kept) => !session.holds(kept)).length;
+      session.tellShare(own === 0 || others === 0 || offered === 0 ? offered : Math.max(1, Math.ceil((offered * own) / (own + others))));
     }
   }
 }

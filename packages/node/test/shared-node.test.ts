@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { dispy } from '@dispy/protocol';
+import { dispy, encodeArguments } from '@dispy/protocol';
 import { DispyNodeServer } from '../src/node-server.js';
 import type { NodeOptions } from '../src/options.js';
 import { SessionClient } from './session-client.js';
@@ -45,7 +45,7 @@ async function connect(server: DispyNodeServer): Promise<SessionClient> {
 /** Sends the Setup of a program computation; resolves with the node's SetupReply. */
 async function setUp(client: SessionClient, computeId: string, exclusive = false): Promise<dispy.ISetupReply> {
   mkdirSync(path.join(prefix, computeId), { recursive: true });
-  writeFileSync(path.join(prefix, computeId, 'prog.sh'), '#!/bin/sh\nexit 0\n');
+  writeFileSync(path.join(prefix, computeId, 'prog.sh'), '#!/bin/sh\nsleep 0.3\n');
   client.send({
     requestId: 1,
     setup: { computeId, name: `name-${computeId}`, kind: dispy.ComputationKind.PROGRAM, source: 'prog.sh', destPath: computeId, exclusive },
@@ -59,26 +59,30 @@ async function toldCpus(client: SessionClient): Promise<number> {
 }
 
 describe('a node serving several computations at once', () => {
-  it('sets up computations of two clients, tells each its share of the CPUs, and lists both in status()', async () => {
+  it('sets up computations of two clients, tells each its share of the CPUs while the other has jobs, and lists both in status()', async () => {
     const server = await serve('127.0.150.21');
     const first = await connect(server);
     expect(await setUp(first, 'one')).toMatchObject({ ok: true, cpus: 2 });
+    first.send({ job: { computeId: 'one', jobId: 1 } }, encodeArguments([]));
     const second = await connect(server);
-    const firstTold = toldCpus(first);
-    const secondTold = toldCpus(second);
+    // The first has a job: the second may fill half the node.
     expect(await setUp(second, 'two')).toMatchObject({ ok: true, cpus: 2 });
-    expect([await firstTold, await secondTold]).toEqual([1, 1]);
+    expect(await toldCpus(second)).toBe(1);
+    second.send({ job: { computeId: 'two', jobId: 1 } }, encodeArguments([]));
+    expect(await toldCpus(first)).toBe(1);
+    // Once the second's job is done, the first may fill the node again (and the second once the first's is).
+    await second.next('jobReply');
+    await first.next('jobReply');
+    expect([await toldCpus(first), await toldCpus(second)]).toEqual([2, 2]);
+    expect(first.frames.filter((frame) => frame.kind === 'nodeCpus').map((frame) => frame.nodeCpus!.cpus)).toEqual([1, 2]);
     const status = server.status();
     expect(status.clients).toHaveLength(2);
     expect(status.computations.map(({ computeId, name, attached, exclusive }) => ({ computeId, name, attached, exclusive }))).toEqual([
       { computeId: 'one', name: 'name-one', attached: true, exclusive: false },
       { computeId: 'two', name: 'name-two', attached: true, exclusive: false },
     ]);
-    // The second closes: the first may fill the node again.
-    const back = toldCpus(first);
     second.send({ requestId: 2, close: { computeId: 'two' } });
     await second.next('closeReply');
-    expect(await back).toBe(2);
     expect(server.status().computations.map(({ computeId }) => computeId)).toEqual(['one']);
   });
 

@@ -16,7 +16,7 @@ import { SessionComputations } from './computations.js';
 import { Handshake } from './handshake.js';
 import { IncomingFiles } from './incoming-files.js';
 import { JobLoop } from './job-loop.js';
-import type { ReplyLink } from './kept-computation.js';
+import type { KeptComputation, ReplyLink } from './kept-computation.js';
 import { Liveness } from './liveness.js';
 import type { NodeContext } from './node-context.js';
 import { OutgoingFiles } from './outgoing-files.js';
@@ -178,6 +178,11 @@ export class ClientSession {
     if (!this.authenticated || this.closed || cpus === this.toldCpus) return;
     this.toldCpus = cpus;
     this.channel.send({ nodeCpus: { cpus } });
+  }
+
+  /** Whether `kept` is a computation of this connection. */
+  holds(kept: KeptComputation): boolean {
+    return kept.holder === this.computations;
   }
 
   /** Whether this client has a computation here that holds the node (set up, or being set up). */

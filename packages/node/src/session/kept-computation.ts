@@ -22,6 +22,8 @@ export interface KeptComputationOptions {
   logger: Logger;
   /** The computation holds no queued or running job any more. */
   onIdle(kept: KeptComputation): void;
+  /** The computation has jobs again (its first since it was idle), or has none left (after onIdle). */
+  onActivity?(kept: KeptComputation): void;
 }
 
 /** The job's outcome as the JobReply that tells the client. */
@@ -103,6 +105,7 @@ export class KeptComputation {
   /** A job was handed to the computation. */
   jobStarted(jobId: number): void {
     this.held.add(jobId);
+    if (this.held.size === 1) this.options.onActivity?.(this);
   }
 
   /** The client has the replies of these jobs: they are forgotten, in memory and on disk. */
@@ -208,7 +211,10 @@ export class KeptComputation {
       if (this.link) this.link.send({ jobReply: reply });
       else this.persist(jobId);
     }
-    if (wasHeld && this.held.size === 0) this.options.onIdle(this);
+    if (wasHeld && this.held.size === 0) {
+      this.options.onIdle(this);
+      this.options.onActivity?.(this);
+    }
   }
 
   /** Saves a reply to disk, then drops it from memory (unless it was acknowledged meanwhile: then its file goes too). */

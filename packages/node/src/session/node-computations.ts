@@ -13,6 +13,8 @@ export interface NodeComputationsOptions {
   logger: Logger;
   /** The jobs of a computation whose client is away have ended: `owner` may not hold the node any more. */
   release(owner: unknown): void;
+  /** A computation got its first job since it was idle, or ended its last (the CPUs' shares change). */
+  activity?(): void;
 }
 
 /**
@@ -49,6 +51,7 @@ export class NodeComputations {
       onIdle: (kept) => {
         if (!kept.attached && this.kept.get(kept.id) === kept) this.options.release(kept.owner);
       },
+      onActivity: () => this.options.activity?.(),
     });
   }
 
@@ -98,11 +101,9 @@ export class NodeComputations {
     return false;
   }
 
-  /** Computations no client is attached to that still hold jobs (they share the CPUs with the others). */
-  detachedBusy(): number {
-    let busy = 0;
-    for (const kept of this.kept.values()) if (kept.computation && !kept.attached && kept.heldJobIds.length > 0) busy++;
-    return busy;
+  /** Computations with jobs queued or running here, whichever session holds them. */
+  active(): KeptComputation[] {
+    return [...this.kept.values()].filter((kept) => kept.computation && kept.heldJobIds.length > 0);
   }
 
   /** Every computation set up here: id, name, whether its client is attached, jobs held, whether exclusive. */
