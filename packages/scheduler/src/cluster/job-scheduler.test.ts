@@ -25,11 +25,13 @@ type Event = [string, ...unknown[]];
 function harness(more: Partial<JobSchedulerOptions> = {}) {
   const nodes = new Map<string, FakeNode>();
   let announce!: (reply: dispy.DiscoveryReply, address: string) => void;
+  /** Discovery's `found` calls: [host, found]. */
+  const found: Array<[string, boolean]> = [];
   const discovery: Discovery = {
     start: async () => undefined,
     addHost: () => undefined,
     enableBroadcast: () => undefined,
-    found: () => undefined,
+    found: (host, isFound) => void found.push([host, isFound]),
     pingNow: () => undefined,
     setActive: () => undefined,
     close: () => undefined,
@@ -107,10 +109,69 @@ function harness(more: Partial<JobSchedulerOptions> = {}) {
   const submit = (ref: string, extra: Partial<Parameters<typeof scheduler.submit>[0]> = {}): SchedulerJob<string> =>
     scheduler.submit({ computeId: 'c1', priority: 0, ref, args: new Uint8Array([1]), ...extra });
   const named = (name: string) => events.filter(([event]) => event === name);
-  return { scheduler, spec, events, named, discover, nodeUp, reply, submit };
+  return {
+    scheduler,
+    spec,
+    events,
+    named,
+    discover,
+    nodeUp,
+    reply,
+    submit,
+    found,
+    nodes,
+    announce: (host: string, cpus = 1) => discover(host, cpus),
+  };
 }
 
 describe('JobScheduler', () => {
+  it('asks a node again after it answers "not now" (SetupReply.retry), and sets up there once it takes the computation', async () => {
+    const { scheduler, spec, named, discover, submit, found, nodes, reply } = harness();
+    await scheduler.addComputation({ ...spec, exclusive: true });
+    const first = await discover('127.0.0.2', 2);
+    const setup = await first.next('setup');
+    expect(setup.setup!.exclusive).toBe(true);
+    first.send({
+      setupReply: { computeId: 'c1', ok: false, retry: true, error: 'not now: 1 other computation runs here' },
+      requestId: setup.requestId,
+    });
+    // Not given up: discovery pings it again, and it is not reported failed.
+    await vi.waitFor(() => expect(found.at(-1)).toEqual(['127.0.0.2', false]));
+    expect(named('nodeFailed')).toEqual([]);
+    const job = submit('waits');
+    // The node answers discovery again: a new connection, and the setup is sent again.
+    const second = await vi.waitFor(async () => {
+      const again = await discover('127.0.0.2', 2);
+      expect(again).not.toBe(first);
+      return again;
+    });
+    expect(nodes.get('127.0.0.2:51348')).toBe(second);
+    const retried = await second.next('setup');
+    second.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: retried.requestId });
+    const sent = await second.next('job');
+    reply(second, sent);
+    await vi.waitFor(() => expect(named('jobDone').map(([, done]) => done)).toEqual([job]));
+    await scheduler.close();
+  });
+
+  it("counts a shared node's CPUs as the share it tells (NodeCpus), even when told before the SetupReply", async () => {
+    const { scheduler, spec, discover, submit } = harness();
+    await scheduler.addComputation(spec);
+    const node = await discover('127.0.0.2', 2);
+    const setup = await node.next('setup');
+    node.send({ nodeCpus: { cpus: 1 } });
+    node.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: setup.requestId });
+    submit('a');
+    submit('b');
+    await node.next('job');
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(node.frames.filter((frame) => frame.kind === 'job')).toHaveLength(0);
+    // The other computation there is done: the node is this client's whole again.
+    node.send({ nodeCpus: { cpus: 2 } });
+    await node.next('job');
+    await scheduler.close();
+  });
+
   it('ends one job Terminated on a reply too large to take, and keeps the connection for the others', async () => {
     // No secret: plain frames (a sealed record too large is refused whole, before it is opened).
     const { scheduler, spec, named, nodeUp, reply, submit } = harness({ secret: '' });
