@@ -6,8 +6,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { DispyJob, JobCluster } from '../src/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DispyJob, JobCluster, NodeAllocate } from '../src/index.js';
 import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 import { clusterMaker } from './cluster-on.js';
 
@@ -114,6 +114,24 @@ describe('a node serves several computations at once', () => {
     expect(ranA.map((run) => run.square)).toEqual(Array.from({ length: 8 }, (_, i) => i * i));
     expect(ranB.map((run) => run.square)).toEqual(Array.from({ length: 8 }, (_, i) => i * i));
     expect(mostAtOnce([...ranA, ...ranB])).toBeLessThanOrEqual(2);
+  });
+
+  it('a cluster does not pile its jobs on a node busy with another cluster while another node of its has free CPUs', async () => {
+    const [busyNode, idleNode] = await Promise.all([nodeOn('127.0.150.9'), nodeOn('127.0.150.10')]);
+    const other = sharing(busyNode);
+    const load = Array.from({ length: 16 }, (_, i) => other.submit(i, 300));
+    // The cluster is set up on the busy node first (a job as long as the others, so that it sends one job per CPU).
+    const mine = sharing(busyNode);
+    expect((await mine.submit(0, 800).wait())!.square).toBe(0);
+    await mine.allocateNode(new NodeAllocate(idleNode.host, { port: idleNode.port }));
+    await vi.waitFor(() => expect(mine.status().nodes).toHaveLength(2), { timeout: 15_000 });
+    expect(load.some((job) => !job.isDone)).toBe(true);
+    // The busy node is this cluster's by half (1 CPU): one job goes there, two to the idle node.
+    const jobs = Array.from({ length: 3 }, (_, i) => mine.submit(i, 800));
+    await results(jobs);
+    const on = (host: string) => jobs.filter((job) => job.ipAddr === host).length;
+    expect({ busy: on(busyNode.host), idle: on(idleNode.host) }).toEqual({ busy: 1, idle: 2 });
+    await results(load);
   });
 
   it('Fair share, measured: two clusters that both keep the node busy get 40% to 60% of its CPU time each', async () => {
