@@ -574,7 +574,7 @@ export class DispyNodeServer {
     const active = this.computations.active();
     const offered = this.offeredCpus;
     for (const session of this.sessions) {
-      const own = session.status().computations;
+      const own = session.readyComputations;
       const others = active.filter((kept) => !session.holds(kept)).length;
       session.tellShare(own === 0 || others === 0 || offered === 0 ? offered : Math.max(1, Math.ceil((offered * own) / (own + others))));
     }

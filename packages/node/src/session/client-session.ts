@@ -180,6 +180,11 @@ export class ClientSession {
     this.channel.send({ nodeCpus: { cpus } });
   }
 
+  /** Computations of this client set up here and running jobs. */
+  get readyComputations(): number {
+    return this.closed ? 0 : this.computations.readyCount;
+  }
+
   /** Whether `kept` is a computation of this connection. */
   holds(kept: KeptComputation): boolean {
     return kept.holder === this.computations;
