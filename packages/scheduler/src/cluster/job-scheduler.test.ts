@@ -154,21 +154,34 @@ describe('JobScheduler', () => {
     await scheduler.close();
   });
 
-  it("counts a shared node's CPUs as the share it tells (NodeCpus), even when told before the SetupReply", async () => {
-    const { scheduler, spec, discover, submit } = harness();
+  it('ranks a shared node by the share of its CPUs it tells (NodeCpus), even when told before the SetupReply', async () => {
+    const { scheduler, spec, discover, submit, reply, named } = harness();
     await scheduler.addComputation(spec);
-    const node = await discover('127.0.0.2', 2);
-    const setup = await node.next('setup');
-    node.send({ nodeCpus: { cpus: 1 } });
-    node.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: setup.requestId });
-    submit('a');
-    submit('b');
-    await node.next('job');
-    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-    expect(node.frames.filter((frame) => frame.kind === 'job')).toHaveLength(0);
-    // The other computation there is done: the node is this client's whole again.
-    node.send({ nodeCpus: { cpus: 2 } });
-    await node.next('job');
+    // First a node shared with another client: 1 of its 2 CPUs is this client's.
+    const shared = await discover('127.0.0.2', 2);
+    const setup = await shared.next('setup');
+    shared.send({ nodeCpus: { cpus: 1 } });
+    shared.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: setup.requestId });
+    await vi.waitFor(() => expect(scheduler.nodesOf('c1')).toHaveLength(1));
+    const idle = await discover('127.0.0.3', 2);
+    const idleSetup = await idle.next('setup');
+    idle.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: idleSetup.requestId });
+    await vi.waitFor(() => expect(scheduler.nodesOf('c1')).toHaveLength(2));
+    for (const ref of ['a', 'b', 'c']) submit(ref);
+    // One job to the shared node (half full at once), two to the idle one.
+    await vi.waitFor(() => {
+      expect(idle.frames.filter((frame) => frame.kind === 'job')).toHaveLength(2);
+      expect(shared.frames.filter((frame) => frame.kind === 'job')).toHaveLength(1);
+    });
+    // NodeCpus 0 (the node takes no new jobs): none goes there, whatever its load.
+    shared.send({ nodeCpus: { cpus: 0 } });
+    // Its job's reply comes after the NodeCpus on the same connection: once it is in, so is the NodeCpus.
+    for (const frame of shared.frames.filter((f) => f.kind === 'job')) reply(shared, frame);
+    for (const frame of idle.frames.filter((f) => f.kind === 'job')) reply(idle, frame);
+    await vi.waitFor(() => expect(named('jobDone')).toHaveLength(3));
+    for (const ref of ['d', 'e']) submit(ref);
+    await vi.waitFor(() => expect(idle.frames.filter((frame) => frame.kind === 'job')).toHaveLength(4));
+    expect(shared.frames.filter((frame) => frame.kind === 'job')).toHaveLength(1);
     await scheduler.close();
   });
 
