@@ -40,6 +40,7 @@ export const FLAGS: Flag[] = [
   { flag: 'require-client-cert', option: 'requireClientCert', kind: 'boolean' },
   { flag: 'ext-host', option: 'extHosts', kind: 'list', arg: 'ADDR' },
   { flag: 'serve', option: 'serve', kind: 'integer', arg: 'N' },
+  { flag: 'max-clients', option: 'maxClients', kind: 'integer', arg: 'N' },
   { flag: 'service-start', option: 'serviceStart', kind: 'string', arg: 'HH:MM' },
   { flag: 'service-stop', option: 'serviceStop', kind: 'string', arg: 'HH:MM' },
   { flag: 'service-end', option: 'serviceEnd', kind: 'string', arg: 'HH:MM' },

@@ -179,6 +179,54 @@ describe('dispynode CLI', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ cpus: 1, running: 0, addresses: [expect.stringMatching(/^127\.0\.5\.6:\d+$/)] });
     expect(result.stderr).toContain('quit: stopping');
   });
+
+  it('reports on stdin (status) the clients and computations it serves at once, and takes --max-clients', async () => {
+    const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-status-'));
+    const host = '127.0.150.30';
+    const port = await freePort(host);
+    const child = spawn(
+      process.execPath,
+      [DISPYNODE_BIN, '-i', host, '-p', String(port), '-c', '2', '--max-clients', '2', '--dest-path-prefix', prefix],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const options = { nodes: [host], nodePort: port, ipAddr: '127.0.0.1', port: 0, loglevel: 'silent' as const };
+    function plusOne(n: number): number {
+      return n + 1;
+    }
+    function timesTen(n: number): number {
+      return n * 10;
+    }
+    const clusters = [new JobCluster(plusOne, options), new JobCluster(timesTen, options)];
+    try {
+      await vi.waitFor(() => expect(stderr).toMatch(/serving 2 CPUs/), { timeout: 10_000 });
+      expect(await Promise.all(clusters.map((cluster) => cluster.submit(4).wait()))).toEqual([5, 40]);
+      child.stdin.write('status\n');
+      const status = await vi.waitFor(
+        () => JSON.parse(stdout) as { clients: string[]; computations: { name: string; attached: boolean }[] },
+        {
+          timeout: 5_000,
+        },
+      );
+      expect(status.clients).toHaveLength(2);
+      expect(status.computations.map(({ name, attached }) => ({ name, attached })).sort((a, b) => a.name.localeCompare(b.name))).toEqual([
+        { name: 'plusOne', attached: true },
+        { name: 'timesTen', attached: true },
+      ]);
+    } finally {
+      await Promise.all(clusters.map((cluster) => cluster.close({ timeout: 5 })));
+      child.stdin.end('quit\n');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(prefix, { recursive: true, force: true });
+    }
+    expect(child.exitCode).toBe(0);
+  });
 });
 
 declare global {

@@ -190,12 +190,11 @@ describe.skipIf(unavailable)(`a link taken down without a FIN${unavailable ? ` (
     await within(
       5_000,
       'the node resends the saved reply',
-      nodeLog.until(/reattached \(saved replies only\): 0 jobs held, 1 replies resent/),
+      nodeLog.until(/reattached \(live\): 0 jobs held, 1 replies resent/),
     );
-    // The node closed the idle computation for the second client: the first one is told so, once,
-    // and not as a loss (its job was done and its reply came back).
-    expect(first.stderr.match(/is back; it closed the computation meanwhile, with every job of ours done/g)).toHaveLength(1);
-    expect(first.stderr).not.toMatch(/lost the computation/);
+    // The node serves several computations at once (issue 11): the second client's did not close
+    // the first one's, which is taken back live, not as a loss.
+    expect(first.stderr).not.toMatch(/lost the computation|closed the computation meanwhile/);
     // Collected and closed: the node deleted the saved reply.
     expect(savedReplies(prefix).size).toBe(0);
   }, 120_000);

@@ -29,6 +29,7 @@ import { ServiceHours, type ServiceEvent } from './service-hours.js';
 import { checkPrefix, cleanPrefix, removePidFile, writePidFile } from './clean-prefix.js';
 import { startOrphanWatchdog } from './execution/orphan-watchdog.js';
 import { Announcer } from './discovery/announcer.js';
+import { CpuSlots } from './execution/cpu-slots.js';
 
 /**
  * Connections that have not authenticated yet: at most 64 in all (one more evicts the oldest),
@@ -51,10 +52,13 @@ export interface NodeStatus {
   /** CPUs offered now, and at most. */
   cpus: number;
   maxCpus: number;
-  /** The client being served, if any. */
-  client?: string;
+  /** The clients being served (their addresses). */
+  clients: string[];
+  /** The computations set up here: `attached` false while their client's link is lost. */
+  computations: { computeId: string; name: string; attached: boolean; jobs: number; exclusive: boolean }[];
+  /** Jobs running now, over every computation. */
   running: number;
-  /** Clients served so far. */
+  /** Clients served so far (each counted once it has nothing left here). */
   served: number;
 }
 
@@ -83,7 +87,12 @@ export class DispyNodeServer {
   /** Serves TLS over accepted sockets when the node has a certificate (never listens itself). */
   private readonly tlsServer?: tls.Server;
   private discovery?: DiscoveryResponder;
-  private owner?: ClientSession;
+  /** Sessions with computations (or jobs) here: the node serves them all at once. */
+  private readonly clients = new Set<ClientSession>();
+  /** The node's CPUs, shared by every computation's jobs (round-robin among those with jobs waiting). */
+  private readonly slots: CpuSlots;
+  /** Computations running at the last look (fewer later: one closed, others may be admitted: announce). */
+  private lastRunning = 0;
   private boundPort = 0;
   private served = 0;
   private shutdownRequested = false;
@@ -108,6 +117,7 @@ export class DispyNodeServer {
     this.options = resolveLogLevel(parsed.data);
     this.maxCpus = resolveCpus(this.options.cpus);
     this.offeredCpus = this.maxCpus;
+    this.slots = new CpuSlots(this.offeredCpus);
     this.logger = createLogger(`dispynode ${this.options.name}`, this.options.loglevel);
     this.pending = new PendingConnections(PENDING_LIMITS, (waiting) =>
       waiting instanceof ClientSession
@@ -119,6 +129,7 @@ export class DispyNodeServer {
       zombieIntervalMs: this.options.zombieInterval * 60_000,
       logger: this.logger,
       release: (owner) => this.context.release(owner),
+      activity: () => this.tellShares(),
     });
     const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
     if (tlsOptions) {
@@ -230,9 +241,9 @@ export class DispyNodeServer {
       logger: this.logger,
       describe: async () => ({
         name: this.options.name,
-        cpus: this.owner ? 0 : this.offeredCpus,
+        cpus: this.offeredCpus,
         totalCpus: this.maxCpus,
-        busy: this.owner !== undefined,
+        busy: this.whyNot(undefined, false) !== undefined,
         platform: `${os.platform()}-${os.arch()} node-${process.versions.node}`,
         tcpHost: this.options.extHosts[0] ?? this.options.hosts[0] ?? '',
         tcpPort,
@@ -242,9 +253,9 @@ export class DispyNodeServer {
     await this.discovery.start();
   }
 
-  /** Tells clients this node is free (at start, when a client leaves, every --ping-interval). */
+  /** Tells clients this node takes computations (at start, when one closes, every --ping-interval). */
   private announce(): void {
-    if (this.owner || this.offeredCpus === 0) return;
+    if (this.offeredCpus === 0 || this.whyNot(undefined, false) !== undefined) return;
     try {
       this.announcer?.announce();
     } catch (error) {
@@ -278,7 +289,9 @@ export class DispyNodeServer {
       throw new OptionError(`cpus must be an integer from ${-this.maxCpus} to ${this.maxCpus}, got ${cpus}`);
     }
     this.offeredCpus = resolved;
+    this.slots.setCapacity(resolved);
     for (const session of this.sessions) session.nodeCpusChanged(resolved);
+    this.tellShares();
     this.logger.info(resolved === 0 ? 'takes no new jobs (0 CPUs)' : `serves ${resolved} CPUs`);
     return resolved;
   }
@@ -292,7 +305,8 @@ export class DispyNodeServer {
       addresses: this.addresses,
       cpus: this.cpus,
       maxCpus: this.maxCpus,
-      client: this.owner?.peer,
+      clients: [...this.clients].map((session) => session.peer),
+      computations: this.computations.describe(),
       running,
       served: this.served,
     };
@@ -479,34 +493,91 @@ export class DispyNodeServer {
         this.logger.info(`client ${session.peer} asked this node to shut down; it will once the client is done`);
         this.shutdownRequested = true;
       },
+      slots: this.slots,
+      admit: (session, computeId, exclusive) => {
+        const why = this.whyNot(session, exclusive, computeId);
+        if (why !== undefined) return why;
+        // Computations left idle by clients that went away give the node up to one that wants it alone.
+        if (exclusive || this.computations.idleExclusive) this.computations.closeIdleDetached(session);
+        this.computations.reserve(computeId, exclusive);
+        this.clients.add(session);
+        return undefined;
+      },
       claim: (session, from) => {
-        const takeOver = from !== undefined && this.owner === from;
-        if (this.owner && this.owner !== session && !takeOver) return false;
-        const fresh = this.owner === undefined;
-        this.owner = session;
-        if (from !== undefined) this.computations.transferOwner(from, session);
-        // Computations a client left behind, idle, give their workers up to the new one.
-        if (fresh) this.computations.closeIdleDetached(session);
+        if (from !== undefined && from !== session && this.clients.delete(from as ClientSession)) {
+          this.computations.transferOwner(from, session);
+        }
+        this.clients.add(session);
         return true;
       },
-      release: (released) => {
-        const session = this.owner;
-        if (session === undefined || session !== released) return;
-        // The client may still have computations here, or jobs running after its link was lost.
-        if (session.holdsComputations || this.computations.holdsJobs(session)) return;
-        this.owner = undefined;
-        if (session.servedComputation) this.served++;
-        this.logger.info(`client ${session.peer} released this node`);
-        if (this.shutdownRequested || (this.options.serve >= 0 && this.served >= this.options.serve)) {
-          this.logger.info(
-            this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`,
-          );
-          void this.close();
-        } else {
-          this.announce();
-        }
+      release: (released) => this.release(released),
+      changed: () => {
+        this.lastRunning = this.computations.running().size;
+        this.tellShares();
       },
     };
+  }
+
+  /**
+   * Why the node does not take a new computation now (undefined: it does). `session`: the
+   * client asking (undefined: any new client, as discovery answers); `computeId`: the computation.
+   */
+  private whyNot(session: ClientSession | undefined, exclusive: boolean, computeId?: string): string | undefined {
+    const { serve, maxClients } = this.options;
+    if (this.shutdownRequested || this.closing) return 'the node is stopping';
+    if (serve >= 0 && (session === undefined || !this.clients.has(session)) && this.served + this.clients.size >= serve) {
+      return `the node serves no more clients (--serve ${serve})`;
+    }
+    const running = this.computations.running();
+    if (computeId !== undefined) running.delete(computeId);
+    for (const [id, alone] of running) if (alone) return `computation ${id} runs on this node alone (exclusive) until it closes`;
+    if (exclusive && running.size > 0)
+      return `${running.size} other computation${running.size === 1 ? ' runs' : 's run'} here; an exclusive one waits until none does`;
+    if (maxClients > 0 && running.size >= maxClients) return `the node serves ${maxClients} computations already (--max-clients)`;
+    return undefined;
+  }
+
+  /** `session` may have nothing left here; the node counts it out when so, and says when it takes computations again. */
+  private release(released: unknown): void {
+    const session = released as ClientSession;
+    // The client may still have computations here, or jobs running after its link was lost.
+    if (this.clients.has(session) && !session.holdsComputations && !this.computations.holdsJobs(session)) {
+      this.clients.delete(session);
+      if (session.servedComputation) this.served++;
+      this.logger.info(`client ${session.peer} released this node (nothing of it is left here)`);
+    }
+    this.tellShares();
+    const running = this.computations.running().size;
+    const fewer = running < this.lastRunning;
+    this.lastRunning = running;
+    if (
+      this.closing ||
+      this.clients.size > 0 ||
+      !(this.shutdownRequested || (this.options.serve >= 0 && this.served >= this.options.serve))
+    ) {
+      if (fewer) this.announce();
+      return;
+    }
+    this.logger.info(this.shutdownRequested ? 'shutting down, as a client asked' : `served ${this.served} clients (--serve): stopping`);
+    void this.close();
+  }
+
+  /**
+   * Tells each client how many of the node's CPUs it may fill (NodeCpus, when that changed):
+   * all while no other computation has jobs here; else its share, by its computations against
+   * the others' with jobs, rounded up. Whatever the clients send, the node's CPU slots go
+   * round-robin among the computations with jobs waiting; the share keeps a client from piling
+   * jobs on a node busy with others' while another node of its is idle.
+   */
+  private tellShares(): void {
+    if (this.closing) return;
+    const active = this.computations.active();
+    const offered = this.offeredCpus;
+    for (const session of this.sessions) {
+      const own = session.readyComputations;
+      const others = active.filter((kept) => !session.holds(kept)).length;
+      session.tellShare(own === 0 || others === 0 || offered === 0 ? offered : Math.max(1, Math.ceil((offered * own) / (own + others))));
+    }
   }
 }
 

@@ -70,6 +70,12 @@ export const nodeOptionsSchema = z
       .default([])
       .describe('address announced to clients instead of the served one (NAT); only the first is used'),
     serve: z.number().int('serve must be an integer').default(-1).describe('serve this many clients, then exit (-1: no limit)'),
+    maxClients: z
+      .number()
+      .int('max clients must be an integer')
+      .min(0, 'max clients must be 0 (no limit) or more')
+      .default(0)
+      .describe('computations served at once, from any clients (0: no limit); one more is told to try again later, and its client does'),
     serviceStart: timeOfDay.optional().describe('daily time (HH:MM) to start taking jobs'),
     serviceStop: timeOfDay.optional().describe('daily time (HH:MM) to stop taking new jobs; running ones finish'),
     serviceEnd: timeOfDay.optional().describe('daily time (HH:MM) to terminate running jobs and release the client'),

@@ -117,7 +117,7 @@ describe('ClientSession: the handshake', () => {
     // The node lingers a second for its error to be read before it resets the connection.
     await vi.advanceTimersByTimeAsync(1000);
     await ended;
-    expect(node.calls).not.toContain('claim');
+    expect(node.calls).not.toContain('admit');
   });
 
   it('refuses a frame larger than the handshake allows before reading its body', async () => {
@@ -199,13 +199,18 @@ describe('ClientSession: requests and replies', () => {
     expect(second.setupReply).toMatchObject({ computeId: 'waiting', ok: true });
   });
 
-  it('refuses a Setup while another client holds the node, under the request id', async () => {
-    connect({ claim: () => false });
+  it('answers "not now, retry" to a Setup the node does not admit now, under the request id, and runs nothing', async () => {
+    connect({ admit: () => 'another computation runs here alone' });
     await client.authenticate('sesame');
     client.send({ requestId: 5, setup: programSetup('busy') });
     const reply = await client.next('setupReply');
     expect(reply.requestId).toBe(5);
-    expect(reply.setupReply).toMatchObject({ ok: false, error: 'the node is serving another client; try again when it is free' });
+    expect(reply.setupReply).toMatchObject({
+      ok: false,
+      retry: true,
+      error: 'not now: another computation runs here alone; the client tries again later',
+    });
+    expect(session.status()).toEqual({ computations: 0, running: 0 });
   });
 
   it('refuses a job of a computation it does not have, naming the job', async () => {

@@ -48,13 +48,13 @@ async function cut(connection: Connection): Promise<void> {
 }
 
 /** Sets up program computation `computeId` (a shell script that sleeps `seconds`, then exits). */
-async function setUp(connection: Connection, computeId: string, seconds = 0): Promise<void> {
+async function setUp(connection: Connection, computeId: string, seconds = 0, exclusive = false): Promise<void> {
   const dir = path.join(node.destPathPrefix, computeId);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'prog.sh'), `#!/bin/sh\nsleep ${seconds}\nexit 0\n`);
   connection.client.send({
     requestId: 1,
-    setup: { computeId, name: computeId, kind: dispy.ComputationKind.PROGRAM, source: 'prog.sh', destPath: computeId, cpus: 2 },
+    setup: { computeId, name: computeId, kind: dispy.ComputationKind.PROGRAM, source: 'prog.sh', destPath: computeId, cpus: 2, exclusive },
   });
   expect((await connection.client.next('setupReply')).setupReply).toMatchObject({ ok: true });
 }
@@ -200,9 +200,9 @@ describe('kept computations: Reattach', () => {
     const kept = node.computations.get('c2')!;
     await eventually(() => expect(existsSync(path.join(savedDir('c2'), '7.reply'))).toBe(true));
     await kept.settled();
-    // Another client takes the node: the idle computation closes, its saved replies stay.
+    // Another client wants the node alone: the idle computation closes, its saved replies stay.
     const other = await connect();
-    await setUp(other, 'other');
+    await setUp(other, 'other', 0, true);
     await eventually(() => expect(kept.computation).toBeUndefined());
     expect(existsSync(path.join(savedDir('c2'), '7.reply'))).toBe(true);
 

@@ -21,6 +21,7 @@ import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';
 import { NodeComputations } from '../src/session/node-computations.js';
+import { CpuSlots } from '../src/execution/cpu-slots.js';
 import type { FrameKind } from '@dispy/protocol';
 
 export class SessionClient {
@@ -141,6 +142,17 @@ export function fakeNode(overrides: Partial<NodeContext<unknown>> = {}): NodeCon
       if (fresh) computations.closeIdleDetached(session);
       return true;
     },
+    slots: new CpuSlots(2),
+    admit: (session, computeId, exclusive) => {
+      calls.push('admit');
+      if (owner && owner !== session) return 'another client holds the node';
+      owner = session;
+      // As the node does: computations left idle by clients that went away give way to one that wants the node alone.
+      if (exclusive) computations.closeIdleDetached(session);
+      computations.reserve(computeId, exclusive);
+      return undefined;
+    },
+    changed: () => void calls.push('changed'),
     release,
     close: () => computations.close(),
     dispose: () => rmSync(destPathPrefix, { recursive: true, force: true }),

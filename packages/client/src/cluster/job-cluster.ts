@@ -110,6 +110,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
           cleanup: this.options.cleanup !== false,
           allocators: this.options.nodes.map((node) => (typeof node === 'string' ? new NodeAllocate(node) : node)),
           reentrant: this.options.reentrant,
+          exclusive: this.options.exclusive,
           maxRetries: this.options.maxRetries,
           pulseInterval: this.options.pulseInterval ?? 0,
           owner: this,

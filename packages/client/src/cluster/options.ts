@@ -70,6 +70,7 @@ export const clusterOptionsSchema = z
     pulseInterval: seconds(1, 600).optional(),
     pingInterval: seconds(0.1, 86_400).optional(),
     reentrant: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
+    exclusive: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
     maxRetries: z
       .number({ invalid_type_error: 'must be an integer 0..1000' })
       .int('must be an integer 0..1000')
@@ -113,6 +114,12 @@ export interface JobClusterOptions<R = unknown> {
   pulseInterval?: number;
   pingInterval?: number;
   reentrant?: boolean;
+  /**
+   * Have each node alone (default false): a node takes the computation only when no other runs
+   * there, and sets no other up until it closes. Until a node is free, the cluster asks again.
+   * Without it, a node serves several computations at once, sharing its CPUs fairly.
+   */
+  exclusive?: boolean;
   /**
    * With `reentrant`: how many times a job is resubmitted because its node died (default 3); the
    * next death ends it `Terminated`, its exception listing each node and why.

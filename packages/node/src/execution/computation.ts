@@ -7,6 +7,7 @@ import { ProgramPool } from './program-pool.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import type { Definition } from './worker-messages.js';
 import { fitReply } from './reply-size.js';
+import type { CpuSlots } from './cpu-slots.js';
 
 /** A computation's options; what its jobs report goes to the callbacks of its worker pool. */
 export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | 'onShutdownRequest' | 'onProvisional' | 'onSendFile'> {
@@ -18,6 +19,8 @@ export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | '
   logger: Logger;
   /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none; default 1 MiB). */
   maxOutputBytes?: number;
+  /** The node's CPUs, which every computation's jobs share (default: this computation's own `cpus`). */
+  slots?: CpuSlots;
 }
 
 /** A file expected by name: resolved when it arrives whole, rejected when its transfer fails. */
@@ -106,6 +109,7 @@ export class Computation {
         size: cpus,
         maxOutputBytes: this.options.maxOutputBytes,
         logger,
+        slots: this.options.slots,
         onDone: (outcome) => this.done(outcome),
       });
     } else {
@@ -114,6 +118,7 @@ export class Computation {
       this.runner = new WorkerPool({
         size: cpus,
         logger,
+        slots: this.options.slots,
         onDone: (outcome) => this.done(outcome),
         onShutdownRequest: this.options.onShutdownRequest,
         onProvisional: this.options.onProvisional,

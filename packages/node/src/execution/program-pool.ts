@@ -6,6 +6,7 @@ import type { JobOutcome } from './worker-pool.js';
 import type { Logger } from '@dispy/protocol/internal';
 import { CappedText, DEFAULT_MAX_OUTPUT_BYTES } from './output-limit.js';
 import { JOB_MARK_VARIABLE, NODE_MARK_VARIABLE, Reaper, jobMark, nodeMarkEnv, nodeToken } from './process-marks.js';
+import { CpuSlots, type CpuTenant } from './cpu-slots.js';
 
 export interface ProgramPoolOptions {
   /** The program's path (in the computation's directory, made executable). */
@@ -17,6 +18,8 @@ export interface ProgramPoolOptions {
   /** Cap on each of a run's stdout and stderr, in bytes (0: none; default 1 MiB). */
   maxOutputBytes?: number;
   logger?: Logger;
+  /** The node's CPUs, shared with other computations: a run starts only with a slot (default: a pool of its own). */
+  slots?: CpuSlots;
 }
 
 interface Run {
@@ -43,9 +46,13 @@ export class ProgramPool implements JobRunner {
   private closing = false;
   /** Kills what a program left running once it exits. */
   private readonly reaper: Reaper;
+  private readonly slots: CpuSlots;
+  /** This pool as the node's CPU slots know it: each slot granted starts one run. */
+  private readonly tenant: CpuTenant = { grant: () => this.launchNext() };
 
   constructor(private readonly options: ProgramPoolOptions) {
     this.reaper = new Reaper(options.logger);
+    this.slots = options.slots ?? new CpuSlots(Infinity);
   }
 
   get size(): number {
@@ -98,14 +105,21 @@ export class ProgramPool implements JobRunner {
       });
     });
     await Promise.all(exits);
+    this.slots.remove(this.tenant);
     await this.reaper.settled();
   }
 
+  /** Runs wait: the pool asks the node for CPU slots (each granted starts one, see launchNext). */
   private pump(): void {
-    while (!this.closing && this.running.size < this.options.size && this.backlog.length > 0) {
-      const { jobId, args, timeoutMs } = this.backlog.shift()!;
-      this.launch(jobId, args, timeoutMs);
-    }
+    if (!this.closing && this.backlog.length > 0) this.slots.want(this.tenant);
+  }
+
+  /** A CPU slot is ours: starts the next run (false: none waits, or `size` run already). */
+  private launchNext(): boolean {
+    if (this.closing || this.running.size >= this.options.size || this.backlog.length === 0) return false;
+    const { jobId, args, timeoutMs } = this.backlog.shift()!;
+    this.launch(jobId, args, timeoutMs);
+    return true;
   }
 
   private launch(jobId: number, args: EncodedArguments, timeoutMs: number): void {
@@ -158,6 +172,7 @@ export class ProgramPool implements JobRunner {
       else if (failed) this.options.onDone({ ...base, ok: false, exception: `dispy: the program could not run: ${failed.message}` });
       else if (signal) this.options.onDone({ ...base, ok: false, exception: `dispy: the program was killed by ${signal}` });
       else this.options.onDone({ ...base, ok: true, result: encodeValue(code) });
+      this.slots.release(this.tenant);
       this.pump();
     });
   }

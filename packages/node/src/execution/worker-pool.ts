@@ -8,6 +8,7 @@ import type { Definition, FromWorker, WorkerDone, WorkerInit } from './worker-me
 import { JOB_CHANNEL_FD, JobChannelWriter } from './job-channel.js';
 import type { EncodedArguments, JobRunner } from './job-runner.js';
 import { JOB_MARK_VARIABLE, Reaper, jobMark, nodeMarkEnv, nodeToken } from './process-marks.js';
+import { CpuSlots, type CpuTenant } from './cpu-slots.js';
 
 /** Path of the worker entry: beside this file once built, or in dist/ when run from source. */
 function workerRuntimePath(): string {
@@ -33,6 +34,8 @@ export interface WorkerPoolOptions {
   onProvisional?: (jobId: number, result: Uint8Array) => void;
   /** A job asked for a file (absolute path) to go to the client; resolve or reject when done. */
   onSendFile?: (jobId: number, file: string) => Promise<void>;
+  /** The node's CPUs, shared with other computations: a worker runs jobs only while it holds a slot (default: a pool of its own). */
+  slots?: CpuSlots;
 }
 
 interface Waiting {
@@ -65,6 +68,8 @@ interface Worker {
   onCleanupDone?: (error?: string) => void;
   /** Jobs sent to this worker and not reported yet, in order: the first is running. */
   jobs: Assigned[];
+  /** It holds one of the node's CPU slots (from its batch's start until its last job ends). */
+  slot?: boolean;
 }
 
 /** Grace a killed worker gets between SIGTERM and SIGKILL. */
@@ -89,10 +94,14 @@ export class WorkerPool implements JobRunner {
   private wanted: number;
   /** Kills what jobs left running: after a job that started a process, and after a worker exits. */
   private readonly reaper: Reaper;
+  private readonly slots: CpuSlots;
+  /** This pool as the node's CPU slots know it: a slot granted starts a batch on an idle worker. */
+  private readonly tenant: CpuTenant = { grant: () => this.startBatch() };
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.reaper = new Reaper(options.logger);
     this.wanted = options.size;
+    this.slots = options.slots ?? new CpuSlots(Infinity);
   }
 
   get size(): number {
@@ -205,21 +214,36 @@ export class WorkerPool implements JobRunner {
     this.backlog = [];
     for (const worker of this.workers) for (const job of worker.jobs) job.cancelled = true;
     await Promise.all([...this.workers].map((worker) => this.kill(worker)));
+    this.slots.remove(this.tenant);
     await this.reaper.settled();
   }
 
+  /** Jobs wait: the pool asks the node for CPU slots, and starts a batch on an idle worker with each it gets. */
   private dispatch(): void {
-    if (this.backlog.length === 0) return;
+    if (this.backlog.length > 0 && !this.closing) this.slots.want(this.tenant);
+  }
+
+  /** A CPU slot is ours: an idle worker gets its share of the waiting jobs (false: no job or no idle worker). */
+  private startBatch(): boolean {
+    if (this.closing || this.backlog.length === 0) return false;
     const idle = [...this.workers].filter((worker) => worker.ready && !worker.retire && !worker.dying && worker.jobs.length === 0);
-    for (let i = 0; i < idle.length && this.backlog.length > 0; i++) {
-      const share = Math.min(MAX_BATCH, Math.ceil(this.backlog.length / (idle.length - i)));
-      const batch = this.backlog.splice(0, share);
-      const now = Date.now();
-      const worker = idle[i]!;
-      worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
-      worker.channel.send(batch.map(({ jobId, args, definitions }) => ({ message: { type: 'job', jobId, definitions }, args })));
-      this.armTimeout(worker);
-    }
+    const worker = idle[0];
+    if (!worker) return false;
+    const share = Math.min(MAX_BATCH, Math.ceil(this.backlog.length / idle.length));
+    const batch = this.backlog.splice(0, share);
+    const now = Date.now();
+    worker.slot = true;
+    worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
+    worker.channel.send(batch.map(({ jobId, args, definitions }) => ({ message: { type: 'job', jobId, definitions }, args })));
+    this.armTimeout(worker);
+    return true;
+  }
+
+  /** A worker's jobs have all ended (or it exited): its CPU slot goes back to the node. */
+  private releaseSlot(worker: Worker): void {
+    if (!worker.slot) return;
+    worker.slot = false;
+    this.slots.release(this.tenant);
   }
 
   private spawn(): Promise<void> {
@@ -283,6 +307,7 @@ export class WorkerPool implements JobRunner {
             if (worker.dying) break; // its exit hands the jobs it still holds to other workers
             this.armTimeout(worker);
             if (worker.jobs.length > 0) break;
+            this.releaseSlot(worker);
             if (worker.retire) void this.kill(worker);
             else this.dispatch();
             break;
@@ -302,6 +327,7 @@ export class WorkerPool implements JobRunner {
         const running = worker.dying ? undefined : worker.jobs[0];
         const queued = worker.dying ? worker.jobs : worker.jobs.slice(1);
         worker.jobs = [];
+        this.releaseSlot(worker);
         if (running) {
           clearTimeout(running.timer);
           this.reportLost(running, exitReason(code, signal));

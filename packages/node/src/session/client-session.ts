@@ -16,7 +16,7 @@ import { SessionComputations } from './computations.js';
 import { Handshake } from './handshake.js';
 import { IncomingFiles } from './incoming-files.js';
 import { JobLoop } from './job-loop.js';
-import type { ReplyLink } from './kept-computation.js';
+import type { KeptComputation, ReplyLink } from './kept-computation.js';
 import { Liveness } from './liveness.js';
 import type { NodeContext } from './node-context.js';
 import { OutgoingFiles } from './outgoing-files.js';
@@ -42,6 +42,8 @@ export class ClientSession {
   private closed = false;
   /** A computation of this client was set up here (the node counts it as a client served). */
   servedComputation = false;
+  /** The CPUs the client was last told it may fill (at first, all the node offers). */
+  private toldCpus = 0;
 
   /** What to do with each frame once the client has authenticated. */
   private readonly handlers = {
@@ -126,13 +128,16 @@ export class ClientSession {
       maxFileSize: node.maxFileSize,
       maxOutputBytes: node.maxOutputBytes,
       nodeCpus,
-      claim: () => node.claim(this),
+      registry: node.computations,
+      slots: node.slots,
+      admit: (computeId, exclusive) => node.admit(this, computeId, exclusive),
       release,
       isClosed: () => this.closed,
       heartbeatSeconds: node.heartbeatIntervalMs / 1000,
       onReady: (setup) => {
         this.servedComputation = true;
         this.liveness.startPulses(setup.pulseInterval);
+        node.changed();
       },
     });
     // Inside TLS (the node serves TLS only to TLS clients) the frames are not sealed a second time.
@@ -159,11 +164,30 @@ export class ClientSession {
     return { computations: this.computations.readyCount, running: this.computations.runningJobs() };
   }
 
-  /** The node's CPUs changed (its owner, or service hours): tell the client, resize the pools. */
+  /** The node's CPUs changed (its owner, or service hours): resize the pools (the client is told its share by `tellShare`). */
   nodeCpusChanged(cpus: number): void {
     if (!this.authenticated || this.closed) return;
     this.computations.nodeCpusChanged(cpus);
+  }
+
+  /**
+   * Tells the client how many of the node's CPUs are its own to fill now (NodeCpus), when that
+   * changed: all the node offers while it is alone, its share while other computations run here.
+   */
+  tellShare(cpus: number): void {
+    if (!this.authenticated || this.closed || cpus === this.toldCpus) return;
+    this.toldCpus = cpus;
     this.channel.send({ nodeCpus: { cpus } });
+  }
+
+  /** Computations of this client set up here and running jobs. */
+  get readyComputations(): number {
+    return this.closed ? 0 : this.computations.readyCount;
+  }
+
+  /** Whether `kept` is a computation of this connection. */
+  holds(kept: KeptComputation): boolean {
+    return kept.holder === this.computations;
   }
 
   /** Whether this client has a computation here that holds the node (set up, or being set up). */
@@ -220,6 +244,7 @@ export class ClientSession {
       this.channel.setLimits(SESSION_LIMITS);
       this.node.logger.info(`client ${frame.auth?.clientName || this.peer} (${this.peer}) authenticated`);
       this.liveness.startHeartbeat();
+      this.toldCpus = this.node.cpus;
       this.node.authenticated(this);
       return;
     }

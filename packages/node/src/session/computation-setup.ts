@@ -3,6 +3,8 @@ import type { Logger } from '@dispy/protocol/internal';
 import { Computation, type ComputationOptions } from '../execution/computation.js';
 import type { SessionComputations } from './computations.js';
 import type { KeptComputation } from './kept-computation.js';
+import type { NodeComputations } from './node-computations.js';
+import type { CpuSlots } from '../execution/cpu-slots.js';
 
 /** Characters of a setup error sent back at most (4 bytes each at worst, well under 64 KiB). */
 const MAX_ERROR_CHARS = 8_000;
@@ -23,20 +25,24 @@ export interface ComputationSetupOptions {
   maxOutputBytes?: number;
   /** CPUs the node offers now (0: it takes no new jobs). */
   nodeCpus(): number;
-  /** Makes this client the node's client; false when another holds the node. */
-  claim(): boolean;
+  /** The node's registry of computations (a computation admitted is reserved there until set up). */
+  registry: NodeComputations;
+  /** The node's CPUs, shared by every computation's jobs. */
+  slots: CpuSlots;
+  /** Whether the node takes the computation now: undefined, or why not (the client is told to retry). */
+  admit(computeId: string, exclusive: boolean): string | undefined;
   /** The client has no computation here any more. */
   release(): void;
   /** True once the session has ended. */
   isClosed(): boolean;
-  /** A computation is set up and running (liveness starts with the first). */
+  /** A computation is set up and running, its SetupReply sent (liveness starts with the first). */
   onReady(setup: dispy.Setup): void;
   /** How often the client should send a heartbeat, in seconds (told in SetupReply). */
   heartbeatSeconds: number;
 }
 
 /**
- * Sets up a computation for the client: claims the node, makes the computation's directory,
+ * Sets up a computation for the client: is admitted by the node (which may say "not now"), makes the computation's directory,
  * asks for the files it lacks (FileWant) and waits for them, starts its workers, and answers
  * SetupReply. Both answers carry the Setup's request id.
  */
@@ -48,17 +54,13 @@ export class ComputationSetup {
     const { channel, computations, logger, peer } = this.options;
     const { computeId } = setup;
     // A setup's error (a user's message and stack) is cut to fit the 64 KiB a SetupReply may have.
-    const refuse = (error: string) =>
+    const refuse = (error: string, retry = false) =>
       channel.send({
         requestId,
-        setupReply: { computeId, ok: false, error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error },
+        setupReply: { computeId, ok: false, retry, error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error },
       });
-    if (!this.options.claim()) {
-      refuse('the node is serving another client; try again when it is free');
-      return;
-    }
-    // A computation of this id left by a lost client may be closing (the claim may just have
-    // closed it): its directory and saved replies go before the new one is made, not under it.
+    // A computation of this id left by a lost client may be closing: its directory and saved
+    // replies go before the new one is made, not under it.
     await computations.closedBefore(computeId);
     if (this.options.isClosed()) return;
     const kept = computations.entryForSetup(computeId);
@@ -72,6 +74,15 @@ export class ComputationSetup {
       if (computations.size === 0) this.options.release();
       return;
     }
+    const notNow = this.options.admit(computeId, setup.exclusive);
+    if (notNow !== undefined) {
+      logger.info(`setup of ${setup.name} for ${peer}: not now, ${notNow}`);
+      refuse(`not now: ${notNow}; the client tries again later`, true);
+      if (computations.size === 0) this.options.release();
+      return;
+    }
+    kept.exclusive = setup.exclusive;
+    kept.name = setup.name;
     const cpus = setup.cpus > 0 ? Math.min(setup.cpus, nodeCpus) : nodeCpus;
     let computation: Computation | undefined;
     try {
@@ -85,14 +96,17 @@ export class ComputationSetup {
         // The client went away, or closed the computation, while it was being set up.
         await computation.close();
         if (!this.options.isClosed()) refuse(`computation ${computeId} was closed while it was being set up`);
+        this.options.release();
         return;
       }
-      this.options.onReady(setup);
-      logger.info(`computation ${setup.name} (${computeId}) set up for ${peer} with ${cpus} CPUs`);
+      logger.info(
+        `computation ${setup.name} (${computeId}) set up for ${peer} with ${cpus} CPUs${setup.exclusive ? ', alone (exclusive)' : ''}`,
+      );
       channel.send({
         requestId,
         setupReply: { computeId, ok: true, cpus, destPath: computation.dir, heartbeatInterval: this.options.heartbeatSeconds },
       });
+      this.options.onReady(setup);
     } catch (error) {
       if (computation) {
         computations.preparingEnded(computation);
@@ -102,6 +116,8 @@ export class ComputationSetup {
       logger.warn(`setup of ${setup.name} for ${peer} failed: ${(error as Error).message}`);
       refuse((error as Error).message);
       if (computations.size === 0) this.options.release();
+    } finally {
+      this.options.registry.unreserve(computeId);
     }
   }
 
@@ -115,6 +131,7 @@ export class ComputationSetup {
       nodeAddress: channel.socket.localAddress ?? '',
       logger,
       maxOutputBytes: this.options.maxOutputBytes,
+      slots: this.options.slots,
       // Its jobs report to the entry that outlives this connection, whichever client is attached.
       ...kept.events,
     });

@@ -84,8 +84,12 @@ export class SessionComputations {
     return known ?? this.options.registry.create(computeId);
   }
 
-  /** Resolves once no computation of this id, left by a lost client, is being closed. */
+  /**
+   * Resolves once no computation of this id, left idle by a lost client, is open or being closed:
+   * a setup of it again (its SetupReply was lost with the link) replaces it.
+   */
   closedBefore(computeId: string): Promise<void> {
+    if (!this.has(computeId)) this.options.registry.closeIdleForSetup(computeId);
     return this.options.registry.closed(computeId);
   }
 

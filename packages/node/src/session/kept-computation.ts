@@ -22,6 +22,8 @@ export interface KeptComputationOptions {
   logger: Logger;
   /** The computation holds no queued or running job any more. */
   onIdle(kept: KeptComputation): void;
+  /** The computation has jobs again (its first since it was idle), or has none left (after onIdle). */
+  onActivity?(kept: KeptComputation): void;
 }
 
 /** The job's outcome as the JobReply that tells the client. */
@@ -52,6 +54,10 @@ export class KeptComputation {
   computation?: Computation;
   /** The session that holds the node for this computation (it stays after its link is lost, until the jobs end). */
   owner?: unknown;
+  /** It asked for the node alone (Setup.exclusive). */
+  exclusive = false;
+  /** The computation's name (for the node's status). */
+  name = '';
   /** The connection's computations that hold it now (none while detached). */
   holder?: { letGo(kept: KeptComputation): void };
   readonly saved: SavedReplies;
@@ -99,6 +105,7 @@ export class KeptComputation {
   /** A job was handed to the computation. */
   jobStarted(jobId: number): void {
     this.held.add(jobId);
+    if (this.held.size === 1) this.options.onActivity?.(this);
   }
 
   /** The client has the replies of these jobs: they are forgotten, in memory and on disk. */
@@ -204,7 +211,10 @@ export class KeptComputation {
       if (this.link) this.link.send({ jobReply: reply });
       else this.persist(jobId);
     }
-    if (wasHeld && this.held.size === 0) this.options.onIdle(this);
+    if (wasHeld && this.held.size === 0) {
+      this.options.onIdle(this);
+      this.options.onActivity?.(this);
+    }
   }
 
   /** Saves a reply to disk, then drops it from memory (unless it was acknowledged meanwhile: then its file goes too). */

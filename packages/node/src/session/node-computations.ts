@@ -13,6 +13,8 @@ export interface NodeComputationsOptions {
   logger: Logger;
   /** The jobs of a computation whose client is away have ended: `owner` may not hold the node any more. */
   release(owner: unknown): void;
+  /** A computation got its first job since it was idle, or ended its last (the CPUs' shares change). */
+  activity?(): void;
 }
 
 /**
@@ -27,6 +29,8 @@ export class NodeComputations {
   private readonly timers = new Map<KeptComputation, NodeJS.Timeout>();
   /** Computations left by lost clients being closed now (for a new client, or expired), by id. */
   private readonly closing = new Map<string, Promise<void>>();
+  /** Computations admitted and still being set up (by id: whether each is exclusive). */
+  private readonly reserved = new Map<string, boolean>();
   private stopped = false;
 
   constructor(private readonly options: NodeComputationsOptions) {}
@@ -49,6 +53,7 @@ export class NodeComputations {
       onIdle: (kept) => {
         if (!kept.attached && this.kept.get(kept.id) === kept) this.options.release(kept.owner);
       },
+      onActivity: () => this.options.activity?.(),
     });
   }
 
@@ -76,6 +81,54 @@ export class NodeComputations {
     return false;
   }
 
+  /** A computation is admitted and being set up: it counts as running here (see `running`) until `unreserve`. */
+  reserve(computeId: string, exclusive: boolean): void {
+    this.reserved.set(computeId, exclusive);
+  }
+
+  /** Its setup has ended (set up: it counts as registered from now on; else not at all). */
+  unreserve(computeId: string): void {
+    this.reserved.delete(computeId);
+  }
+
+  /**
+   * The computations that run here, as admission counts them (by id: whether each is
+   * exclusive): those being set up, those a client is attached to, and those whose client is
+   * away while they still hold jobs. One left idle by a client that went away does not count.
+   */
+  running(): Map<string, boolean> {
+    const running = new Map(this.reserved);
+    for (const kept of this.kept.values()) {
+      if (kept.computation && (kept.attached || kept.heldJobIds.length > 0)) running.set(kept.id, kept.exclusive);
+    }
+    return running;
+  }
+
+  /** Whether an idle computation left by a client that went away asked for the node alone. */
+  get idleExclusive(): boolean {
+    for (const kept of this.kept.values())
+      if (kept.exclusive && kept.computation && !kept.attached && kept.heldJobIds.length === 0) return true;
+    return false;
+  }
+
+  /** Computations with jobs queued or running here, whichever session holds them. */
+  active(): KeptComputation[] {
+    return [...this.kept.values()].filter((kept) => kept.computation && kept.heldJobIds.length > 0);
+  }
+
+  /** Every computation set up here: id, name, whether its client is attached, jobs held, whether exclusive. */
+  describe(): { computeId: string; name: string; attached: boolean; jobs: number; exclusive: boolean }[] {
+    return [...this.kept.values()]
+      .filter((kept) => kept.computation)
+      .map((kept) => ({
+        computeId: kept.id,
+        name: kept.name,
+        attached: kept.attached,
+        jobs: kept.heldJobIds.length,
+        exclusive: kept.exclusive,
+      }));
+  }
+
   /** Jobs running now in computations no client is attached to. */
   detachedRunning(): number {
     let running = 0;
@@ -101,23 +154,39 @@ export class NodeComputations {
   }
 
   /**
-   * Another client takes the node: computations left by clients that went away, with no job
-   * left, are closed (their workers stop); their saved replies stay on disk until they expire.
+   * A computation that wants the node alone is admitted: computations left by clients that went
+   * away, with no job left, are closed (their workers stop); their saved replies stay on disk
+   * until they expire.
    */
   closeIdleDetached(newOwner: unknown): void {
     for (const kept of this.kept.values()) {
-      if (kept.attached || !kept.computation || kept.owner === newOwner || kept.heldJobIds.length > 0) continue;
-      this.options.logger.info(`closing computation ${kept.id}, left by a client that went away, for the new client`);
-      this.trackClose(
-        kept.id,
-        kept.closeComputation({ dropReplies: true }).then(async () => {
-          if (kept.hasReplies || this.kept.get(kept.id) !== kept || kept.attached) return;
-          // Nothing left to give its client: nothing to keep.
-          this.remove(kept);
-          await kept.forget();
-        }),
-      );
+      if (kept.owner !== newOwner) this.closeIfIdle(kept, 'for the new client');
     }
+  }
+
+  /**
+   * A Setup of computation `computeId` came on a new connection: its client set it up before, but
+   * the link was cut before the SetupReply reached it, so it has sent no job. The one left idle
+   * here is closed first (`closed` waits for that); its saved replies stay until they expire.
+   */
+  closeIdleForSetup(computeId: string): void {
+    const kept = this.kept.get(computeId);
+    if (kept) this.closeIfIdle(kept, 'to set it up again for its client');
+  }
+
+  /** Closes a computation left by a lost client with no job left (its workers stop). */
+  private closeIfIdle(kept: KeptComputation, why: string): void {
+    if (kept.attached || !kept.computation || kept.heldJobIds.length > 0) return;
+    this.options.logger.info(`closing computation ${kept.id}, left by a client that went away, ${why}`);
+    this.trackClose(
+      kept.id,
+      kept.closeComputation({ dropReplies: true }).then(async () => {
+        if (kept.hasReplies || this.kept.get(kept.id) !== kept || kept.attached) return;
+        // Nothing left to give its client: nothing to keep.
+        this.remove(kept);
+        await kept.forget();
+      }),
+    );
   }
 
   /**

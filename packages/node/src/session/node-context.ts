@@ -1,5 +1,6 @@
 import type { Logger } from '@dispy/protocol/internal';
 import type { NodeComputations } from './node-computations.js';
+import type { CpuSlots } from '../execution/cpu-slots.js';
 
 /** What a client's session needs of the node serving it. */
 export interface NodeContext<Session = unknown> {
@@ -19,15 +20,25 @@ export interface NodeContext<Session = unknown> {
   readonly heartbeatIntervalMs: number;
   /** Every computation the node keeps, whichever connection set it up. */
   readonly computations: NodeComputations;
+  /** The node's CPUs, shared by the jobs of every computation (round-robin among those with jobs waiting). */
+  readonly slots: CpuSlots;
   /** The client proved the secret: its connection no longer counts as unauthenticated. */
   authenticated(session: Session): void;
   /** A computation of this session asked the node to shut down. */
   requestShutdown(session: Session): void;
   /**
-   * Makes `session` the node's client (taking over from `from`, the session of an earlier
-   * connection of the same client, when that one holds the node); false when another client holds it.
+   * `session` asks to set up computation `computeId`: undefined when the node takes it (it is
+   * counted from now on, see `NodeComputations.reserve`), else why not now (another computation
+   * runs here alone, or `--max-clients` are served): the client is told to try again later.
+   */
+  admit(session: Session, computeId: string, exclusive: boolean): string | undefined;
+  /**
+   * `session` takes over what `from` (the session of an earlier connection of the same client)
+   * held here (Reattach); false when the node cannot serve it any more.
    */
   claim(session: Session, from?: unknown): boolean;
-  /** `session` may have nothing left here: the node is free once it has no computation and no job of its runs. */
+  /** `session` may have nothing left here (a computation closed, its jobs ended): the node counts it out once it has no computation and no job. */
   release(session: unknown): void;
+  /** A computation was set up: each client's share of the CPUs is told again. */
+  changed(): void;
 }

@@ -44,15 +44,17 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
   }
 
   /**
-   * Sets a computation up on a node; resolves with the node's answer when it succeeded, or
+   * Sets a computation up on a node; resolves with the node's answer when it succeeded,
+   * `'later'` when the node cannot take it now (another computation has it alone, or it serves
+   * its --max-clients: the node stays a candidate, the caller asks it again later), or
    * undefined when it failed (reported with `nodeFailed`; the node is excluded for the
-   * computation, unless it went away, and, serving nothing else, hung up on) or is already in progress.
+   * computation, unless it went away) or is already in progress. A node left serving nothing is hung up on.
    */
   async setUp(
     link: NodeLink,
     spec: ComputationSpec<Ref, Owner, Alloc>,
     { cpus, allocator }: Allocation<Alloc>,
-  ): Promise<dispy.SetupReply | undefined> {
+  ): Promise<dispy.SetupReply | 'later' | undefined> {
     const id = `${link.key}/${spec.computeId}`;
     if (this.inProgress.has(id)) return undefined;
     this.inProgress.add(id);
@@ -75,9 +77,15 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
           setup: spec.setup,
           setupArgs: extras.setupArgs,
           cleanupFunction: spec.cleanupFunction,
+          exclusive: spec.exclusive ?? false,
         },
         (want) => link.sendWanted(spec.computeId, files, want),
       );
+      if (!answer.ok && answer.retry) {
+        this.logger.info(`node ${link.info.name} (${link.key}) cannot take ${spec.name} now (${answer.error}); will ask again`);
+        if (link.computeIds.size === 0) this.pool.hangUp(link);
+        return 'later';
+      }
       if (!answer.ok) throw new Error(`setup of ${spec.name} failed: ${answer.error}`);
       return answer;
     } catch (error) {

@@ -32,6 +32,66 @@ function harness(more: Partial<JobSchedulerOptions> = {}) {
 }
 
 describe('JobScheduler', () => {
+  it('asks a node again after it answers "not now" (SetupReply.retry), and sets up there once it takes the computation', async () => {
+    const { scheduler, spec, named, discover, submit, pingedAgain, node, reply } = harness();
+    await scheduler.addComputation({ ...spec, exclusive: true });
+    const first = await discover('127.0.0.2', 2);
+    const setup = await first.next('setup');
+    expect(setup.setup!.exclusive).toBe(true);
+    first.send({
+      setupReply: { computeId: 'c1', ok: false, retry: true, error: 'not now: 1 other computation runs here' },
+      requestId: setup.requestId,
+    });
+    // Not given up: discovery pings it again, and it is not reported failed.
+    await vi.waitFor(() => expect(pingedAgain.at(-1)).toBe('127.0.0.2'));
+    expect(named('nodeFailed')).toEqual([]);
+    const job = submit('waits');
+    // The node answers discovery again: a new connection, and the setup is sent again.
+    const second = await vi.waitFor(async () => {
+      const again = await discover('127.0.0.2', 2);
+      expect(again).not.toBe(first);
+      return again;
+    });
+    expect(node('127.0.0.2')).toBe(second);
+    const retried = await second.next('setup');
+    second.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: retried.requestId });
+    const sent = await second.next('job');
+    reply(second, sent);
+    await vi.waitFor(() => expect(named('jobDone').map(([, done]) => done)).toEqual([job]));
+    await scheduler.close();
+  });
+
+  it('ranks a shared node by the share of its CPUs it tells (NodeCpus), even when told before the SetupReply', async () => {
+    const { scheduler, spec, discover, submit, reply, named } = harness();
+    await scheduler.addComputation(spec);
+    // First a node shared with another client: 1 of its 2 CPUs is this client's.
+    const shared = await discover('127.0.0.2', 2);
+    const setup = await shared.next('setup');
+    shared.send({ nodeCpus: { cpus: 1 } });
+    shared.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: setup.requestId });
+    await vi.waitFor(() => expect(scheduler.nodesOf('c1')).toHaveLength(1));
+    const idle = await discover('127.0.0.3', 2);
+    const idleSetup = await idle.next('setup');
+    idle.send({ setupReply: { computeId: 'c1', ok: true, cpus: 2, heartbeatInterval: 0 }, requestId: idleSetup.requestId });
+    await vi.waitFor(() => expect(scheduler.nodesOf('c1')).toHaveLength(2));
+    for (const ref of ['a', 'b', 'c']) submit(ref);
+    // One job to the shared node (half full at once), two to the idle one.
+    await vi.waitFor(() => {
+      expect(idle.frames.filter((frame) => frame.kind === 'job')).toHaveLength(2);
+      expect(shared.frames.filter((frame) => frame.kind === 'job')).toHaveLength(1);
+    });
+    // NodeCpus 0 (the node takes no new jobs): none goes there, whatever its load.
+    shared.send({ nodeCpus: { cpus: 0 } });
+    // Its job's reply comes after the NodeCpus on the same connection: once it is in, so is the NodeCpus.
+    for (const frame of shared.frames.filter((f) => f.kind === 'job')) reply(shared, frame);
+    for (const frame of idle.frames.filter((f) => f.kind === 'job')) reply(idle, frame);
+    await vi.waitFor(() => expect(named('jobDone')).toHaveLength(3));
+    for (const ref of ['d', 'e']) submit(ref);
+    await vi.waitFor(() => expect(idle.frames.filter((frame) => frame.kind === 'job')).toHaveLength(4));
+    expect(shared.frames.filter((frame) => frame.kind === 'job')).toHaveLength(1);
+    await scheduler.close();
+  });
+
   it('ends one job Terminated on a reply too large to take, and keeps the connection for the others', async () => {
     // No secret: plain frames (a sealed record too large is refused whole, before it is opened).
     const { scheduler, spec, named, nodeUp, reply, submit } = harness({ secret: '' });

@@ -371,7 +371,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.finder.found(address, true, reply.tcpPort);
     for (const { spec, allocation } of wanted) {
       const answer = await this.setups.setUp(link, spec, allocation);
-      if (answer) this.serve(link, spec, answer);
+      // Not now (the node is taken): pinging it goes on, with backoff, until it takes the computation.
+      if (answer === 'later') this.finder.found(address, false, reply.tcpPort);
+      else if (answer) this.serve(link, spec, answer);
     }
   }
 
@@ -383,7 +385,9 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     if (spec.pulseInterval > 0) this.pool.watchPulses(link, spec.pulseInterval);
     this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
     spec.events.nodeUp(link.info);
-    this.engine.addNode(link.key, link.info.host, answer.cpus, spec.computeId);
+    this.engine.addNode(link.key, link.info.host, link.nodeCpus === 0 ? 0 : answer.cpus, spec.computeId);
+    // A shared node may have said already how many of its CPUs are this client's to fill (NodeCpus).
+    this.engine.setNodeShare(link.key, link.nodeCpus);
   }
 
   private dispatch(key: string, job: QueuedJob<Ref>): void {
@@ -507,13 +511,16 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
   }
 
   /**
-   * Gives the engine the CPUs of a node as they are now (its computation's, at most what it
-   * offers), unless its link is down: a job dispatched before its computations are taken back
-   * would not be among the jobs the node holds, and would be sent twice.
+   * Gives the engine the CPUs of a node as they are now, unless its link is down: a job
+   * dispatched before its computations are taken back would not be among the jobs the node
+   * holds, and would be sent twice. Its computation's CPUs, none when it takes no new jobs
+   * (NodeCpus 0); with fewer than those to fill (NodeCpus: a node shared with other clients, or
+   * offering fewer CPUs), it ranks as that much more loaded.
    */
   private restoreCpus(link: NodeLink, coming = false): void {
     if (link.state !== 'up' && !coming) return;
-    this.engine.setNodeCpus(link.key, Math.min(link.info.cpus, link.nodeCpus));
+    this.engine.setNodeCpus(link.key, link.nodeCpus === 0 ? 0 : link.info.cpus);
+    this.engine.setNodeShare(link.key, link.nodeCpus);
   }
 
   /**

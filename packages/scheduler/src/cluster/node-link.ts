@@ -59,7 +59,10 @@ export class NodeLink {
   readonly info: NodeInfo;
   /** Computations set up there. */
   readonly computeIds = new Set<string>();
-  /** CPUs the node itself offers now (it may lower them, e.g. outside its service hours). */
+  /**
+   * CPUs the node lets this client fill now (NodeCpus): fewer while other clients' computations
+   * have jobs there, or while it offers fewer (0 outside its service hours: no new jobs).
+   */
   nodeCpus = Infinity;
   /** The node's pulses are watched (NodePool.watchPulses), once for all its computations. */
   pulsesWatched = false;

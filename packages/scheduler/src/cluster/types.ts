@@ -168,6 +168,8 @@ export interface ComputationSpec<Ref = unknown, Owner = unknown, Allocator exten
   allocators: Allocator[];
   /** Jobs of a node that dies are resubmitted elsewhere (true) or reported lost (false). */
   reentrant: boolean;
+  /** Wants each node alone (Setup.exclusive): a node sets it up only when no other computation runs there. */
+  exclusive?: boolean;
   /**
    * With `reentrant`: how many times a job is resubmitted because its node died; the next death
    * ends it `terminated`, listing each node and why. Default `DEFAULT_MAX_RETRIES` (3).

@@ -16,6 +16,12 @@ export interface EngineNodeState<J> {
   readonly computeIds: Set<string>;
   /** Running average of how long its jobs take (ms); undefined until one is done. */
   averageJobMs?: number;
+  /**
+   * The CPUs this client may fill now, when fewer than `cpus` (a node shared with other clients'
+   * computations): the node ranks as that much more loaded, so jobs go first to nodes others
+   * are not using. Its room (`cpus` × depth) stays.
+   */
+  share?: number;
 }
 
 export interface EngineHooks<J> {
@@ -96,6 +102,14 @@ export class SchedulingEngine<J extends EngineJob> {
     const node = this.nodes.get(key);
     if (!node) return;
     node.cpus = cpus;
+    this.schedulePass();
+  }
+
+  /** The CPUs of a node this client may fill now (see `EngineNodeState.share`); Infinity or undefined: all. */
+  setNodeShare(key: string, share: number | undefined): void {
+    const node = this.nodes.get(key);
+    if (!node) return;
+    node.share = share !== undefined && Number.isFinite(share) && share > 0 ? share : undefined;
     this.schedulePass();
   }
 
@@ -194,7 +208,7 @@ export class SchedulingEngine<J extends EngineJob> {
       let bestQueue: JobQueue<J> | undefined;
       for (const node of this.nodes.values()) {
         if (node.running.size >= node.cpus * (this.fixedDepth ?? pipelineDepth(node.averageJobMs))) continue;
-        const load = node.running.size / node.cpus;
+        const load = node.running.size / Math.min(node.cpus, node.share ?? node.cpus);
         if (load >= bestLoad) continue;
         const queue = this.queueFor(node);
         if (!queue) continue;
