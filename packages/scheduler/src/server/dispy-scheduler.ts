@@ -180,12 +180,13 @@ export class DispyScheduler {
   /** Stops taking clients, closes every client's computations (their running jobs terminated), and hangs up on the nodes. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      // server.close resolves once every connection has ended: the clients are hung up on meanwhile.
+      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.all([...this.clients].map((client) => client.shutdown(new Error('dispyscheduler is stopping'))));
+      await stopped;
       await this.scheduler.close();
       rmSync(path.join(this.dir, 'job-files'), { recursive: true, force: true });
     })();
-    // server.close waits for open connections: every client link is ended above.
     return this.closing;
   }
 
