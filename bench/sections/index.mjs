@@ -6,6 +6,7 @@ import dispyFileTransfer from './dispy-file-transfer.mjs';
 import dispyJobs from './dispy-jobs.mjs';
 import dispyMemory from './dispy-memory.mjs';
 import dispyRecoverFile from './dispy-recover-file.mjs';
+import dispyShared from './dispy-shared.mjs';
 import filePipeline from './file-pipeline.mjs';
 import piscinaPool from './piscina-pool.mjs';
 import tcpRtt from './tcp-rtt.mjs';
@@ -18,6 +19,7 @@ export const SECTIONS = [
   dispyChannel,
   dispyMemory,
   dispyRecoverFile,
+  dispyShared,
   piscinaPool,
   tcpRtt,
   tcpTransfer,
