@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DispyJob, SharedJobCluster } from '@dispy/client';
+import { DispyJob, DispyNode, SharedJobCluster } from '@dispy/client';
 import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 import { startScheduler, stopAllSchedulers, type SchedulerProcess } from '../../../testing/dispyscheduler-process.mjs';
 
@@ -91,8 +91,8 @@ function runClient(
   return client;
 }
 
-/** Two nodes of 2 CPUs on one port, and a dispyscheduler that manages them. */
-async function twoNodesAndScheduler(): Promise<{ nodes: NodeProcess[]; scheduler: SchedulerProcess }> {
+/** Two nodes of 2 CPUs on one port, and a dispyscheduler that manages them (with `args` more flags). */
+async function twoNodesAndScheduler(args: string[] = []): Promise<{ nodes: NodeProcess[]; scheduler: SchedulerProcess }> {
   const port = await freePort('127.0.123.2');
   const nodes = await Promise.all(
     ['127.0.123.2', '127.0.123.3'].map((host) => startNode({ host, port, cpus: 2, secret: NODE_SECRET, args: ['--ping-interval', '1'] })),
@@ -103,7 +103,7 @@ async function twoNodesAndScheduler(): Promise<{ nodes: NodeProcess[]; scheduler
     nodePort: port,
     nodeSecret: NODE_SECRET,
     clusterSecret: CLUSTER_SECRET,
-    args: ['--ping-interval', '1', '--debug'],
+    args: ['--ping-interval', '1', '--debug', ...args],
   });
   return { nodes, scheduler };
 }
@@ -191,5 +191,57 @@ describe('dispyscheduler', () => {
     expect(back.status).toBe(DispyJob.Finished);
     await cluster.close();
     await again.waitForLog(/disconnected/);
+  }, 60_000);
+
+  it('a node killed under the scheduler: a reentrant cluster runs its jobs elsewhere, another ends those it had there Cancelled', async () => {
+    // The scheduler's pulses: a node silent for 5 of them is dead at once (else it is waited for during its zombie interval).
+    const { scheduler, nodes } = await twoNodesAndScheduler(['--pulse-interval', '1']);
+    const doomed = nodes[1]!;
+    const sleepy = (n: number) => new Promise<number>((resolve) => setTimeout(() => resolve(n * 10), 3000));
+    let running = 0;
+    let nodesUp = 0;
+    let resolveRunning!: () => void;
+    let resolveUp!: () => void;
+    const allRunning = new Promise<void>((resolve) => (resolveRunning = resolve));
+    const allUp = new Promise<void>((resolve) => (resolveUp = resolve));
+    const clusterStatus = (status: number) => {
+      if (status === DispyJob.Running && ++running === 4) resolveRunning();
+      if (status === DispyNode.Initialized && ++nodesUp === 4) resolveUp();
+    };
+    for (const reentrant of [true, false]) {
+      clusters.push(
+        new SharedJobCluster(sleepy, {
+          schedulerNode: scheduler.host,
+          schedulerPort: scheduler.port,
+          secret: CLUSTER_SECRET,
+          loglevel: 'silent',
+          recoverFile: false,
+          reentrant,
+          clusterStatus,
+        }),
+      );
+    }
+    const [reentrantCluster, plainCluster] = clusters as [SharedJobCluster<typeof sleepy>, SharedJobCluster<typeof sleepy>];
+    // Both nodes serve both clusters before any job is queued: the least-loaded node takes each job, two on each.
+    await allUp;
+    const reentrantJobs = [1, 2].map((n) => reentrantCluster.submit(n));
+    const plainJobs = [3, 4].map((n) => plainCluster.submit(n));
+    await allRunning;
+    // Four jobs on four CPUs: two of them on the node about to die.
+    const wereOn = new Map([...reentrantJobs, ...plainJobs].map((job) => [job, job.ipAddr]));
+    expect([...wereOn.values()].filter((host) => host === doomed.host)).toHaveLength(2);
+    doomed.child.kill('SIGKILL');
+    expect(await Promise.all(reentrantJobs.map((job) => job.wait()))).toEqual([10, 20]);
+    expect(reentrantJobs.map((job) => job.status)).toEqual([DispyJob.Finished, DispyJob.Finished]);
+    await plainCluster.wait();
+    for (const [index, job] of plainJobs.entries()) {
+      if (wereOn.get(job) === doomed.host) {
+        expect(job.status).toBe(DispyJob.Cancelled);
+        expect(job.exception).toContain(doomed.host);
+      } else {
+        expect(job.status).toBe(DispyJob.Finished);
+        expect(job.result).toBe((index + 3) * 10);
+      }
+    }
   }, 60_000);
 });
