@@ -4,6 +4,9 @@
  * a client is idle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DispyJob, DispyNode, SharedJobCluster } from '@dispy/client';
@@ -244,4 +247,33 @@ describe('dispyscheduler', () => {
       }
     }
   }, 60_000);
+
+  it('takes depends files of the cluster and of single jobs to the nodes, and a job reads them there', async () => {
+    const { scheduler } = await twoNodesAndScheduler();
+    const files = mkdtempSync(path.join(os.tmpdir(), 'dispy-shared-files-'));
+    try {
+      writeFileSync(path.join(files, 'cluster.txt'), 'of the cluster');
+      writeFileSync(path.join(files, 'job.txt'), 'of one job');
+      const read = (name: string) => require('node:fs').readFileSync(name, 'utf8') as string;
+      const cluster = new SharedJobCluster(read, {
+        schedulerNode: scheduler.host,
+        schedulerPort: scheduler.port,
+        secret: CLUSTER_SECRET,
+        loglevel: 'silent',
+        recoverFile: false,
+        depends: [path.join(files, 'cluster.txt')],
+      });
+      clusters.push(cluster);
+      expect(await cluster.submit('cluster.txt').wait()).toBe('of the cluster');
+      const withFile = cluster.submitJob({ args: ['job.txt'], depends: [path.join(files, 'job.txt')] });
+      expect(await withFile.wait()).toBe('of one job');
+      // A later job does not see it: it is removed after its job (and never was on the other node).
+      const after = cluster.submit('job.txt');
+      await after.wait();
+      expect(after.status).toBe(DispyJob.Terminated);
+      expect(after.exception).toMatch(/ENOENT/);
+    } finally {
+      rmSync(files, { recursive: true, force: true });
+    }
+  });
 });

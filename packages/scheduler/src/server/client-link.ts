@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { mkdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -51,6 +52,8 @@ export interface ClientLinkContext {
     pin?: JobPin;
     timeout?: number;
     definitions?: dispy.IDefinition[];
+    /** Per-job depends files, in place at the scheduler (paths). */
+    files?: string[];
   }): SchedulerJob<ClientJobRef>;
   cancel(job: SchedulerJob<ClientJobRef>): 'dequeued' | 'sent' | 'unknown';
   /** Closes a computation on its nodes (its running jobs are terminated) and forgets its jobs. */
@@ -72,6 +75,8 @@ interface ClientComputation {
   arrived?: (name: string, error?: Error) => void;
   /** Added to the scheduler (set up); false while its files arrive. */
   added: boolean;
+  /** Per-job depends files that arrived (or failed), by the client's job id, until the job ends. */
+  readonly jobFiles: Map<number, { arrived: Set<string>; failed?: Error }>;
 }
 
 /** A compute id names a directory: letters, digits, `-` and `_` only. */
@@ -225,7 +230,7 @@ export class ClientLink {
     const badName = names.find((name) => name !== path.basename(name) || name === '.' || name === '..' || name === '');
     if (badName !== undefined) return refuse(`depends file ${JSON.stringify(badName)} must be a plain file name`);
     const dir = path.join(this.context.fileDir, computeId);
-    const computation: ClientComputation = { computeId, name: setup.name, dir, jobs: new Map(), added: false };
+    const computation: ClientComputation = { computeId, name: setup.name, dir, jobs: new Map(), added: false, jobFiles: new Map() };
     this.computations.set(computeId, computation);
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -279,6 +284,13 @@ export class ClientLink {
     this.receiver ??= new FileReceiver({
       rootFor: (chunk) => {
         const computation = this.computations.get(chunk.computeId ?? '');
+        const jobId = Number(chunk.jobId ?? 0);
+        if (jobId > 0 && computation?.added) {
+          // A per-job file: in a directory of the job's own, removed when the job ends.
+          const dir = this.jobDir(computation, jobId);
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          return dir;
+        }
         if (!computation?.waiting?.has(chunk.path ?? ''))
           throw new Error(`no depends file ${chunk.path} is awaited for ${chunk.computeId}`);
         return computation.dir;
@@ -289,7 +301,15 @@ export class ClientLink {
       onDone: (transferId, result, about) => {
         const failed = result instanceof Error ? result : undefined;
         this.send({ fileDone: failed ? { transferId, ok: false, error: failed.message } : { transferId, ok: true } });
-        this.computations.get(about.computeId)?.arrived?.(about.name, failed);
+        const computation = this.computations.get(about.computeId);
+        if (about.jobId > 0 && computation?.added) {
+          let files = computation.jobFiles.get(about.jobId);
+          if (!files) computation.jobFiles.set(about.jobId, (files = { arrived: new Set() }));
+          if (failed) files.failed ??= failed;
+          else files.arrived.add(about.name);
+          return;
+        }
+        computation?.arrived?.(about.name, failed);
       },
     });
     return this.receiver;
@@ -303,8 +323,15 @@ export class ClientLink {
         jobReply: { computeId: job.computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true },
       });
     if (!computation?.added) return fail(`no computation ${job.computeId} is set up for this client at dispyscheduler`);
-    if (job.files.length > 0) return fail('per-job depends files are not supported through dispyscheduler yet');
     if (computation.jobs.has(jobId)) return fail(`job ${jobId} of ${computation.name} was submitted already`);
+    // Per-job files came before the Job frame, each answered with FileDone before the client sent it.
+    const files = computation.jobFiles.get(jobId);
+    if (job.files.length > 0) {
+      if (files?.failed) return this.failWithFiles(computation, jobId, `its depends file could not be received: ${files.failed.message}`);
+      const missing = job.files.find((name) => !files?.arrived.has(name));
+      if (missing !== undefined)
+        return this.failWithFiles(computation, jobId, `its depends file ${missing} did not arrive at dispyscheduler`);
+    }
     const pin: JobPin | undefined = job.pinKey ? { key: job.pinKey } : job.pinHost ? { host: job.pinHost } : undefined;
     const submitted = this.context.submit({
       computeId: job.computeId,
@@ -314,8 +341,26 @@ export class ClientLink {
       pin,
       timeout: job.timeout > 0 ? job.timeout : undefined,
       definitions: job.definitions.length > 0 ? job.definitions : undefined,
+      files: job.files.length > 0 ? job.files.map((name) => path.join(this.jobDir(computation, jobId), name)) : undefined,
     });
     computation.jobs.set(jobId, submitted);
+  }
+
+  private jobDir(computation: ClientComputation, jobId: number): string {
+    return path.join(computation.dir, 'jobs', String(jobId));
+  }
+
+  /** A job whose per-job files are of no more use (it ended, or never started): they are removed. */
+  private dropJobFiles(computation: ClientComputation, jobId: number): void {
+    if (!computation.jobFiles.delete(jobId)) return;
+    rm(this.jobDir(computation, jobId), { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  private failWithFiles(computation: ClientComputation, jobId: number, why: string): void {
+    this.dropJobFiles(computation, jobId);
+    this.send({
+      jobReply: { computeId: computation.computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true },
+    });
   }
 
   private cancel(cancel: dispy.Cancel): void {
@@ -325,6 +370,7 @@ export class ClientLink {
     if (!computation || !job) return;
     if (this.context.cancel(job) === 'dequeued') {
       computation.jobs.delete(jobId);
+      this.dropJobFiles(computation, jobId);
       this.send({
         jobReply: {
           computeId: cancel.computeId,
@@ -363,6 +409,7 @@ export class ClientLink {
       this.send({ nodeStatus: { computeId, event, node: describeNode(node), ...extra } });
     const ended = (job: SchedulerJob<ClientJobRef>): number => {
       computation.jobs.delete(job.ref.jobId);
+      this.dropJobFiles(computation, job.ref.jobId);
       return job.ref.jobId;
     };
     const reply = (job: SchedulerJob<ClientJobRef>, status: JobEndStatus, outcome: Partial<JobOutcome>, node?: NodeInfo, failed = false) =>

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { DispyError, ErrorCode, UNEXPECTED, dispatchFrame, dispy, type ClientTls, type Frame, type FrameTable } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { NodeLink } from '../cluster/node-link.js';
+import { describeFiles } from '../cluster/local-files.js';
 import type { ClusterScheduler } from '../cluster/cluster-scheduler.js';
 import type { ComputationSpec, JobRequest, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from '../cluster/types.js';
 import { endStatus, nodeFromDescription } from './wire-node.js';
@@ -25,6 +26,8 @@ interface RemoteJob<Ref> extends SchedulerJob<Ref> {
   nodeKey?: string;
   /** Held until the computation is set up at the scheduler (then sent and cleared). */
   request?: JobRequest<Ref>;
+  /** Its per-job files are going to the scheduler; the Job frame follows. */
+  sending?: boolean;
 }
 
 type Handlers = FrameTable<[], 'ignored' | typeof UNEXPECTED>;
@@ -114,7 +117,7 @@ export class RemoteScheduler<
   cancel(job: SchedulerJob<Ref>): 'dequeued' | 'sent' | 'unknown' {
     const ours = this.jobs.get(job.uid);
     if (!ours) return 'unknown';
-    if (ours.request) {
+    if (ours.request || ours.sending) {
       this.jobs.delete(job.uid);
       return 'dequeued';
     }
@@ -268,14 +271,54 @@ export class RemoteScheduler<
   private sendJob(job: RemoteJob<Ref>): void {
     const request = job.request!;
     job.request = undefined;
+    if (request.files?.length) {
+      job.sending = true;
+      void this.sendWithFiles(job, request);
+      return;
+    }
+    this.sendJobFrame(job, request);
+  }
+
+  /**
+   * Per-job files go to the scheduler first (each in place there, FileDone), then the Job frame
+   * naming them; a file that cannot be read or sent ends the job `terminated`, naming it. A job
+   * cancelled meanwhile is not sent.
+   */
+  private async sendWithFiles(job: RemoteJob<Ref>, request: JobRequest<Ref>): Promise<void> {
+    const link = this.link!;
+    let files: LocalFile[] = [];
+    let current = request.files![0];
+    try {
+      files = await describeFiles(request.files!);
+      for (const file of files) {
+        current = file.path;
+        if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+        await (
+          await link.streamFile(request.computeId, file, job.uid)
+        ).arrived;
+      }
+    } catch (error) {
+      if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+      this.jobs.delete(job.uid);
+      this.spec!.events.jobFailed(job, 'terminated', `its depends file ${current} could not be sent: ${(error as Error).message}`);
+      return;
+    } finally {
+      job.sending = undefined;
+    }
+    if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+    this.sendJobFrame(job, request, files);
+  }
+
+  private sendJobFrame(job: RemoteJob<Ref>, request: JobRequest<Ref>, files: LocalFile[] = []): void {
     const pin = request.pin;
-    const sent = this.link!.connection.send(
+    this.link!.connection.send(
       {
         job: {
           computeId: request.computeId,
           jobId: job.uid,
           timeout: request.timeout ?? 0,
           definitions: request.definitions,
+          files: files.map((file) => file.name),
           priority: request.priority,
           pinKey: pin && 'key' in pin ? pin.key : '',
           pinHost: pin && 'host' in pin ? pin.host : '',
@@ -283,7 +326,6 @@ export class RemoteScheduler<
       },
       [request.args],
     );
-    if (!sent && this.link!.connection.isClosed) this.options.logger.debug(`job ${job.uid} went out on a closed connection`);
   }
 
   private onFrame(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {

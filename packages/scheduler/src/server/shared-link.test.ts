@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -46,7 +46,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 function fakeScheduler(secret = SECRET) {
   const added: { setup: dispy.Setup; files: { name: string; path: string }[]; nodes: string[]; events: ComputationEvents<ClientJobRef> }[] =
     [];
-  const submitted: { job: SchedulerJob<ClientJobRef>; args: Uint8Array; priority: number; pin?: unknown }[] = [];
+  const submitted: { job: SchedulerJob<ClientJobRef>; args: Uint8Array; priority: number; pin?: unknown; files?: string[] }[] = [];
   const closed: string[] = [];
   const ended: ClientLink[] = [];
   let uid = 100;
@@ -64,7 +64,7 @@ function fakeScheduler(secret = SECRET) {
     },
     submit: (request) => {
       const job = { uid: uid++, computeId: request.computeId, priority: request.priority, ref: request.ref };
-      submitted.push({ job, args: request.args, priority: request.priority, pin: request.pin });
+      submitted.push({ job, args: request.args, priority: request.priority, pin: request.pin, files: request.files });
       return job;
     },
     cancel: () => 'dequeued',
@@ -200,6 +200,36 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
 
     await remote.close();
     expect(fake.closed).toEqual(['c0ffee']);
+    await until(() => fake.ended.length === 1, 'the link ended');
+  });
+
+  it('sends per-job files before their job, which the scheduler gets as its files there, removed when the job ends', async () => {
+    const fake = fakeScheduler();
+    const { remote } = connected(fake);
+    const { calls, events } = recorder();
+    await remote.addComputation(specWith(events));
+    const file = path.join(dir, 'per-job.txt');
+    writeFileSync(file, 'for this job only');
+    remote.submit({ computeId: 'c0ffee', priority: 0, ref: 'with a file', args: encodeArguments([1]), files: [file] });
+    await until(() => fake.submitted.length === 1, 'the job reached the scheduler');
+    const [there] = fake.submitted[0]!.files!;
+    expect(there).not.toBe(file);
+    expect(readFileSync(there!, 'utf8')).toBe('for this job only');
+    fake.added[0]!.events.jobFailed(fake.submitted[0]!.job, 'terminated', 'it threw');
+    await until(() => calls.length === 1, 'the job ended');
+    await until(() => !existsSync(path.dirname(there!)), 'its files removed');
+    // A file that cannot be read ends its job, naming it; nothing reaches the scheduler.
+    remote.submit({ computeId: 'c0ffee', priority: 0, ref: 'missing', args: encodeArguments([2]), files: [path.join(dir, 'gone.txt')] });
+    await until(() => calls.length === 2, 'the job with a missing file ended');
+    expect(calls[1]).toEqual([
+      'jobFailed',
+      'missing',
+      'terminated',
+      expect.stringContaining('gone.txt could not be sent') as unknown,
+      undefined,
+    ]);
+    expect(fake.submitted).toHaveLength(1);
+    await remote.close();
     await until(() => fake.ended.length === 1, 'the link ended');
   });
 
