@@ -311,6 +311,7 @@ export class JobScheduler<
     for (const job of jobs) if (this.engine.dequeue(job.uid)) this.forget(job);
     await Promise.all(this.pool.serving(computeId).map((link) => this.release(link, computeId, true, 'the computation was closed')));
     this.computations.delete(computeId);
+    this.engine.forgetComputation(computeId);
     for (const job of jobs) {
       if (this.jobs.get(job.uid) !== job) continue;
       if (job.nodeKey !== undefined) this.engine.jobDone(job.nodeKey, job.uid);
