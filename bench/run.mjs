@@ -88,6 +88,13 @@ const COMPARISONS = [
 /** Targets; `pass(value)` decides PASS or MISS, and a missing measurement is a MISS. */
 const TARGETS = [
   {
+    label: 'throughput through dispyscheduler ≥ 0.7× JobCluster',
+    value: (m) => m('shared.throughput') / m('jobcluster.throughput'),
+    digits: 3,
+    unit: '×',
+    pass: (value) => value >= 0.7,
+  },
+  {
     label: 'throughput ≥ 0.2× piscina',
     value: (m) => m('dispy.throughput') / m('piscina.throughput'),
     digits: 3,

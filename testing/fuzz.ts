@@ -54,6 +54,8 @@ export const FRAME_KINDS = [
   'fileKept',
   'reattach',
   'reattachReply',
+  'nodeStatus',
+  'jobEvent',
 ] as const;
 export type FuzzFrameKind = (typeof FRAME_KINDS)[number];
 
@@ -126,6 +128,9 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     setup: definition,
     setupArgs: bytes,
     cleanupFunction: definition,
+    nodes: list(hostileString),
+    reentrant: fc.boolean(),
+    maxRetries: u32,
   }),
   setupReply: record({
     computeId: hostileString,
@@ -135,7 +140,16 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     destPath: hostileString,
     heartbeatInterval: double,
   }),
-  job: record({ computeId: hostileString, jobId: u64, timeout: double, files: list(hostileString), definitions: list(definition) }),
+  job: record({
+    computeId: hostileString,
+    jobId: u64,
+    timeout: double,
+    files: list(hostileString),
+    definitions: list(definition),
+    priority: double,
+    pinKey: hostileString,
+    pinHost: hostileString,
+  }),
   jobReply: record({
     computeId: hostileString,
     jobId: u64,
@@ -147,6 +161,8 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     startTime: double,
     endTime: double,
     cpuTime: double,
+    nodeKey: hostileString,
+    failed: fc.boolean(),
   }),
   jobAck: record({ jobIds: list(u64), computeId: hostileString }),
   cancel: record({ computeId: hostileString, jobId: u64 }),
@@ -184,6 +200,24 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     heldJobIds: list(u64),
     savedReplies: u32,
   }),
+  nodeStatus: record({
+    computeId: hostileString,
+    event: enumValue,
+    node: record({
+      host: hostileString,
+      port: u32,
+      name: hostileString,
+      cpus: u32,
+      totalCpus: u32,
+      platform: hostileString,
+      availInfo: record({ cpu: double, memory: double, disk: double, swap: double }),
+      tx: double,
+      rx: double,
+    }),
+    lostJobIds: list(u64),
+    why: hostileString,
+  }),
+  jobEvent: record({ computeId: hostileString, jobId: u64, event: enumValue, nodeKey: hostileString }),
 };
 
 /** A frame of one of `kinds` (default: every kind), with a request id that is often 0 and often small. */

@@ -7,6 +7,7 @@ import dispyJobs from './dispy-jobs.mjs';
 import dispyMemory from './dispy-memory.mjs';
 import dispyRecoverFile from './dispy-recover-file.mjs';
 import dispySharedNode from './dispy-shared-node.mjs';
+import dispyShared from './dispy-shared.mjs';
 import filePipeline from './file-pipeline.mjs';
 import piscinaPool from './piscina-pool.mjs';
 import tcpRtt from './tcp-rtt.mjs';
@@ -20,6 +21,7 @@ export const SECTIONS = [
   dispyMemory,
   dispyRecoverFile,
   dispySharedNode,
+  dispyShared,
   piscinaPool,
   tcpRtt,
   tcpTransfer,

@@ -1,4 +1,5 @@
 export { JobCluster, type SubmitJobOptions } from './cluster/job-cluster.js';
+export { SharedJobCluster, type SharedJobClusterOptions } from './cluster/shared-job-cluster.js';
 export { DispyJob } from './job/dispy-job.js';
 export { recoverJobs, readRecoverFile, type RecoverJobsOptions, type RecoverFileContents } from '@dispy/recover';
 export { DispyNode, type DispyNodeAvailInfo } from './node/dispy-node.js';

@@ -187,11 +187,7 @@ describe.skipIf(unavailable)(`a link taken down without a FIN${unavailable ? ` (
     expect(await within(30_000, 'the first client ends', first.exited), first.stderr).toBe(0);
     expect(JSON.parse(first.stdout.trim().split('\n').at(-1)!)).toEqual({ status: 'Finished', result: 'done', finished: 1 });
     expect(readFileSync(runs, 'utf8')).toBe('run\n');
-    await within(
-      5_000,
-      'the node resends the saved reply',
-      nodeLog.until(/reattached \(live\): 0 jobs held, 1 replies resent/),
-    );
+    await within(5_000, 'the node resends the saved reply', nodeLog.until(/reattached \(live\): 0 jobs held, 1 replies resent/));
     // The node serves several computations at once (issue 11): the second client's did not close
     // the first one's, which is taken back live, not as a loss.
     expect(first.stderr).not.toMatch(/lost the computation|closed the computation meanwhile/);

@@ -28,6 +28,8 @@ const UNEXPECTED_AFTER_AUTH: readonly FuzzFrameKind[] = [
   'nodeCpus',
   'fileWant',
   'reattachReply',
+  'nodeStatus',
+  'jobEvent',
 ];
 /** A request id no fuzzed frame has: the Error frame answering it marks the end of the answers. */
 const SENTINEL = 0xfffffff0;

@@ -9,6 +9,7 @@ export { encodeValue, encodeArguments, decodeValue, MAX_VALUE_BYTES } from './co
 export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
 export { newNonce, mac, macEquals, channelKeys, shortSecretWarning, NONCE_BYTES, MIN_SECRET_CHARS, type ChannelKeys } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
+export { ServerHandshake, type ServerHandshakeOptions } from './auth/server-handshake.js';
 export {
   sealDatagram,
   openDatagram,

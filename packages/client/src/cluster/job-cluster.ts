@@ -14,7 +14,7 @@ import {
   shortSecretWarning,
 } from '@dispy/protocol';
 import { createLogger, type Logger } from '@dispy/protocol/internal';
-import { JobScheduler, describeFiles, type JobPin } from '@dispy/scheduler';
+import { JobScheduler, describeFiles, type ClusterScheduler, type JobPin } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
 import { NodeAllocate } from '../node/node-allocate.js';
@@ -40,6 +40,24 @@ export interface SubmitJobOptions<A extends unknown[]> {
   timeout?: number;
 }
 
+/** What the cluster's scheduler is given to start (see `ClusterSeam`). */
+export interface SchedulerContext {
+  options: ResolvedClusterOptions;
+  /** The options as the user gave them (to tell a default from a choice). */
+  given: JobClusterOptions<never>;
+  tls: ReturnType<typeof loadClientTls>;
+  logger: Logger;
+}
+
+/**
+ * @internal How a kind of cluster differs from JobCluster: its name in messages and its scheduler
+ * (SharedJobCluster: dispyscheduler's, through `RemoteScheduler`). Everything else is shared.
+ */
+export interface ClusterSeam {
+  kind: string;
+  scheduler(context: SchedulerContext): ClusterScheduler<DispyJob, unknown, NodeAllocate>;
+}
+
 /**
  * A cluster for one computation, scheduled from this process: it finds nodes, ships the
  * computation to them once, and runs every submitted job on the least loaded node with a free
@@ -55,7 +73,9 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private readonly isProgram: boolean;
   private readonly logger: Logger;
   private readonly computeId = randomBytes(8).toString('hex');
-  private readonly scheduler: JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>;
+  private readonly scheduler: ClusterScheduler<DispyJob, unknown, NodeAllocate>;
+  /** `JobCluster` or `SharedJobCluster`, as messages name the cluster. */
+  private readonly kind: string;
   private readonly ledger: JobLedger;
   /** Writes the recover file (option `recoverFile`), between the scheduler's events and the ledger. */
   private readonly recorder?: RecoverRecorder;
@@ -64,29 +84,18 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   private closing?: Promise<void>;
   private startError?: Error;
 
-  constructor(computation: F | string, options: JobClusterOptions<Awaited<ReturnType<F>>> = {}) {
+  constructor(computation: F | string, options: JobClusterOptions<Awaited<ReturnType<F>>> = {}, seam?: ClusterSeam) {
+    this.kind = seam?.kind ?? 'JobCluster';
     this.options = resolveClusterOptions(options);
-    const tls = loadClientTls(this.options, 'JobCluster');
+    const tls = loadClientTls(this.options, this.kind);
     const shipped = shipComputation(computation, this.options);
     this.name = shipped.name;
     this.isProgram = shipped.kind === dispy.ComputationKind.PROGRAM;
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
     const weak = shortSecretWarning(this.options.secret);
     if (weak !== undefined) this.logger.warn(weak);
-    this.scheduler = new JobScheduler<DispyJob, JobCluster<F>, NodeAllocate>({
-      secret: this.options.secret,
-      tls,
-      ipAddr: [this.options.ipAddr ?? []].flat()[0],
-      port: this.options.port,
-      portIsDefault: options.port === undefined,
-      nodePort: this.options.nodePort,
-      pingInterval: this.options.pingInterval,
-      clientName: os.hostname(),
-      logger: this.logger,
-      fileDir: path.resolve(this.options.fileDir ?? process.cwd()),
-      maxFileSize: this.options.maxFileSize,
-      maxJobFilesSize: this.options.maxJobFilesSize,
-    });
+    const context: SchedulerContext = { options: this.options, given: options as JobClusterOptions<never>, tls, logger: this.logger };
+    this.scheduler = seam ? seam.scheduler(context) : localScheduler(context);
     this.ledger = new JobLedger({
       name: this.name,
       logger: this.logger,
@@ -135,7 +144,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
    * @throws UnsendableValueError naming the argument that cannot be sent; DispyError after close.
    */
   submitJob(options: SubmitJobOptions<Parameters<F>>): DispyJob<Awaited<ReturnType<F>>> {
-    if (this.closing) throw new DispyError(ErrorCode.CLOSED, `JobCluster ${this.name} is closed; create a new one to submit jobs`);
+    if (this.closing) throw new DispyError(ErrorCode.CLOSED, `${this.kind} ${this.name} is closed; create a new one to submit jobs`);
     if (this.startError) throw this.startError;
     if (!Array.isArray(options.args)) throw new OptionError(`submitJob: args must be an array, got ${typeof options.args}`);
     if (this.isProgram) {
@@ -344,13 +353,31 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   }
 
   private failStart(error: Error): void {
-    this.startError = new DispyError(ErrorCode.START, `JobCluster ${this.name} could not start: ${error.message}`, { cause: error });
+    this.startError = new DispyError(ErrorCode.START, `${this.kind} ${this.name} could not start: ${error.message}`, { cause: error });
     this.logger.error(this.startError.message);
     for (const job of [...this.ledger.jobs.values()]) {
       this.scheduler.drop(job);
       this.ledger.finish(job, DispyJob.Cancelled, undefined, this.startError.message);
     }
   }
+}
+
+/** JobCluster's own scheduler, in this process: it finds the nodes and talks to them itself. */
+function localScheduler({ options, given, tls, logger }: SchedulerContext): ClusterScheduler<DispyJob, unknown, NodeAllocate> {
+  return new JobScheduler<DispyJob, unknown, NodeAllocate>({
+    secret: options.secret,
+    tls,
+    ipAddr: [options.ipAddr ?? []].flat()[0],
+    port: options.port,
+    portIsDefault: given.port === undefined,
+    nodePort: options.nodePort,
+    pingInterval: options.pingInterval,
+    clientName: os.hostname(),
+    logger,
+    fileDir: path.resolve(options.fileDir ?? process.cwd()),
+    maxFileSize: options.maxFileSize,
+    maxJobFilesSize: options.maxJobFilesSize,
+  });
 }
 
 /** Where a job for `node` must run: that node (a DispyNode), or any node at a host (an IP address or a name). */

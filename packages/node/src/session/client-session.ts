@@ -69,6 +69,8 @@ export class ClientSession {
     fileKept: (kept) => this.incoming.kept(kept),
     reattach: (reattach, frame) => this.reattach(reattach, frame.requestId),
     reattachReply: UNEXPECTED,
+    nodeStatus: UNEXPECTED,
+    jobEvent: UNEXPECTED,
   } satisfies FrameTable;
 
   constructor(

@@ -36,6 +36,8 @@ export const FRAME_KIND_FIELDS: Readonly<Record<FrameKind, number>> = {
   fileKept: 20,
   reattach: 21,
   reattachReply: 22,
+  nodeStatus: 23,
+  jobEvent: 24,
 };
 
 /** The kinds by field number (`undefined` where a number is no kind). */
@@ -60,6 +62,7 @@ export const REPEATED_FIELDS: Readonly<Partial<Record<FrameKind, readonly Repeat
     { field: 9, name: 'setup.globals', packed: false },
     { field: 10, name: 'setup.definitions', packed: false },
     { field: 12, name: 'setup.files', packed: false },
+    { field: 17, name: 'setup.nodes', packed: false },
   ],
   job: [
     { field: 5, name: 'job.files', packed: false },
@@ -67,6 +70,7 @@ export const REPEATED_FIELDS: Readonly<Partial<Record<FrameKind, readonly Repeat
   ],
   jobAck: [{ field: 1, name: 'jobAck.jobIds', packed: true }],
   reattachReply: [{ field: 5, name: 'reattachReply.heldJobIds', packed: true }],
+  nodeStatus: [{ field: 4, name: 'nodeStatus.lostJobIds', packed: true }],
   fileWant: [
     { field: 2, name: 'fileWant.names', packed: false },
     { field: 4, name: 'fileWant.have', packed: false },

@@ -124,6 +124,9 @@ export const SESSION_LIMITS: FrameLimits = frozen({
     // The ids of the jobs the node holds for the computation, and an error.
     reattachReply: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + REPORT_FRAME_BYTES },
     cancel: { maxBytes: CONTROL_FRAME_BYTES },
+    // dispyscheduler -> SharedJobCluster: a node's description and the jobs lost with it, and a reason.
+    nodeStatus: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + REPORT_FRAME_BYTES },
+    jobEvent: { maxBytes: CONTROL_FRAME_BYTES },
     pulse: { maxBytes: CONTROL_FRAME_BYTES },
     setCpus: { maxBytes: CONTROL_FRAME_BYTES },
     nodeCpus: { maxBytes: CONTROL_FRAME_BYTES },

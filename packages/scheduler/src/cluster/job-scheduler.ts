@@ -18,6 +18,7 @@ import {
 } from './job-scheduler-options.js';
 import type { JobFilesConfig, NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
+import type { ClusterScheduler } from './cluster-scheduler.js';
 import { ReplyRouter } from './reply-router.js';
 import type {
   ComputationSpec,
@@ -41,7 +42,11 @@ import type {
  * `Ref` is what the submitter keeps per job, `Owner` what allocators get as their first argument,
  * `Alloc` the allocators' type (handed back to `ComputationSpec.nodeExtras`).
  */
-export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllocator<Owner> = NodeAllocator<Owner>> {
+export class JobScheduler<
+  Ref = unknown,
+  Owner = unknown,
+  Alloc extends NodeAllocator<Owner> = NodeAllocator<Owner>,
+> implements ClusterScheduler<Ref, Owner, Alloc> {
   private readonly engine: SchedulingEngine<QueuedJob<Ref>>;
   private readonly finder: Discovery;
   private readonly pool: NodePool;
@@ -298,10 +303,23 @@ export class JobScheduler<Ref = unknown, Owner = unknown, Alloc extends NodeAllo
     this.pool.setActive(active);
   }
 
-  /** Closes a computation on its nodes (killing its running jobs) and forgets it. */
+  /**
+   * Closes a computation on its nodes (killing its running jobs) and forgets it with its jobs: the
+   * waiting ones leave the queue at once, the running ones free their nodes' slots once the nodes
+   * have closed it (dispyscheduler closes one client's computation while the others go on).
+   */
   async closeComputation(computeId: string): Promise<void> {
+    const jobs = [...this.jobs.values()].filter((job) => job.computeId === computeId);
+    for (const job of jobs) if (this.engine.dequeue(job.uid)) this.forget(job);
     await Promise.all(this.pool.serving(computeId).map((link) => this.release(link, computeId, true, 'the computation was closed')));
     this.computations.delete(computeId);
+    this.engine.forgetComputation(computeId);
+    for (const job of jobs) {
+      if (this.jobs.get(job.uid) !== job) continue;
+      if (job.nodeKey !== undefined) this.engine.jobDone(job.nodeKey, job.uid);
+      this.forget(job);
+      if (job.nodeKey !== undefined) this.idle.check(job.nodeKey);
+    }
   }
 
   /** Stops discovery and hangs up on every node. */

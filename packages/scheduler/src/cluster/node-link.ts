@@ -48,6 +48,8 @@ export interface NodeLinkOptions {
   onClose: (link: NodeLink, error?: Error) => void;
   /** @internal Makes the socket (tests); default `net.connect`. */
   connect?: () => net.Socket;
+  /** What the peer is called in errors (default `node`). */
+  peerKind?: string;
 }
 
 /**
@@ -189,6 +191,7 @@ export class NodeLink {
         if (this.state !== 'closed') options.onClose(this, error);
       },
       connect: options.connect,
+      peerKind: options.peerKind,
     });
     return connection;
   }

@@ -69,6 +69,8 @@ export class ReplyRouter<Ref> {
       fileKept: UNEXPECTED,
       reattach: UNEXPECTED,
       reattachReply: UNEXPECTED,
+      nodeStatus: UNEXPECTED,
+      jobEvent: UNEXPECTED,
     };
   }
 

@@ -43,6 +43,20 @@ describe('SchedulingEngine', () => {
     expect(sent.at(-1)).toEqual(['b:1', 6]);
   });
 
+  it('lets computations of equal priority take turns on a node, however long one queue is', async () => {
+    const { engine, sent, settle } = harness(1);
+    engine.addNode('a:1', 'a', 1, 'long');
+    engine.addNode('a:1', 'a', 1, 'short');
+    for (let uid = 1; uid <= 5; uid++) engine.submit(job(uid, { computeId: 'long' }));
+    engine.submit(job(101, { computeId: 'short' }));
+    engine.submit(job(102, { computeId: 'short' }));
+    for (let done = 0; done < 7; done++) {
+      await settle();
+      engine.jobDone('a:1', sent.at(-1)![1]);
+    }
+    expect(sent.map(([, uid]) => uid)).toEqual([1, 101, 2, 102, 3, 4, 5]);
+  });
+
   it('keeps pinned jobs for their node, even before it exists', async () => {
     const { engine, sent, settle } = harness(1);
     engine.addNode('a:1', 'a', 2, 'c');

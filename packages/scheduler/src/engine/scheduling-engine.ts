@@ -70,6 +70,13 @@ export class SchedulingEngine<J extends EngineJob> {
   /** Jobs waiting on something before they may be queued (a host name to resolve, files to hash). */
   private readonly held = new Map<number, J>();
   private passScheduled = false;
+  /**
+   * When each computation last had a job dispatched (a count of dispatches): among computations
+   * whose most urgent jobs are equally urgent, the one served least recently goes first, so that
+   * computations sharing nodes (dispyscheduler) take turns and a long queue starves no other.
+   */
+  private readonly lastServed = new Map<string, number>();
+  private dispatches = 0;
 
   private readonly fixedDepth?: number;
 
@@ -116,6 +123,12 @@ export class SchedulingEngine<J extends EngineJob> {
   /** Stops sending jobs of `computeId` to a node (its running jobs go on). */
   removeComputation(key: string, computeId: string): void {
     this.nodes.get(key)?.computeIds.delete(computeId);
+  }
+
+  /** A computation is over: what the engine kept of it goes (its queue, once empty, and its turn). */
+  forgetComputation(computeId: string): void {
+    this.lastServed.delete(computeId);
+    if (this.queues.get(computeId)?.peek() === undefined) this.queues.delete(computeId);
   }
 
   /** Removes a node and returns the jobs that were running there, for the caller to settle. */
@@ -219,6 +232,7 @@ export class SchedulingEngine<J extends EngineJob> {
       if (!best || !bestQueue) return;
       const job = bestQueue.pop()!;
       this.waiting.delete(job.uid);
+      this.lastServed.set(job.computeId, ++this.dispatches);
       best.running.set(job.uid, job);
       this.hooks.dispatch(best.key, job);
     }
@@ -231,11 +245,18 @@ export class SchedulingEngine<J extends EngineJob> {
       if (head && node.computeIds.has(head.computeId)) return pinned;
     }
     let chosen: JobQueue<J> | undefined;
+    let chosenPriority = -Infinity;
+    let chosenServed = Infinity;
     for (const computeId of node.computeIds) {
       const queue = this.queues.get(computeId);
       const head = queue?.peek();
       if (!head) continue;
-      if (!chosen || head.priority > chosen.peek()!.priority) chosen = queue;
+      const served = this.lastServed.get(computeId) ?? 0;
+      if (!chosen || head.priority > chosenPriority || (head.priority === chosenPriority && served < chosenServed)) {
+        chosen = queue;
+        chosenPriority = head.priority;
+        chosenServed = served;
+      }
     }
     return chosen;
   }

@@ -37,6 +37,8 @@ export interface NodeConnectionOptions {
   onClose: (error?: Error) => void;
   /** @internal Makes the socket (tests pass one end of an in-memory pair); default `net.connect`. */
   connect?: () => net.Socket;
+  /** What the peer is called in errors (default `node`; a SharedJobCluster's link says `dispyscheduler`). */
+  peerKind?: string;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -76,6 +78,10 @@ export class NodeConnection {
   /** How long the node keeps a computation whose client is gone, in seconds, as its AuthResult said (0: not at all). */
   zombieSeconds = 0;
 
+  private get peerKind(): string {
+    return this.options.peerKind ?? 'node';
+  }
+
   constructor(private readonly options: NodeConnectionOptions) {
     this.requests = new PendingRequests(`node ${options.host}:${options.port}`);
     this.transfers = new PendingRequests(`node ${options.host}:${options.port}`);
@@ -95,7 +101,7 @@ export class NodeConnection {
         : net.connect({ host, port, ...(localAddress ? { localAddress } : {}) }));
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
-      socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not answer in time`)),
+      socket.destroy(new DispyError(ErrorCode.NO_ANSWER, `${this.peerKind} ${host}:${port} did not answer in time`)),
     );
     await new Promise<void>((resolve, reject) => {
       let helloNonce: Uint8Array | undefined;
@@ -113,7 +119,7 @@ export class NodeConnection {
           } else if (frame.kind === 'hello') {
             const hello = frame.hello as dispy.Hello;
             if (hello.version !== PROTOCOL_VERSION) {
-              refuse(new AuthError(`node ${host}:${port} speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}`));
+              refuse(new AuthError(`${this.peerKind} ${host}:${port} speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}`));
               return;
             }
             helloNonce = hello.nonce;
@@ -122,9 +128,9 @@ export class NodeConnection {
           } else if (frame.kind === 'authResult' && nonce && helloNonce) {
             const result = frame.authResult as dispy.AuthResult;
             if (!result.ok) {
-              refuse(new AuthError(`node ${host}:${port} refused this client: ${result.reason}`));
+              refuse(new AuthError(`${this.peerKind} ${host}:${port} refused this client: ${result.reason}`));
             } else if (!macEquals(nodeProof(secret, nonce, helloNonce), result.mac)) {
-              refuse(new AuthError(`node ${host}:${port} could not prove the shared secret; not used`));
+              refuse(new AuthError(`${this.peerKind} ${host}:${port} could not prove the shared secret; not used`));
             } else {
               // With a secret, every later frame both ways is sealed, as the node does after its AuthResult;
               // inside TLS they are not sealed a second time (the node knows it serves TLS too).
@@ -137,9 +143,9 @@ export class NodeConnection {
               resolve();
             }
           } else if (frame.kind === 'error') {
-            refuse(new AuthError(`node ${host}:${port}: ${frame.error!.message}`));
+            refuse(new AuthError(`${this.peerKind} ${host}:${port}: ${frame.error!.message}`));
           } else {
-            refuse(new AuthError(`node ${host}:${port} sent ${frame.kind} before authenticating`));
+            refuse(new AuthError(`${this.peerKind} ${host}:${port} sent ${frame.kind} before authenticating`));
           }
         },
         onClose: (closedBy) => {
@@ -153,10 +159,10 @@ export class NodeConnection {
             // A node that refuses a client's certificate may hang up without an alert that reaches us.
             reject(
               new AuthError(
-                `node ${host}:${port} closed the TLS connection before its Hello: it may have refused this client's certificate (--require-client-cert); see the node's log`,
+                `${this.peerKind} ${host}:${port} closed the TLS connection before its Hello: it may have refused this client's certificate (--require-client-cert); see the node's log`,
               ),
             );
-          else reject(error ?? new DispyError(ErrorCode.NO_ANSWER, `connection to node ${host}:${port} closed`));
+          else reject(error ?? new DispyError(ErrorCode.NO_ANSWER, `connection to ${this.peerKind} ${host}:${port} closed`));
         },
       });
     });
@@ -176,7 +182,10 @@ export class NodeConnection {
         return 'more';
       }
       if (frame.kind !== 'setupReply')
-        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setup with ${frame.kind}`);
+        throw new DispyError(
+          ErrorCode.PROTOCOL,
+          `${this.peerKind} ${this.options.host}:${this.options.port} answered setup with ${frame.kind}`,
+        );
       return 'done';
     });
     id = request.id;
@@ -193,7 +202,10 @@ export class NodeConnection {
     const { id, answer } = this.transfers.open(`file ${name}`, SETUP_TIMEOUT_MS, (frame) => {
       const done = frame.fileDone as dispy.FileDone;
       if (!done.ok)
-        throw new DispyError(ErrorCode.FILE, `node ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`);
+        throw new DispyError(
+          ErrorCode.FILE,
+          `${this.peerKind} ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`,
+        );
       return 'done';
     });
     const done = answer.then(() => undefined);
@@ -224,7 +236,10 @@ export class NodeConnection {
   async setCpus(computeId: string, cpus: number): Promise<dispy.SetCpusReply> {
     const { id, answer } = this.requests.open('setCpus', REPLY_TIMEOUT_MS, (frame) => {
       if (frame.kind !== 'setCpusReply')
-        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered setCpus with ${frame.kind}`);
+        throw new DispyError(
+          ErrorCode.PROTOCOL,
+          `${this.peerKind} ${this.options.host}:${this.options.port} answered setCpus with ${frame.kind}`,
+        );
       return 'done';
     });
     this.send({ setCpus: { computeId, cpus }, requestId: id });
@@ -249,7 +264,10 @@ export class NodeConnection {
   async reattach(computeId: string): Promise<dispy.ReattachReply> {
     const { id, answer } = this.requests.open(`reattach of ${computeId}`, REPLY_TIMEOUT_MS, (frame) => {
       if (frame.kind !== 'reattachReply')
-        throw new DispyError(ErrorCode.PROTOCOL, `node ${this.options.host}:${this.options.port} answered reattach with ${frame.kind}`);
+        throw new DispyError(
+          ErrorCode.PROTOCOL,
+          `${this.peerKind} ${this.options.host}:${this.options.port} answered reattach with ${frame.kind}`,
+        );
       return 'done';
     });
     this.send({ reattach: { computeId }, requestId: id });
@@ -307,7 +325,7 @@ export class NodeConnection {
       onSilent: (seconds) => {
         this.cutBecause = new DispyError(
           ErrorCode.NO_ANSWER,
-          `node ${host}:${port} sent nothing for ${Math.round(seconds)} s (${SILENT_HEARTBEATS} heartbeats); link presumed dead`,
+          `${this.peerKind} ${host}:${port} sent nothing for ${Math.round(seconds)} s (${SILENT_HEARTBEATS} heartbeats); link presumed dead`,
         );
         cutNow(socket, this.channel!, this.cutBecause);
       },

@@ -1,0 +1,87 @@
+import os from 'node:os';
+import { DEFAULT_SCHEDULER_PORT, OptionError } from '@dispy/protocol';
+import { RemoteScheduler } from '@dispy/scheduler';
+import { JobCluster } from './job-cluster.js';
+import type { JobClusterOptions } from './options.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFunction = (...args: any[]) => any;
+
+/** Options of `SharedJobCluster`: those of `JobCluster`, and where dispyscheduler is. */
+export interface SharedJobClusterOptions<R = unknown> extends JobClusterOptions<R> {
+  /** Host (address or name) of dispyscheduler; default this host. */
+  schedulerNode?: string;
+  /** dispyscheduler's port for clients; default 51349. */
+  schedulerPort?: number;
+  /**
+   * Asks for the nodes alone: the computation waits until no other runs there, and holds new ones
+   * back until it closes. Default false.
+   */
+  exclusive?: boolean;
+}
+
+const TLS_OPTIONS = ['keyfile', 'certfile', 'cafile', 'certFingerprint'] as const;
+
+/**
+ * A cluster whose jobs run on nodes shared with other programs, through dispyscheduler (which
+ * must be running at `schedulerNode`, with the cluster secret as `secret`). It is a JobCluster in
+ * every other way: same options, methods, jobs and callbacks, so a program written for JobCluster
+ * works after changing only the constructor. Differences (as in dispy): the scheduler chooses the
+ * nodes among its own (`nodes` narrows them; `allocateNode`, `deallocateNode` and `closeNode`
+ * change nothing and resolve -1 or 0), `setNodeCpus` changes nothing on shared nodes (it resolves
+ * the CPUs the cluster uses there, or -1), `pulseInterval` is the scheduler's, and `sendFile`
+ * resolves -1.
+ *
+ * @throws OptionError for a wrong option (naming it), as JobCluster.
+ */
+export class SharedJobCluster<F extends AnyFunction = AnyFunction> extends JobCluster<F> {
+  /** Where dispyscheduler is. */
+  readonly schedulerNode: string;
+  readonly schedulerPort: number;
+  readonly exclusive: boolean;
+
+  constructor(computation: F | string, options: SharedJobClusterOptions<Awaited<ReturnType<F>>> = {}) {
+    const { schedulerNode, schedulerPort, exclusive, ...rest } = options;
+    if (schedulerNode !== undefined && (typeof schedulerNode !== 'string' || schedulerNode.length === 0)) {
+      throw new OptionError(`SharedJobCluster: option "schedulerNode" must be a host name or an IP address, got ${String(schedulerNode)}`);
+    }
+    if (schedulerPort !== undefined && !(Number.isInteger(schedulerPort) && schedulerPort >= 1 && schedulerPort <= 65535)) {
+      throw new OptionError(`SharedJobCluster: option "schedulerPort" must be an integer 1..65535, got ${String(schedulerPort)}`);
+    }
+    if (exclusive !== undefined && typeof exclusive !== 'boolean') {
+      throw new OptionError(`SharedJobCluster: option "exclusive" must be true or false, got ${String(exclusive)}`);
+    }
+    const tls = TLS_OPTIONS.find((name) => rest[name] !== undefined);
+    if (tls !== undefined) {
+      throw new OptionError(
+        `SharedJobCluster: option "${tls}": TLS to dispyscheduler is not supported yet; its clients use the cluster secret`,
+      );
+    }
+    const host = schedulerNode ?? os.hostname();
+    const port = schedulerPort ?? DEFAULT_SCHEDULER_PORT;
+    if (typeof rest.recoverFile === 'string') {
+      process.emitWarning('SharedJobCluster: option "recoverFile" is not supported through dispyscheduler yet; no recover file is written');
+    }
+    // The client binds no port of its own (it connects to the scheduler); `port` is accepted for dispy's sake.
+    // A recover file would name the scheduler's nodes, which recoverJobs cannot reach with the cluster secret.
+    super(
+      computation,
+      { ...rest, exclusive, port: rest.port ?? 0, recoverFile: false },
+      {
+        kind: 'SharedJobCluster',
+        scheduler: ({ options: resolved, logger }) =>
+          new RemoteScheduler({
+            host,
+            port,
+            secret: resolved.secret,
+            localAddress: [resolved.ipAddr ?? []].flat()[0],
+            clientName: os.hostname(),
+            logger,
+          }),
+      },
+    );
+    this.schedulerNode = host;
+    this.schedulerPort = port;
+    this.exclusive = exclusive ?? false;
+  }
+}

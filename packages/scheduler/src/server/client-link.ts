@@ -1,0 +1,449 @@
+import { lookup } from 'node:dns/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import {
+  ErrorCode,
+  FileReceiver,
+  FramedSocket,
+  HANDSHAKE_LIMITS,
+  SESSION_LIMITS,
+  ServerHandshake,
+  UNEXPECTED,
+  dispatchFrame,
+  dispy,
+  type Frame,
+  type FrameInit,
+  type FrameTable,
+} from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
+import { LinkLiveness } from '../session/link-liveness.js';
+import type { JobPin, LocalFile, NodeInfo, SchedulerJob, ComputationEvents, JobOutcome, JobEndStatus } from '../cluster/types.js';
+import { WIRE_STATUS, describeNode } from './wire-node.js';
+
+/** What dispyscheduler keeps per job of a client: whose it is, and its id on the client's connection. */
+export interface ClientJobRef {
+  readonly client: ClientLink;
+  readonly jobId: number;
+}
+
+/** What a client's connection needs of the scheduler that hosts it. */
+export interface ClientLinkContext {
+  /** The cluster secret. */
+  readonly secret: string;
+  readonly logger: Logger;
+  /** Told to the client in AuthResult: seconds between heartbeats (a client silent for 4 of them is presumed dead). */
+  readonly heartbeatSeconds: number;
+  readonly zombieSeconds: number;
+  /** The scheduler's name, sent in AuthResult. */
+  readonly name: string;
+  /** Where the depends files of the clients' computations are kept, one directory per computation. */
+  readonly fileDir: string;
+  /** Largest depends file accepted, in bytes (0: no limit). */
+  readonly maxFileSize: number;
+  /** Adds a client's computation to the scheduler (its depends files are in place). */
+  addComputation(setup: dispy.Setup, files: LocalFile[], nodes: string[], events: ComputationEvents<ClientJobRef>): Promise<void>;
+  submit(request: {
+    computeId: string;
+    priority: number;
+    ref: ClientJobRef;
+    args: Uint8Array;
+    pin?: JobPin;
+    timeout?: number;
+    definitions?: dispy.IDefinition[];
+    /** Per-job depends files, in place at the scheduler (paths). */
+    files?: string[];
+  }): SchedulerJob<ClientJobRef>;
+  cancel(job: SchedulerJob<ClientJobRef>): 'dequeued' | 'sent' | 'unknown';
+  /** Closes a computation on its nodes (its running jobs are terminated) and forgets its jobs. */
+  closeComputation(computeId: string): Promise<void>;
+  /** The connection has ended and its computations are closed. */
+  onEnd(link: ClientLink): void;
+}
+
+/** A client's computation as the scheduler holds it for the client. */
+interface ClientComputation {
+  readonly computeId: string;
+  readonly name: string;
+  readonly dir: string;
+  /** Jobs not ended yet, by the client's job id. */
+  readonly jobs: Map<number, SchedulerJob<ClientJobRef>>;
+  /** Depends files still to arrive before the computation is added. */
+  waiting?: Set<string>;
+  /** A depends file arrived (or failed, or the computation was closed meanwhile: `error`). */
+  arrived?: (name: string, error?: Error) => void;
+  /** Added to the scheduler (set up); false while its files arrive. */
+  added: boolean;
+  /** Per-job depends files that arrived (or failed), by the client's job id, until the job ends. */
+  readonly jobFiles: Map<number, { arrived: Set<string>; failed?: Error }>;
+}
+
+/** A compute id names a directory: letters, digits, `-` and `_` only. */
+const COMPUTE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * One SharedJobCluster's connection to dispyscheduler. The scheduler answers it as a node does
+ * (the handshake with the cluster secret, then the sealed channel): Setup (with FileWant and the
+ * files), Job, Cancel, Close and JobAck come in; SetupReply, NodeStatus, JobEvent, JobReply
+ * (with the node that ran the job), CloseReply and heartbeats go out. When the connection ends (or
+ * the client is silent for four heartbeats), the client's computations are closed and their
+ * running jobs terminated.
+ */
+export class ClientLink {
+  readonly peer: string;
+  private readonly channel: FramedSocket;
+  private readonly handshake: ServerHandshake;
+  private readonly computations = new Map<string, ClientComputation>();
+  private readonly handlers: FrameTable;
+  private liveness?: LinkLiveness;
+  private receiver?: FileReceiver;
+  private authenticated = false;
+  private closed = false;
+  /** The client's name, as its Auth said. */
+  clientName = '';
+
+  constructor(
+    socket: net.Socket,
+    private readonly context: ClientLinkContext,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.channel = new FramedSocket(socket, {
+      limits: HANDSHAKE_LIMITS,
+      onFrame: (frame, attachment) => this.onFrame(frame, attachment),
+      onClose: (error) => void this.shutdown(error),
+    });
+    socket.on('data', () => this.liveness?.heard());
+    this.handshake = new ServerHandshake({
+      channel: this.channel,
+      name: context.name,
+      secret: context.secret,
+      role: 'scheduler',
+      logger: context.logger,
+      peer: this.peer,
+      heartbeatSeconds: context.heartbeatSeconds,
+      zombieSeconds: context.zombieSeconds,
+    });
+    this.handlers = {
+      setup: (setup, frame) => void this.setup(setup, frame.requestId),
+      fileChunk: (chunk, _frame, attachment) => this.files().receive(chunk, attachment),
+      job: (job, _frame, attachment) => this.job(job, attachment),
+      cancel: (cancel) => this.cancel(cancel),
+      close: (close, frame) => void this.close(close.computeId, frame.requestId),
+      // Replies are not kept for the client yet: its acknowledgements have nothing to release.
+      jobAck: () => undefined,
+      pulse: () => undefined,
+      reattach: (reattach, frame) =>
+        this.send({
+          requestId: frame.requestId,
+          reattachReply: { computeId: reattach.computeId, ok: false, error: 'dispyscheduler does not take back computations yet' },
+        }),
+      hello: UNEXPECTED,
+      auth: UNEXPECTED,
+      authResult: UNEXPECTED,
+      setupReply: UNEXPECTED,
+      jobReply: UNEXPECTED,
+      closeReply: UNEXPECTED,
+      error: UNEXPECTED,
+      setCpus: UNEXPECTED,
+      setCpusReply: UNEXPECTED,
+      nodeCpus: UNEXPECTED,
+      fileWant: UNEXPECTED,
+      fileDone: UNEXPECTED,
+      fileKept: UNEXPECTED,
+      reattachReply: UNEXPECTED,
+      nodeStatus: UNEXPECTED,
+      jobEvent: UNEXPECTED,
+    } satisfies FrameTable;
+  }
+
+  /** Computations of this client and their jobs not ended yet. */
+  status(): { client: string; computations: { name: string; jobs: number }[] } {
+    return {
+      client: `${this.clientName || this.peer} (${this.peer})`,
+      computations: [...this.computations.values()].map(({ name, jobs }) => ({ name, jobs: jobs.size })),
+    };
+  }
+
+  /** Whether the client has authenticated (and not gone). */
+  get isAuthenticated(): boolean {
+    return this.authenticated && !this.closed;
+  }
+
+  /**
+   * Ends the connection: its computations are closed on their nodes (running jobs terminated) and
+   * their files removed. With `error`, the client is told why. Never rejects.
+   */
+  async shutdown(error?: Error): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handshake.cancel();
+    this.liveness?.stop();
+    const { logger } = this.context;
+    if (this.authenticated) {
+      const count = this.computations.size;
+      logger.info(
+        `client ${this.clientName || this.peer} (${this.peer}) disconnected${error ? `: ${error.message}` : ''}` +
+          (count > 0 ? `; closing its ${count} computation${count === 1 ? '' : 's'} and terminating their running jobs` : ''),
+      );
+    }
+    this.channel.destroy();
+    await this.receiver?.abort().catch(() => undefined);
+    await Promise.all([...this.computations.keys()].map((computeId) => this.forget(computeId)));
+    this.context.onEnd(this);
+  }
+
+  private onFrame(frame: Frame, attachment?: Buffer[]): void {
+    if (this.closed) return;
+    if (!this.authenticated) {
+      const name = this.handshake.receive(frame);
+      if (name === undefined) return;
+      this.authenticated = true;
+      this.clientName = name;
+      this.channel.setLimits(SESSION_LIMITS);
+      this.context.logger.info(`client ${name} (${this.peer}) authenticated`);
+      this.liveness = new LinkLiveness({
+        heartbeatSeconds: this.context.heartbeatSeconds,
+        pulse: () => this.send({ pulse: {} }),
+        onSilent: (seconds) => void this.shutdown(new Error(`it sent nothing for ${Math.round(seconds)} s; presumed dead`)),
+      });
+      return;
+    }
+    if (dispatchFrame(this.handlers, frame, attachment) === UNEXPECTED) {
+      this.send({ requestId: frame.requestId, error: { code: ErrorCode.PROTOCOL, message: `unexpected ${frame.kind} frame` } });
+    }
+  }
+
+  private send(frame: FrameInit, attachment?: Buffer[]): void {
+    if (this.closed) return;
+    this.liveness?.sent();
+    this.channel.send(frame, attachment);
+  }
+
+  /** Setup: takes the depends files (FileWant), then adds the computation to the scheduler and answers SetupReply. */
+  private async setup(setup: dispy.Setup, requestId: number): Promise<void> {
+    const { computeId } = setup;
+    const refuse = (error: string): void => this.send({ requestId, setupReply: { computeId, ok: false, error } });
+    if (!COMPUTE_ID.test(computeId)) return refuse(`compute id ${JSON.stringify(computeId)} is not letters, digits, - and _`);
+    if (this.computations.has(computeId)) return refuse(`computation ${computeId} is set up already`);
+    const names = setup.files.map((file) => file.name ?? '');
+    const badName = names.find((name) => name !== path.basename(name) || name === '.' || name === '..' || name === '');
+    if (badName !== undefined) return refuse(`depends file ${JSON.stringify(badName)} must be a plain file name`);
+    const dir = path.join(this.context.fileDir, computeId);
+    const computation: ClientComputation = { computeId, name: setup.name, dir, jobs: new Map(), added: false, jobFiles: new Map() };
+    this.computations.set(computeId, computation);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (names.length > 0) {
+        const arrived = new Promise<void>((resolve, reject) => {
+          computation.waiting = new Set(names);
+          computation.arrived = (name, error) => {
+            if (error) reject(error);
+            computation.waiting?.delete(name);
+            if (computation.waiting?.size === 0) resolve();
+          };
+        });
+        this.send({ requestId, fileWant: { computeId, names } });
+        await arrived;
+      }
+      const files: LocalFile[] = setup.files.map((file, index) => ({
+        name: names[index]!,
+        path: path.join(dir, names[index]!),
+        size: Number(file.size ?? 0),
+        mode: (file.mode ?? 0o644) & 0o777,
+      }));
+      const nodes = await this.resolveNodes(setup.nodes);
+      if (this.closed || this.computations.get(computeId) !== computation) return;
+      await this.context.addComputation(setup, files, nodes, this.eventsOf(computation));
+      computation.added = true;
+      this.context.logger.info(`client ${this.clientName} (${this.peer}): computation ${setup.name} (${computeId}) added`);
+      this.send({ requestId, setupReply: { computeId, ok: true, heartbeatInterval: this.context.heartbeatSeconds } });
+    } catch (error) {
+      refuse((error as Error).message);
+      await this.forget(computeId);
+    }
+  }
+
+  /** The client's `nodes`, with host names also as their addresses (a name that does not resolve stays a name). */
+  private async resolveNodes(patterns: string[]): Promise<string[]> {
+    const all = [...patterns];
+    if (patterns.includes('*')) return [];
+    for (const pattern of patterns) {
+      if (pattern.includes('*') || net.isIP(pattern)) continue;
+      try {
+        all.push(...(await lookup(pattern, { all: true })).map(({ address }) => address));
+      } catch {
+        this.context.logger.debug(`client ${this.peer}: node ${pattern} does not resolve; matched by name only`);
+      }
+    }
+    return all;
+  }
+
+  /** Receives depends files into their computation's directory and answers each with FileDone. */
+  private files(): FileReceiver {
+    this.receiver ??= new FileReceiver({
+      rootFor: (chunk) => {
+        const computation = this.computations.get(chunk.computeId ?? '');
+        const jobId = Number(chunk.jobId ?? 0);
+        if (jobId > 0 && computation?.added) {
+          // A per-job file: in a directory of the job's own, removed when the job ends.
+          const dir = this.jobDir(computation, jobId);
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          return dir;
+        }
+        if (!computation?.waiting?.has(chunk.path ?? ''))
+          throw new Error(`no depends file ${chunk.path} is awaited for ${chunk.computeId}`);
+        return computation.dir;
+      },
+      maxFileSize: this.context.maxFileSize,
+      pause: () => this.channel.socket.pause(),
+      resume: () => this.channel.socket.resume(),
+      onDone: (transferId, result, about) => {
+        const failed = result instanceof Error ? result : undefined;
+        this.send({ fileDone: failed ? { transferId, ok: false, error: failed.message } : { transferId, ok: true } });
+        const computation = this.computations.get(about.computeId);
+        if (about.jobId > 0 && computation?.added) {
+          let files = computation.jobFiles.get(about.jobId);
+          if (!files) computation.jobFiles.set(about.jobId, (files = { arrived: new Set() }));
+          if (failed) files.failed ??= failed;
+          else files.arrived.add(about.name);
+          return;
+        }
+        computation?.arrived?.(about.name, failed);
+      },
+    });
+    return this.receiver;
+  }
+
+  private job(job: dispy.Job, attachment: Buffer[] | undefined): void {
+    const jobId = Number(job.jobId);
+    const computation = this.computations.get(job.computeId);
+    const fail = (why: string): void =>
+      this.send({
+        jobReply: { computeId: job.computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true },
+      });
+    if (!computation?.added) return fail(`no computation ${job.computeId} is set up for this client at dispyscheduler`);
+    if (computation.jobs.has(jobId)) return fail(`job ${jobId} of ${computation.name} was submitted already`);
+    // Per-job files came before the Job frame, each answered with FileDone before the client sent it.
+    const files = computation.jobFiles.get(jobId);
+    if (job.files.length > 0) {
+      if (files?.failed) return this.failWithFiles(computation, jobId, `its depends file could not be received: ${files.failed.message}`);
+      const missing = job.files.find((name) => !files?.arrived.has(name));
+      if (missing !== undefined)
+        return this.failWithFiles(computation, jobId, `its depends file ${missing} did not arrive at dispyscheduler`);
+    }
+    const pin: JobPin | undefined = job.pinKey ? { key: job.pinKey } : job.pinHost ? { host: job.pinHost } : undefined;
+    const submitted = this.context.submit({
+      computeId: job.computeId,
+      priority: Number.isFinite(job.priority) ? job.priority : 0,
+      ref: { client: this, jobId },
+      args: attachment && attachment.length === 1 ? attachment[0]! : Buffer.concat(attachment ?? []),
+      pin,
+      timeout: job.timeout > 0 ? job.timeout : undefined,
+      definitions: job.definitions.length > 0 ? job.definitions : undefined,
+      files: job.files.length > 0 ? job.files.map((name) => path.join(this.jobDir(computation, jobId), name)) : undefined,
+    });
+    computation.jobs.set(jobId, submitted);
+  }
+
+  private jobDir(computation: ClientComputation, jobId: number): string {
+    return path.join(computation.dir, 'jobs', String(jobId));
+  }
+
+  /** A job whose per-job files are of no more use (it ended, or never started): they are removed. */
+  private dropJobFiles(computation: ClientComputation, jobId: number): void {
+    if (!computation.jobFiles.delete(jobId)) return;
+    rm(this.jobDir(computation, jobId), { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  private failWithFiles(computation: ClientComputation, jobId: number, why: string): void {
+    this.dropJobFiles(computation, jobId);
+    this.send({
+      jobReply: { computeId: computation.computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true },
+    });
+  }
+
+  private cancel(cancel: dispy.Cancel): void {
+    const jobId = Number(cancel.jobId);
+    const computation = this.computations.get(cancel.computeId);
+    const job = computation?.jobs.get(jobId);
+    if (!computation || !job) return;
+    if (this.context.cancel(job) === 'dequeued') {
+      computation.jobs.delete(jobId);
+      this.dropJobFiles(computation, jobId);
+      this.send({
+        jobReply: {
+          computeId: cancel.computeId,
+          jobId,
+          status: dispy.JobStatus.CANCELLED,
+          exception: 'cancelled before it ran',
+          failed: true,
+        },
+      });
+    }
+  }
+
+  private async close(computeId: string, requestId: number): Promise<void> {
+    await this.forget(computeId);
+    this.send({ requestId, closeReply: { computeId } });
+  }
+
+  /** Closes a computation on its nodes (if it was added), forgets it and removes its files. */
+  private async forget(computeId: string): Promise<void> {
+    const computation = this.computations.get(computeId);
+    if (!computation) return;
+    this.computations.delete(computeId);
+    computation.arrived?.('', new Error('the computation was closed'));
+    if (computation.added) {
+      await this.context
+        .closeComputation(computeId)
+        .catch((error: Error) => this.context.logger.warn(`closing ${computeId}: ${error.message}`));
+    }
+    await rm(computation.dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  /** The scheduler's events of a computation, as frames to this client. */
+  private eventsOf(computation: ClientComputation): ComputationEvents<ClientJobRef> {
+    const { computeId } = computation;
+    const nodeStatus = (event: dispy.NodeStatus.Event, node: NodeInfo, extra: { lostJobIds?: number[]; why?: string } = {}): void =>
+      this.send({ nodeStatus: { computeId, event, node: describeNode(node), ...extra } });
+    const ended = (job: SchedulerJob<ClientJobRef>): number => {
+      computation.jobs.delete(job.ref.jobId);
+      this.dropJobFiles(computation, job.ref.jobId);
+      return job.ref.jobId;
+    };
+    const reply = (job: SchedulerJob<ClientJobRef>, status: JobEndStatus, outcome: Partial<JobOutcome>, node?: NodeInfo, failed = false) =>
+      this.send({
+        jobReply: {
+          computeId,
+          jobId: ended(job),
+          status: WIRE_STATUS[status],
+          result: outcome.result,
+          stdout: outcome.stdout,
+          stderr: outcome.stderr,
+          exception: outcome.exception,
+          startTime: outcome.startTime,
+          endTime: outcome.endTime,
+          cpuTime: outcome.cpuTime,
+          nodeKey: node?.key ?? '',
+          failed,
+        },
+      });
+    return {
+      nodeUp: (node) => nodeStatus(dispy.NodeStatus.Event.UP, node),
+      nodeDown: (node, lost, why) => nodeStatus(dispy.NodeStatus.Event.DOWN, node, { lostJobIds: lost.map(ended), why }),
+      nodeFailed: (node, error) => nodeStatus(dispy.NodeStatus.Event.FAILED, node, { why: error }),
+      nodeAvailInfo: (node) => nodeStatus(dispy.NodeStatus.Event.AVAIL, node),
+      jobStarted: (job, node) =>
+        this.send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.STARTED, nodeKey: node.key } }),
+      jobRequeued: (job, from) =>
+        this.send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.REQUEUED, nodeKey: from.key } }),
+      jobProvisional: (job, result, node) =>
+        this.send({
+          jobReply: { computeId, jobId: job.ref.jobId, status: dispy.JobStatus.PROVISIONAL, result, nodeKey: node.key },
+        }),
+      jobDone: (job, outcome, node) => reply(job, outcome.status, outcome, node),
+      jobFailed: (job, status, why, node) => reply(job, status, { exception: why }, node, true),
+    };
+  }
+}

@@ -1,0 +1,445 @@
+import type net from 'node:net';
+import { DispyError, ErrorCode, UNEXPECTED, dispatchFrame, dispy, type ClientTls, type Frame, type FrameTable } from '@dispy/protocol';
+import type { Logger } from '@dispy/protocol/internal';
+import { NodeLink } from '../cluster/node-link.js';
+import { describeFiles } from '../cluster/local-files.js';
+import type { ClusterScheduler } from '../cluster/cluster-scheduler.js';
+import type { ComputationSpec, JobRequest, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from '../cluster/types.js';
+import { endStatus, nodeFromDescription } from './wire-node.js';
+
+export interface RemoteSchedulerOptions {
+  /** Where dispyscheduler serves SharedJobClusters. */
+  host: string;
+  port: number;
+  /** The cluster secret. */
+  secret: string;
+  tls?: ClientTls;
+  localAddress?: string;
+  clientName: string;
+  logger: Logger;
+  /** @internal Makes the socket (tests); default `net.connect`. */
+  connect?: () => net.Socket;
+}
+
+/** A job of this client as the remote scheduler tracks it. */
+interface RemoteJob<Ref> extends SchedulerJob<Ref> {
+  nodeKey?: string;
+  /** Held until the computation is set up at the scheduler (then sent and cleared). */
+  request?: JobRequest<Ref>;
+  /** Its per-job files are going to the scheduler; the Job frame follows. */
+  sending?: boolean;
+}
+
+type Handlers = FrameTable<[], 'ignored' | typeof UNEXPECTED>;
+
+/**
+ * The scheduler of a SharedJobCluster: the methods of `JobScheduler` that `JobCluster` uses, done
+ * by dispyscheduler over one authenticated connection (the client's side is a node's link:
+ * `NodeLink`, `NodeConnection`). Its frames come back as the same `ComputationEvents`, so the
+ * cluster's ledger, jobs and callbacks are JobCluster's own. One computation per instance.
+ *
+ * When the connection is lost, the jobs not done end Cancelled (dispyscheduler closed the
+ * computation and terminated them), and the next submit connects again and sets the computation
+ * up anew; a scheduler that cannot be reached fails those jobs, naming it.
+ */
+export class RemoteScheduler<
+  Ref = unknown,
+  Owner = unknown,
+  Alloc extends NodeAllocator<Owner> = NodeAllocator<Owner>,
+> implements ClusterScheduler<Ref, Owner, Alloc> {
+  private spec?: ComputationSpec<Ref, Owner, Alloc>;
+  private link?: NodeLink;
+  /** The connection being opened and set up. */
+  private opening?: NodeLink;
+  private connecting?: Promise<void>;
+  private readonly jobs = new Map<number, RemoteJob<Ref>>();
+  /** Nodes serving the computation now, by key. */
+  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly handlers: Handlers;
+  private nextUid = 1;
+  private active = false;
+  private closed = false;
+
+  constructor(private readonly options: RemoteSchedulerOptions) {
+    this.handlers = {
+      jobReply: (reply) => this.jobReply(reply),
+      jobEvent: (event) => this.jobEvent(event),
+      nodeStatus: (status) => this.nodeStatus(status),
+      pulse: () => undefined,
+      error: (error) => this.options.logger.warn(`dispyscheduler ${this.where}: ${error.message}`),
+      setupReply: 'ignored',
+      closeReply: 'ignored',
+      fileWant: 'ignored',
+      fileDone: 'ignored',
+      setCpusReply: 'ignored',
+      reattachReply: 'ignored',
+      nodeCpus: UNEXPECTED,
+      fileChunk: UNEXPECTED,
+      hello: UNEXPECTED,
+      auth: UNEXPECTED,
+      authResult: UNEXPECTED,
+      setup: UNEXPECTED,
+      job: UNEXPECTED,
+      jobAck: UNEXPECTED,
+      cancel: UNEXPECTED,
+      close: UNEXPECTED,
+      setCpus: UNEXPECTED,
+      fileKept: UNEXPECTED,
+      reattach: UNEXPECTED,
+    };
+  }
+
+  private get where(): string {
+    return `${this.options.host}:${this.options.port}`;
+  }
+
+  /** Connects to dispyscheduler and sets the computation up there; rejects with why not (AuthError for a wrong secret). */
+  async addComputation(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<void> {
+    if (this.spec) throw new DispyError(ErrorCode.START, 'a SharedJobCluster has one computation');
+    this.spec = spec;
+    await this.ready();
+  }
+
+  submit(request: JobRequest<Ref>): SchedulerJob<Ref> {
+    const job: RemoteJob<Ref> = {
+      uid: this.nextUid++,
+      computeId: request.computeId,
+      priority: request.priority,
+      ref: request.ref,
+      request,
+    };
+    this.jobs.set(job.uid, job);
+    if (this.link && !this.connecting) this.sendJob(job);
+    else if (this.spec && !this.closed) this.ready().catch(() => undefined);
+    return job;
+  }
+
+  cancel(job: SchedulerJob<Ref>): 'dequeued' | 'sent' | 'unknown' {
+    const ours = this.jobs.get(job.uid);
+    if (!ours) return 'unknown';
+    if (ours.request || ours.sending) {
+      this.jobs.delete(job.uid);
+      return 'dequeued';
+    }
+    this.link?.connection.send({ cancel: { computeId: ours.computeId, jobId: ours.uid } });
+    return 'sent';
+  }
+
+  drop(job: SchedulerJob<Ref>): boolean {
+    const ours = this.jobs.get(job.uid);
+    if (!ours) return false;
+    this.jobs.delete(job.uid);
+    if (!ours.request) this.link?.connection.send({ cancel: { computeId: ours.computeId, jobId: ours.uid } });
+    return true;
+  }
+
+  nodesOf(_computeId: string): NodeInfo[] {
+    return [...this.nodes.values()];
+  }
+
+  runningOn(nodeKey: string): SchedulerJob<Ref>[] {
+    return [...this.jobs.values()].filter((job) => job.nodeKey === nodeKey);
+  }
+
+  /** The scheduler's nodes are its own: a SharedJobCluster names its nodes when it is created only. */
+  allocate(_computeId: string, allocator: Alloc): Promise<void> {
+    this.options.logger.warn(`allocateNode(${allocator.host}): the nodes of a SharedJobCluster are chosen when it is created; ignored`);
+    return Promise.resolve();
+  }
+
+  deallocate(_computeId: string, _nodeKey: string): boolean {
+    return false;
+  }
+
+  closeNode(_computeId: string, _nodeKey: string, _terminatePending: boolean): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  /**
+   * Changes nothing: a shared node's CPUs are the scheduler's, as in dispy. Resolves the CPUs the
+   * computation uses there (unchanged), or -1 for a node that does not serve it.
+   */
+  setNodeCpus(_computeId: string, nodeKey: string, _cpus: number): Promise<number> {
+    return Promise.resolve(this.nodes.get(nodeKey)?.cpus ?? -1);
+  }
+
+  sendFile(_computeId: string, _nodeKey: string, _file: LocalFile): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  setActive(active: boolean): void {
+    this.active = active;
+    this.link?.connection.setActive(active);
+  }
+
+  async closeComputation(computeId: string): Promise<void> {
+    await this.connecting?.catch(() => undefined);
+    const link = this.link;
+    if (!link) return;
+    link.connection.setActive(true);
+    await link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
+  }
+
+  /** Closes the computation at the scheduler (its running jobs are terminated) and hangs up. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.spec) await this.closeComputation(this.spec.computeId);
+    this.link?.close();
+    this.link = undefined;
+  }
+
+  /** Connects and sets the computation up unless that is done or in progress; then sends the jobs held meanwhile. */
+  private ready(): Promise<void> {
+    this.connecting ??= this.connect()
+      .then((link) => {
+        this.link = link;
+        link.connection.setActive(this.active);
+        for (const job of this.jobs.values()) if (job.request) this.sendJob(job);
+      })
+      .catch((error: Error) => {
+        const why = `could not use dispyscheduler: ${error.message}`;
+        // Jobs waiting for the connection end with the reason; the next submit tries again.
+        for (const job of [...this.jobs.values()]) {
+          if (!job.request) continue;
+          this.jobs.delete(job.uid);
+          this.spec?.events.jobFailed(job, 'cancelled', why);
+        }
+        throw DispyError.isInstance(error) ? new DispyError(error.code, why, { cause: error }) : new Error(why, { cause: error });
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
+    return this.connecting;
+  }
+
+  private async connect(): Promise<NodeLink> {
+    const spec = this.spec!;
+    const { host, port, secret, tls, clientName, localAddress, connect } = this.options;
+    const link: NodeLink = new NodeLink({
+      host,
+      port,
+      name: 'dispyscheduler',
+      totalCpus: 0,
+      platform: '',
+      localAddress,
+      secret,
+      tls,
+      clientName,
+      onFrame: (_link, frame, attachment) => this.onFrame(link, frame, attachment),
+      onClose: (_link, error) => this.lost(link, error),
+      connect,
+      peerKind: 'dispyscheduler',
+    });
+    this.opening = link;
+    try {
+      await link.connection.open();
+      const answer = await link.connection.setup(
+        {
+          computeId: spec.computeId,
+          name: spec.name,
+          kind: spec.kind,
+          source: spec.source,
+          destPath: spec.destPath,
+          cleanup: spec.cleanup,
+          definitions: spec.definitions,
+          values: spec.values,
+          files: spec.files.map(({ name, size, mode }) => ({ name, size, mode })),
+          setup: spec.setup,
+          cleanupFunction: spec.cleanupFunction,
+          nodes: spec.allocators.map((allocator) => allocator.host),
+          reentrant: spec.reentrant,
+          maxRetries: spec.maxRetries,
+          exclusive: spec.exclusive ?? false,
+        },
+        (want) => link.sendWanted(spec.computeId, spec.files, want),
+      );
+      if (!answer.ok) throw new DispyError(ErrorCode.START, `dispyscheduler ${this.where} refused the computation: ${answer.error}`);
+    } catch (error) {
+      link.close();
+      throw error;
+    } finally {
+      this.opening = undefined;
+    }
+    if (this.closed) {
+      link.close();
+      throw new DispyError(ErrorCode.CLOSED, 'the cluster was closed');
+    }
+    this.options.logger.info(`computation ${spec.name} set up at dispyscheduler ${this.where}`);
+    return link;
+  }
+
+  private sendJob(job: RemoteJob<Ref>): void {
+    const request = job.request!;
+    job.request = undefined;
+    if (request.files?.length) {
+      job.sending = true;
+      void this.sendWithFiles(job, request);
+      return;
+    }
+    this.sendJobFrame(job, request);
+  }
+
+  /**
+   * Per-job files go to the scheduler first (each in place there, FileDone), then the Job frame
+   * naming them; a file that cannot be read or sent ends the job `terminated`, naming it. A job
+   * cancelled meanwhile is not sent.
+   */
+  private async sendWithFiles(job: RemoteJob<Ref>, request: JobRequest<Ref>): Promise<void> {
+    const link = this.link!;
+    let files: LocalFile[] = [];
+    let current = request.files![0];
+    try {
+      files = await describeFiles(request.files!);
+      for (const file of files) {
+        current = file.path;
+        if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+        await (
+          await link.streamFile(request.computeId, file, job.uid)
+        ).arrived;
+      }
+    } catch (error) {
+      if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+      this.jobs.delete(job.uid);
+      this.spec!.events.jobFailed(job, 'terminated', `its depends file ${current} could not be sent: ${(error as Error).message}`);
+      return;
+    } finally {
+      job.sending = undefined;
+    }
+    if (this.jobs.get(job.uid) !== job || link !== this.link) return;
+    this.sendJobFrame(job, request, files);
+  }
+
+  private sendJobFrame(job: RemoteJob<Ref>, request: JobRequest<Ref>, files: LocalFile[] = []): void {
+    const pin = request.pin;
+    this.link!.connection.send(
+      {
+        job: {
+          computeId: request.computeId,
+          jobId: job.uid,
+          timeout: request.timeout ?? 0,
+          definitions: request.definitions,
+          files: files.map((file) => file.name),
+          priority: request.priority,
+          pinKey: pin && 'key' in pin ? pin.key : '',
+          pinHost: pin && 'host' in pin ? pin.host : '',
+        },
+      },
+      [request.args],
+    );
+  }
+
+  private onFrame(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
+    // Frames of the connection being set up count too: one may follow its SetupReply in the same read.
+    if (link !== this.link && link !== this.opening) return;
+    const mark = dispatchFrame(this.handlers, frame, attachment);
+    if (mark === UNEXPECTED) this.options.logger.warn(`dispyscheduler ${this.where} sent an unexpected ${frame.kind} frame; ignored`);
+  }
+
+  /** The connection to the scheduler is gone: the computation is closed there, so its jobs are over. */
+  private lost(link: NodeLink, error?: Error): void {
+    if (link !== this.link || this.closed) return;
+    this.link = undefined;
+    link.close();
+    const why = `lost the connection to dispyscheduler ${this.where}${error ? `: ${error.message}` : ''}; it closed the computation`;
+    this.options.logger.warn(`${why}; the next job submitted sets it up again`);
+    const events = this.spec!.events;
+    const nodes = [...this.nodes.values()];
+    this.nodes.clear();
+    const sent = [...this.jobs.values()].filter((job) => !job.request);
+    for (const job of sent) this.jobs.delete(job.uid);
+    for (const node of nodes) {
+      events.nodeDown(
+        node,
+        sent.filter((job) => job.nodeKey === node.key),
+        why,
+      );
+    }
+    for (const job of sent) if (!nodes.some((node) => node.key === job.nodeKey)) events.jobFailed(job, 'cancelled', why);
+    // Jobs submitted while it was being lost wait for the next connection.
+    if ([...this.jobs.values()].some((job) => job.request)) this.ready().catch(() => undefined);
+  }
+
+  private nodeOf(key: string): NodeInfo {
+    const known = this.nodes.get(key);
+    if (known) return known;
+    const at = key.lastIndexOf(':');
+    return nodeFromDescription({ host: key.slice(0, at), port: Number(key.slice(at + 1)) });
+  }
+
+  private jobReply(reply: dispy.JobReply): void {
+    const uid = Number(reply.jobId);
+    const job = this.jobs.get(uid);
+    if (!job) return;
+    const events = this.spec!.events;
+    const node = reply.nodeKey ? this.nodeOf(reply.nodeKey) : undefined;
+    if (reply.status === dispy.JobStatus.PROVISIONAL) {
+      if (node) events.jobProvisional(job, reply.result, node);
+      return;
+    }
+    this.jobs.delete(uid);
+    const status = endStatus(reply.status);
+    if (reply.failed || !node) {
+      events.jobFailed(job, status === 'finished' ? 'terminated' : status, reply.exception, node);
+      return;
+    }
+    events.jobDone(
+      job,
+      {
+        status,
+        result: reply.result,
+        stdout: reply.stdout,
+        stderr: reply.stderr,
+        exception: reply.exception,
+        startTime: reply.startTime,
+        endTime: reply.endTime,
+        cpuTime: reply.cpuTime,
+      },
+      node,
+    );
+  }
+
+  private jobEvent(event: dispy.JobEvent): void {
+    const job = this.jobs.get(Number(event.jobId));
+    if (!job) return;
+    const node = this.nodeOf(event.nodeKey);
+    if (event.event === dispy.JobEvent.Event.STARTED) {
+      job.nodeKey = node.key;
+      this.spec!.events.jobStarted(job, node);
+    } else if (event.event === dispy.JobEvent.Event.REQUEUED) {
+      job.nodeKey = undefined;
+      this.spec!.events.jobRequeued(job, node);
+    }
+  }
+
+  private nodeStatus(status: dispy.NodeStatus): void {
+    const events = this.spec!.events;
+    const described = status.node;
+    const key = `${described?.host ?? ''}:${described?.port ?? 0}`;
+    const info = nodeFromDescription(described, this.nodes.get(key));
+    switch (status.event) {
+      case dispy.NodeStatus.Event.UP:
+        this.nodes.set(key, info);
+        events.nodeUp(info);
+        break;
+      case dispy.NodeStatus.Event.DOWN: {
+        this.nodes.delete(key);
+        const lost: RemoteJob<Ref>[] = [];
+        for (const id of status.lostJobIds) {
+          const job = this.jobs.get(Number(id));
+          if (!job) continue;
+          this.jobs.delete(job.uid);
+          lost.push(job);
+        }
+        events.nodeDown(info, lost, status.why);
+        break;
+      }
+      case dispy.NodeStatus.Event.FAILED:
+        events.nodeFailed(info, status.why);
+        break;
+      case dispy.NodeStatus.Event.AVAIL:
+        if (this.nodes.has(key)) events.nodeAvailInfo(info);
+        break;
+    }
+  }
+}
