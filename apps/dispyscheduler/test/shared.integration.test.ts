@@ -179,7 +179,10 @@ describe('dispyscheduler', () => {
     });
     clusters.push(cluster);
     expect(await cluster.submit(1).wait()).toBe(2);
-    await scheduler.stop();
+    // SIGTERM: it hangs up on its clients, closes their computations and exits 0 (not the SIGKILL 5 s later).
+    await scheduler.stop('SIGTERM');
+    expect(scheduler.child.exitCode).toBe(0);
+    expect(scheduler.log).toMatch(/SIGTERM: stopping/);
     // Nothing running and nothing waiting: the cluster is idle while the scheduler is away.
     expect(await cluster.wait(0)).toBe(true);
     const away = cluster.submit(5);
