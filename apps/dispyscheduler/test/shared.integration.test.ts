@@ -111,6 +111,12 @@ async function twoNodesAndScheduler(args: string[] = []): Promise<{ nodes: NodeP
   return { nodes, scheduler };
 }
 
+/** Waits (polling, at most 20 s) until `condition` holds. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(condition()).toBe(true);
+}
+
 const expected = (count: number, factor: number) => Array.from({ length: count }, (_, n) => n * factor);
 
 describe('dispyscheduler', () => {
@@ -173,7 +179,10 @@ describe('dispyscheduler', () => {
     });
     clusters.push(cluster);
     expect(await cluster.submit(1).wait()).toBe(2);
-    await scheduler.stop();
+    // SIGTERM: it hangs up on its clients, closes their computations and exits 0 (not the SIGKILL 5 s later).
+    await scheduler.stop('SIGTERM');
+    expect(scheduler.child.exitCode).toBe(0);
+    expect(scheduler.log).toMatch(/SIGTERM: stopping/);
     // Nothing running and nothing waiting: the cluster is idle while the scheduler is away.
     expect(await cluster.wait(0)).toBe(true);
     const away = cluster.submit(5);
@@ -276,4 +285,32 @@ describe('dispyscheduler', () => {
       rmSync(files, { recursive: true, force: true });
     }
   });
+
+  it("shares the nodes between clients by turns: one client's long queue does not hold back another's few jobs", async () => {
+    const { scheduler } = await twoNodesAndScheduler();
+    const options = {
+      schedulerNode: scheduler.host,
+      schedulerPort: scheduler.port,
+      secret: CLUSTER_SECRET,
+      loglevel: 'silent',
+      recoverFile: false,
+    } as const;
+    const slow = (n: number) => new Promise<number>((resolve) => setTimeout(() => resolve(n), 20));
+    // The busy one is set up on both nodes first: without turns, it would always be served first.
+    const busy = new SharedJobCluster(slow, options);
+    clusters.push(busy);
+    await busy.submit(1).wait();
+    await until(() => busy.status().nodes.length === 2);
+    const few = new SharedJobCluster((n: number) => -n, options);
+    clusters.push(few);
+    await few.submit(1).wait();
+    await until(() => few.status().nodes.length === 2);
+    const many = Array.from({ length: 400 }, (_, n) => busy.submit(n));
+    const mine = Array.from({ length: 10 }, (_, n) => few.submit(n + 1));
+    expect(await Promise.all(mine.map((job) => job.wait()))).toEqual(Array.from({ length: 10 }, (_, n) => -(n + 1)));
+    // 400 jobs of 20 ms on 4 CPUs take 2 s; the few were served between them, not after them.
+    expect(busy.status().jobsPending).toBeGreaterThan(200);
+    expect(await busy.wait(60)).toBe(true);
+    expect(many.every((job, n) => job.result === n)).toBe(true);
+  }, 60_000);
 });

@@ -25,11 +25,20 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
     private readonly logger: Logger,
   ) {}
 
+  /** Whether a computation is being set up on `link` now (the link must not be hung up meanwhile). */
+  settingUp(link: NodeLink): boolean {
+    for (const id of this.inProgress) if (id.startsWith(`${link.key}/`)) return true;
+    return false;
+  }
+
   /**
    * Asks each allocator of `spec` in order how many CPUs of the node to use: the first answer
    * above 0 wins, capped at what the node offers; an allocator that throws counts as 0 (logged).
    */
-  allocate(spec: ComputationSpec<Ref, Owner, Alloc>, reply: dispy.DiscoveryReply): Allocation<Alloc> | undefined {
+  allocate(
+    spec: ComputationSpec<Ref, Owner, Alloc>,
+    reply: Pick<dispy.DiscoveryReply, 'availInfo' | 'tcpPort' | 'tcpHost' | 'name' | 'cpus' | 'platform'>,
+  ): Allocation<Alloc> | undefined {
     const availInfo = toAvailInfo(reply.availInfo);
     for (const allocator of spec.allocators) {
       if (allocator.port !== undefined && allocator.port !== reply.tcpPort) continue;

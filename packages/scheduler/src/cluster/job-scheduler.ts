@@ -358,8 +358,10 @@ export class JobScheduler<
     link.connection.setActive(true);
     await link.connection.closeComputation(computeId, terminatePending).catch((error: Error) => this.options.logger.debug(error.message));
     link.computeIds.delete(computeId);
+    this.engine.removeComputation(link.key, computeId);
     this.computations.get(computeId)?.events.nodeDown(link.info, [], why);
-    if (link.computeIds.size === 0) {
+    // Another computation being set up there keeps the link (dispyscheduler: a client arriving as another leaves).
+    if (link.computeIds.size === 0 && !this.setups.settingUp(link)) {
       this.pool.hangUp(link);
       this.engine.removeNode(link.key);
       this.idle.check(link.key);
@@ -376,10 +378,13 @@ export class JobScheduler<
       this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
       return;
     }
+    // A node we are connected to counts us as its client: the CPUs it offers others (0) are ours
+    // to give another computation of this scheduler (dispyscheduler adds them one by one).
+    const offer = existing ? { ...reply, cpus: Math.min(existing.nodeCpus, reply.totalCpus || existing.info.totalCpus) } : reply;
     const wanted = [];
     for (const spec of this.computations.values()) {
       if (existing?.computeIds.has(spec.computeId) || spec.excluded?.has(key)) continue;
-      const allocation = this.setups.allocate(spec, reply);
+      const allocation = this.setups.allocate(spec, offer);
       if (allocation) wanted.push({ spec, allocation });
     }
     if (wanted.length === 0) return;
