@@ -36,7 +36,7 @@ async function round(clusters) {
 }
 
 export default {
-  id: 'dispy-shared',
+  id: 'dispy-shared-node',
   title: `dispy: two JobClusters sharing one dispynode (${NODE_CPUS} CPUs) at once, beside one cluster alone`,
   async run() {
     const node = await startNode({ host: '127.0.0.1', cpus: NODE_CPUS });
