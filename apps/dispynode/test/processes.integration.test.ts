@@ -79,6 +79,8 @@ function clusterOn<F extends (...args: never[]) => unknown>(node: NodeProcess, f
     ipAddr: '127.0.0.1',
     port: 0,
     loglevel: 'silent',
+    // Clusters here end with jobs killed: their recover files would be left in the repository's root.
+    recoverFile: false,
     ...extra,
   });
   clusters.push(cluster);
