@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { watchLog } from './process-log.mjs';
 
 export const DISPYNODE_BIN = fileURLToPath(new URL('../apps/dispynode/dist/bin.js', import.meta.url));
 
@@ -72,14 +73,8 @@ export async function startNode(options) {
   // The secret goes in the environment, as users should give it (-s on the command line warns).
   const env = { ...process.env, ...(options.secret !== undefined ? { DISPY_SECRET: options.secret } : {}), ...options.env };
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let log = '';
-  const listeners = new Set();
-  child.stderr.on('data', (chunk) => {
-    log += chunk.toString();
-    for (const listener of listeners) listener();
-  });
-  child.stdout.resume();
-  const exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  const watched = watchLog(child, 'node');
+  const exited = watched.exited;
   const node = {
     host: options.host,
     port,
@@ -87,27 +82,9 @@ export async function startNode(options) {
     destPathPrefix,
     ownsPrefix,
     get log() {
-      return log;
+      return watched.log;
     },
-    waitForLog(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pattern.test(log)) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve();
-        };
-        const fail = (why) => {
-          listeners.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`node log did not match ${pattern}: ${why}; log:\n${log}`));
-        };
-        const timer = setTimeout(() => fail(`not within ${timeoutMs} ms`), timeoutMs);
-        listeners.add(check);
-        check();
-        void exited.then(() => setImmediate(() => listeners.has(check) && fail(`the node exited (${child.exitCode ?? child.signalCode})`)));
-      });
-    },
+    waitForLog: watched.waitForLog,
     // Its children but the watchdog (orphan-watchdog.ts), which runs `node -e`.
     workerPids: () => childPids(child.pid).filter((pid) => !isWatchdog(pid)),
     async stop() {

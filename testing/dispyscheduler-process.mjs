@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { watchLog } from './process-log.mjs';
 import { freePort } from './dispynode-process.mjs';
 
 export const DISPYSCHEDULER_BIN = fileURLToPath(new URL('../apps/dispyscheduler/dist/bin.js', import.meta.url));
@@ -50,14 +51,8 @@ export async function startScheduler(options) {
     ...(options.clusterSecret !== undefined ? { DISPY_CLUSTER_SECRET: options.clusterSecret } : {}),
   };
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let log = '';
-  const listeners = new Set();
-  child.stderr.on('data', (chunk) => {
-    log += chunk.toString();
-    for (const listener of listeners) listener();
-  });
-  child.stdout.resume();
-  const exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  const watched = watchLog(child, 'dispyscheduler');
+  const exited = watched.exited;
   const scheduler = {
     host: options.host,
     port,
@@ -65,27 +60,9 @@ export async function startScheduler(options) {
     destPath,
     exited,
     get log() {
-      return log;
+      return watched.log;
     },
-    waitForLog(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pattern.test(log)) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve();
-        };
-        const fail = (why) => {
-          listeners.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`dispyscheduler log did not match ${pattern}: ${why}; log:\n${log}`));
-        };
-        const timer = setTimeout(() => fail(`not within ${timeoutMs} ms`), timeoutMs);
-        listeners.add(check);
-        check();
-        void exited.then(() => setImmediate(() => listeners.has(check) && fail(`it exited (${child.exitCode ?? child.signalCode})`)));
-      });
-    },
+    waitForLog: watched.waitForLog,
     async stop(signal = 'SIGTERM') {
       running.delete(scheduler);
       if (child.exitCode === null && child.signalCode === null) {

@@ -6,9 +6,9 @@ describe('dispyscheduler flags', () => {
     const settings = parseFlags(
       [
         '-n',
-        '10.0.0.1',
+        '127.0.0.11',
         '--nodes',
-        '10.0.0.*',
+        '127.0.0.*',
         '-i',
         '127.0.0.1',
         '--dispy_port',
@@ -21,7 +21,7 @@ describe('dispyscheduler flags', () => {
       { DISPY_NODE_SECRET: 'node secret', DISPY_CLUSTER_SECRET: 'cluster secret' },
     );
     expect(settings.options).toMatchObject({
-      nodes: ['10.0.0.1', '10.0.0.*'],
+      nodes: ['127.0.0.11', '127.0.0.*'],
       hosts: ['127.0.0.1'],
       port: 9700,
       schedulerPort: 9702,

@@ -95,7 +95,7 @@ function recorder() {
 }
 
 function specWith(events: ComputationEvents<string>, files: ComputationSpec<string>['files'] = []): ComputationSpec<string> {
-  const allocator: NodeAllocator = { host: '10.0.0.*', isWildcard: true, resolved: new Set(), allocate: () => 1 };
+  const allocator: NodeAllocator = { host: '127.0.0.*', isWildcard: true, resolved: new Set(), allocate: () => 1 };
   return {
     computeId: 'c0ffee',
     name: 'double',
@@ -116,8 +116,8 @@ function specWith(events: ComputationEvents<string>, files: ComputationSpec<stri
 }
 
 const NODE: NodeInfo = {
-  key: '10.0.0.5:51348',
-  host: '10.0.0.5',
+  key: '127.0.0.5:51348',
+  host: '127.0.0.5',
   port: 51348,
   name: 'n5',
   cpus: 2,
@@ -160,17 +160,17 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
     expect(added!.setup.reentrant).toBe(true);
     expect(added!.setup.maxRetries).toBe(2);
     expect(added!.setup.exclusive).toBe(true);
-    expect(added!.nodes).toEqual(['10.0.0.*']);
+    expect(added!.nodes).toEqual(['127.0.0.*']);
     expect(added!.files.map((f) => f.name)).toEqual(['data.txt']);
     expect(readFileSync(added!.files[0]!.path, 'utf8')).toBe('some depends data');
 
     const args = encodeArguments([21]);
-    const job = remote.submit({ computeId: 'c0ffee', priority: 5, ref: 'job A', args, pin: { host: '10.0.0.5' } });
+    const job = remote.submit({ computeId: 'c0ffee', priority: 5, ref: 'job A', args, pin: { host: '127.0.0.5' } });
     await until(() => fake.submitted.length === 1, 'the job reached the scheduler');
     const [sent] = fake.submitted;
     expect(Buffer.from(sent!.args)).toEqual(Buffer.from(args));
     expect(sent!.priority).toBe(5);
-    expect(sent!.pin).toEqual({ host: '10.0.0.5' });
+    expect(sent!.pin).toEqual({ host: '127.0.0.5' });
 
     added!.events.nodeUp(NODE);
     added!.events.jobStarted(sent!.job, NODE);
