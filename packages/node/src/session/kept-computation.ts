@@ -134,26 +134,26 @@ export class KeptComputation {
   attach(link: ReplyLink): { heldJobIds: number[]; savedReplies: number; resend: () => Promise<void> } {
     this.link = link;
     this.meta = undefined;
-    const inMemory = [...this.unacked.keys()];
-    const known = new Set([...inMemory, ...this.onDisk]);
-    const fromDisk = [...this.onDisk].filter((jobId) => !this.unacked.has(jobId));
+    // Resent in job order, whether a reply is still in memory or already on disk.
+    const known = [...new Set([...this.unacked.keys(), ...this.onDisk])].sort((a, b) => a - b);
     const resend = async (): Promise<void> => {
-      for (const jobId of inMemory) {
-        const reply = this.unacked.get(jobId);
-        if (reply && this.link === link) link.send({ jobReply: reply });
-      }
-      for (const jobId of fromDisk) {
+      for (const jobId of known) {
         if (this.link !== link) return;
-        const reply = await this.saved.read(jobId).catch((error: Error) => {
-          this.options.logger.error(`reading the saved reply of job ${jobId} of computation ${this.id}: ${error.message}`);
-          return undefined;
-        });
+        const reply = this.unacked.get(jobId) ?? (await this.readSaved(jobId));
         // Acknowledged meanwhile (a copy went from memory), or lost: nothing to send.
-        if (!reply || !this.onDisk.has(jobId) || this.link !== link) continue;
+        if (!reply || this.link !== link || !(this.unacked.has(jobId) || this.onDisk.has(jobId))) continue;
         if (!link.send({ jobReply: reply })) await link.drain();
       }
     };
-    return { heldJobIds: this.heldJobIds, savedReplies: known.size, resend };
+    return { heldJobIds: this.heldJobIds, savedReplies: known.length, resend };
+  }
+
+  private async readSaved(jobId: number): Promise<dispy.IJobReply | undefined> {
+    if (!this.onDisk.has(jobId)) return undefined;
+    return this.saved.read(jobId).catch((error: Error) => {
+      this.options.logger.error(`reading the saved reply of job ${jobId} of computation ${this.id}: ${error.message}`);
+      return undefined;
+    });
   }
 
   /** Replies saved by an earlier run of the node (found at its start). */
