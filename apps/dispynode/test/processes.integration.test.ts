@@ -87,12 +87,17 @@ function clusterOn<F extends (...args: never[]) => unknown>(node: NodeProcess, f
   return cluster;
 }
 
-/** Starts `sleep 301` three ways (detached, plain, and through a shell that exits at once), then ends or waits. */
+/**
+ * Starts `sleep 301` five ways (detached, plain, through a shell that exits at once, with an `env`
+ * of its own, and by execSync through a shell), then ends or waits.
+ */
 const spawner = async (wait: boolean) => {
-  const { spawn } = require('node:child_process') as typeof import('node:child_process');
+  const { execSync, spawn } = require('node:child_process') as typeof import('node:child_process');
   spawn('sleep', ['301'], { detached: true, stdio: 'ignore' }).unref();
   spawn('sleep', ['301'], { stdio: 'ignore' });
   spawn('sh', ['-c', 'sleep 301 &'], { stdio: 'ignore' });
+  spawn('sleep', ['301'], { detached: true, stdio: 'ignore', env: { PATH: process.env.PATH } }).unref();
+  execSync('sleep 301 >/dev/null 2>&1 &');
   if (wait) await new Promise(() => undefined);
   return 'spawned';
 };
@@ -114,7 +119,7 @@ describe("a job's processes", () => {
     const node = await startNode({ host: '127.0.140.2', cpus: 1 });
     const cluster = clusterOn(node, spawner);
     const job = cluster.submitJob({ args: [true], timeout: 3 });
-    await vi.waitFor(() => expect(sleepers()).toHaveLength(3), within);
+    await vi.waitFor(() => expect(sleepers()).toHaveLength(5), within);
     await job.wait();
     expect(job.status).toBe(DispyJob.Terminated);
     await vi.waitFor(() => expect(sleepers()).toEqual([]), within);
@@ -124,7 +129,7 @@ describe("a job's processes", () => {
     const node = await startNode({ host: '127.0.140.3', cpus: 1 });
     const cluster = clusterOn(node, spawner);
     const job = cluster.submit(true);
-    await vi.waitFor(() => expect(sleepers()).toHaveLength(3), within);
+    await vi.waitFor(() => expect(sleepers()).toHaveLength(5), within);
     await cluster.cancel(job);
     await job.wait();
     expect(job.status).toBe(DispyJob.Cancelled);
@@ -135,7 +140,7 @@ describe("a job's processes", () => {
     const node = await startNode({ host: '127.0.140.4', cpus: 1 });
     const cluster = clusterOn(node, spawner);
     cluster.submit(true);
-    await vi.waitFor(() => expect(sleepers()).toHaveLength(3), within);
+    await vi.waitFor(() => expect(sleepers()).toHaveLength(5), within);
     await cluster.close({ timeout: 1 });
     await vi.waitFor(() => expect(sleepers()).toEqual([]), within);
     expect(node.child.exitCode).toBeNull();

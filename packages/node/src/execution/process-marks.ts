@@ -6,17 +6,16 @@ import type { Logger } from '@dispy/protocol/internal';
  * How a node finds every process its jobs started, however they were started (plain, detached,
  * reparented to init when their parent exited): by a mark in their environment, which children
  * inherit. Every worker and program the node starts has NODE_MARK_VARIABLE=<this process's
- * token> in its environment; while a job runs, its worker sets JOB_MARK_VARIABLE to the job's own
- * mark in process.env, so whatever the job spawns carries both. The kernel shows a process's
- * environment as it was at exec (/proc/PID/environ), so the worker itself never shows the job's
- * mark, only its children do. A process that clears its environment (`env -i`, a spawn with an
- * `env` of its own that leaves the marks out) escapes this; the node also kills the children of a
+ * token> in its environment; while a job runs, its worker puts both marks, JOB_MARK_VARIABLE being
+ * the job's own, into the environment of every process the job starts through child_process, even
+ * one given an `env` of its own (spawn-watch.ts), and their descendants inherit them. A process
+ * that clears its environment later (`env -i`) escapes this; the node also kills the children of a
  * worker it stops, but not their descendants once reparented.
  */
 
 /** Set in every worker and program, and inherited by what they start: this node process's token. */
 export const NODE_MARK_VARIABLE = 'DISPY_NODE_MARK';
-/** Set in a worker's process.env while a job runs: `<node token>.<worker pid>.<job id>`. */
+/** In the environment of what a job starts: `<node token>.<worker pid>.<job id>`. */
 export const JOB_MARK_VARIABLE = 'DISPY_JOB_MARK';
 
 let token = randomBytes(12).toString('hex');

@@ -11,7 +11,7 @@ import { MAX_VALUE_BYTES, decodeValue, encodeValue, registerClass } from '@dispy
 import { OutputCapture } from './output-capture.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, capText } from './output-limit.js';
 import { JOB_MARK_VARIABLE, NODE_MARK_VARIABLE, jobMark } from './process-marks.js';
-import { takeSpawned, watchSpawns } from './spawn-watch.js';
+import { markSpawns, takeSpawned, watchSpawns } from './spawn-watch.js';
 import { installTranspilerHelpers } from './transpiler-helpers.js';
 import { readJobChannel } from './job-channel.js';
 import type { Definition, FromWorker, ToWorker, WorkerInit, WorkerJob } from './worker-messages.js';
@@ -29,6 +29,8 @@ let currentJob: number | undefined;
 let computeDir = process.cwd();
 /** Cap on each of a job's stdout, stderr and exception text, in bytes (0: none). */
 let maxOutputBytes = DEFAULT_MAX_OUTPUT_BYTES;
+/** This node process's mark, which the node gave this worker (process-marks.ts). */
+const nodeMark = process.env[NODE_MARK_VARIABLE] ?? '';
 let nextRequest = 1;
 const sendFileRequests = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
 const queue: QueuedJob[] = [];
@@ -190,8 +192,8 @@ async function runJob(message: QueuedJob): Promise<void> {
   const startTime = Date.now();
   const cpuStart = process.cpuUsage();
   capture.start(maxOutputBytes);
-  // Inherited by whatever the job starts, which the node kills when the job ends (process-marks.ts).
-  process.env[JOB_MARK_VARIABLE] = jobMark(process.env[NODE_MARK_VARIABLE] ?? '', process.pid, message.jobId);
+  // Carried by whatever the job starts, which the node kills when the job ends (process-marks.ts).
+  markSpawns({ [NODE_MARK_VARIABLE]: nodeMark, [JOB_MARK_VARIABLE]: jobMark(nodeMark, process.pid, message.jobId) });
   takeSpawned();
   let ok = true;
   let result: Uint8Array | undefined;
@@ -217,7 +219,7 @@ async function runJob(message: QueuedJob): Promise<void> {
   const output = capture.stop();
   const cpu = process.cpuUsage(cpuStart);
   currentJob = undefined;
-  delete process.env[JOB_MARK_VARIABLE];
+  markSpawns({});
   send({
     type: 'done',
     jobId: message.jobId,
