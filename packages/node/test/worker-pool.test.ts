@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -107,6 +107,36 @@ describe('WorkerPool', () => {
     await vi.waitUntil(() => pool!.runningJobs().length === 2, { interval: 1 });
     await pool!.close();
     for (const jobId of [1, 2, 3]) expect((await outcome(jobId)).cancelled).toBe(true);
+  });
+
+  it('runs setup in one worker first, and names a setup that fails only in a later worker (it deleted its file)', async () => {
+    writeFileSync(path.join(dir, 'data.txt'), 'once');
+    // As dispy's node_setup.py does: read the data file in setup, then delete it.
+    const setup = 'function setup() { const fs = require("node:fs"); fs.readFileSync("data.txt"); fs.unlinkSync("data.txt"); return 0; }';
+    const once = new WorkerPool({
+      size: 2,
+      logger: createLogger('test pool', 'silent'),
+      init: {
+        type: 'init',
+        name: 'computation',
+        source: '() => 1',
+        computeDir: dir,
+        nodeName: 'test',
+        nodeAddress: '',
+        definitions: [],
+        setup: { name: 'setup', source: setup },
+      },
+      onDone: () => undefined,
+    });
+    const failure = once.start().then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    const message = await failure;
+    expect(message).toMatch(
+      /^setup succeeded in the first worker process of this node but failed in another; setup runs in every worker process/,
+    );
+    expect(message).toMatch(/the computation failed to load: Error: ENOENT.*data\.txt/);
   });
 
   it('rejects start with the load error of a computation that does not load, leaving no worker', async () => {

@@ -108,15 +108,26 @@ export class WorkerPool implements JobRunner {
     return this.wanted;
   }
 
-  /** Starts every worker; rejects with the computation's load error if it fails to load. */
+  /**
+   * Starts every worker; rejects with the computation's load error if it fails to load. With a
+   * `setup` function, one worker starts (and runs setup) first, and the others only once it
+   * succeeded: setup runs in every worker, and one that works once but not twice (it deletes the
+   * file it read, as dispy's examples do) is then named as such.
+   */
   async start(): Promise<void> {
+    const staged = this.options.init.setup !== undefined && this.wanted > 1;
+    let firstStarted = false;
     const starting: Promise<void>[] = [];
-    for (let i = 0; i < this.wanted; i++) starting.push(this.spawn());
     try {
+      if (staged) {
+        await this.spawn();
+        firstStarted = true;
+      }
+      for (let i = staged ? 1 : 0; i < this.wanted; i++) starting.push(this.spawn());
       await Promise.all(starting);
     } catch (error) {
       await this.close();
-      throw error;
+      throw firstStarted ? laterSetupFailed(error as Error) : error;
     }
   }
 
@@ -403,6 +414,15 @@ export class WorkerPool implements JobRunner {
       child.kill('SIGTERM');
     });
   }
+}
+
+/** A worker's setup failed after the first worker's had succeeded: say that setup runs in each. */
+function laterSetupFailed(error: Error): Error {
+  return new Error(
+    'setup succeeded in the first worker process of this node but failed in another; setup runs in every worker process ' +
+      '(see the guide "Depends and files", "setup: prepare each worker": keep the files setup reads, or remove them in cleanup): ' +
+      error.message,
+  );
 }
 
 function exitReason(code: number | null, signal: NodeJS.Signals | null): string {
