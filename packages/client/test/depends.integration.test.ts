@@ -177,8 +177,28 @@ describe('computations with their world', () => {
     expect(ok.stderr).toBe('to stderr\n');
     expect(await failing.wait()).toBe(3);
     expect(failing.status).toBe(DispyJob.Finished);
-    expect(() => shell.submit(5)).toThrow(/a program's arguments must be strings; argument 1 is number/);
+    // Numbers and booleans become their text, as dispy's str() makes them; objects are refused.
+    const numbers = shell.submit(0, 2.5, true, 10n);
+    expect(await numbers.wait()).toBe(0);
+    expect(numbers.stdout).toBe('args: 0 2.5 true 10\n');
+    expect(() => shell.submit('0', { a: 1 })).toThrow(/argument 2 is object, which has no plain text form/);
+    expect(() => shell.submit(null)).toThrow(/argument 1 is null/);
     await shell.close();
+
+    // A bare name that is no file in the working directory is looked for in PATH, as a shell would.
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${path.dirname(fixture('count-args.sh'))}:${savedPath}`;
+    try {
+      const found = clusterOn('count-args.sh', node);
+      const job = found.submit(0, 'from', 'PATH');
+      expect(await job.wait()).toBe(0);
+      expect(job.stdout).toBe('args: 0 from PATH\n');
+      expect(() => clusterOn('no-such-program-anywhere', node)).toThrow(
+        'program "no-such-program-anywhere" does not exist in the working directory or in PATH',
+      );
+    } finally {
+      process.env.PATH = savedPath;
+    }
 
     const script = clusterOn(fixture('greet.mjs'), node);
     const hello = script.submit('dispy');

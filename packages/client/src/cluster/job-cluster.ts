@@ -22,7 +22,7 @@ import { resolveClusterOptions, type JobClusterOptions, type ResolvedClusterOpti
 import { clusterStats, formatStats, type ClusterStats } from './stats.js';
 import { findNodeKey } from './node-control.js';
 import { collectDepends } from './depends.js';
-import { shipComputation } from './ship-computation.js';
+import { programArguments, shipComputation } from './ship-computation.js';
 import { JobLedger } from './job-ledger.js';
 import { RecoverRecorder } from './recover-recorder.js';
 
@@ -147,12 +147,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     if (this.closing) throw new DispyError(ErrorCode.CLOSED, `${this.kind} ${this.name} is closed; create a new one to submit jobs`);
     if (this.startError) throw this.startError;
     if (!Array.isArray(options.args)) throw new OptionError(`submitJob: args must be an array, got ${typeof options.args}`);
-    if (this.isProgram) {
-      const wrong = options.args.findIndex((arg) => typeof arg !== 'string');
-      if (wrong >= 0) {
-        throw new OptionError(`a program's arguments must be strings; argument ${wrong + 1} is ${typeof options.args[wrong]}`);
-      }
-    }
+    const jobArgs = this.isProgram ? programArguments(options.args) : options.args;
     const perJob = options.depends ? collectDepends(options.depends, 'submitJob depends') : undefined;
     if (perJob && Object.keys(perJob.values).length > 0) {
       throw new OptionError('submitJob depends: per-job depends take functions, classes and files; put values in the arguments');
@@ -164,7 +159,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       throw new OptionError(`submitJob: timeout must be a positive number of seconds, got ${String(timeout)}`);
     }
     const pin = options.node === undefined ? undefined : jobPin(options.node);
-    const args = encodeArguments(options.args);
+    const args = encodeArguments(jobArgs);
     if (args.length > MAX_VALUE_BYTES) {
       throw new UnsendableValueError(
         'the argument list',

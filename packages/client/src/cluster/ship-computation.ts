@@ -1,6 +1,6 @@
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
-import { ComputationError, dispy, encodeValue } from '@dispy/protocol';
+import { ComputationError, OptionError, dispy, encodeValue } from '@dispy/protocol';
 import type { Definition } from '@dispy/scheduler';
 import { analyzeFunction, assignedGlobals } from '../shipping/analyze-function.js';
 import { collectDepends } from './depends.js';
@@ -46,16 +46,69 @@ export function shipComputation(computation: unknown, options: ResolvedClusterOp
   const common = { definitions: depends.definitions, values, setup, cleanupFunction, files: depends.files };
   if (typeof computation === 'string') {
     // A program: shipped as a file of the computation, run per job with string arguments.
-    let isFile = false;
-    try {
-      isFile = statSync(computation).isFile();
-    } catch {
-      throw new ComputationError(`program ${JSON.stringify(computation)} does not exist`);
-    }
-    if (!isFile) throw new ComputationError(`program ${JSON.stringify(computation)} is not a file`);
-    const name = path.basename(computation);
-    return { ...common, name, kind: dispy.ComputationKind.PROGRAM, source: name, files: [...depends.files, path.resolve(computation)] };
+    const program = findProgram(computation);
+    const name = path.basename(program);
+    return { ...common, name, kind: dispy.ComputationKind.PROGRAM, source: name, files: [...depends.files, program] };
   }
   const shipped = analyzeFunction(computation, { allowedGlobals: [...depends.names, ...setupGlobals] });
   return { ...common, name: shipped.name, kind: dispy.ComputationKind.FUNCTION, source: shipped.shippedSource };
+}
+
+/**
+ * A program's arguments as its argv: strings as they are, numbers, bigints and booleans as their
+ * text (as dispy's `str()` turns them into text); values with no plain text form are refused.
+ */
+export function programArguments(args: readonly unknown[]): string[] {
+  return args.map((arg, index) => {
+    if (typeof arg === 'string') return arg;
+    if (typeof arg === 'number' || typeof arg === 'bigint' || typeof arg === 'boolean') return String(arg);
+    const what = arg === null ? 'null' : Array.isArray(arg) ? 'an array' : typeof arg;
+    throw new OptionError(
+      `a program's arguments are its command line: argument ${index + 1} is ${what}, which has no plain text form; ` +
+        'pass strings, numbers or booleans (JSON.stringify an object yourself)',
+    );
+  });
+}
+
+/**
+ * The file of a program computation: the path as given (from the working directory), or, for a
+ * bare name that is no file here (`'convert'`), the first executable of that name in PATH, as a
+ * shell finds it. The file is shipped to the nodes, so it must suit their platform.
+ * @throws ComputationError when there is no such file
+ */
+function findProgram(computation: string): string {
+  if (isFile(computation)) return path.resolve(computation);
+  const bare = !computation.includes('/') && !computation.includes(path.sep);
+  if (bare) {
+    for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+      const candidate = path.resolve(dir || '.', computation);
+      if (dir && isFile(candidate) && isExecutable(candidate)) return candidate;
+    }
+  }
+  let exists = false;
+  try {
+    statSync(computation);
+    exists = true;
+  } catch {
+    // reported below
+  }
+  if (exists) throw new ComputationError(`program ${JSON.stringify(computation)} is not a file`);
+  throw new ComputationError(`program ${JSON.stringify(computation)} does not exist${bare ? ' in the working directory or in PATH' : ''}`);
+}
+
+function isFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
