@@ -104,7 +104,7 @@ export const FLAGS: Flag[] = [
     flag: 'cooperative',
     option: 'cooperative',
     kind: 'boolean',
-    help: "accepted for dispy's sake; clients cannot change shared nodes' CPUs yet",
+    help: 'clients may change the CPUs their computation uses on shared nodes (setNodeCpus, NodeAllocate cpus)',
   },
   { flag: 'httpd', kind: 'boolean', help: 'the monitor page: not supported yet (refused)' },
   { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },
