@@ -101,6 +101,13 @@ export const FLAGS: Flag[] = [
     help: "directory of the clients' depends files (default: under the temp dir)",
   },
   {
+    flag: 'max-file-size',
+    option: 'maxFileSize',
+    kind: 'integer',
+    arg: 'BYTES',
+    help: 'largest file a client may send through the scheduler (depends, sendFile), in bytes (0: no limit; default 10 MiB)',
+  },
+  {
     flag: 'cooperative',
     option: 'cooperative',
     kind: 'boolean',
