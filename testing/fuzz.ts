@@ -56,6 +56,10 @@ export const FRAME_KINDS = [
   'reattachReply',
   'nodeStatus',
   'jobEvent',
+  'allocate',
+  'allocateReply',
+  'deallocate',
+  'deallocateReply',
 ] as const;
 export type FuzzFrameKind = (typeof FRAME_KINDS)[number];
 
@@ -167,8 +171,8 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
   jobAck: record({ jobIds: list(u64), computeId: hostileString }),
   cancel: record({ computeId: hostileString, jobId: u64 }),
   pulse: record({ busy: u32, availInfo: record({ cpu: double, memory: double, disk: double, swap: double }) }),
-  close: record({ computeId: hostileString, terminatePending: fc.boolean() }),
-  closeReply: record({ computeId: hostileString }),
+  close: record({ computeId: hostileString, terminatePending: fc.boolean(), nodeKey: hostileString }),
+  closeReply: record({ computeId: hostileString, notServed: fc.boolean() }),
   error: record({
     code: fc.oneof(hostileString, fc.constantFrom('DISPY_ERR_PROTOCOL', 'DISPY_ERR_FILE')),
     message: hostileString,
@@ -184,12 +188,13 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     computeId: hostileString,
     mode: u32,
     jobId: u64,
+    nodeKey: hostileString,
   }),
-  setCpus: record({ computeId: hostileString, cpus: u32 }),
-  setCpusReply: record({ computeId: hostileString, cpus: u32, error: hostileString }),
+  setCpus: record({ computeId: hostileString, cpus: u32, nodeKey: hostileString }),
+  setCpusReply: record({ computeId: hostileString, cpus: u32, error: hostileString, unchanged: fc.boolean() }),
   nodeCpus: record({ cpus: u32 }),
   fileWant: record({ computeId: hostileString, names: list(hostileString), error: hostileString, have: list(fileInfo) }),
-  fileDone: record({ transferId: u64, ok: fc.boolean(), error: hostileString }),
+  fileDone: record({ transferId: u64, ok: fc.boolean(), error: hostileString, code: hostileString, notServed: fc.boolean() }),
   fileKept: record({ computeId: hostileString, name: hostileString }),
   reattach: record({ computeId: hostileString }),
   reattachReply: record({
@@ -218,6 +223,21 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     why: hostileString,
   }),
   jobEvent: record({ computeId: hostileString, jobId: u64, event: enumValue, nodeKey: hostileString }),
+  allocate: record({
+    computeId: hostileString,
+    nodes: list(
+      record({
+        host: hostileString,
+        port: u32,
+        cpus: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        files: list(fileInfo),
+        setupArgs: bytes,
+      }),
+    ),
+  }),
+  allocateReply: record({ computeId: hostileString, ok: fc.boolean(), error: hostileString }),
+  deallocate: record({ computeId: hostileString, nodeKey: hostileString }),
+  deallocateReply: record({ computeId: hostileString, ok: fc.boolean() }),
 };
 
 /** A frame of one of `kinds` (default: every kind), with a request id that is often 0 and often small. */

@@ -101,10 +101,17 @@ export const FLAGS: Flag[] = [
     help: "directory of the clients' depends files (default: under the temp dir)",
   },
   {
+    flag: 'max-file-size',
+    option: 'maxFileSize',
+    kind: 'integer',
+    arg: 'BYTES',
+    help: 'largest file a client may send through the scheduler (depends, sendFile), in bytes (0: no limit; default 10 MiB)',
+  },
+  {
     flag: 'cooperative',
     option: 'cooperative',
     kind: 'boolean',
-    help: "accepted for dispy's sake; clients cannot change shared nodes' CPUs yet",
+    help: 'clients may change the CPUs their computation uses on shared nodes (setNodeCpus, NodeAllocate cpus)',
   },
   { flag: 'httpd', kind: 'boolean', help: 'the monitor page: not supported yet (refused)' },
   { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },

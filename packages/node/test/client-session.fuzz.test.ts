@@ -30,6 +30,10 @@ const UNEXPECTED_AFTER_AUTH: readonly FuzzFrameKind[] = [
   'reattachReply',
   'nodeStatus',
   'jobEvent',
+  'allocate',
+  'allocateReply',
+  'deallocate',
+  'deallocateReply',
 ];
 /** A request id no fuzzed frame has: the Error frame answering it marks the end of the answers. */
 const SENTINEL = 0xfffffff0;

@@ -240,7 +240,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   /** Stops sending jobs to a node (its running jobs finish); 0, or -1 for an unknown node. */
   async deallocateNode(node: DispyNode | string): Promise<number> {
     const key = await findNodeKey(node, this.ledger.nodes.values());
-    return key && this.scheduler.deallocate(this.computeId, key) ? 0 : -1;
+    return key && (await this.scheduler.deallocate(this.computeId, key)) ? 0 : -1;
   }
 
   /**

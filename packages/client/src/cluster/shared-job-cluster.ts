@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { DEFAULT_SCHEDULER_PORT, OptionError } from '@dispy/protocol';
 import { RemoteScheduler } from '@dispy/scheduler';
 import { JobCluster } from './job-cluster.js';
@@ -27,10 +28,12 @@ const TLS_OPTIONS = ['keyfile', 'certfile', 'cafile', 'certFingerprint'] as cons
  * must be running at `schedulerNode`, with the cluster secret as `secret`). It is a JobCluster in
  * every other way: same options, methods, jobs and callbacks, so a program written for JobCluster
  * works after changing only the constructor. Differences (as in dispy): the scheduler chooses the
- * nodes among its own (`nodes` narrows them; `allocateNode`, `deallocateNode` and `closeNode`
- * change nothing and resolve -1 or 0), `setNodeCpus` changes nothing on shared nodes (it resolves
- * the CPUs the cluster uses there, or -1), `pulseInterval` is the scheduler's, and `sendFile`
- * resolves -1.
+ * nodes among its own (`nodes` and `allocateNode` narrow them; a NodeAllocate's depends and
+ * setupArgs reach the nodes it chooses, its own `allocate` method is not run), `setNodeCpus`
+ * changes nothing on shared nodes unless dispyscheduler runs with `--cooperative` (or the cluster
+ * is `exclusive`): it resolves the CPUs the cluster uses there, or -1; `pulseInterval` is the
+ * scheduler's. `sendFile`, `deallocateNode`, `closeNode` and files sent by jobs go through the
+ * scheduler.
  *
  * @throws OptionError for a wrong option (naming it), as JobCluster.
  */
@@ -77,6 +80,12 @@ export class SharedJobCluster<F extends AnyFunction = AnyFunction> extends JobCl
             localAddress: [resolved.ipAddr ?? []].flat()[0],
             clientName: os.hostname(),
             logger,
+            // Files sent by jobs come back through the scheduler and land here as from a node.
+            jobFiles: {
+              fileDir: path.resolve(resolved.fileDir ?? process.cwd()),
+              maxFileSize: resolved.maxFileSize,
+              maxJobFilesSize: resolved.maxJobFilesSize,
+            },
           }),
       },
     );

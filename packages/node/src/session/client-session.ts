@@ -71,6 +71,10 @@ export class ClientSession {
     reattachReply: UNEXPECTED,
     nodeStatus: UNEXPECTED,
     jobEvent: UNEXPECTED,
+    allocate: UNEXPECTED,
+    allocateReply: UNEXPECTED,
+    deallocate: UNEXPECTED,
+    deallocateReply: UNEXPECTED,
   } satisfies FrameTable;
 
   constructor(

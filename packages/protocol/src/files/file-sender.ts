@@ -30,6 +30,8 @@ export interface SendFileOptions {
   jobId?: number;
   /** The file's sha256 when already known (it was offered by hash): it is not hashed again. */
   sha256?: Uint8Array;
+  /** SharedJobCluster -> dispyscheduler: the node (host:port) the file is for (sendFile). */
+  nodeKey?: string;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface SendFileOptions {
  * constant whatever the file's size. Resolves with the number of bytes sent.
  */
 export async function sendFileChunks(sink: FrameSink, options: SendFileOptions): Promise<number> {
-  const { transferId, file, name, computeId = '', jobId = 0, sha256 } = options;
+  const { transferId, file, name, computeId = '', jobId = 0, sha256, nodeKey } = options;
   const info = await stat(file);
   const hash = createHash('sha256');
   let sent = 0;
@@ -52,6 +54,7 @@ export async function sendFileChunks(sink: FrameSink, options: SendFileOptions):
         last,
         computeId,
         jobId,
+        ...(nodeKey ? { nodeKey } : {}),
         ...(sent === 0 ? { size: info.size, mode: info.mode & 0o777 } : {}),
         ...(last ? { sha256: sha256 ?? hash.digest() } : {}),
       },

@@ -217,7 +217,7 @@ describe('FrameDecoder kinds', () => {
   });
 
   it.each([
-    ['field 25, which is no kind', '00000003 ca0100'],
+    ['field 40, which is no kind', '00000003 c20200'],
     ['request_id (field 32) first', '00000003 800207'],
     ['field 6 (job) as a varint', '00000002 3001'],
     ['a tag of three bytes', '00000004 8280010a'],

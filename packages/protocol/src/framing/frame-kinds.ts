@@ -38,6 +38,10 @@ export const FRAME_KIND_FIELDS: Readonly<Record<FrameKind, number>> = {
   reattachReply: 22,
   nodeStatus: 23,
   jobEvent: 24,
+  allocate: 25,
+  allocateReply: 26,
+  deallocate: 27,
+  deallocateReply: 28,
 };
 
 /** The kinds by field number (`undefined` where a number is no kind). */
@@ -71,6 +75,7 @@ export const REPEATED_FIELDS: Readonly<Partial<Record<FrameKind, readonly Repeat
   jobAck: [{ field: 1, name: 'jobAck.jobIds', packed: true }],
   reattachReply: [{ field: 5, name: 'reattachReply.heldJobIds', packed: true }],
   nodeStatus: [{ field: 4, name: 'nodeStatus.lostJobIds', packed: true }],
+  allocate: [{ field: 2, name: 'allocate.nodes', packed: false }],
   fileWant: [
     { field: 2, name: 'fileWant.names', packed: false },
     { field: 4, name: 'fileWant.have', packed: false },

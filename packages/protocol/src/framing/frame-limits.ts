@@ -132,6 +132,11 @@ export const SESSION_LIMITS: FrameLimits = frozen({
     nodeCpus: { maxBytes: CONTROL_FRAME_BYTES },
     close: { maxBytes: CONTROL_FRAME_BYTES },
     closeReply: { maxBytes: CONTROL_FRAME_BYTES },
+    // SharedJobCluster -> dispyscheduler: ways of choosing nodes, with their files' names and setup arguments (one value).
+    allocate: { maxBytes: DEFAULT_MAX_FRAME_BYTES },
+    allocateReply: { maxBytes: REPORT_FRAME_BYTES },
+    deallocate: { maxBytes: CONTROL_FRAME_BYTES },
+    deallocateReply: { maxBytes: CONTROL_FRAME_BYTES },
     ...HANDSHAKE_LIMITS.kinds,
     error: { maxBytes: REPORT_FRAME_BYTES },
   },

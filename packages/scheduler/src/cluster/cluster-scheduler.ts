@@ -13,7 +13,7 @@ export interface ClusterScheduler<Ref = unknown, Owner = unknown, Alloc extends 
   nodesOf(computeId: string): NodeInfo[];
   runningOn(nodeKey: string): SchedulerJob<Ref>[];
   allocate(computeId: string, allocator: Alloc): Promise<void>;
-  deallocate(computeId: string, nodeKey: string): boolean;
+  deallocate(computeId: string, nodeKey: string): boolean | Promise<boolean>;
   closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean>;
   setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number>;
   sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean>;

@@ -68,7 +68,7 @@ export class ComputationSetup<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
     if (this.inProgress.has(id)) return undefined;
     this.inProgress.add(id);
     try {
-      const extras = (await spec.nodeExtras?.(allocator)) ?? { files: [] };
+      const extras = (await spec.nodeExtras?.(allocator, link.info)) ?? { files: [] };
       const files = [...spec.files, ...extras.files];
       const answer = await link.connection.setup(
         {

@@ -2,6 +2,8 @@ import type net from 'node:net';
 import type { ClientTls, dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import type { EngineOptions } from '../engine/scheduling-engine.js';
+import type { ChunkSink, NodeLink } from './node-link.js';
+import type { SchedulerJob } from './types.js';
 
 /** What the scheduler needs of discovery (`NodeFinder`). */
 export interface Discovery {
@@ -35,6 +37,11 @@ export interface JobSchedulerOptions {
   maxFileSize?: number;
   /** Most bytes of files one job may send back (0: no limit); default `DEFAULT_MAX_JOB_FILES_SIZE`. */
   maxJobFilesSize?: number;
+  /**
+   * Takes the files jobs send from each node instead of saving them under `fileDir`
+   * (dispyscheduler forwards them to the job's client); `jobOf` finds a job not ended by its uid.
+   */
+  relayJobFiles?: (link: NodeLink, jobOf: (uid: number) => SchedulerJob | undefined) => ChunkSink;
   /** @internal Discovery other than UDP (tests): called with the handler of discovery replies. */
   discovery?: (onReply: (reply: dispy.DiscoveryReply, address: string) => void) => Discovery;
   /** @internal Makes the socket to a node (tests); default `net.connect`. */

@@ -1,6 +1,5 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import path from 'node:path';
 import { DispyError, ErrorCode, type dispy } from '@dispy/protocol';
 import { SchedulingEngine } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
@@ -9,13 +8,8 @@ import { sendJob } from './job-sender.js';
 import { HeldJobs } from './held-jobs.js';
 import { IdleWatch } from './idle-watch.js';
 import { reattachComputations } from './link-recovery.js';
-import {
-  DEFAULT_MAX_FILE_SIZE,
-  DEFAULT_MAX_JOB_FILES_SIZE,
-  DEFAULT_MAX_RETRIES,
-  type Discovery,
-  type JobSchedulerOptions,
-} from './job-scheduler-options.js';
+import { DEFAULT_MAX_RETRIES, type Discovery, type JobSchedulerOptions } from './job-scheduler-options.js';
+import { jobFilesConfig } from './job-files.js';
 import type { JobFilesConfig, NodeLink } from './node-link.js';
 import { NodePool } from './node-pool.js';
 import type { ClusterScheduler } from './cluster-scheduler.js';
@@ -126,36 +120,17 @@ export class JobScheduler<
     });
   }
 
-  /**
-   * Files sent by jobs: accepted only for a job of ours running on the node that sends it, never
-   * into `node_modules` or a dot-directory or dot-file (`.git`, `.npmrc`), never replacing a file
-   * that no earlier job of this scheduler sent.
-   */
+  /** Files sent by jobs: see `jobFilesConfig`; dispyscheduler relays them (option `relayJobFiles`). */
   private jobFilesConfig(): JobFilesConfig {
-    const placed = new Set<string>();
-    return {
-      dir: path.resolve(this.options.fileDir),
-      maxFileSize: this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
-      maxJobSize: this.options.maxJobFilesSize ?? DEFAULT_MAX_JOB_FILES_SIZE,
-      logger: this.options.logger,
-      accept: (link, chunk) => {
+    const { relayJobFiles } = this.options;
+    return jobFilesConfig(
+      this.options,
+      (link, chunk) => {
         const job = this.jobs.get(Number(chunk.jobId));
-        if (!job || job.nodeKey !== link.key || job.computeId !== chunk.computeId) {
-          throw new DispyError(ErrorCode.FILE, `no job ${Number(chunk.jobId)} of this client runs on ${link.key}; file refused`);
-        }
-        const name = chunk.path
-          .split(/[\\/]/)
-          .find((part) => part === 'node_modules' || (part.startsWith('.') && part !== '.' && part !== '..'));
-        if (name !== undefined) {
-          throw new DispyError(
-            ErrorCode.FILE,
-            `path ${JSON.stringify(chunk.path)} names ${JSON.stringify(name)}; files of jobs may not go there`,
-          );
-        }
+        return job !== undefined && job.nodeKey === link.key && job.computeId === chunk.computeId;
       },
-      mayReplace: (target) => placed.has(target),
-      placed: (target) => placed.add(target),
-    };
+      relayJobFiles && ((link) => relayJobFiles(link, (uid) => this.jobs.get(uid))),
+    );
   }
 
   /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */

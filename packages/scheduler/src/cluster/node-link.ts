@@ -30,6 +30,20 @@ export interface JobFilesConfig {
   /** A file took its name. */
   placed(target: string): void;
   readonly logger: Logger;
+  /**
+   * Takes the files of jobs from a node instead of writing them here (dispyscheduler relays them
+   * to each job's client); default: a FileReceiver into `dir`.
+   */
+  relay?(link: NodeLink): ChunkSink;
+}
+
+/** What takes the file chunks a node's jobs send: a FileReceiver, or dispyscheduler's relay. */
+export interface ChunkSink {
+  receive(chunk: dispy.FileChunk, attachment?: Buffer[]): void;
+  /** The connection is gone: transfers in progress are abandoned. */
+  abort(): Promise<void>;
+  /** A job of the node ended (its files no longer count against the per-job limit). */
+  jobEnded(computeId: string, jobId: number): void;
 }
 
 /** What a NodeLink needs to open (and reopen) its connection. */
@@ -200,7 +214,7 @@ export class NodeLink {
     return this.info.key;
   }
 
-  private receiver?: FileReceiver;
+  private receiver?: ChunkSink;
 
   /**
    * Answers a FileWant: sends the files the node lacks, and of those it has, sends the ones that
@@ -230,7 +244,7 @@ export class NodeLink {
    * it fails midway, the node is told (a last chunk it cannot accept ends the transfer and removes
    * its partial file), and this rejects.
    */
-  async streamFile(computeId: string, file: LocalFile, jobId = 0): Promise<{ arrived: Promise<void> }> {
+  async streamFile(computeId: string, file: LocalFile, jobId = 0, nodeKey?: string): Promise<{ arrived: Promise<void> }> {
     const { transferId, done, abandon } = this.connection.transfer(file.name);
     let started = false;
     const connection = this.connection;
@@ -245,11 +259,13 @@ export class NodeLink {
       },
     };
     try {
-      await sendFileChunks(sink, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256 });
+      await sendFileChunks(sink, { transferId, file: file.path, name: file.name, computeId, jobId, sha256: file.sha256, nodeKey });
     } catch (error) {
       // An offset past anything sent makes the node fail the transfer and remove its partial file.
       if (started)
-        this.connection.send({ fileChunk: { transferId, path: file.name, offset: Number.MAX_SAFE_INTEGER, last: true, computeId, jobId } });
+        this.connection.send({
+          fileChunk: { transferId, path: file.name, offset: Number.MAX_SAFE_INTEGER, last: true, computeId, jobId, nodeKey },
+        });
       abandon(error as Error);
       throw error;
     }
@@ -261,8 +277,13 @@ export class NodeLink {
    * (never outside it, never through a symbolic link), only for jobs of ours running on this node,
    * within the size limits, and answers each transfer with FileDone; a refusal is logged once.
    */
-  files(config: JobFilesConfig): FileReceiver {
-    this.receiver ??= new FileReceiver({
+  files(config: JobFilesConfig): ChunkSink {
+    this.receiver ??= config.relay?.(this) ?? this.fileReceiver(config);
+    return this.receiver;
+  }
+
+  private fileReceiver(config: JobFilesConfig): FileReceiver {
+    return new FileReceiver({
       rootFor: () => config.dir,
       maxFileSize: config.maxFileSize,
       maxJobSize: config.maxJobSize,
@@ -283,7 +304,6 @@ export class NodeLink {
         });
       },
     });
-    return this.receiver;
   }
 
   /** A job of this node ended: its files no longer count against the per-job limit. */

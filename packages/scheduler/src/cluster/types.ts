@@ -35,6 +35,8 @@ export interface NodeAllocator<Owner = unknown> {
   readonly isWildcard: boolean;
   /** Addresses the scheduler resolved `host` to, when it is a host name. */
   readonly resolved: Set<string>;
+  /** CPUs to use on the nodes it chooses (0: all; negative: that many fewer), for a scheduler that cannot call `allocate` (dispyscheduler). */
+  readonly cpus?: number;
   allocate(cluster: Owner, ipAddr: string, name: string, cpus: number, availInfo?: AvailInfo, platform?: string): number;
 }
 
@@ -162,7 +164,7 @@ export interface ComputationSpec<Ref = unknown, Owner = unknown, Allocator exten
   setup?: Definition;
   cleanupFunction?: Definition;
   /** Per-node extras from the allocator that chose the node: more files, setup arguments. */
-  nodeExtras?(allocator: Allocator): Promise<NodeExtras>;
+  nodeExtras?(allocator: Allocator, node?: NodeInfo): Promise<NodeExtras>;
   destPath: string;
   cleanup: boolean;
   allocators: Allocator[];

@@ -1,9 +1,10 @@
 import { lookup } from 'node:dns/promises';
 import { mkdirSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import {
+  DispyError,
   ErrorCode,
   FileReceiver,
   FramedSocket,
@@ -16,11 +17,14 @@ import {
   type Frame,
   type FrameInit,
   type FrameTable,
+  type Attachment,
+  type ReceivedFile,
 } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { LinkLiveness } from '../session/link-liveness.js';
 import type { JobPin, LocalFile, NodeInfo, SchedulerJob, ComputationEvents, JobOutcome, JobEndStatus } from '../cluster/types.js';
 import { WIRE_STATUS, describeNode } from './wire-node.js';
+import { ClientAllocations, type ClientAllocation } from './client-allocations.js';
 
 /** What dispyscheduler keeps per job of a client: whose it is, and its id on the client's connection. */
 export interface ClientJobRef {
@@ -42,8 +46,19 @@ export interface ClientLinkContext {
   readonly fileDir: string;
   /** Largest depends file accepted, in bytes (0: no limit). */
   readonly maxFileSize: number;
-  /** Adds a client's computation to the scheduler (its depends files are in place). */
-  addComputation(setup: dispy.Setup, files: LocalFile[], nodes: string[], events: ComputationEvents<ClientJobRef>): Promise<void>;
+  /**
+   * Adds a client's computation to the scheduler (its depends files are in place); `allocations`
+   * (sent before the Setup, with per-node depends, setup arguments or CPUs) replace `nodes`.
+   */
+  addComputation(
+    setup: dispy.Setup,
+    files: LocalFile[],
+    nodes: string[],
+    events: ComputationEvents<ClientJobRef>,
+    allocations?: ClientAllocation[],
+  ): Promise<void>;
+  /** The node operations of a client's computation (SharedJobCluster's sendFile, allocateNode, closeNode, ...). */
+  readonly nodeOps: ClientNodeOps;
   submit(request: {
     computeId: string;
     priority: number;
@@ -60,6 +75,19 @@ export interface ClientLinkContext {
   closeComputation(computeId: string): Promise<void>;
   /** The connection has ended and its computations are closed. */
   onEnd(link: ClientLink): void;
+}
+
+/** What a client may do to its computation on one node, through the scheduler (as JobCluster does to its own). */
+export interface ClientNodeOps {
+  /** Copies a file (in place at the scheduler) to a node; false when the node does not serve the computation. */
+  sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean>;
+  closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean>;
+  deallocate(computeId: string, nodeKey: string): boolean;
+  allocate(computeId: string, allocations: ClientAllocation[]): Promise<void>;
+  /** Changes the CPUs a computation uses on a node, if the scheduler lets clients (--cooperative, or an exclusive computation). */
+  setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<dispy.ISetCpusReply>;
+  /** The client answered a file a job of its sent (relayed by the scheduler). */
+  jobFileDone(client: ClientLink, done: dispy.FileDone): void;
 }
 
 /** A client's computation as the scheduler holds it for the client. */
@@ -100,6 +128,10 @@ export class ClientLink {
   private receiver?: FileReceiver;
   private authenticated = false;
   private closed = false;
+  /** Allocate requests (per-node depends, setup arguments, CPUs; allocateNode). */
+  private readonly allocations: ClientAllocations;
+  /** sendFile transfers arriving (FileChunk naming a node), by transfer id. */
+  private readonly toNodes = new Map<number, { computeId: string; nodeKey: string; dir: string }>();
   /** The client's name, as its Auth said. */
   clientName = '';
 
@@ -129,7 +161,7 @@ export class ClientLink {
       fileChunk: (chunk, _frame, attachment) => this.files().receive(chunk, attachment),
       job: (job, _frame, attachment) => this.job(job, attachment),
       cancel: (cancel) => this.cancel(cancel),
-      close: (close, frame) => void this.close(close.computeId, frame.requestId),
+      close: (close, frame) => void (close.nodeKey ? this.closeNode(close, frame.requestId) : this.close(close.computeId, frame.requestId)),
       // Replies are not kept for the client yet: its acknowledgements have nothing to release.
       jobAck: () => undefined,
       pulse: () => undefined,
@@ -145,16 +177,28 @@ export class ClientLink {
       jobReply: UNEXPECTED,
       closeReply: UNEXPECTED,
       error: UNEXPECTED,
-      setCpus: UNEXPECTED,
+      setCpus: (request, frame) => void this.setCpus(request, frame.requestId),
+      allocate: (request, frame) => void this.allocations.handle(request, frame.requestId),
+      deallocate: (request, frame) => this.deallocate(request, frame.requestId),
+      fileDone: (done) => context.nodeOps.jobFileDone(this, done),
+      allocateReply: UNEXPECTED,
+      deallocateReply: UNEXPECTED,
       setCpusReply: UNEXPECTED,
       nodeCpus: UNEXPECTED,
       fileWant: UNEXPECTED,
-      fileDone: UNEXPECTED,
       fileKept: UNEXPECTED,
       reattachReply: UNEXPECTED,
       nodeStatus: UNEXPECTED,
       jobEvent: UNEXPECTED,
     } satisfies FrameTable;
+    this.allocations = new ClientAllocations({
+      logger: context.logger,
+      peer: this.peer,
+      send: (frame) => this.send(frame),
+      dirOf: (computeId) => path.join(context.fileDir, computeId),
+      isAdded: (computeId) => this.computations.get(computeId)?.added === true,
+      apply: (computeId, allocations) => context.nodeOps.allocate(computeId, allocations),
+    });
   }
 
   /** Computations of this client and their jobs not ended yet. */
@@ -189,6 +233,7 @@ export class ClientLink {
     }
     this.channel.destroy();
     await this.receiver?.abort().catch(() => undefined);
+    await this.allocations.close();
     await Promise.all([...this.computations.keys()].map((computeId) => this.forget(computeId)));
     this.context.onEnd(this);
   }
@@ -254,7 +299,7 @@ export class ClientLink {
       }));
       const nodes = await this.resolveNodes(setup.nodes);
       if (this.closed || this.computations.get(computeId) !== computation) return;
-      await this.context.addComputation(setup, files, nodes, this.eventsOf(computation));
+      await this.context.addComputation(setup, files, nodes, this.eventsOf(computation), this.allocations.takeEarly(computeId));
       computation.added = true;
       this.context.logger.info(`client ${this.clientName} (${this.peer}): computation ${setup.name} (${computeId}) added`);
       this.send({ requestId, setupReply: { computeId, ok: true, heartbeatInterval: this.context.heartbeatSeconds } });
@@ -283,6 +328,9 @@ export class ClientLink {
   private files(): FileReceiver {
     this.receiver ??= new FileReceiver({
       rootFor: (chunk) => {
+        if (chunk.nodeKey) return this.toNodeRoot(chunk);
+        const allocation = this.allocations.rootFor(chunk);
+        if (allocation !== undefined) return allocation;
         const computation = this.computations.get(chunk.computeId ?? '');
         const jobId = Number(chunk.jobId ?? 0);
         if (jobId > 0 && computation?.added) {
@@ -299,8 +347,10 @@ export class ClientLink {
       pause: () => this.channel.socket.pause(),
       resume: () => this.channel.socket.resume(),
       onDone: (transferId, result, about) => {
+        if (this.toNodes.has(transferId)) return void this.forwardToNode(transferId, result);
         const failed = result instanceof Error ? result : undefined;
         this.send({ fileDone: failed ? { transferId, ok: false, error: failed.message } : { transferId, ok: true } });
+        if (this.allocations.arrived(about.computeId, about.name, failed)) return;
         const computation = this.computations.get(about.computeId);
         if (about.jobId > 0 && computation?.added) {
           let files = computation.jobFiles.get(about.jobId);
@@ -445,5 +495,88 @@ export class ClientLink {
       jobDone: (job, outcome, node) => reply(job, outcome.status, outcome, node),
       jobFailed: (job, status, why, node) => reply(job, status, { exception: why }, node, true),
     };
+  }
+
+  // ---- Files of jobs and node operations (SharedJobCluster's sendFile, closeNode, deallocateNode, setNodeCpus) ----
+
+  /** Sends a chunk of a file a job of this client sent (relayed from its node); false when the client is gone. */
+  relayFile(chunk: dispy.IFileChunk, attachment?: Attachment): boolean {
+    if (this.closed) return false;
+    this.liveness?.sent();
+    this.channel.send({ fileChunk: chunk }, attachment);
+    return true;
+  }
+
+  /** Bytes queued toward the client. */
+  get bufferedBytes(): number {
+    return this.channel.bufferedBytes;
+  }
+
+  /** Resolves when the client's socket takes more (or is closed). */
+  drain(): Promise<void> {
+    return this.channel.drain();
+  }
+
+  /** A sendFile's file (FileChunk naming a node) arrives in a directory of its own transfer, removed once forwarded. */
+  private toNodeRoot(chunk: dispy.IFileChunk): string {
+    const computation = this.computations.get(chunk.computeId ?? '');
+    if (!computation?.added) throw new DispyError(ErrorCode.FILE, `no computation ${chunk.computeId} is set up for this client`);
+    const name = chunk.path ?? '';
+    if (name !== path.basename(name) || name === '.' || name === '..') {
+      throw new DispyError(ErrorCode.FILE, `sendFile: ${JSON.stringify(name)} must be a plain file name`);
+    }
+    const dir = path.join(computation.dir, 'send', String(Number(chunk.transferId)));
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.toNodes.set(Number(chunk.transferId), { computeId: computation.computeId, nodeKey: chunk.nodeKey ?? '', dir });
+    return dir;
+  }
+
+  /** A sendFile's file is here (or failed): it goes on to its node, then the client hears how that went. */
+  private async forwardToNode(transferId: number, result: ReceivedFile | Error): Promise<void> {
+    const { computeId, nodeKey, dir } = this.toNodes.get(transferId)!;
+    this.toNodes.delete(transferId);
+    let answer: dispy.IFileDone = { transferId, ok: true };
+    try {
+      if (result instanceof Error) throw result;
+      const file: LocalFile = { name: result.name, path: result.path, size: result.size, mode: (await stat(result.path)).mode & 0o777 };
+      if (!(await this.context.nodeOps.sendFile(computeId, nodeKey, file))) {
+        answer = { transferId, ok: false, code: ErrorCode.NO_COMPUTATION, error: `node ${nodeKey} does not serve the computation` };
+      }
+    } catch (error) {
+      const code = DispyError.isInstance(error) ? error.code : ErrorCode.FILE;
+      answer = { transferId, ok: false, code, error: (error as Error).message };
+    } finally {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    this.send({ fileDone: answer });
+  }
+
+  private ownComputation(computeId: string): boolean {
+    return this.computations.get(computeId)?.added === true;
+  }
+
+  private async closeNode(close: dispy.Close, requestId: number): Promise<void> {
+    const { computeId, nodeKey } = close;
+    let served = false;
+    if (this.ownComputation(computeId)) {
+      served = await this.context.nodeOps.closeNode(computeId, nodeKey, close.terminatePending).catch((error: Error) => {
+        this.context.logger.warn(`closing ${computeId} on ${nodeKey}: ${error.message}`);
+        return false;
+      });
+    }
+    this.send({ requestId, closeReply: { computeId, notServed: !served } });
+  }
+
+  private deallocate(request: dispy.Deallocate, requestId: number): void {
+    const ok = this.ownComputation(request.computeId) && this.context.nodeOps.deallocate(request.computeId, request.nodeKey);
+    this.send({ requestId, deallocateReply: { computeId: request.computeId, ok } });
+  }
+
+  private async setCpus(request: dispy.SetCpus, requestId: number): Promise<void> {
+    const { computeId, nodeKey, cpus } = request;
+    const reply = this.ownComputation(computeId)
+      ? await this.context.nodeOps.setNodeCpus(computeId, nodeKey, cpus)
+      : { error: `no computation ${computeId} is set up for this client` };
+    this.send({ requestId, setCpusReply: { computeId, ...reply } });
   }
 }

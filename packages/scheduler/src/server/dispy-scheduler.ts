@@ -15,7 +15,9 @@ import { createLogger, isWildcard, type Logger, type LogLevel } from '@dispy/pro
 import { JobScheduler } from '../cluster/job-scheduler.js';
 import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_RETRIES } from '../cluster/job-scheduler-options.js';
 import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../cluster/types.js';
-import { ClientLink, type ClientJobRef } from './client-link.js';
+import { ClientLink, type ClientJobRef, type ClientNodeOps } from './client-link.js';
+import { allocationFor, type ClientAllocation } from './client-allocations.js';
+import { JobFileRelay } from './job-file-relay.js';
 import { matchesNodes } from './node-patterns.js';
 
 /** Options of `DispyScheduler` (the flags of `dispyscheduler`). */
@@ -48,7 +50,10 @@ export interface DispySchedulerOptions {
   cleanupNodes?: boolean;
   /** Removes the scheduler's directory (files of earlier runs) at start. */
   clean?: boolean;
-  /** Accepted for dispy's sake: clients may not change the CPUs of shared nodes yet (see the reference). */
+  /**
+   * Clients may change the CPUs their computation uses on the shared nodes (`setNodeCpus`,
+   * NodeAllocate `cpus`), as an exclusive computation always may (dispy's --cooperative).
+   */
   cooperative?: boolean;
   /** Where the clients' depends files and the files jobs send back are kept (default: a directory under the system's temp dir). */
   destPath?: string;
@@ -64,14 +69,22 @@ class SchedulerAllocator implements NodeAllocator<DispyScheduler> {
   constructor(
     readonly host: string,
     private readonly clientNodes: readonly string[] = [],
+    /** The client's NodeAllocates (when it sent them: Allocate), which replace `clientNodes`. */
+    readonly allocations?: readonly ClientAllocation[],
+    /** The CPUs of `allocations` are honoured (--cooperative, or an exclusive computation). */
+    private readonly cpusHonoured = false,
   ) {
     this.isWildcard = isWildcard(host);
   }
   allocate(_owner: DispyScheduler, ipAddr: string, name: string, cpus: number): number {
-    return matchesNodes(this.clientNodes, ipAddr, name) ? cpus : 0;
+    if (!this.allocations) return matchesNodes(this.clientNodes, ipAddr, name) ? cpus : 0;
+    const allocation = allocationFor(this.allocations, ipAddr, name);
+    if (!allocation) return 0;
+    if (!this.cpusHonoured || allocation.cpus === 0) return cpus;
+    return allocation.cpus > 0 ? Math.min(allocation.cpus, cpus) : Math.max(0, cpus + allocation.cpus);
   }
-  narrowed(clientNodes: readonly string[]): SchedulerAllocator {
-    const narrowed = new SchedulerAllocator(this.host, clientNodes);
+  narrowed(clientNodes: readonly string[], allocations?: readonly ClientAllocation[], cpusHonoured = false): SchedulerAllocator {
+    const narrowed = new SchedulerAllocator(this.host, clientNodes, allocations, cpusHonoured);
     for (const address of this.resolved) narrowed.resolved.add(address);
     return narrowed;
   }
@@ -100,6 +113,9 @@ export class DispyScheduler {
   private readonly scheduler: JobScheduler<ClientJobRef, DispyScheduler, SchedulerAllocator>;
   private readonly allocators: SchedulerAllocator[];
   private readonly clients = new Set<ClientLink>();
+  private readonly relay: JobFileRelay;
+  /** Computations whose client may change their CPUs on the nodes (exclusive ones; all with --cooperative). */
+  private readonly mayChangeCpus = new Set<string>();
   private readonly server: net.Server;
   private readonly dir: string;
   private readonly heartbeatSeconds: number;
@@ -121,6 +137,7 @@ export class DispyScheduler {
     this.logger = createLogger('dispyscheduler', options.loglevel ?? 'info');
     this.heartbeatSeconds = options.msgTimeout ?? 10;
     this.allocators = nodes.map((host) => new SchedulerAllocator(host));
+    this.relay = new JobFileRelay(this.logger);
     this.dir = path.resolve(
       options.destPath ?? path.join(os.tmpdir(), `dispyscheduler-${options.schedulerPort ?? DEFAULT_SCHEDULER_PORT}`),
     );
@@ -135,6 +152,8 @@ export class DispyScheduler {
       logger: this.logger,
       fileDir: path.join(this.dir, 'job-files'),
       maxFileSize: options.maxFileSize,
+      // Files sent by jobs go on to their clients as they arrive; nothing of them is kept here.
+      relayJobFiles: (link, jobOf) => this.relay.forNode(link, jobOf),
     });
     this.server = net.createServer((socket) => this.accept(socket));
   }
@@ -205,16 +224,31 @@ export class DispyScheduler {
       name: `dispyscheduler@${os.hostname()}`,
       fileDir: this.dir,
       maxFileSize: this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
-      addComputation: (setup, files, nodes, events) => this.addComputation(setup, files, nodes, events),
+      addComputation: (setup, files, nodes, events, allocations) => this.addComputation(setup, files, nodes, events, allocations),
+      nodeOps: this.nodeOps(),
       submit: (request) => this.scheduler.submit(request),
       cancel: (job) => this.scheduler.cancel(job),
-      closeComputation: (computeId) => this.scheduler.closeComputation(computeId),
-      onEnd: (ended) => this.clients.delete(ended),
+      closeComputation: (computeId) => {
+        this.mayChangeCpus.delete(computeId);
+        return this.scheduler.closeComputation(computeId);
+      },
+      onEnd: (ended) => {
+        this.relay.clientEnded(ended);
+        this.clients.delete(ended);
+      },
     });
     this.clients.add(client);
   }
 
-  private addComputation(setup: dispy.Setup, files: LocalFile[], nodes: string[], events: ComputationEvents<ClientJobRef>): Promise<void> {
+  private addComputation(
+    setup: dispy.Setup,
+    files: LocalFile[],
+    nodes: string[],
+    events: ComputationEvents<ClientJobRef>,
+    allocations?: ClientAllocation[],
+  ): Promise<void> {
+    const cpusHonoured = this.options.cooperative === true || setup.exclusive;
+    if (cpusHonoured) this.mayChangeCpus.add(setup.computeId);
     return this.scheduler.addComputation({
       computeId: setup.computeId,
       name: setup.name,
@@ -227,7 +261,12 @@ export class DispyScheduler {
       cleanupFunction: setup.cleanupFunction ?? undefined,
       destPath: setup.destPath,
       cleanup: this.options.cleanupNodes === true || setup.cleanup,
-      allocators: this.allocators.map((allocator) => allocator.narrowed(nodes)),
+      allocators: this.allocators.map((allocator) => allocator.narrowed(nodes, allocations, cpusHonoured)),
+      // A client's NodeAllocate brings its own depends files and setup arguments to the nodes it chooses.
+      nodeExtras: (allocator, node) => {
+        const allocation = allocator.allocations && node ? allocationFor(allocator.allocations, node.host, node.name) : undefined;
+        return Promise.resolve({ files: allocation?.files ?? [], setupArgs: allocation?.setupArgs });
+      },
       reentrant: setup.reentrant,
       maxRetries: setup.reentrant ? setup.maxRetries : DEFAULT_MAX_RETRIES,
       exclusive: setup.exclusive,
@@ -235,6 +274,29 @@ export class DispyScheduler {
       owner: this,
       events,
     });
+  }
+
+  /** What clients do to their computations on single nodes (SharedJobCluster's node methods). */
+  private nodeOps(): ClientNodeOps {
+    return {
+      sendFile: (computeId, nodeKey, file) => this.scheduler.sendFile(computeId, nodeKey, file),
+      closeNode: (computeId, nodeKey, terminatePending) => this.scheduler.closeNode(computeId, nodeKey, terminatePending),
+      deallocate: (computeId, nodeKey) => this.scheduler.deallocate(computeId, nodeKey),
+      allocate: async (computeId, allocations) => {
+        const cpusHonoured = this.mayChangeCpus.has(computeId);
+        for (const allocator of this.allocators)
+          await this.scheduler.allocate(computeId, allocator.narrowed([], allocations, cpusHonoured));
+      },
+      setNodeCpus: async (computeId, nodeKey, cpus) => {
+        const node = this.scheduler.nodesOf(computeId).find((info) => info.key === nodeKey);
+        if (!node) return { error: `node ${nodeKey} does not serve the computation` };
+        // As in dispy: a shared node's CPUs are the scheduler's, unless it is --cooperative or the computation has the node alone.
+        if (!this.mayChangeCpus.has(computeId)) return { cpus: node.cpus, unchanged: true };
+        const now = await this.scheduler.setNodeCpus(computeId, nodeKey, cpus);
+        return now < 0 ? { error: `node ${nodeKey} did not change the CPUs of the computation (see the scheduler's log)` } : { cpus: now };
+      },
+      jobFileDone: (client, done) => this.relay.clientDone(client, done),
+    };
   }
 
   /** The nodes serving a client's computation (for tests and status). */

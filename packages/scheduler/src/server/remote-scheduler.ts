@@ -6,6 +6,8 @@ import { describeFiles } from '../cluster/local-files.js';
 import type { ClusterScheduler } from '../cluster/cluster-scheduler.js';
 import type { ComputationSpec, JobRequest, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from '../cluster/types.js';
 import { endStatus, nodeFromDescription } from './wire-node.js';
+import { jobFilesConfig, type JobFilesOptions } from '../cluster/job-files.js';
+import type { JobFilesConfig } from '../cluster/node-link.js';
 
 export interface RemoteSchedulerOptions {
   /** Where dispyscheduler serves SharedJobClusters. */
@@ -19,6 +21,8 @@ export interface RemoteSchedulerOptions {
   logger: Logger;
   /** @internal Makes the socket (tests); default `net.connect`. */
   connect?: () => net.Socket;
+  /** Where files sent by jobs (dispySendFile, relayed by dispyscheduler) land, and their limits; default: the working directory. */
+  jobFiles?: Omit<JobFilesOptions, 'logger'>;
 }
 
 /** A job of this client as the remote scheduler tracks it. */
@@ -57,6 +61,9 @@ export class RemoteScheduler<
   private readonly nodes = new Map<string, NodeInfo>();
   private readonly handlers: Handlers;
   private nextUid = 1;
+  /** Numbers the NodeAllocates sent to the scheduler (their files go to `nodes/<n>/`). */
+  private nextAllocation = 1;
+  private readonly jobFiles: JobFilesConfig;
   private active = false;
   private closed = false;
 
@@ -73,8 +80,13 @@ export class RemoteScheduler<
       fileDone: 'ignored',
       setCpusReply: 'ignored',
       reattachReply: 'ignored',
+      allocateReply: 'ignored',
+      deallocateReply: 'ignored',
+      allocate: UNEXPECTED,
+      deallocate: UNEXPECTED,
       nodeCpus: UNEXPECTED,
-      fileChunk: UNEXPECTED,
+      // Taken by onFrame (files sent by jobs, relayed), which knows the link.
+      fileChunk: 'ignored',
       hello: UNEXPECTED,
       auth: UNEXPECTED,
       authResult: UNEXPECTED,
@@ -87,6 +99,10 @@ export class RemoteScheduler<
       fileKept: UNEXPECTED,
       reattach: UNEXPECTED,
     };
+    this.jobFiles = jobFilesConfig({ fileDir: process.cwd(), ...options.jobFiles, logger: options.logger }, (_link, chunk) => {
+      const job = this.jobs.get(Number(chunk.jobId));
+      return job !== undefined && job.computeId === chunk.computeId && job.nodeKey === chunk.nodeKey;
+    });
   }
 
   private get where(): string {
@@ -141,30 +157,128 @@ export class RemoteScheduler<
     return [...this.jobs.values()].filter((job) => job.nodeKey === nodeKey);
   }
 
-  /** The scheduler's nodes are its own: a SharedJobCluster names its nodes when it is created only. */
-  allocate(_computeId: string, allocator: Alloc): Promise<void> {
-    this.options.logger.warn(`allocateNode(${allocator.host}): the nodes of a SharedJobCluster are chosen when it is created; ignored`);
-    return Promise.resolve();
+  // ---- Node operations, done by dispyscheduler on this computation (as JobScheduler does them on its own) ----
+
+  /** Adds a way of choosing nodes (allocateNode): the scheduler asks its nodes again. */
+  async allocate(computeId: string, allocator: Alloc): Promise<void> {
+    const link = await this.linkNow();
+    this.spec?.allocators.push(allocator);
+    await this.sendAllocations(link, computeId, [allocator]);
   }
 
-  deallocate(_computeId: string, _nodeKey: string): boolean {
-    return false;
+  /** Stops sending the computation's jobs to a node; its running jobs finish. False when the node does not serve it. */
+  async deallocate(computeId: string, nodeKey: string): Promise<boolean> {
+    const link = this.link;
+    if (!link || !this.nodes.has(nodeKey)) return false;
+    const reply = await link.connection.request('deallocate', { deallocate: { computeId, nodeKey } }, 'deallocateReply');
+    return reply.ok === true;
   }
 
-  closeNode(_computeId: string, _nodeKey: string, _terminatePending: boolean): Promise<boolean> {
-    return Promise.resolve(false);
+  /** Closes the computation on one node (its running jobs terminated, or finishing first). False when the node does not serve it. */
+  async closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
+    const link = this.link;
+    if (!link || !this.nodes.has(nodeKey)) return false;
+    const reply = await link.connection.request(
+      `closeNode(${nodeKey})`,
+      { close: { computeId, terminatePending, nodeKey } },
+      'closeReply',
+      // Without terminatePending, the node closes once its running jobs are done, however long they take.
+      { timeoutMs: terminatePending ? undefined : 0x7fff_ffff },
+    );
+    return !reply.notServed;
   }
 
   /**
-   * Changes nothing: a shared node's CPUs are the scheduler's, as in dispy. Resolves the CPUs the
-   * computation uses there (unchanged), or -1 for a node that does not serve it.
+   * Asks the scheduler to use `cpus` CPUs of a node for the computation. It does so with
+   * --cooperative (or for an exclusive computation), as in dispy; otherwise it changes nothing and
+   * answers the CPUs used there. Resolves those CPUs, or -1 when the node does not serve the
+   * computation, refuses, or does not answer (logged).
    */
-  setNodeCpus(_computeId: string, nodeKey: string, _cpus: number): Promise<number> {
-    return Promise.resolve(this.nodes.get(nodeKey)?.cpus ?? -1);
+  async setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number> {
+    const link = this.link;
+    const node = this.nodes.get(nodeKey);
+    if (!link || !node) return -1;
+    let reply: dispy.SetCpusReply;
+    try {
+      reply = (await link.connection.request(
+        'setNodeCpus',
+        { setCpus: { computeId, cpus, nodeKey } },
+        'setCpusReply',
+      )) as dispy.SetCpusReply;
+    } catch (error) {
+      this.options.logger.warn((error as Error).message);
+      return -1;
+    }
+    if (reply.error) {
+      this.options.logger.warn(`dispyscheduler ${this.where}: ${reply.error}`);
+      return -1;
+    }
+    if (reply.unchanged)
+      this.options.logger.info(`setNodeCpus(${nodeKey}): dispyscheduler is not --cooperative; the CPUs of shared nodes stay as they are`);
+    node.cpus = reply.cpus;
+    return reply.cpus;
   }
 
-  sendFile(_computeId: string, _nodeKey: string, _file: LocalFile): Promise<boolean> {
-    return Promise.resolve(false);
+  /** Copies a file to a node (through the scheduler) into the computation's directory; false when the node does not serve it. */
+  async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
+    const link = this.link;
+    if (!link || !this.nodes.has(nodeKey)) return false;
+    try {
+      await (
+        await link.streamFile(computeId, file, 0, nodeKey)
+      ).arrived;
+    } catch (error) {
+      if (DispyError.isInstance(error) && error.code === ErrorCode.NO_COMPUTATION) return false;
+      throw error;
+    }
+    return true;
+  }
+
+  /** The connection, once the computation is set up (connecting if it is not). */
+  private async linkNow(): Promise<NodeLink> {
+    if (!this.link || this.connecting) await this.ready();
+    if (!this.link) throw new DispyError(ErrorCode.NO_ANSWER, `not connected to dispyscheduler ${this.where}`);
+    return this.link;
+  }
+
+  /**
+   * Sends NodeAllocates to the scheduler (Allocate) with their per-node depends files and setup
+   * arguments, which it gives to the nodes each chooses. Before the Setup (when some carry
+   * such extras or CPUs), they replace the Setup's `nodes`. A NodeAllocate's own `allocate`
+   * method cannot run at the scheduler: its host, port, cpus, depends and setupArgs are what count.
+   */
+  private async sendAllocations(link: NodeLink, computeId: string, allocators: Alloc[]): Promise<void> {
+    const spec = this.spec!;
+    const files: LocalFile[] = [];
+    const nodes: dispy.INodeAllocation[] = [];
+    for (const allocator of allocators) {
+      const extras = (await spec.nodeExtras?.(allocator)) ?? { files: [] };
+      const at = this.nextAllocation++;
+      const named = extras.files.map((file) => ({ ...file, name: `nodes/${at}/${file.name}` }));
+      files.push(...named);
+      nodes.push({
+        host: allocator.host,
+        port: allocator.port ?? 0,
+        cpus: allocator.cpus ?? 0,
+        files: named.map(({ name, size, mode }) => ({ name, size, mode })),
+        setupArgs: extras.setupArgs,
+      });
+    }
+    const reply = await link.connection.request('allocateNode', { allocate: { computeId, nodes } }, 'allocateReply', {
+      timeoutMs: 10 * 60_000,
+      sendFiles: (want) => link.sendWanted(computeId, files, want),
+    });
+    if (!reply.ok) throw new DispyError(ErrorCode.START, `dispyscheduler ${this.where} refused the nodes: ${reply.error}`);
+  }
+
+  /** Whether a computation's allocators carry anything that `Setup.nodes` (host names) cannot say. */
+  private async hasExtras(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<boolean> {
+    for (const allocator of spec.allocators) {
+      if ((allocator.cpus ?? 0) !== 0) return true;
+      const extras = await spec.nodeExtras?.(allocator);
+      if (extras && (extras.files.length > 0 || extras.setupArgs !== undefined)) return true;
+    }
+    return false;
   }
 
   setActive(active: boolean): void {
@@ -234,6 +348,7 @@ export class RemoteScheduler<
     this.opening = link;
     try {
       await link.connection.open();
+      if (await this.hasExtras(spec)) await this.sendAllocations(link, spec.computeId, spec.allocators);
       const answer = await link.connection.setup(
         {
           computeId: spec.computeId,
@@ -332,6 +447,8 @@ export class RemoteScheduler<
   private onFrame(link: NodeLink, frame: Frame, attachment?: Buffer[]): void {
     // Frames of the connection being set up count too: one may follow its SetupReply in the same read.
     if (link !== this.link && link !== this.opening) return;
+    // A file a job sent, relayed by the scheduler: it lands as from a node (confined, limited, then renamed).
+    if (frame.kind === 'fileChunk') return link.files(this.jobFiles).receive(frame.fileChunk as dispy.FileChunk, attachment);
     const mark = dispatchFrame(this.handlers, frame, attachment);
     if (mark === UNEXPECTED) this.options.logger.warn(`dispyscheduler ${this.where} sent an unexpected ${frame.kind} frame; ignored`);
   }
@@ -378,6 +495,7 @@ export class RemoteScheduler<
       return;
     }
     this.jobs.delete(uid);
+    this.link?.jobEnded(reply.computeId, uid);
     const status = endStatus(reply.status);
     if (reply.failed || !node) {
       events.jobFailed(job, status === 'finished' ? 'terminated' : status, reply.exception, node);

@@ -62,6 +62,14 @@ function fakeScheduler(secret = SECRET) {
       added.push({ setup, files, nodes, events });
       return Promise.resolve();
     },
+    nodeOps: {
+      sendFile: () => Promise.resolve(false),
+      closeNode: () => Promise.resolve(false),
+      deallocate: () => false,
+      allocate: () => Promise.resolve(),
+      setNodeCpus: () => Promise.resolve({ cpus: 2, unchanged: true }),
+      jobFileDone: () => undefined,
+    },
     submit: (request) => {
       const job = { uid: uid++, computeId: request.computeId, priority: request.priority, ref: request.ref };
       submitted.push({ job, args: request.args, priority: request.priority, pin: request.pin, files: request.files });

@@ -18,6 +18,7 @@ import {
   type ClientTls,
   type Frame,
   type FrameInit,
+  type FrameKind,
   type dispy,
 } from '@dispy/protocol';
 import { PendingRequests } from './pending-requests.js';
@@ -203,7 +204,7 @@ export class NodeConnection {
       const done = frame.fileDone as dispy.FileDone;
       if (!done.ok)
         throw new DispyError(
-          ErrorCode.FILE,
+          knownCode(done.code) ?? ErrorCode.FILE,
           `${this.peerKind} ${this.options.host}:${this.options.port} refused file ${name}: ${done.error}`,
         );
       return 'done';
@@ -244,6 +245,37 @@ export class NodeConnection {
     });
     this.send({ setCpus: { computeId, cpus }, requestId: id });
     return (await answer).setCpusReply as dispy.SetCpusReply;
+  }
+
+  /**
+   * Sends a request (`frame`, which gets its request id) and resolves with the answer of kind
+   * `kind`; FileWant frames that come first go to `sendFiles` (as for a setup). For the requests
+   * of a SharedJobCluster to dispyscheduler (Allocate, Deallocate, Close or SetCpus naming a node).
+   * @throws DispyError when the peer refuses (an Error frame), answers with another kind, does not
+   *   answer in `timeoutMs` (default 60 s), or goes away.
+   */
+  async request<K extends FrameKind>(
+    what: string,
+    frame: FrameInit,
+    kind: K,
+    options: { timeoutMs?: number; sendFiles?: (want: dispy.FileWant) => Promise<void> } = {},
+  ): Promise<NonNullable<Frame[K]>> {
+    let id = 0;
+    const request = this.requests.open(what, options.timeoutMs ?? REPLY_TIMEOUT_MS, (answer) => {
+      if (answer.kind === 'fileWant' && options.sendFiles) {
+        options.sendFiles(answer.fileWant as dispy.FileWant).catch((error: Error) => this.requests.fail(id, error));
+        return 'more';
+      }
+      if (answer.kind !== kind)
+        throw new DispyError(
+          ErrorCode.PROTOCOL,
+          `${this.peerKind} ${this.options.host}:${this.options.port} answered ${what} with ${answer.kind}`,
+        );
+      return 'done';
+    });
+    id = request.id;
+    this.send({ ...frame, requestId: id });
+    return (await request.answer)[kind] as NonNullable<Frame[K]>;
   }
 
   /**
@@ -357,4 +389,9 @@ function cutNow(socket: net.Socket, channel: FramedSocket, why: Error): void {
     // A TLS socket has no TCP handle of its own to reset (ERR_INVALID_HANDLE_TYPE).
   }
   channel.destroy(why);
+}
+
+/** An error code from the wire, if it is one of ours. */
+function knownCode(code: string | null | undefined): ErrorCode | undefined {
+  return (Object.values(ErrorCode) as string[]).includes(code ?? '') ? (code as ErrorCode) : undefined;
 }
