@@ -190,6 +190,27 @@ describe('analyzeFunction refuses what cannot run on another machine', () => {
     expect(error.message).toContain('pass it as an argument or in `depends`');
   });
 
+  it('tells a module imported at the top of the file to be required inside the function', () => {
+    // As written (`import os from 'node:os'`, then `os.cpus()`), and as tsx or tsup compile it to CommonJS.
+    expect(refusal(fromSource('function count() { return os.cpus().length; }')).message).toContain(
+      '`os` looks like the module node:os imported at the top of your file, and imports do not go with a function: ' +
+        "require it inside the function (`const os = require('node:os')`)",
+    );
+    expect(refusal(fromSource('function count() { return import_node_os.default.cpus().length; }')).message).toContain(
+      '`import_node_os` looks like the module node:os imported at the top of your file',
+    );
+    expect(refusal(fromSource('function check(x) { return import_zod.z.string().parse(x); }')).message).toContain(
+      "require it inside the function (`const zod = require('zod')`)",
+    );
+    // A name used as a namespace that is no built-in module may be either: both remedies are given.
+    expect(refusal(fromSource('function f() { return helpers.twice(2); }')).message).toContain(
+      "if `helpers` is a module imported at the top of your file, require it inside the function (`const helpers = require('…')`) " +
+        'or list its file in `depends`; if it is a value, pass it as an argument or in `depends`',
+    );
+    // A value named like a module, not used as one, is a value.
+    expect(refusal(fromSource('function f() { return path; }')).message).toContain('pass it as an argument or in `depends`');
+  });
+
   it('lists every captured name, the first in backticks and the others after "also"', () => {
     const a = 1;
     const b = 2;

@@ -1,3 +1,4 @@
+import { isBuiltin } from 'node:module';
 import { parse, type Node as AcornNode } from 'acorn';
 import { analyze } from 'eslint-scope';
 import { ComputationError } from '@dispy/protocol';
@@ -54,7 +55,7 @@ export function analyzeFunction(fn: unknown, options: AnalyzeOptions = {}): Ship
     const others = captured.length > 1 ? ` (also: ${captured.slice(1).join(', ')})` : '';
     throw new ComputationError(
       `\`${first}\` is captured from the outer scope of ${label(role, fn)}${others}; ` +
-        'a shipped function runs alone on the node: pass it as an argument or in `depends`',
+        `a shipped function runs alone on the node: ${remedy(first!, entry.ast)}`,
     );
   }
   return entry.result;
@@ -155,6 +156,43 @@ function isMethodShorthand(source: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * What to do about a captured name. A module imported at the top of the file (`import os from
+ * 'node:os'`) is captured like any value, and passing it as an argument cannot work: it must be
+ * required inside the function. Such a name is either esbuild's name for an import
+ * (`import_node_os`, as tsx and tsup compile imports to CommonJS) or one used as a namespace
+ * (`os.cpus()`), which is a module for certain when it is a Node built-in module's name.
+ */
+function remedy(name: string, ast: AcornNode): string {
+  const compiled = /^import_(\w+?)\d*$/.exec(name);
+  const namespace = usedAsNamespace(name, ast);
+  const imported = compiled ? compiled[1]!.replace(/^node_/, '') : namespace ? name : undefined;
+  if (imported !== undefined && (compiled || isBuiltin(imported))) {
+    const module = isBuiltin(imported) ? `node:${imported}` : imported;
+    return (
+      `\`${name}\` looks like the module ${module} imported at the top of your file, and imports do not go with a function: ` +
+      `require it inside the function (\`const ${imported} = require('${module}')\`), or list your own module's file in \`depends\``
+    );
+  }
+  if (namespace) {
+    return (
+      `if \`${name}\` is a module imported at the top of your file, require it inside the function ` +
+      `(\`const ${name} = require('…')\`) or list its file in \`depends\`; if it is a value, pass it as an argument or in \`depends\``
+    );
+  }
+  return 'pass it as an argument or in `depends`';
+}
+
+/** Whether the function reads a property of `name` (`name.x`, `name.x()`). */
+function usedAsNamespace(name: string, ast: AcornNode): boolean {
+  let found = false;
+  visit(ast, (node) => {
+    const member = node as unknown as { type: string; object?: { type: string; name?: string } };
+    if (member.type === 'MemberExpression' && member.object?.type === 'Identifier' && member.object.name === name) found = true;
+  });
+  return found;
 }
 
 function label(role: string, fn: Function): string {
