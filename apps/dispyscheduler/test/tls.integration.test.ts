@@ -3,6 +3,7 @@
  * time: TLS toward the nodes (--node-*) and toward the SharedJobClusters (--cluster-*), mutual TLS
  * both ways, and each mismatch, which fails at once on both sides with an error naming the fix.
  */
+import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadClientTls, type ClientTlsFiles } from '@dispy/protocol';
 import { DispyScheduler, NodeConnection } from '@dispy/scheduler';
@@ -249,6 +250,27 @@ describe('dispyscheduler and its nodes: each mismatch is logged on both sides, n
     sharedCluster(noCert, {}).submit(1);
     await noCert.waitForLog(/this node requires a client certificate signed by its --cafile \(--require-client-cert\)/);
     await mutualNode.waitForLog(/it presented no certificate, and this node requires one \(--require-client-cert\); refused/);
+  });
+});
+
+describe('dispyscheduler with TLS stopping', () => {
+  it('stops at once while a client is halfway through its TLS handshake', async () => {
+    const sched = await scheduler('127.0.74.19', [...clusterTlsArgs(), '--debug']);
+    const socket = net.connect({ host: sched.host, port: sched.port });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      // The start of a TLS handshake record, and nothing more: the scheduler hands it to TLS and waits.
+      socket.write(Buffer.from([0x16, 0x03, 0x01, 0x01, 0x00]));
+      await sched.waitForLog(/client 127\.0\.0\.1:\d+ began a TLS handshake/);
+      await sched.stop('SIGTERM');
+      // Stopped by SIGTERM's clean path (exit code 0), not by the SIGKILL 5 s later.
+      expect(sched.child.exitCode).toBe(0);
+      await closed;
+    } finally {
+      socket.destroy();
+    }
   });
 });
 

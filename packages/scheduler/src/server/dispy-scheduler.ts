@@ -346,6 +346,7 @@ export class DispyScheduler {
         refusePlain('spoke plain');
         return;
       }
+      this.logger.debug(`client ${peer} began a TLS handshake`);
       socket.pause();
       socket.unshift(chunk);
       server.emit('connection', socket);
