@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DispySchedulerOptions } from '@dispy/scheduler';
 
@@ -60,10 +61,61 @@ export const FLAGS: Flag[] = [
     arg: 'SECRET',
     help: 'secret SharedJobClusters must give; visible in the process list: prefer DISPY_CLUSTER_SECRET',
   },
-  { flag: 'node-keyfile', kind: 'string', arg: 'FILE', help: 'TLS toward nodes: not supported yet (refused)' },
-  { flag: 'node-certfile', kind: 'string', arg: 'FILE', help: 'TLS toward nodes: not supported yet (refused)' },
-  { flag: 'cluster-keyfile', kind: 'string', arg: 'FILE', help: 'TLS toward clients: not supported yet (refused)' },
-  { flag: 'cluster-certfile', kind: 'string', arg: 'FILE', help: 'TLS toward clients: not supported yet (refused)' },
+  {
+    flag: 'node-certfile',
+    option: 'nodeCertfile',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'TLS toward nodes: certificate presented to nodes with --require-client-cert (alone, turns TLS toward nodes on)',
+  },
+  {
+    flag: 'node-keyfile',
+    option: 'nodeKeyfile',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'TLS toward nodes: key of --node-certfile (default: in --node-certfile)',
+  },
+  {
+    flag: 'node-cafile',
+    option: 'nodeCafile',
+    kind: 'string',
+    arg: 'FILE',
+    help: "TLS toward nodes: CA that signed the nodes' certificates (turns TLS toward nodes on)",
+  },
+  {
+    flag: 'node-cert-fingerprint',
+    option: 'nodeCertFingerprint',
+    kind: 'list',
+    arg: 'SHA256',
+    help: "TLS toward nodes: pinned SHA-256 fingerprint of a node's self-signed certificate; repeatable (turns TLS toward nodes on)",
+  },
+  {
+    flag: 'cluster-certfile',
+    option: 'clusterCertfile',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'TLS toward clients: certificate of this scheduler; the scheduler port then serves TLS only',
+  },
+  {
+    flag: 'cluster-keyfile',
+    option: 'clusterKeyfile',
+    kind: 'string',
+    arg: 'FILE',
+    help: 'TLS toward clients: key of --cluster-certfile (default: in --cluster-certfile)',
+  },
+  {
+    flag: 'cluster-cafile',
+    option: 'clusterCafile',
+    kind: 'string',
+    arg: 'FILE',
+    help: "TLS toward clients: CA that signed the clients' certificates (default: --cluster-certfile itself)",
+  },
+  {
+    flag: 'require-client-cert',
+    option: 'requireClientCert',
+    kind: 'boolean',
+    help: 'TLS toward clients: SharedJobClusters must present a certificate signed by --cluster-cafile',
+  },
   {
     flag: 'pulse-interval',
     option: 'pulseInterval',
@@ -121,12 +173,8 @@ export const FLAGS: Flag[] = [
   { flag: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
 ];
 
-/** Flags that are refused until the security issue (TLS) and the monitor land. */
+/** Flags that are refused until the monitor lands. */
 const REFUSED: Record<string, string> = {
-  'node-keyfile': 'TLS toward nodes is not supported by dispyscheduler yet; use --node-secret',
-  'node-certfile': 'TLS toward nodes is not supported by dispyscheduler yet; use --node-secret',
-  'cluster-keyfile': 'TLS toward clients is not supported by dispyscheduler yet; use --cluster-secret',
-  'cluster-certfile': 'TLS toward clients is not supported by dispyscheduler yet; use --cluster-secret',
   httpd: 'the monitor page (@dispy/monitor) does not exist yet',
 };
 
@@ -212,9 +260,16 @@ function readConfig(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-/** Writes options for a later --config; the secrets are left out (pass them by environment). */
+/** Options that name files: saved as absolute paths, so that the config works from any directory. */
+const PATH_OPTIONS = ['nodeKeyfile', 'nodeCertfile', 'nodeCafile', 'clusterKeyfile', 'clusterCertfile', 'clusterCafile'] as const;
+
+/** Writes options for a later --config; the secrets are left out (pass them by environment), the TLS files are saved as their paths. */
 export function saveConfig(file: string, options: DispySchedulerOptions): void {
   const { nodeSecret: _node, clusterSecret: _cluster, ...rest } = options;
+  for (const option of PATH_OPTIONS) {
+    const value = rest[option];
+    if (typeof value === 'string') rest[option] = path.resolve(value);
+  }
   writeFileSync(file, `${JSON.stringify(rest, null, 2)}\n`, { mode: 0o600 });
 }
 

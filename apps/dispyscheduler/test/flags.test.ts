@@ -1,5 +1,8 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { helpText, parseFlags } from '../src/flags.js';
+import { helpText, parseFlags, saveConfig } from '../src/flags.js';
 
 describe('dispyscheduler flags', () => {
   it("reads dispy's flags, both spellings, and the secrets from the environment", () => {
@@ -38,9 +41,57 @@ describe('dispyscheduler flags', () => {
     expect(settings.warnings.join('\n')).toContain('DISPY_CLUSTER_SECRET');
   });
 
-  it('refuses the TLS flags clearly until TLS is supported, and a wrong number naming the flag', () => {
-    expect(() => parseFlags(['--cluster-certfile', 'c.pem'], {})).toThrow(/--cluster-certfile: TLS toward clients is not supported/);
-    expect(() => parseFlags(['--node-keyfile', 'k.pem'], {})).toThrow(/--node-keyfile: TLS toward nodes is not supported/);
+  it('reads the TLS flags of both sides, in both spellings', () => {
+    const fingerprint = 'AB'.repeat(32);
+    const settings = parseFlags(
+      [
+        '--node-keyfile',
+        'n.key',
+        '--node_certfile',
+        'n.pem',
+        '--node-cafile',
+        'ca.pem',
+        '--node-cert-fingerprint',
+        fingerprint,
+        '--node-cert-fingerprint',
+        fingerprint.toLowerCase(),
+        '--cluster-keyfile',
+        'c.key',
+        '--cluster_certfile',
+        'c.pem',
+        '--cluster-cafile',
+        'clients-ca.pem',
+        '--require_client_cert',
+      ],
+      {},
+    );
+    expect(settings.options).toEqual({
+      nodeKeyfile: 'n.key',
+      nodeCertfile: 'n.pem',
+      nodeCafile: 'ca.pem',
+      nodeCertFingerprint: [fingerprint, fingerprint.toLowerCase()],
+      clusterKeyfile: 'c.key',
+      clusterCertfile: 'c.pem',
+      clusterCafile: 'clients-ca.pem',
+      requireClientCert: true,
+    });
+  });
+
+  it('saves the TLS files as absolute paths, and reads them back with --config', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispyscheduler-flags-'));
+    try {
+      const file = path.join(dir, 'config.json');
+      saveConfig(file, { clusterCertfile: 'c.pem', nodeCafile: '/etc/ca.pem', requireClientCert: true, clusterSecret: 'not saved' });
+      const saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      expect(saved).toEqual({ clusterCertfile: path.resolve('c.pem'), nodeCafile: '/etc/ca.pem', requireClientCert: true });
+      expect(parseFlags(['--config', file, '--node-cafile', 'other.pem'], {}).options).toEqual({ ...saved, nodeCafile: 'other.pem' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses --httpd clearly until the monitor exists, and a wrong number naming the flag', () => {
+    expect(() => parseFlags(['--httpd'], {})).toThrow(/--httpd: the monitor page/);
     expect(() => parseFlags(['--scheduler-port', 'x'], {})).toThrow(/--scheduler-port must be an integer/);
     expect(() => parseFlags(['--msg-timeout', '-1'], {})).toThrow();
   });
@@ -60,6 +111,10 @@ describe('dispyscheduler flags', () => {
       '--node-certfile',
       '--cluster-keyfile',
       '--cluster-certfile',
+      '--node-cafile',
+      '--node-cert-fingerprint',
+      '--cluster-cafile',
+      '--require-client-cert',
       '--pulse-interval',
       '--ping-interval',
       '--zombie-interval',

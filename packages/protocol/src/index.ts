@@ -41,6 +41,8 @@ export {
   PLAIN_NODE_MESSAGE,
   TLS_NODE_MESSAGE,
   CLIENT_CERT_MESSAGE,
+  TLS_OPTION_NAMES,
+  type TlsOptionNames,
   type ClientTls,
   type ClientTlsFiles,
   type NodeTlsFiles,

@@ -21,8 +21,6 @@ export interface SharedJobClusterOptions<R = unknown> extends JobClusterOptions<
   exclusive?: boolean;
 }
 
-const TLS_OPTIONS = ['keyfile', 'certfile', 'cafile', 'certFingerprint'] as const;
-
 /**
  * A cluster whose jobs run on nodes shared with other programs, through dispyscheduler (which
  * must be running at `schedulerNode`, with the cluster secret as `secret`). It is a JobCluster in
@@ -34,6 +32,9 @@ const TLS_OPTIONS = ['keyfile', 'certfile', 'cafile', 'certFingerprint'] as cons
  * is `exclusive`): it resolves the CPUs the cluster uses there, or -1; `pulseInterval` is the
  * scheduler's. `sendFile`, `deallocateNode`, `closeNode` and files sent by jobs go through the
  * scheduler.
+ * Its TLS options (`keyfile`, `certfile`, `cafile`, `certFingerprint`) are toward dispyscheduler,
+ * which serves TLS with `--cluster-certfile`: they verify the scheduler, and `certfile` is the
+ * certificate a scheduler with `--require-client-cert` asks for.
  *
  * @throws OptionError for a wrong option (naming it), as JobCluster.
  */
@@ -54,12 +55,6 @@ export class SharedJobCluster<F extends AnyFunction = AnyFunction> extends JobCl
     if (exclusive !== undefined && typeof exclusive !== 'boolean') {
       throw new OptionError(`SharedJobCluster: option "exclusive" must be true or false, got ${String(exclusive)}`);
     }
-    const tls = TLS_OPTIONS.find((name) => rest[name] !== undefined);
-    if (tls !== undefined) {
-      throw new OptionError(
-        `SharedJobCluster: option "${tls}": TLS to dispyscheduler is not supported yet; its clients use the cluster secret`,
-      );
-    }
     const host = schedulerNode ?? os.hostname();
     const port = schedulerPort ?? DEFAULT_SCHEDULER_PORT;
     if (typeof rest.recoverFile === 'string') {
@@ -72,11 +67,13 @@ export class SharedJobCluster<F extends AnyFunction = AnyFunction> extends JobCl
       { ...rest, exclusive, port: rest.port ?? 0, recoverFile: false },
       {
         kind: 'SharedJobCluster',
-        scheduler: ({ options: resolved, logger }) =>
+        // TLS to dispyscheduler (served with --cluster-certfile) from keyfile, certfile, cafile and certFingerprint, as a JobCluster's to its nodes.
+        scheduler: ({ options: resolved, logger, tls }) =>
           new RemoteScheduler({
             host,
             port,
             secret: resolved.secret,
+            tls,
             localAddress: [resolved.ipAddr ?? []].flat()[0],
             clientName: os.hostname(),
             logger,

@@ -7,7 +7,8 @@ import { ErrorCode } from '../errors/error-codes.js';
 import { OptionError } from '../errors/option-error.js';
 
 /**
- * TLS with certificates for the client–node connection. A node given a certificate and key serves
+ * TLS with certificates for the client–node connection, and for dispyscheduler's (toward its
+ * nodes as their client, toward SharedJobClusters as their server). A node given a certificate and key serves
  * TLS only; a client given a CA (or a pinned fingerprint, or a certificate of its own) connects
  * with TLS only. The dispy handshake (the secret) runs inside TLS unchanged; its frames are then not
  * sealed a second time (see the protocol reference).
@@ -39,7 +40,8 @@ export const CLIENT_CERT_MESSAGE =
   "this node requires a client certificate signed by its --cafile (--require-client-cert): give the client a keyfile and certfile signed by the node's CA";
 /** What a TLS node answers a client that does not speak TLS (in plain, then closes). */
 export const TLS_NODE_MESSAGE =
-  'this node requires TLS (--certfile): give the client a cafile (the CA that signed the node certificate) or a certFingerprint';
+  'this node requires TLS (--certfile): give the client a cafile (the CA that signed the node certificate) or a certFingerprint ' +
+  '(dispyscheduler: --node-cafile or --node-cert-fingerprint)';
 
 /** A SHA-256 fingerprint as 64 uppercase hex digits (colons and case ignored). */
 export function normalizeFingerprint(fingerprint: string): string {
@@ -51,7 +53,7 @@ export function isFingerprint(fingerprint: string): boolean {
   return /^[0-9A-F]{64}$/.test(normalizeFingerprint(fingerprint));
 }
 
-function readPem(option: string, file: string, who: string): Buffer {
+function readPem(option: string, file: string, who: string, isKey = false): Buffer {
   let pem: Buffer;
   try {
     pem = readFileSync(file);
@@ -59,17 +61,41 @@ function readPem(option: string, file: string, who: string): Buffer {
     throw new OptionError(`${who}: option "${option}": ${file} cannot be read: ${(error as Error).message}`);
   }
   // A CA file that holds no certificate would be taken as trusting none, silently.
-  if (option !== 'keyfile' && !pem.includes('-----BEGIN CERTIFICATE-----')) {
+  if (!isKey && !pem.includes('-----BEGIN CERTIFICATE-----')) {
     throw new OptionError(`${who}: option "${option}": ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   }
   return pem;
 }
+
+/**
+ * What the TLS options are called where they were given, for the messages of errors: a
+ * JobCluster's and dispynode's own names by default; dispyscheduler's `nodeCafile` and so on.
+ */
+export interface TlsOptionNames {
+  keyfile: string;
+  certfile: string;
+  cafile: string;
+  certFingerprint: string;
+  requireClientCert: string;
+  /** Whose certificate `certfile` is, when it serves TLS (default "the node's"). */
+  server?: string;
+}
+
+export const TLS_OPTION_NAMES: TlsOptionNames = {
+  keyfile: 'keyfile',
+  certfile: 'certfile',
+  cafile: 'cafile',
+  certFingerprint: 'certFingerprint',
+  requireClientCert: 'requireClientCert',
+};
 
 /** A client's TLS settings, read and checked once (files, keys) when the cluster is made. */
 export interface ClientTls {
   secureContext: tls.SecureContext;
   /** Pinned SHA-256 fingerprints (normalized): the node's certificate must have one; CA and host name are then not checked. */
   fingerprints: string[];
+  /** What the options were called, for the fixes that errors name (default TLS_OPTION_NAMES). */
+  names?: TlsOptionNames;
 }
 
 export interface ClientTlsFiles {
@@ -87,30 +113,35 @@ export interface ClientTlsFiles {
  * the address connected to. `keyfile` defaults to `certfile` (a key may be stored in it).
  * @throws OptionError naming the file when one cannot be read or does not hold what it should
  */
-export function loadClientTls(files: ClientTlsFiles, who: string): ClientTls | undefined {
+export function loadClientTls(files: ClientTlsFiles, who: string, names: TlsOptionNames = TLS_OPTION_NAMES): ClientTls | undefined {
   const fingerprints = [files.certFingerprint ?? []].flat();
+  const needsCert = `${who}: option "${names.keyfile}" needs "${names.certfile}" (the certificate of that key)`;
   if (files.cafile === undefined && files.certfile === undefined && fingerprints.length === 0) {
-    if (files.keyfile !== undefined) throw new OptionError(`${who}: option "keyfile" needs "certfile" (the certificate of that key)`);
+    if (files.keyfile !== undefined) throw new OptionError(needsCert);
     return undefined;
   }
   for (const fingerprint of fingerprints) {
     if (!isFingerprint(fingerprint)) {
       throw new OptionError(
-        `${who}: option "certFingerprint": must be a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(fingerprint)}`,
+        `${who}: option "${names.certFingerprint}": must be a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(fingerprint)}`,
       );
     }
   }
-  if (files.keyfile !== undefined && files.certfile === undefined) {
-    throw new OptionError(`${who}: option "keyfile" needs "certfile" (the certificate of that key)`);
-  }
-  const cert = files.certfile === undefined ? undefined : readPem('certfile', files.certfile, who);
-  const key = files.keyfile === undefined ? cert : readPem('keyfile', files.keyfile, who);
-  const ca = files.cafile !== undefined ? [readPem('cafile', files.cafile, who)] : cert ? [...tls.rootCertificates, cert] : undefined;
+  if (files.keyfile !== undefined && files.certfile === undefined) throw new OptionError(needsCert);
+  const cert = files.certfile === undefined ? undefined : readPem(names.certfile, files.certfile, who);
+  const key = files.keyfile === undefined ? cert : readPem(names.keyfile, files.keyfile, who, true);
+  const ca = files.cafile !== undefined ? [readPem(names.cafile, files.cafile, who)] : cert ? [...tls.rootCertificates, cert] : undefined;
   try {
     const secureContext = tls.createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert, key } : {}) });
-    return { secureContext, fingerprints: fingerprints.map(normalizeFingerprint) };
+    return {
+      secureContext,
+      fingerprints: fingerprints.map(normalizeFingerprint),
+      ...(names === TLS_OPTION_NAMES ? {} : { names }),
+    };
   } catch (error) {
-    throw new OptionError(`${who}: the TLS files (keyfile, certfile, cafile) are not usable: ${(error as Error).message}`);
+    throw new OptionError(
+      `${who}: the TLS files (${names.keyfile}, ${names.certfile}, ${names.cafile}) are not usable: ${(error as Error).message}`,
+    );
   }
 }
 
@@ -127,17 +158,18 @@ export interface NodeTlsFiles {
  * are verified against `cafile`, or without it `certfile` itself.
  * @throws OptionError naming the file when one cannot be read or does not hold what it should
  */
-export function loadNodeTls(files: NodeTlsFiles, who: string): tls.TlsOptions | undefined {
+export function loadNodeTls(files: NodeTlsFiles, who: string, names: TlsOptionNames = TLS_OPTION_NAMES): tls.TlsOptions | undefined {
   if (files.certfile === undefined) {
-    for (const option of ['keyfile', 'cafile'] as const) {
-      if (files[option] !== undefined) throw new OptionError(`${who}: option "${option}" needs "certfile" (the node's certificate)`);
+    for (const option of ['keyfile', 'cafile', 'requireClientCert'] as const) {
+      if (files[option] !== undefined && files[option] !== false) {
+        throw new OptionError(`${who}: option "${names[option]}" needs "${names.certfile}" (${names.server ?? "the node's"} certificate)`);
+      }
     }
-    if (files.requireClientCert) throw new OptionError(`${who}: option "requireClientCert" needs "certfile" (the node's certificate)`);
     return undefined;
   }
-  const cert = readPem('certfile', files.certfile, who);
-  const key = files.keyfile === undefined ? cert : readPem('keyfile', files.keyfile, who);
-  const ca = files.cafile === undefined ? cert : readPem('cafile', files.cafile, who);
+  const cert = readPem(names.certfile, files.certfile, who);
+  const key = files.keyfile === undefined ? cert : readPem(names.keyfile, files.keyfile, who, true);
+  const ca = files.cafile === undefined ? cert : readPem(names.cafile, files.cafile, who);
   const options: tls.TlsOptions = {
     cert,
     key,
@@ -150,7 +182,9 @@ export function loadNodeTls(files: NodeTlsFiles, who: string): tls.TlsOptions | 
   try {
     tls.createSecureContext(options);
   } catch (error) {
-    throw new OptionError(`${who}: the TLS files (keyfile, certfile, cafile) are not usable: ${(error as Error).message}`);
+    throw new OptionError(
+      `${who}: the TLS files (${names.keyfile}, ${names.certfile}, ${names.cafile}) are not usable: ${(error as Error).message}`,
+    );
   }
   return options;
 }
@@ -161,6 +195,19 @@ export interface ConnectTlsOptions {
   localAddress?: string;
   tls: ClientTls;
   timeoutMs?: number;
+  /** What the peer is, for the messages of failures: `node` (default) or `dispyscheduler`. */
+  peerKind?: string;
+}
+
+/** The flags that fix a TLS mismatch, on a peer of each kind (a node, or dispyscheduler toward its clients). */
+function peerFlags(peerKind: string): { serve: string; requireCert: string; ca: string } {
+  return peerKind === 'dispyscheduler'
+    ? {
+        serve: '--cluster-certfile and --cluster-keyfile',
+        requireCert: 'the scheduler requires one',
+        ca: "the scheduler's --cluster-cafile",
+      }
+    : { serve: '--certfile and --keyfile', requireCert: 'the node requires one', ca: "the node's --cafile" };
 }
 
 /**
@@ -170,7 +217,7 @@ export interface ConnectTlsOptions {
  * @throws DispyError (`NO_ANSWER`) when it does not connect in time
  */
 export function connectTls(options: ConnectTlsOptions): Promise<tls.TLSSocket> {
-  const { host, port, localAddress, timeoutMs = TLS_CONNECT_TIMEOUT_MS } = options;
+  const { host, port, localAddress, timeoutMs = TLS_CONNECT_TIMEOUT_MS, peerKind = 'node' } = options;
   const { secureContext, fingerprints } = options.tls;
   const pinned = fingerprints.length > 0;
   return new Promise((resolve, reject) => {
@@ -187,13 +234,15 @@ export function connectTls(options: ConnectTlsOptions): Promise<tls.TLSSocket> {
       socket.destroy();
       reject(error);
     };
-    const onError = (error: Error): void => fail(describeTlsError(error, host, port));
+    const onError = (error: Error): void => fail(describeTlsError(error, host, port, peerKind, options.tls.names));
     const onSecure = (): void => {
       if (pinned) {
         const fingerprint = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
         if (!fingerprints.includes(fingerprint)) {
           fail(
-            new AuthError(`node ${host}:${port}'s certificate (SHA-256 ${fingerprint}) is not the pinned one (certFingerprint); not used`),
+            new AuthError(
+              `${peerKind} ${host}:${port}'s certificate (SHA-256 ${fingerprint}) is not the pinned one (${options.tls.names?.certFingerprint ?? 'certFingerprint'}); not used`,
+            ),
           );
           return;
         }
@@ -206,7 +255,9 @@ export function connectTls(options: ConnectTlsOptions): Promise<tls.TLSSocket> {
       socket.off('error', onError);
       socket.off('secureConnect', onSecure);
     };
-    socket.setTimeout(timeoutMs, () => fail(new DispyError(ErrorCode.NO_ANSWER, `node ${host}:${port} did not complete TLS in time`)));
+    socket.setTimeout(timeoutMs, () =>
+      fail(new DispyError(ErrorCode.NO_ANSWER, `${peerKind} ${host}:${port} did not complete TLS in time`)),
+    );
     socket.once('error', onError);
     socket.once('secureConnect', onSecure);
   });
@@ -243,26 +294,35 @@ const CLIENT_CERT_REFUSED = new Set([
 ]);
 
 /**
- * A client's TLS failure as an AuthError naming the node, what went wrong and the likely fix.
- * Errors that are not TLS's (a refused or reset connection) are returned as they are.
+ * A client's TLS failure as an AuthError naming the peer (a node, or `dispyscheduler` for a
+ * SharedJobCluster), what went wrong and the likely fix. Errors that are not TLS's (a refused or
+ * reset connection) are returned as they are.
  */
-export function describeTlsError(error: Error, host: string, port: number): Error {
+export function describeTlsError(
+  error: Error,
+  host: string,
+  port: number,
+  peerKind = 'node',
+  names: TlsOptionNames = TLS_OPTION_NAMES,
+): Error {
   if (DispyError.isInstance(error)) return error;
+  const { keyfile, certfile, cafile, certFingerprint } = names;
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  const node = `node ${host}:${port}`;
+  const node = `${peerKind} ${host}:${port}`;
+  const flags = peerFlags(peerKind);
   if (PLAIN_PEER.has(code)) {
     return new AuthError(
-      `${node} does not use TLS (it answered in plain): start it with --certfile and --keyfile, or give this client no cafile, certfile or certFingerprint`,
+      `${node} does not use TLS (it answered in plain): start it with ${flags.serve}, or give this client no ${cafile}, ${certfile} or ${certFingerprint}`,
     );
   }
   if (UNTRUSTED.has(code)) {
     return new AuthError(
-      `${node}'s certificate is not trusted (${code}): give the cafile of the CA that signed it, or pin it with certFingerprint`,
+      `${node}'s certificate is not trusted (${code}): give the ${cafile} of the CA that signed it, or pin it with ${certFingerprint}`,
     );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return new AuthError(
-      `${node}'s certificate is not for this address (${error.message}): the node's certificate needs ${host} among its subject alternative names (${net.isIP(host) ? 'IP' : 'DNS'}:${host}), or pin it with certFingerprint`,
+      `${node}'s certificate is not for this address (${error.message}): the ${peerKind}'s certificate needs ${host} among its subject alternative names (${net.isIP(host) ? 'IP' : 'DNS'}:${host}), or pin it with ${certFingerprint}`,
     );
   }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
@@ -270,7 +330,7 @@ export function describeTlsError(error: Error, host: string, port: number): Erro
   }
   if (CLIENT_CERT_REFUSED.has(code)) {
     return new AuthError(
-      `${node} refused this client's certificate, or its lack of one (${code}): the node requires one (--require-client-cert); give this client a keyfile and certfile signed by the node's --cafile`,
+      `${node} refused this client's certificate, or its lack of one (${code}): ${flags.requireCert} (--require-client-cert); give this client a ${keyfile} and ${certfile} signed by ${flags.ca}`,
     );
   }
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || /certificate|ssl|tls/i.test(error.message)) {

@@ -155,6 +155,8 @@ export class ClientLink {
       peer: this.peer,
       heartbeatSeconds: context.heartbeatSeconds,
       zombieSeconds: context.zombieSeconds,
+      // Inside TLS (a TLSSocket) frames are not sealed a second time, as on a node.
+      tls: (socket as net.Socket & { encrypted?: boolean }).encrypted === true,
     });
     this.handlers = {
       setup: (setup, frame) => void this.setup(setup, frame.requestId),

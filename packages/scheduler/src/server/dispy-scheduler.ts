@@ -2,13 +2,23 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import {
+  AuthError,
   DEFAULT_CLIENT_PORT,
   DEFAULT_NODE_PORT,
   DEFAULT_SCHEDULER_PORT,
   DispyError,
   ErrorCode,
+  FramedSocket,
+  HANDSHAKE_LIMITS,
   OptionError,
+  PLAIN_CLIENT_WAIT_MS,
+  loadClientTls,
+  loadNodeTls,
+  looksLikeTls,
+  type ClientTls,
+  type TlsOptionNames,
   type dispy,
 } from '@dispy/protocol';
 import { createLogger, isWildcard, type Logger, type LogLevel } from '@dispy/protocol/internal';
@@ -38,6 +48,29 @@ export interface DispySchedulerOptions {
   nodeSecret?: string;
   /** Secret the SharedJobClusters must prove. */
   clusterSecret?: string;
+  /**
+   * TLS toward the nodes, as a JobCluster's `keyfile`, `certfile`, `cafile` and `certFingerprint`:
+   * any of `nodeCafile`, `nodeCertfile`, `nodeCertFingerprint` turns it on. The key of `nodeCertfile`
+   * (default: in `nodeCertfile` itself).
+   */
+  nodeKeyfile?: string;
+  /** This scheduler's certificate, presented to nodes that require one (`dispynode --require-client-cert`). */
+  nodeCertfile?: string;
+  /** The CA that signed the nodes' certificates (default: the system's CAs and `nodeCertfile`). */
+  nodeCafile?: string;
+  /** SHA-256 fingerprints of the nodes' (self-signed) certificates: a node is trusted when its certificate has one. */
+  nodeCertFingerprint?: string | string[];
+  /**
+   * TLS toward the clients: the key of `clusterCertfile` (default: in `clusterCertfile` itself).
+   * With `clusterCertfile`, the scheduler port serves TLS only.
+   */
+  clusterKeyfile?: string;
+  /** This scheduler's certificate for SharedJobClusters (they verify it by their `cafile` or `certFingerprint`). */
+  clusterCertfile?: string;
+  /** The CA that signed the SharedJobClusters' certificates, for `requireClientCert` (default: `clusterCertfile` itself). */
+  clusterCafile?: string;
+  /** SharedJobClusters must present a certificate signed by `clusterCafile` (mutual TLS). */
+  requireClientCert?: boolean;
   /** Seconds between the nodes' pulses for each computation (0 or undefined: none). */
   pulseInterval?: number;
   /** Seconds between discovery pings. */
@@ -102,6 +135,35 @@ function checkSeconds(name: string, value: number | undefined, min: number): voi
   }
 }
 
+/** The names of the TLS options toward nodes, for the messages of their errors. */
+const NODE_TLS_NAMES: TlsOptionNames = {
+  keyfile: 'nodeKeyfile',
+  certfile: 'nodeCertfile',
+  cafile: 'nodeCafile',
+  certFingerprint: 'nodeCertFingerprint',
+  requireClientCert: 'requireClientCert',
+};
+
+/** The names of the TLS options toward clients. */
+const CLUSTER_TLS_NAMES: TlsOptionNames = {
+  keyfile: 'clusterKeyfile',
+  certfile: 'clusterCertfile',
+  cafile: 'clusterCafile',
+  certFingerprint: 'certFingerprint',
+  requireClientCert: 'requireClientCert',
+  server: "the scheduler's",
+};
+
+/** What a TLS scheduler answers a client that does not speak TLS (in plain, then closes). */
+export const TLS_SCHEDULER_MESSAGE =
+  'this dispyscheduler requires TLS (--cluster-certfile): give the SharedJobCluster a cafile (the CA that signed the scheduler certificate) or a certFingerprint';
+/** What a scheduler that requires client certificates answers a client without a good one (inside TLS, then closes). */
+export const SCHEDULER_CLIENT_CERT_MESSAGE =
+  "this dispyscheduler requires a client certificate signed by its --cluster-cafile (--require-client-cert): give the SharedJobCluster a keyfile and certfile signed by the scheduler's CA";
+
+/** A TLS mismatch with a client is logged at warning level at most once a minute (then at debug level): a flood must not flood the log. */
+const TLS_WARN_INTERVAL_MS = 60_000;
+
 /**
  * dispyscheduler: one `JobScheduler` (the engine `JobCluster` embeds) shared by the
  * SharedJobClusters of many programs. It finds and manages the nodes (node secret), accepts
@@ -117,6 +179,12 @@ export class DispyScheduler {
   /** Computations whose client may change their CPUs on the nodes (exclusive ones; all with --cooperative). */
   private readonly mayChangeCpus = new Set<string>();
   private readonly server: net.Server;
+  /** Serves TLS over accepted sockets when the scheduler has a certificate toward clients (never listens itself). */
+  private readonly tlsServer?: tls.Server;
+  /** Accepted sockets whose TLS handshake is not done (destroyed on close). */
+  private readonly handshaking = new Set<net.Socket>();
+  private tlsWarnedAt = 0;
+  private readonly nodeTls?: ClientTls;
   private readonly dir: string;
   private readonly heartbeatSeconds: number;
   private started = false;
@@ -133,6 +201,29 @@ export class DispyScheduler {
     if (options.pulseInterval !== undefined && options.pulseInterval > 0 && options.pulseInterval < 1) {
       throw new OptionError(`dispyscheduler: pulseInterval must be 0 (none) or at least 1 second, got ${options.pulseInterval}`);
     }
+    if (options.requireClientCert !== undefined && typeof options.requireClientCert !== 'boolean') {
+      throw new OptionError(`dispyscheduler: requireClientCert must be true or false, got ${String(options.requireClientCert)}`);
+    }
+    this.nodeTls = loadClientTls(
+      {
+        keyfile: options.nodeKeyfile,
+        certfile: options.nodeCertfile,
+        cafile: options.nodeCafile,
+        certFingerprint: options.nodeCertFingerprint,
+      },
+      'dispyscheduler',
+      NODE_TLS_NAMES,
+    );
+    const clusterTls = loadNodeTls(
+      {
+        keyfile: options.clusterKeyfile,
+        certfile: options.clusterCertfile,
+        cafile: options.clusterCafile,
+        requireClientCert: options.requireClientCert,
+      },
+      'dispyscheduler',
+      CLUSTER_TLS_NAMES,
+    );
     const nodes = options.nodes && options.nodes.length > 0 ? options.nodes : ['*'];
     this.logger = createLogger('dispyscheduler', options.loglevel ?? 'info');
     this.heartbeatSeconds = options.msgTimeout ?? 10;
@@ -154,8 +245,21 @@ export class DispyScheduler {
       maxFileSize: options.maxFileSize,
       // Files sent by jobs go on to their clients as they arrive; nothing of them is kept here.
       relayJobFiles: (link, jobOf) => this.relay.forNode(link, jobOf),
+      tls: this.nodeTls,
     });
     this.server = net.createServer((socket) => this.accept(socket));
+    if (clusterTls) {
+      this.tlsServer = tls.createServer(clusterTls, (socket) => this.secured(socket));
+      this.tlsServer.on('tlsClientError', (error, socket) => {
+        const why =
+          (error as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+            ? 'its TLS handshake did not complete in time'
+            : error.message;
+        this.warnTls(`client ${socket.remoteAddress ?? '(gone)'}: TLS failed: ${why}; refused`);
+        // Node leaves the socket open after a handshake timeout (it destroys it only on a TLS error).
+        socket.destroy();
+      });
+    }
   }
 
   /** Where clients connect, once started. */
@@ -185,9 +289,14 @@ export class DispyScheduler {
     });
     this.server.on('error', (error) => this.logger.error(`listening for clients: ${error.message}`));
     const { host: listening, port: listeningPort } = this.address;
+    const clientTls = !this.tlsServer
+      ? ''
+      : this.options.requireClientCert
+        ? ' with TLS (clients must present a certificate signed by --cluster-cafile)'
+        : ' with TLS';
     this.logger.info(
-      `serving SharedJobClusters at ${listening}:${listeningPort}; nodes ${this.allocators.map((a) => a.host).join(', ')} ` +
-        `(node port ${this.options.nodePort ?? DEFAULT_NODE_PORT}, scheduler port ${this.options.port ?? DEFAULT_CLIENT_PORT})`,
+      `serving SharedJobClusters at ${listening}:${listeningPort}${clientTls}; nodes ${this.allocators.map((a) => a.host).join(', ')}` +
+        `${this.nodeTls ? ' with TLS' : ''} (node port ${this.options.nodePort ?? DEFAULT_NODE_PORT}, scheduler port ${this.options.port ?? DEFAULT_CLIENT_PORT})`,
     );
   }
 
@@ -202,6 +311,7 @@ export class DispyScheduler {
       // server.close resolves once every connection has ended: the clients are hung up on meanwhile.
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.all([...this.clients].map((client) => client.shutdown(new Error('dispyscheduler is stopping'))));
+      for (const socket of this.handshaking) socket.destroy();
       await stopped;
       await this.scheduler.close();
       rmSync(path.join(this.dir, 'job-files'), { recursive: true, force: true });
@@ -216,6 +326,81 @@ export class DispyScheduler {
     }
     socket.setKeepAlive(true, 15_000);
     socket.setNoDelay(true);
+    if (this.tlsServer) {
+      this.acceptTls(socket, this.tlsServer);
+      return;
+    }
+    const client = this.startClient(socket);
+    // A TLS client's first bytes are its ClientHello (it has failed already on this scheduler's plain Hello).
+    socket.prependOnceListener('data', (chunk: Buffer) => {
+      if (!looksLikeTls(chunk)) return;
+      this.warnTls(
+        `client ${client.peer} tried TLS: this dispyscheduler does not use TLS (start it with --cluster-certfile and --cluster-keyfile); refused`,
+      );
+      void client.shutdown();
+    });
+  }
+
+  /**
+   * A TLS scheduler waits for the client's ClientHello. A plain client sends nothing (it waits for
+   * the Hello): after PLAIN_CLIENT_WAIT_MS, or at once when its first bytes are not TLS, it is told
+   * in a plain Error frame that this scheduler requires TLS, and the connection closes.
+   */
+  private acceptTls(socket: net.Socket, server: tls.Server): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.handshaking.add(socket);
+    const refusePlain = (why: string): void => {
+      socket.off('data', onData);
+      this.warnTls(
+        `client ${peer} ${why}: it does not use TLS, which this dispyscheduler requires (give the SharedJobCluster a cafile); refused`,
+      );
+      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
+        new AuthError(TLS_SCHEDULER_MESSAGE),
+      );
+    };
+    const timer = setTimeout(() => refusePlain(`sent nothing for ${PLAIN_CLIENT_WAIT_MS} ms`), PLAIN_CLIENT_WAIT_MS);
+    const onData = (chunk: Buffer): void => {
+      clearTimeout(timer);
+      if (!looksLikeTls(chunk)) {
+        refusePlain('spoke plain');
+        return;
+      }
+      this.logger.debug(`client ${peer} began a TLS handshake`);
+      socket.pause();
+      socket.unshift(chunk);
+      server.emit('connection', socket);
+    };
+    // Errors of the raw socket before TLS takes it over (a reset) end it quietly.
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+    });
+    socket.once('data', onData);
+  }
+
+  /** A client's TLS handshake is done: with requireClientCert, its certificate must be signed by clusterCafile. */
+  private secured(socket: tls.TLSSocket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (this.options.requireClientCert && !socket.authorized) {
+      const presented = Object.keys(socket.getPeerCertificate()).length > 0;
+      const why = presented
+        ? `its certificate is not signed by this dispyscheduler's --cluster-cafile (${String(socket.authorizationError)})`
+        : 'it presented no certificate, and this dispyscheduler requires one (--require-client-cert)';
+      this.warnTls(`client ${socket.remoteAddress}:${socket.remotePort}: ${why}; refused`);
+      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
+        new AuthError(SCHEDULER_CLIENT_CERT_MESSAGE),
+      );
+      return;
+    }
+    this.startClient(socket);
+  }
+
+  /** Starts a client's link on an accepted (plain) or secured (TLS) socket. */
+  private startClient(socket: net.Socket): ClientLink {
     const client: ClientLink = new ClientLink(socket, {
       secret: this.options.clusterSecret ?? '',
       logger: this.logger,
@@ -238,6 +423,18 @@ export class DispyScheduler {
       },
     });
     this.clients.add(client);
+    return client;
+  }
+
+  /** Warns of a TLS mismatch with a client, at most once a TLS_WARN_INTERVAL_MS (then at debug level). */
+  private warnTls(message: string): void {
+    const now = Date.now();
+    if (now - this.tlsWarnedAt < TLS_WARN_INTERVAL_MS) {
+      this.logger.debug(message);
+      return;
+    }
+    this.tlsWarnedAt = now;
+    this.logger.warn(`${message} (more such messages at debug level for a minute)`);
   }
 
   private addComputation(

@@ -98,7 +98,7 @@ export class NodeConnection {
     const socket =
       this.options.connect?.() ??
       (tls
-        ? await connectTls({ host, port, localAddress, tls, timeoutMs: CONNECT_TIMEOUT_MS })
+        ? await connectTls({ host, port, localAddress, tls, timeoutMs: CONNECT_TIMEOUT_MS, peerKind: this.peerKind })
         : net.connect({ host, port, ...(localAddress ? { localAddress } : {}) }));
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
@@ -155,12 +155,12 @@ export class NodeConnection {
           this.requests.close(error);
           this.transfers.close(error);
           if (this.opened) this.options.onClose(error);
-          else if (error && tls) reject(describeTlsError(error, host, port));
+          else if (error && tls) reject(describeTlsError(error, host, port, this.peerKind, tls.names));
           else if (tls && !helloNonce)
             // A node that refuses a client's certificate may hang up without an alert that reaches us.
             reject(
               new AuthError(
-                `${this.peerKind} ${host}:${port} closed the TLS connection before its Hello: it may have refused this client's certificate (--require-client-cert); see the node's log`,
+                `${this.peerKind} ${host}:${port} closed the TLS connection before its Hello: it may have refused this client's certificate (--require-client-cert); see its log`,
               ),
             );
           else reject(error ?? new DispyError(ErrorCode.NO_ANSWER, `connection to ${this.peerKind} ${host}:${port} closed`));
