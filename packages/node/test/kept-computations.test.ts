@@ -145,6 +145,44 @@ describe('kept computations: the heartbeat', () => {
   });
 });
 
+describe('a computation set up again on a new connection', () => {
+  it('waits while its setup goes on on a lost connection, and its directory is not removed under the new one', async () => {
+    const first = await connect();
+    // A setup that waits for a file its client never sends (the link is lost meanwhile).
+    first.client.send({
+      requestId: 1,
+      setup: {
+        computeId: 'again',
+        name: 'again',
+        kind: dispy.ComputationKind.PROGRAM,
+        source: 'prog.sh',
+        destPath: 'again',
+        cpus: 1,
+        cleanup: true,
+        files: [{ name: 'data.bin', size: 10 }],
+      },
+    });
+    await first.client.next('fileWant');
+    const second = await connect();
+    second.client.send({
+      requestId: 1,
+      setup: { computeId: 'again', name: 'again', kind: dispy.ComputationKind.PROGRAM, source: 'prog.sh' },
+    });
+    expect((await second.client.next('setupReply')).setupReply).toMatchObject({
+      ok: false,
+      retry: true,
+      error: expect.stringContaining('computation again is still being set up on an earlier connection'),
+    });
+    // The lost connection ends: its setup is abandoned and its directory removed (cleanup), then
+    // the client's retry sets the computation up, and its directory stays.
+    await cut(first);
+    await setUp(second, 'again');
+    submit(second, 'again', 1);
+    expect((await replyOf(second, 1)).jobReply!.status).toBe(dispy.JobStatus.FINISHED);
+    expect(existsSync(path.join(node.destPathPrefix, 'again', 'prog.sh'))).toBe(true);
+  });
+});
+
 describe('kept computations: Reattach', () => {
   it('refuses a computation it does not know, saying so', async () => {
     const connection = await connect();

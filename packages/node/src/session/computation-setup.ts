@@ -68,6 +68,13 @@ export class ComputationSetup {
       refuse(`computation ${computeId} is already set up`);
       return;
     }
+    if (this.options.registry.isReserved(computeId)) {
+      // Its client set it up on a connection it has since lost (the setup goes on there until
+      // that connection ends): two setups of one id would share, and remove, one directory.
+      refuse(`not now: computation ${computeId} is still being set up on an earlier connection; the client tries again later`, true);
+      if (computations.size === 0) this.options.release();
+      return;
+    }
     const nodeCpus = this.options.nodeCpus();
     if (nodeCpus === 0) {
       refuse('the node takes no new jobs now');
@@ -94,7 +101,7 @@ export class ComputationSetup {
       await computation.start();
       if (this.options.isClosed() || !computations.preparingEnded(computation, kept)) {
         // The client went away, or closed the computation, while it was being set up.
-        await computation.close();
+        await this.closeTracked(computation);
         if (!this.options.isClosed()) refuse(`computation ${computeId} was closed while it was being set up`);
         this.options.release();
         return;
@@ -110,7 +117,7 @@ export class ComputationSetup {
     } catch (error) {
       if (computation) {
         computations.preparingEnded(computation);
-        await computation.close().catch(() => undefined);
+        await this.closeTracked(computation).catch(() => undefined);
       }
       if (this.options.isClosed()) return;
       logger.warn(`setup of ${setup.name} for ${peer} failed: ${(error as Error).message}`);
@@ -119,6 +126,13 @@ export class ComputationSetup {
     } finally {
       this.options.registry.unreserve(computeId);
     }
+  }
+
+  /** Closes a computation whose setup did not complete; a new setup of its id waits for that. */
+  private closeTracked(computation: Computation): Promise<void> {
+    const closing = computation.close();
+    this.options.registry.noteClosing(computation.id, closing);
+    return closing;
   }
 
   private prepare(setup: dispy.Setup, cpus: number, kept: KeptComputation): Promise<Computation> {

@@ -170,12 +170,16 @@ export class SessionComputations {
     this.kept.delete(computeId);
     this.preparing.delete(computeId);
     const warn = (error: Error) => this.options.logger.warn(`closing computation ${computeId}: ${error.message}`);
-    await preparing?.close().catch(warn);
-    if (kept) {
-      await kept.closeComputation({ dropReplies: false });
-      this.options.registry.remove(kept);
-      await kept.forget();
-    }
+    const closing = (async () => {
+      await preparing?.close().catch(warn);
+      if (kept) {
+        await kept.closeComputation({ dropReplies: false });
+        this.options.registry.remove(kept);
+        await kept.forget();
+      }
+    })();
+    this.options.registry.noteClosing(computeId, closing);
+    await closing;
     this.options.channel.send({ requestId, closeReply: { computeId } });
     this.options.release();
   }
@@ -258,11 +262,18 @@ export class SessionComputations {
       this.options.registry.remove(kept);
       await kept.forget();
     });
+    all.forEach((kept, index) => this.options.registry.noteClosing(kept.id, closing[index]!));
     await Promise.all([...closing, this.closePreparing()]);
   }
 
   private async closePreparing(): Promise<void> {
-    const closing = [...this.preparing.values()].map((computation) => computation.close());
+    // Tracked by id: the client may set the computation up again at once on a new connection,
+    // and its directory must not be removed under the new one.
+    const closing = [...this.preparing.values()].map((computation) => {
+      const work = computation.close();
+      this.options.registry.noteClosing(computation.id, work);
+      return work;
+    });
     this.preparing.clear();
     for (const result of await Promise.allSettled(closing)) {
       if (result.status === 'rejected') this.options.logger.warn(`closing a computation: ${(result.reason as Error).message}`);

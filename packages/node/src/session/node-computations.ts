@@ -65,6 +65,21 @@ export class NodeComputations {
     for (let closing = this.closing.get(computeId); closing; closing = this.closing.get(computeId)) await closing;
   }
 
+  /**
+   * A computation of this id is being closed elsewhere (by its session: Close, a failed or
+   * abandoned setup, a connection's end): a setup of the id again waits for `work` (see `closed`).
+   * Its errors are its caller's to report.
+   */
+  noteClosing(computeId: string, work: Promise<unknown>): void {
+    this.trackClose(
+      computeId,
+      work.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+  }
+
   register(kept: KeptComputation): void {
     this.kept.set(kept.id, kept);
   }
@@ -87,6 +102,11 @@ export class NodeComputations {
   }
 
   /** Its setup has ended (set up: it counts as registered from now on; else not at all). */
+  /** Whether a computation of this id is being set up (on any connection). */
+  isReserved(computeId: string): boolean {
+    return this.reserved.has(computeId);
+  }
+
   unreserve(computeId: string): void {
     this.reserved.delete(computeId);
   }
