@@ -301,9 +301,10 @@ describe('JobCluster with real dispynode processes', () => {
     expect(shouter.status().nodes.map((n) => n.ipAddr)).toEqual(['127.0.1.14']);
   });
 
-  it('prints and returns the per-node stats table', async () => {
+  it('prints and returns the per-node stats table, with job time (start to end) apart from CPU time', async () => {
     const node = await startNode({ host: '127.0.1.15' });
-    const cluster = clusterOn((n: number) => n, [node]);
+    // Jobs that wait 200 ms and use next to no CPU: their job time counts, as in dispy.
+    const cluster = clusterOn((n: number) => new Promise((resolve) => setTimeout(() => resolve(n), 200)), [node]);
     await Promise.all(Array.from({ length: 6 }, (_, i) => cluster.submit(i).wait()));
     const printed: string[] = [];
     const write = process.stdout.write;
@@ -316,6 +317,12 @@ describe('JobCluster with real dispynode processes', () => {
     }
     expect(stats.nodes).toEqual([expect.objectContaining({ ipAddr: '127.0.1.15', cpus: 2, jobsDone: 6 })]);
     expect(stats.nodes[0]!.tx).toBeGreaterThan(0);
-    expect(printed.join('')).toMatch(/127\.0\.1\.15 \(.+\) \|\s+2 \|\s+6 \|/);
+    expect(stats.nodes[0]!.jobTime).toBeGreaterThanOrEqual(6 * 0.2);
+    expect(stats.nodes[0]!.secPerJob).toBeGreaterThanOrEqual(0.2);
+    expect(stats.nodes[0]!.cpuTime).toBeLessThan(stats.nodes[0]!.jobTime);
+    expect(stats.totalJobTime).toBe(stats.nodes[0]!.jobTime);
+    expect(stats.speedup).toBeCloseTo(stats.totalJobTime / stats.wallTime, 2);
+    expect(printed.join('')).toMatch(/127\.0\.1\.15 \(.+\) \|\s+2 \|\s+6 \|\s+\d+\.\d{3} \|\s+\d+\.\d{3} \|\s+\d+\.\d{3} \|/);
+    expect(printed.join('')).toMatch(/Total job time: \d+\.\d{3} sec \(CPU time: \d+\.\d{3} sec\), wall time: /);
   });
 });

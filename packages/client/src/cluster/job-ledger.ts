@@ -161,6 +161,8 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     node.busy = Math.max(0, node.busy - 1);
     node.jobsDone++;
     node.cpuTime += outcome.cpuTime;
+    // Start and end are both the node's clock: their difference holds whatever the clocks' offset.
+    if (outcome.startTime > 0 && outcome.endTime >= outcome.startTime) node.jobTime += (outcome.endTime - outcome.startTime) / 1000;
     node.updateTime = Date.now();
     const job = queued.ref;
     job.stdout = outcome.stdout;

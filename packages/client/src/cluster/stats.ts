@@ -6,8 +6,11 @@ export interface NodeStats {
   name: string;
   cpus: number;
   jobsDone: number;
-  /** Seconds of CPU used by the cluster's jobs on the node. */
+  /** Seconds the cluster's jobs ran on the node, each from its start to its end there (dispy's "Node Time"). */
+  jobTime: number;
+  /** Seconds of CPU used by the cluster's jobs on the node (0 for programs: not measured). */
   cpuTime: number;
+  /** jobTime / jobsDone. */
   secPerJob: number;
   /** Bytes sent to and received from the node. */
   tx: number;
@@ -18,11 +21,13 @@ export interface NodeStats {
 export interface ClusterStats {
   nodes: NodeStats[];
   totalJobs: number;
+  /** Seconds all jobs ran on their nodes, start to end. */
+  totalJobTime: number;
   /** Seconds of CPU used by all jobs. */
   totalCpuTime: number;
   /** Seconds since the cluster was created. */
   wallTime: number;
-  /** totalCpuTime / wallTime. */
+  /** totalJobTime / wallTime, as dispy computes it: jobs that sleep or wait count as much as busy ones. */
   speedup: number;
 }
 
@@ -35,31 +40,34 @@ export function clusterStats(nodes: Iterable<DispyNode>, startTime: number): Clu
       name: node.name,
       cpus: node.cpus,
       jobsDone: node.jobsDone,
+      jobTime: node.jobTime,
       cpuTime: node.cpuTime,
-      secPerJob: node.jobsDone > 0 ? node.cpuTime / node.jobsDone : 0,
+      secPerJob: node.jobsDone > 0 ? node.jobTime / node.jobsDone : 0,
       tx: node.tx,
       rx: node.rx,
     });
   }
-  const totalCpuTime = rows.reduce((sum, row) => sum + row.cpuTime, 0);
+  const totalJobTime = rows.reduce((sum, row) => sum + row.jobTime, 0);
   const wallTime = (Date.now() - startTime) / 1000;
   return {
     nodes: rows,
     totalJobs: rows.reduce((sum, row) => sum + row.jobsDone, 0),
-    totalCpuTime,
+    totalJobTime,
+    totalCpuTime: rows.reduce((sum, row) => sum + row.cpuTime, 0),
     wallTime,
-    speedup: wallTime > 0 ? totalCpuTime / wallTime : 0,
+    speedup: wallTime > 0 ? totalJobTime / wallTime : 0,
   };
 }
 
 /** The table as dispy prints it. */
 export function formatStats(stats: ClusterStats): string {
-  const header = ['Node', 'CPUs', 'Jobs', 'Sec/Job', 'Node Time Sec', 'Sent', 'Rcvd'];
+  const header = ['Node', 'CPUs', 'Jobs', 'Sec/Job', 'Node Time Sec', 'CPU Time Sec', 'Sent', 'Rcvd'];
   const lines = stats.nodes.map((row) => [
     `${row.ipAddr} (${row.name})`,
     String(row.cpus),
     String(row.jobsDone),
     row.secPerJob.toFixed(3),
+    row.jobTime.toFixed(3),
     row.cpuTime.toFixed(3),
     bytes(row.tx),
     bytes(row.rx),
@@ -72,7 +80,8 @@ export function formatStats(stats: ClusterStats): string {
     widths.map((width) => '-'.repeat(width)).join('-+-'),
     ...lines.map(format),
     '',
-    `Total job time: ${stats.totalCpuTime.toFixed(3)} sec, wall time: ${stats.wallTime.toFixed(3)} sec, speedup: ${stats.speedup.toFixed(3)}`,
+    `Total job time: ${stats.totalJobTime.toFixed(3)} sec (CPU time: ${stats.totalCpuTime.toFixed(3)} sec), ` +
+      `wall time: ${stats.wallTime.toFixed(3)} sec, speedup: ${stats.speedup.toFixed(3)}`,
     '',
   ].join('\n');
 }

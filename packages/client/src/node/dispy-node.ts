@@ -19,7 +19,9 @@ export class DispyNode {
   /** Jobs running there now. */
   busy = 0;
   jobsDone = 0;
-  /** Seconds of CPU the cluster's jobs used there. */
+  /** Seconds the cluster's jobs ran there, each from its start to its end on the node (dispy's `cpu_time`). */
+  jobTime = 0;
+  /** Seconds of CPU the cluster's jobs used there (0 for programs: not measured). */
   cpuTime = 0;
   /** Bytes sent to the node. */
   tx = 0;
