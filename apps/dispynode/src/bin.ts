@@ -55,6 +55,8 @@ async function main(): Promise<void> {
 
   if (!settings.daemon) {
     const commands = createInterface({ input: process.stdin });
+    /** The CPUs offered when `stop` came, which `start` offers again. */
+    let cpusBeforeStop: number | undefined;
     commands.on('line', (line) => {
       const command = line.trim();
       const [word, argument] = command.split(/\s+/);
@@ -66,7 +68,24 @@ async function main(): Promise<void> {
         } catch (error) {
           process.stdout.write(`${(error as Error).message}\n`);
         }
-      } else process.stdout.write(`unknown command ${JSON.stringify(command)}; commands: status, cpus N, quit\n`);
+      } else if (word === 'stop') {
+        // dispy's stop: take no new jobs (running ones finish) until `start`.
+        if (node.cpus > 0) cpusBeforeStop = node.cpus;
+        node.setCpus(0);
+        process.stdout.write('taking no new jobs (running ones finish); "start" takes them again\n');
+      } else if (word === 'start') {
+        process.stdout.write(`serving ${node.setCpus(cpusBeforeStop ?? node.maxCpus)} CPUs\n`);
+        cpusBeforeStop = undefined;
+      } else if (word === 'release') {
+        node.releaseClients().then(
+          (count) => process.stdout.write(`released ${count} client${count === 1 ? '' : 's'} (their computations closed)\n`),
+          (error: Error) => process.stdout.write(`release: ${error.message}\n`),
+        );
+      } else {
+        // As dispy does, anything else prints the status (with the commands, for the unsure).
+        process.stdout.write(`${JSON.stringify(node.status(), null, 2)}\n`);
+        process.stdout.write('commands: status, cpus N, stop, start, release, quit\n');
+      }
     });
     commands.on('close', () => void 0);
   }

@@ -66,7 +66,7 @@ export const FLAGS: Flag[] = [
   { flag: 'ping-interval', option: 'pingInterval', kind: 'number', arg: 'SECONDS' },
   { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },
   { flag: 'save-config', kind: 'string', arg: 'FILE', help: 'write the options to a JSON file (without the secret) and exit' },
-  { flag: 'daemon', kind: 'boolean', help: 'do not read commands (status, quit) from stdin' },
+  { flag: 'daemon', kind: 'boolean', help: 'do not read commands from stdin (status, cpus N, stop, start, release, quit)' },
   { flag: 'debug', short: 'd', kind: 'boolean', help: 'log debug messages' },
   { flag: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
 ];
@@ -133,19 +133,41 @@ function normalize(argv: string[]): string[] {
   return out;
 }
 
+/**
+ * Python dispy's dispynode flags that this one does not have, with what to do instead: whether
+ * each is coming, replaced (by what), or not needed here.
+ */
+export const DISPY_ONLY_FLAGS: Readonly<Record<string, string>> = {
+  'admin-secret':
+    "not supported yet (dispy's remote administration, dispyadmin, does not exist here): control the node from its stdin " +
+    '(status, cpus N, stop, start, release, quit) or with signals',
+  init:
+    'not needed here: a computation brings what its jobs need (depends, setup); a module the node should offer every ' +
+    'computation goes in node_modules beside the node',
+  'msg-timeout': 'replaced by --heartbeat-interval SECONDS (a link silent for 4 intervals is presumed dead)',
+  'force-cleanup': "not supported: each cluster's cleanup option decides; --clean at start removes what computations left",
+  'unsafe-setup': 'not needed here: setup always runs in the worker processes, never in the node process',
+  'ipv4-udp-multicast': 'not supported yet: nodes answer broadcast discovery, and clients can name them in nodes',
+};
+
+/** The first dispy-only flag in `args` that this node does not have, as an error that says what to do instead. */
+function dispyOnlyFlag(args: readonly string[]): Error | undefined {
+  const known = new Set(FLAGS.map((f) => f.flag));
+  for (const arg of args) {
+    const name = /^--([^=]+)/.exec(arg)?.[1];
+    if (name !== undefined && !known.has(name) && Object.hasOwn(DISPY_ONLY_FLAGS, name)) {
+      return new Error(`--${name} is a flag of Python dispy's dispynode: ${DISPY_ONLY_FLAGS[name]}`);
+    }
+  }
+  return undefined;
+}
+
 /** Parses the command line; throws with the flag and the value when one is wrong. */
 export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings {
-  const { values, positionals } = parseArgs({
-    args: normalize(argv),
-    allowPositionals: true,
-    strict: true,
-    options: Object.fromEntries(
-      FLAGS.map((f) => [
-        f.flag,
-        { type: f.kind === 'boolean' ? 'boolean' : 'string', multiple: f.kind === 'list', ...(f.short ? { short: f.short } : {}) },
-      ]),
-    ),
-  });
+  const args = normalize(argv);
+  const dispyOnly = dispyOnlyFlag(args);
+  if (dispyOnly) throw dispyOnly;
+  const { values, positionals } = parseKnown(args);
   if (positionals.length > 0) throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}; see --help`);
   const options: Record<string, unknown> = values.config ? readConfig(values.config as string) : {};
   for (const f of FLAGS) {
@@ -183,6 +205,44 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings 
   }
   const saveConfig = values['save-config'] as string | undefined;
   return { options: options, daemon: values.daemon === true, help: values.help === true, saveConfig, warnings };
+}
+
+/** parseArgs over the flag table; an unknown flag is named, with the flag meant if one is close. */
+function parseKnown(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: Object.fromEntries(
+        FLAGS.map((f) => [
+          f.flag,
+          { type: f.kind === 'boolean' ? 'boolean' : 'string', multiple: f.kind === 'list', ...(f.short ? { short: f.short } : {}) },
+        ]),
+      ),
+    });
+  } catch (error) {
+    const unknown =
+      (error as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? /'(-[^']*)'/.exec((error as Error).message)?.[1]
+        : undefined;
+    if (unknown === undefined) throw error;
+    const meant = closeFlag(unknown.replace(/^-+/, ''));
+    return fail(`unknown flag ${unknown}${meant ? `; did you mean --${meant}?` : ''}; see --help`);
+  }
+}
+
+/** A flag of the table that `name` likely meant: the same without dashes, or one that `name` begins. */
+function closeFlag(name: string): string | undefined {
+  const bare = (text: string) => text.replaceAll('-', '').toLowerCase();
+  return (
+    FLAGS.find((f) => bare(f.flag) === bare(name))?.flag ??
+    (name.length >= 3 ? FLAGS.find((f) => f.flag.startsWith(name) || name.startsWith(f.flag))?.flag : undefined)
+  );
+}
+
+function fail(message: string): never {
+  throw new Error(message);
 }
 
 /** Options from a --config file: a JSON object whose keys are the node options. */

@@ -67,7 +67,7 @@ describe('dispynode CLI', () => {
       code: 1,
       stderr: expect.stringMatching(/cpus must be at most \d+ on this machine, got 999/),
     });
-    expect(await runCli(['--bogus'])).toMatchObject({ code: 2, stderr: expect.stringContaining("Unknown option '--bogus'") });
+    expect(await runCli(['--bogus'])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown flag --bogus; see --help') });
   });
 
   it("accepts dispy's underscore spellings and negative CPU counts", async () => {
@@ -219,6 +219,52 @@ describe('dispynode CLI', () => {
       ]);
     } finally {
       await Promise.all(clusters.map((cluster) => cluster.close({ timeout: 5 })));
+      child.stdin.end('quit\n');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(prefix, { recursive: true, force: true });
+    }
+    expect(child.exitCode).toBe(0);
+  });
+
+  it("takes dispy's stdin commands: stop (no new jobs), start (again), release (closes the clients' computations)", async () => {
+    const prefix = mkdtempSync(path.join(os.tmpdir(), 'dispy-commands-'));
+    const host = '127.0.150.31';
+    const port = await freePort(host);
+    const child = spawn(process.execPath, [DISPYNODE_BIN, '-i', host, '-p', String(port), '-c', '2', '--dest-path-prefix', prefix], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const cluster = new JobCluster((n: number) => n + 1, {
+      nodes: [host],
+      nodePort: port,
+      ipAddr: '127.0.0.1',
+      port: 0,
+      loglevel: 'silent',
+    });
+    try {
+      await vi.waitFor(() => expect(stderr).toMatch(/serving 2 CPUs/), { timeout: 10_000 });
+      expect(await cluster.submit(1).wait()).toBe(2);
+      child.stdin.write('stop\n');
+      await vi.waitFor(() => expect(stdout).toContain('taking no new jobs (running ones finish); "start" takes them again'), {
+        timeout: 5_000,
+      });
+      child.stdin.write('start\n');
+      await vi.waitFor(() => expect(stdout).toContain('serving 2 CPUs'), { timeout: 5_000 });
+      expect(await cluster.submit(2).wait()).toBe(3);
+      child.stdin.write('release\n');
+      await vi.waitFor(() => expect(stdout).toContain('released 1 client (their computations closed)'), { timeout: 5_000 });
+      // The cluster was told the node stopped serving it: it gives the node up.
+      await vi.waitFor(() => expect(cluster.status().nodes).toEqual([]), { timeout: 10_000 });
+      child.stdin.write('what\n');
+      await vi.waitFor(() => expect(stdout).toContain('commands: status, cpus N, stop, start, release, quit'), { timeout: 5_000 });
+    } finally {
+      await cluster.close({ timeout: 5 });
       child.stdin.end('quit\n');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;

@@ -23,6 +23,32 @@ function loglevel(argv: string[]): string {
   return new DispyNodeServer(parseFlags(argv, {}).options).options.loglevel;
 }
 
+describe("dispynode flags: dispy's and mistaken ones", () => {
+  const failure = (argv: string[]) => {
+    try {
+      parseFlags(argv, {});
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return 'accepted';
+  };
+
+  it("says what to do instead of each flag of Python dispy's dispynode that this one does not have", () => {
+    expect(failure(['--admin_secret', 'x'])).toMatch(/^--admin-secret is a flag of Python dispy's dispynode: not supported yet .*stdin/);
+    expect(failure(['--msg-timeout', '5'])).toContain('replaced by --heartbeat-interval SECONDS');
+    expect(failure(['--unsafe_setup'])).toContain('not needed here: setup always runs in the worker processes');
+    expect(failure(['--init', 'setup.py'])).toContain('not needed here');
+    expect(failure(['--force_cleanup'])).toContain("each cluster's cleanup option decides");
+  });
+
+  it('names an unknown flag, with the one likely meant, never Node\'s "place it at the end after --"', () => {
+    expect(failure(['--cpu', '2'])).toBe('unknown flag --cpu; did you mean --cpus?; see --help');
+    expect(failure(['--destpathprefix', '/x'])).toBe('unknown flag --destpathprefix; did you mean --dest-path-prefix?; see --help');
+    expect(failure(['--bogus'])).toBe('unknown flag --bogus; see --help');
+    expect(failure(['-x'])).toBe('unknown flag -x; see --help');
+  });
+});
+
 describe('dispynode flags', () => {
   it('reads the log level from a config file as loglevel or logLevel; --debug wins over either', () => {
     expect(loglevel([])).toBe('info');

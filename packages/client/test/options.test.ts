@@ -26,6 +26,25 @@ describe('JobCluster options', () => {
     await cluster.close();
   });
 
+  it("names this project's way for dispy's options that have another name or are not needed", () => {
+    const messageOf = (options: Record<string, unknown>) => {
+      try {
+        new JobCluster((x: number) => x, options);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(messageOf({ host: '127.0.0.1' })).toBe(
+      'JobCluster: unknown option "host": dispy\'s "host" (the older name of ip_addr) is "ipAddr" here',
+    );
+    expect(messageOf({ job_status: () => undefined })).toContain('dispy\'s "job_status" is "callback" here');
+    expect(messageOf({ poll_interval: 5 })).toContain('not needed here: results are pushed');
+    expect(messageOf({ cluster_status: () => undefined })).toBe(
+      'JobCluster: unknown option "cluster_status"; did you mean "clusterStatus"?',
+    );
+  });
+
   it('suggests the camelCase spelling of an unknown option', () => {
     const error = (() => {
       try {

@@ -268,7 +268,19 @@ export class DispyNodeServer {
     this.logger.info(`service ${event} (daily service hours)`);
     if (event === 'start') this.setCpus(this.maxCpus);
     else this.setCpus(0);
-    if (event === 'end') for (const session of this.sessions) void session.shutdown(undefined, 'close', true);
+    if (event === 'end') void this.releaseClients();
+  }
+
+  /**
+   * Closes the computations of every client connected now (dispy's `release`): their running jobs
+   * are killed, and each client is told that the node stopped serving it, so it gives the node up.
+   * Computations kept for clients whose link was lost stay until they come back or expire.
+   * @returns how many clients were released
+   */
+  async releaseClients(): Promise<number> {
+    const sessions = [...this.clients];
+    await Promise.all(sessions.map((session) => session.shutdown(undefined, 'close', true)));
+    return sessions.length;
   }
 
   /** CPUs the node offers now; 0 while it takes no new jobs. */

@@ -147,13 +147,23 @@ export interface JobClusterOptions<R = unknown> {
 export type ResolvedClusterOptions = Omit<z.output<typeof clusterOptionsSchema>, 'logLevel'>;
 
 /**
+ * Python dispy's JobCluster options that this project names or does differently, with what to use
+ * here (those that only change case, `ip_addr` → `ipAddr`, get the generic suggestion).
+ */
+const DISPY_OPTION_NAMES: Readonly<Record<string, string>> = {
+  host: 'dispy\'s "host" (the older name of ip_addr) is "ipAddr" here',
+  job_status: 'dispy\'s "job_status" is "callback" here (called with each job as its status changes)',
+  poll_interval: 'not needed here: results are pushed to the client as jobs end, never polled',
+};
+
+/**
  * Validates options and applies defaults.
  * @throws OptionError naming each wrong option, its value and what is accepted
  */
 export function resolveClusterOptions(options: object): ResolvedClusterOptions {
   const parsed = clusterOptionsSchema.safeParse(options);
   if (!parsed.success) {
-    throw new OptionError(formatZodError(parsed.error, 'JobCluster', Object.keys(clusterOptionsSchema.shape), options));
+    throw new OptionError(formatZodError(parsed.error, 'JobCluster', Object.keys(clusterOptionsSchema.shape), options, DISPY_OPTION_NAMES));
   }
   const { logLevel, ...resolved } = parsed.data;
   const given = (options as { loglevel?: unknown }).loglevel;

@@ -3,14 +3,22 @@ import type { ZodError } from 'zod';
 /**
  * One line per problem, naming the option, the value and what is accepted:
  * `JobCluster: option "nodePort": must be an integer 1..65535, got "abc"`. Unknown options get
- * a suggestion (`ip_addr` → did you mean `ipAddr`?).
+ * a suggestion (`ip_addr` → did you mean `ipAddr`?), or what `dispyNames` says of a name that
+ * Python dispy has and this project spells or does differently (`host` → `dispy's host is ipAddr here`).
  */
-export function formatZodError(error: ZodError, where: string, known: readonly string[] = [], input?: unknown): string {
+export function formatZodError(
+  error: ZodError,
+  where: string,
+  known: readonly string[] = [],
+  input?: unknown,
+  dispyNames: Readonly<Record<string, string>> = {},
+): string {
   return error.issues
     .map((issue) => {
       if (issue.code === 'unrecognized_keys') {
         return issue.keys
           .map((key) => {
+            if (Object.hasOwn(dispyNames, key)) return `${where}: unknown option "${key}": ${dispyNames[key]}`;
             const suggestion = suggestOption(key, known);
             return `${where}: unknown option "${key}"${suggestion ? `; did you mean "${suggestion}"?` : ''}`;
           })
