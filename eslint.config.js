@@ -8,7 +8,7 @@ import globals from 'globals';
 
 export default tseslint.config(
   {
-    ignores: ['**/dist/', '**/node_modules/', '**/coverage/', 'packages/protocol/src/schema/generated.*', '.bench-tmp/', '**/_dispy_*'],
+    ignores: ['**/dist/', '**/node_modules/', '**/coverage/', 'packages/protocol/src/schema/generated.*', '.bench-tmp/', '.packs/', '**/_dispy_*'],
   },
   js.configs.recommended,
   {
