@@ -178,6 +178,15 @@ export class NodeFinder {
         this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
       return;
     }
+    if (body.kind === 'relayedReply') {
+      // A node's answer passed on by a dispynetrelay: the node is where the relay heard it, and
+      // the relay stays a host to ping (it forgets clients that stop), so it is not marked found.
+      const relayed = body.relayedReply as dispy.RelayedReply;
+      const reply = relayed.reply as dispy.DiscoveryReply | null;
+      if (!opened.authentic || opened.version !== PROTOCOL_VERSION || !reply || !this.knows(reply.nonce) || !this.fresh(body)) return;
+      this.options.onReply(reply, relayed.sourceHost || reply.tcpHost);
+      return;
+    }
     if (body.kind !== 'reply') return;
     if (!opened.authentic) {
       if (this.firstFrom(from)) this.options.logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
