@@ -18,14 +18,25 @@ import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../c
 import { ClientLink, type ClientJobRef } from './client-link.js';
 import { matchesNodes } from './node-patterns.js';
 
+/** Said when --ext-host is given: it has no use for a scheduler. */
+export const EXT_HOST_WARNING =
+  '--ext-host has no effect on dispyscheduler and is deprecated: it opens every connection to its nodes, and clients connect to the ' +
+  'address they are given (schedulerNode); behind NAT, forward --scheduler-port to it (see the guide "Remote networks")';
+
 /** Options of `DispyScheduler` (the flags of `dispyscheduler`). */
 export interface DispySchedulerOptions {
   /** Nodes used for every computation: addresses, host names, `*` patterns (default `['*']`: broadcast discovery). */
   nodes?: string[];
   /** Local addresses: the first is where clients are served and nodes are reached from (default: any). */
   hosts?: string[];
-  /** Addresses clients and nodes should use for this host (NAT); informational for now. */
+  /**
+   * @deprecated No effect (a warning says so): the scheduler opens every connection to its nodes,
+   * clients connect to the address they are given (`schedulerNode`), and nodes announce to their
+   * `--scheduler-host`; nothing learns this host's address from the scheduler.
+   */
   extHosts?: string[];
+  /** Discover nodes by the IPv4 multicast group 239.255.61.59 instead of broadcast (nodes need `--ipv4-udp-multicast`). */
+  ipv4UdpMulticast?: boolean;
   /** UDP/TCP port of this scheduler toward nodes, as a client's (default 51347). */
   port?: number;
   /** Port of the nodes (default 51348). */
@@ -119,6 +130,7 @@ export class DispyScheduler {
     }
     const nodes = options.nodes && options.nodes.length > 0 ? options.nodes : ['*'];
     this.logger = createLogger('dispyscheduler', options.loglevel ?? 'info');
+    if (options.extHosts && options.extHosts.length > 0) this.logger.warn(EXT_HOST_WARNING);
     this.heartbeatSeconds = options.msgTimeout ?? 10;
     this.allocators = nodes.map((host) => new SchedulerAllocator(host));
     this.dir = path.resolve(
@@ -127,6 +139,8 @@ export class DispyScheduler {
     this.scheduler = new JobScheduler<ClientJobRef, DispyScheduler, SchedulerAllocator>({
       secret: options.nodeSecret ?? '',
       ipAddr: options.hosts?.[0],
+      discoveryAddrs: options.hosts,
+      ipv4Multicast: options.ipv4UdpMulticast,
       port: options.port ?? DEFAULT_CLIENT_PORT,
       portIsDefault: options.port === undefined,
       nodePort: options.nodePort ?? DEFAULT_NODE_PORT,
