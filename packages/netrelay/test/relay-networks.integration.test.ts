@@ -128,4 +128,33 @@ describe.skipIf(unavailable)(`dispynetrelay between subnets${unavailable ? ` (sk
     expect(await relay.status()).toMatchObject({ pingsRelayed: 2, repliesRelayed: 4 });
     expect((await relay.status()).dropped).toBeGreaterThanOrEqual(4);
   });
+
+  it('a dispyscheduler in A shares two nodes in B, found through the relay, with a SharedJobCluster', async () => {
+    const net = twoSubnets();
+    await Promise.all(['b1', 'b2'].map((name) => net.startNode(name, { secret: SECRET })));
+    const relay = await startRelay(net);
+    const scheduler = await net.startScheduler('a1', {
+      nodes: [net.host('relay').address, '10.77.2.*'],
+      nodePort: 51348,
+      nodeSecret: SECRET,
+      clusterSecret: 'the cluster secret, long enough',
+    });
+    const spec = {
+      shared: true,
+      options: {
+        nodes: ['10.77.2.*'],
+        schedulerNode: net.host('a1').address,
+        schedulerPort: scheduler.port,
+        secret: 'the cluster secret, long enough',
+      },
+      waitNodes: 2,
+      jobs: 4,
+      timeoutMs: 25_000,
+    };
+    const result = await run(net, 'a2', spec);
+    expect(result.code, result.stderr + scheduler.log).toBe(0);
+    expect((JSON.parse(result.stdout) as { nodes: string[] }).nodes.sort()).toEqual([net.host('b1').address, net.host('b2').address]);
+    // The scheduler, not the program, is the relay's client.
+    expect((await relay.status()).clients).toEqual([expect.objectContaining({ host: net.host('a1').address })]);
+  });
 });
