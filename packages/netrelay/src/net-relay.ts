@@ -153,8 +153,8 @@ export class DispyNetRelay {
         nodeSide.on('message', (message, remote) => this.onNodeAnswer(message, remote));
       }
     } catch (error) {
-      this.closeSockets();
       this.state = 'closed';
+      await this.closeSockets();
       throw error;
     }
     for (const socket of [...this.clientSockets, ...this.nodeSides.map((side) => side.socket)]) {
@@ -207,25 +207,31 @@ export class DispyNetRelay {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearInterval(this.timer);
-    this.closeSockets();
     this.drops.close();
     this.clients.clear();
     this.pending.clear();
     this.announced.clear();
-    await Promise.resolve();
+    await this.closeSockets();
   }
 
-  private closeSockets(): void {
-    for (const socket of [...this.clientSockets, ...this.announceSockets, ...this.nodeSides.map((side) => side.socket)]) {
-      try {
-        socket.close();
-      } catch {
-        // closed already
-      }
-    }
+  /** Closes every socket; resolves once all are closed. */
+  private closeSockets(): Promise<void> {
+    const sockets = [...this.clientSockets, ...this.announceSockets, ...this.nodeSides.map((side) => side.socket)];
     this.clientSockets.length = 0;
     this.announceSockets.length = 0;
     this.nodeSides.length = 0;
+    return Promise.all(
+      sockets.map(
+        (socket) =>
+          new Promise<void>((resolve) => {
+            try {
+              socket.close(resolve);
+            } catch {
+              resolve(); // closed already
+            }
+          }),
+      ),
+    ).then(() => undefined);
   }
 
   /** A client's ping: checked, the client remembered, and the ping passed on, as it is, to the nodes. */
