@@ -272,26 +272,32 @@ export class DispyNetRelay {
   /** A node's answer to a ping passed on: checked, and passed back to the client that pinged. */
   private onNodeAnswer(message: Buffer, remote: dgram.RemoteInfo): void {
     const opened = openDatagram(this.settings.secret, message);
-    if (!opened || !this.checked(opened, 'reply')) return;
-    const reply = opened.body.reply as dispy.DiscoveryReply;
+    if (!opened) return;
+    // Another relay on our network may have heard our ping (broadcast to its port) and passed it
+    // on too: a node that heard its copy first answers it, and it passes the answer to us.
+    const relayed = opened.body.kind === 'relayedReply' ? (opened.body.relayedReply as dispy.RelayedReply) : undefined;
+    if (!this.checked(opened, relayed ? 'relayedReply' : 'reply')) return;
+    const reply = (relayed ? relayed.reply : opened.body.reply) as dispy.DiscoveryReply | null;
+    if (!reply) return;
+    const sourceHost = relayed?.sourceHost || remote.address;
     const pending = this.pending.get(hex(reply.nonce));
     const client = pending && this.clients.get(pending.client);
     if (!pending || !client) {
       this.drop('answering no ping passed on');
       return;
     }
-    let relayed: Buffer;
+    let answer: Buffer;
     try {
-      relayed = sealDatagram(this.settings.secret, { relayedReply: { reply, sourceHost: remote.address } });
+      answer = sealDatagram(this.settings.secret, { relayedReply: { reply, sourceHost } });
     } catch {
-      relayed = Buffer.alloc(pending.size + 1);
+      answer = Buffer.alloc(pending.size + 1);
     }
-    if (relayed.length > pending.size) {
+    if (answer.length > pending.size) {
       this.drop('too large to pass on');
       return;
     }
     this.counts.repliesRelayed++;
-    this.send(client.via, relayed, client.address, client.port);
+    this.send(client.via, answer, client.address, client.port);
   }
 
   /** A node on our network announces itself: remembered, and each client told to ping the relay again. */

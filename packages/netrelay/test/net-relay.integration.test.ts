@@ -168,6 +168,18 @@ describe('DispyNetRelay', () => {
     expect(relay.status().announcedNodes).toEqual([expect.objectContaining({ host: '127.0.121.11', port: node.port })]);
   });
 
+  it("passes back a node's answer that reached it through another relay, naming the node", async () => {
+    const node = await fakeNode('127.0.121.11', 'far');
+    const far = await startRelay({ hosts: ['127.0.121.5'], nodes: [`127.0.121.11:${node.port}`] });
+    // The near relay takes the far one for a node, as a relay that hears another's broadcast does.
+    const near = await startRelay({ nodes: [`127.0.121.5:${far.relayAddresses[0]!.port}`] });
+    const client = await udp('127.0.121.2');
+    client.socket.send(ping(), near.relayAddresses[0]!.port, RELAY);
+    await client.until(1);
+    const relayed = openDatagram(SECRET, client.received[0]!.message)!.body.relayedReply;
+    expect(relayed).toMatchObject({ sourceHost: '127.0.121.11', reply: { name: 'far' } });
+  });
+
   it('refuses to start on a port held by another socket, naming the way out, and leaves nothing bound', async () => {
     const holder = await udp(RELAY);
     const relay = new DispyNetRelay({ hosts: [RELAY], relayPort: holder.port, schedulerPort: 0, loglevel: 'silent' });
