@@ -11,7 +11,7 @@ import {
   OptionError,
   type dispy,
 } from '@dispy/protocol';
-import { createLogger, isWildcard, type Logger, type LogLevel } from '@dispy/protocol/internal';
+import { createLogger, type Logger, type LogLevel } from '@dispy/protocol/internal';
 import { JobScheduler } from '../cluster/job-scheduler.js';
 import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_RETRIES } from '../cluster/job-scheduler-options.js';
 import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../cluster/types.js';
@@ -76,7 +76,9 @@ class SchedulerAllocator implements NodeAllocator<DispyScheduler> {
     readonly host: string,
     private readonly clientNodes: readonly string[] = [],
   ) {
-    this.isWildcard = isWildcard(host);
+    // A pattern (`*`, `192.168.1.*`) is found by broadcast, as the client's NodeAllocate does (isWildcard of
+    // @dispy/protocol/internal means 0.0.0.0 or ::, not a pattern: `-n '*'`, the default, was looked up as a host name).
+    this.isWildcard = host.includes('*');
   }
   allocate(_owner: DispyScheduler, ipAddr: string, name: string, cpus: number): number {
     return matchesNodes(this.clientNodes, ipAddr, name) ? cpus : 0;
