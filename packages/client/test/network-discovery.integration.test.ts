@@ -107,6 +107,15 @@ describe.skipIf(unavailable)(`discovery on real interfaces${unavailable ? ` (ski
     expect(parse(inC)).toMatchObject({ nodes: [multi.ipv4.c], ipAddrs: [multi.ipv4.c, multi.ipv4.c, multi.ipv4.c] });
   });
 
+  it('a node serving two named addresses (-i twice) answers each network with its own', async () => {
+    const multi = network.host('multi');
+    await startNode('multi', ['-i', multi.ipv4.c!], multi.ipv4.a);
+    const spec = { options: { nodes: ['*'], nodePort: NODE_PORT }, waitNodes: 1 };
+    const [inA, inC] = await Promise.all([runClient('client', spec), runClient('cclient', spec)]);
+    expect(parse(inA).nodes).toEqual([multi.ipv4.a]);
+    expect(parse(inC).nodes).toEqual([multi.ipv4.c]);
+  });
+
   it('a node bound to one of its interfaces with -i is found there only', async () => {
     const multi = network.host('multi');
     await startNode('multi', [], multi.ipv4.c);
@@ -132,6 +141,13 @@ describe.skipIf(unavailable)(`discovery on real interfaces${unavailable ? ` (ski
     const unique = parse(await runClient('c6', { options: { nodes: ['*'], nodePort: NODE_PORT, ipAddr: network.host('c6').ipv6.v6 } }));
     expect(unique.nodes).toEqual([n6.ipv6.v6]);
     expect(unique.ipAddrs).toEqual([n6.ipv6.v6, n6.ipv6.v6, n6.ipv6.v6]);
+  });
+
+  it('discovers by the IPv4 multicast group with ipv4UdpMulticast, where only nodes with --ipv4-udp-multicast listen', async () => {
+    await Promise.all([startNode('n1'), startNode('n2', ['--ipv4-udp-multicast'])]);
+    const output = parse(await runClient('client', { options: { nodes: ['*'], nodePort: NODE_PORT, ipv4UdpMulticast: true } }));
+    expect(output.nodes).toEqual([network.host('n2').address]);
+    expect(new Set(output.ipAddrs)).toEqual(new Set([network.host('n2').address]));
   });
 
   it.skipIf(noFirewall)('finds a node started after the client, even when the node’s first reply is lost', async () => {
