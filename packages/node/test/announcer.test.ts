@@ -4,18 +4,23 @@ import type { Logger } from '@dispy/protocol/internal';
 import { Announcer } from '../src/discovery/announcer.js';
 
 type Info = os.NetworkInterfaceInfo;
-const v4 = (address: string): Info =>
-  ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: false, cidr: null }) as Info;
-const v6 = (address: string): Info =>
-  ({
-    address,
-    netmask: 'ffff:ffff:ffff:ffff::',
-    family: 'IPv6',
-    mac: '00:00:00:00:00:00',
-    internal: false,
-    cidr: null,
-    scopeid: 0,
-  }) as Info;
+const v4 = (address: string): Info => ({
+  address,
+  netmask: '255.255.255.0',
+  family: 'IPv4',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+});
+const v6 = (address: string): Info => ({
+  address,
+  netmask: 'ffff:ffff:ffff:ffff::',
+  family: 'IPv6',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+  scopeid: 0,
+});
 const logger: Logger = { level: 'debug', debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 const GROUP6 = 'ff02::b409:3171:9705:5134:6159';
 

@@ -11,10 +11,23 @@ import {
 } from './addresses.js';
 
 type Info = os.NetworkInterfaceInfo;
-const v4 = (address: string, netmask = '255.255.255.0'): Info =>
-  ({ address, netmask, family: 'IPv4', mac: '00:00:00:00:00:00', internal: false, cidr: null }) as Info;
-const v6 = (address: string, netmask = 'ffff:ffff:ffff:ffff::'): Info =>
-  ({ address, netmask, family: 'IPv6', mac: '00:00:00:00:00:00', internal: false, cidr: null, scopeid: 0 }) as Info;
+const v4 = (address: string, netmask = '255.255.255.0'): Info => ({
+  address,
+  netmask,
+  family: 'IPv4',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+});
+const v6 = (address: string, netmask = 'ffff:ffff:ffff:ffff::'): Info => ({
+  address,
+  netmask,
+  family: 'IPv6',
+  mac: '00:00:00:00:00:00',
+  internal: false,
+  cidr: null,
+  scopeid: 0,
+});
 
 /** A host on two IPv4 networks (eth0 dual-stack) and one IPv6-only network (eth2). */
 function twoNetworks(): void {
