@@ -69,8 +69,8 @@ export interface Network {
   readonly hosts: Record<string, NetHost>;
   /** The host named `name`; throws if there is none. */
   host(name: string): NetHost;
-  /** Runs a command inside a host's namespace and returns its stdout (throws on failure). */
-  exec(host: string, command: string, args: string[]): string;
+  /** Runs a command inside a host's namespace, with `input` on its stdin, and returns its stdout (throws on failure). */
+  exec(host: string, command: string, args: string[], input?: string): string;
   /** Starts `node args…` inside a host's namespace; the process is killed by destroy(). */
   spawnNode(host: string, args: string[], options?: { env?: NodeJS.ProcessEnv; stdio?: SpawnOptions['stdio'] }): ChildProcess;
   /**
@@ -268,7 +268,7 @@ export function createNetwork(spec: NetworkSpec): Network {
     tag,
     hosts,
     host,
-    exec: (name, command, args) => exec(name, command, args),
+    exec: (name, command, args, input) => exec(name, command, args, input),
     spawnNode(name, args, options = {}) {
       const child = spawn('ip', ['netns', 'exec', host(name).ns, process.execPath, ...args], {
         stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],

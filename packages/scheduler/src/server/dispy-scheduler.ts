@@ -76,8 +76,8 @@ class SchedulerAllocator implements NodeAllocator<DispyScheduler> {
     readonly host: string,
     private readonly clientNodes: readonly string[] = [],
   ) {
-    // A `*` pattern (found by broadcast), as NodeAllocate says; not protocol's isWildcard, which
-    // means "every interface" (0.0.0.0): with it, `-n 10.0.2.*` was looked up as a host name.
+    // A pattern (`*`, `192.168.1.*`) is found by broadcast, as the client's NodeAllocate does (isWildcard of
+    // @dispy/protocol/internal means 0.0.0.0 or ::, not a pattern: `-n '*'`, the default, was looked up as a host name).
     this.isWildcard = host.includes('*');
   }
   allocate(_owner: DispyScheduler, ipAddr: string, name: string, cpus: number): number {
