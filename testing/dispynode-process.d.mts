@@ -22,8 +22,11 @@ export interface NodeProcess {
 }
 
 export interface StartNodeOptions {
-  host: string;
-  /** Default: a free port. */
+  /** Its -i; may be omitted (every interface) with `netns`. */
+  host: string | undefined;
+  /** Run it inside this network namespace (`ip netns exec`; testing/network-namespaces.ts). */
+  netns?: string;
+  /** Default: a free port (give one with `netns`). */
   port?: number;
   /** Default 2. */
   cpus?: number;

@@ -48,10 +48,11 @@ export async function freePort(host) {
 
 /**
  * Starts `dispynode -i HOST -p PORT -c CPUS --daemon --dest-path-prefix DIR` and waits until it
- * serves. DIR is a new temporary directory, removed when the node stops, unless the caller names
- * one (`destPathPrefix`, to start a node again on it): that one is the caller's to remove.
+ * serves (inside the network namespace `netns` if given; without `host`, on every interface).
+ * DIR is a new temporary directory, removed when the node stops, unless the caller names one (`destPathPrefix`, to start a node again on it): that one is the caller's to remove.
  */
 export async function startNode(options) {
+  // In a network namespace (`netns`) the port is the caller's: freePort looks in ours.
   const port = options.port ?? (await freePort(options.host));
   const ownsPrefix = options.destPathPrefix === undefined;
   const destPathPrefix = options.destPathPrefix ?? mkdtempSync(path.join(os.tmpdir(), 'dispy-test-node-'));
@@ -59,8 +60,7 @@ export async function startNode(options) {
   const args = [
     ...(options.execArgv ?? []),
     DISPYNODE_BIN,
-    '-i',
-    options.host,
+    ...(options.host !== undefined ? ['-i', options.host] : []),
     '-p',
     String(port),
     '-c',
@@ -72,7 +72,10 @@ export async function startNode(options) {
   args.push(...(options.args ?? []));
   // The secret goes in the environment, as users should give it (-s on the command line warns).
   const env = { ...process.env, ...(options.secret !== undefined ? { DISPY_SECRET: options.secret } : {}), ...options.env };
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  // `ip netns exec` execs Node in the namespace: the child's PID is the node's.
+  const child = options.netns
+    ? spawn('ip', ['netns', 'exec', options.netns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const watched = watchLog(child, 'node');
   const exited = watched.exited;
   const node = {

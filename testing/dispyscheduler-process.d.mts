@@ -28,6 +28,10 @@ export interface StartSchedulerOptions {
   /** -n: the nodes' addresses. */
   nodes: string[];
   nodePort: number;
+  /** -p (its discovery port); default: a free port (give one with `netns`). */
+  dispyPort?: number;
+  /** Run it inside this network namespace (`ip netns exec`; testing/network-namespaces.ts). */
+  netns?: string;
   nodeSecret?: string;
   clusterSecret?: string;
   /** More dispyscheduler flags. */

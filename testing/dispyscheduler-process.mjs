@@ -27,7 +27,7 @@ process.on('exit', () => {
  */
 export async function startScheduler(options) {
   const port = options.port ?? (await freePort(options.host));
-  const dispyPort = await freePort(options.host);
+  const dispyPort = options.dispyPort ?? (await freePort(options.host));
   const destPath = mkdtempSync(path.join(os.tmpdir(), 'dispy-test-scheduler-'));
   const args = [
     DISPYSCHEDULER_BIN,
@@ -50,7 +50,10 @@ export async function startScheduler(options) {
     ...(options.nodeSecret !== undefined ? { DISPY_NODE_SECRET: options.nodeSecret } : {}),
     ...(options.clusterSecret !== undefined ? { DISPY_CLUSTER_SECRET: options.clusterSecret } : {}),
   };
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  // In a network namespace (`netns`, via `ip netns exec`, which execs Node: same PID) the ports are the caller's.
+  const child = options.netns
+    ? spawn('ip', ['netns', 'exec', options.netns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const watched = watchLog(child, 'dispyscheduler');
   const exited = watched.exited;
   const scheduler = {

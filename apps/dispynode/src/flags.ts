@@ -39,6 +39,7 @@ export const FLAGS: Flag[] = [
   { flag: 'cafile', option: 'cafile', kind: 'string', arg: 'FILE' },
   { flag: 'require-client-cert', option: 'requireClientCert', kind: 'boolean' },
   { flag: 'ext-host', option: 'extHosts', kind: 'list', arg: 'ADDR' },
+  { flag: 'ipv4-udp-multicast', option: 'ipv4UdpMulticast', kind: 'boolean' },
   { flag: 'serve', option: 'serve', kind: 'integer', arg: 'N' },
   { flag: 'max-clients', option: 'maxClients', kind: 'integer', arg: 'N' },
   { flag: 'service-start', option: 'serviceStart', kind: 'string', arg: 'HH:MM' },

@@ -57,7 +57,9 @@ describe('dispynode flags', () => {
     expect(loglevel(['--config', config({ logLevel: 'error' }), '--debug'])).toBe('debug');
   });
 
-  it('says in --help that only the first --ext-host is used', () => {
-    expect(helpText()).toMatch(/--ext-host ADDR\s+address announced to clients instead of the served one \(NAT\); only the first is used/);
+  it('says in --help how --ext-host pairs with --host', () => {
+    expect(helpText()).toMatch(
+      /--ext-host ADDR\s+address clients must connect to instead of the served one \(NAT, port forwarding\), repeatable: paired with --host by position/,
+    );
   });
 });

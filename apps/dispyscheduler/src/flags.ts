@@ -28,14 +28,20 @@ export const FLAGS: Flag[] = [
     option: 'hosts',
     kind: 'list',
     arg: 'ADDR',
-    help: 'local address to serve clients and reach nodes from (first one)',
+    help: 'local address, repeatable: the first serves clients and reaches nodes; discovery pings from each (default: every interface)',
   },
   {
     flag: 'ext-host',
     option: 'extHosts',
     kind: 'list',
     arg: 'ADDR',
-    help: 'address of this host as seen through NAT (informational for now)',
+    help: 'deprecated, no effect: clients connect to the address they are given, and the scheduler opens every connection to nodes',
+  },
+  {
+    flag: 'ipv4-udp-multicast',
+    option: 'ipv4UdpMulticast',
+    kind: 'boolean',
+    help: 'discover nodes by the IPv4 multicast group 239.255.61.59 instead of broadcast (nodes need --ipv4-udp-multicast)',
   },
   {
     flag: 'dispy-port',

@@ -18,7 +18,7 @@ import {
   looksLikeTls,
   shortSecretWarning,
 } from '@dispy/protocol';
-import { createLogger, formatZodError, isWildcard, type Logger } from '@dispy/protocol/internal';
+import { createLogger, formatZodError, type Logger } from '@dispy/protocol/internal';
 import { nodeOptionsSchema, resolveCpus, resolveLogLevel, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import { DiscoveryResponder } from './discovery/discovery-responder.js';
 import { ClientSession, type NodeContext } from './session/client-session.js';
@@ -193,10 +193,11 @@ export class DispyNodeServer {
     }
     this.announcer = new Announcer({
       secret: this.options.secret,
-      tcpHost: this.options.extHosts[0] ?? (isWildcard(this.hosts()[0]!) ? '' : this.hosts()[0]!),
+      hosts: this.options.hosts,
+      extHosts: this.options.extHosts,
       tcpPort: this.boundPort,
       schedulerHost: this.options.schedulerHost,
-      broadcast: this.hosts().some((host) => !host.startsWith('127.') && host !== '::1'),
+      ipv4Multicast: this.options.ipv4UdpMulticast,
       logger: this.logger,
     });
     this.announce();
@@ -234,9 +235,13 @@ export class DispyNodeServer {
       this.servers.push(server);
     }
     this.boundPort = tcpPort;
+    // Every interface: IPv6 too, on its own socket (so IPv4 peers keep their plain addresses), where the host has IPv6.
+    if (this.options.hosts.length === 0) await this.listenIpv6(tcpPort);
     this.discovery = new DiscoveryResponder({
       secret,
       hosts: this.options.hosts,
+      extHosts: this.options.extHosts,
+      ipv4Multicast: this.options.ipv4UdpMulticast,
       port: tcpPort,
       logger: this.logger,
       describe: async () => ({
@@ -245,12 +250,29 @@ export class DispyNodeServer {
         totalCpus: this.maxCpus,
         busy: this.whyNot(undefined, false) !== undefined,
         platform: `${os.platform()}-${os.arch()} node-${process.versions.node}`,
-        tcpHost: this.options.extHosts[0] ?? this.options.hosts[0] ?? '',
         tcpPort,
         availInfo: await measureAvailInfo(destPathPrefix),
       }),
     });
     await this.discovery.start();
+  }
+
+  /** Serves TCP on :: (IPv6 only) at `port` too; a host without IPv6 serves IPv4 alone. */
+  private async listenIpv6(port: number): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket));
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once('error', (error) => {
+        this.logger.debug(`not serving on IPv6: ${error.message}`);
+        resolve(false);
+      });
+      server.listen({ port, host: '::', ipv6Only: true }, () => {
+        server.removeAllListeners('error');
+        resolve(true);
+      });
+    });
+    if (!listening) return;
+    server.on('error', (error) => this.logger.error(`TCP server: ${error.message}`));
+    this.servers.push(server);
   }
 
   /** Tells clients this node takes computations (at start, when one closes, every --ping-interval). */

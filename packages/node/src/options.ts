@@ -68,7 +68,13 @@ export const nodeOptionsSchema = z
     extHosts: z
       .array(z.string().min(1))
       .default([])
-      .describe('address announced to clients instead of the served one (NAT); only the first is used'),
+      .describe(
+        'address clients must connect to instead of the served one (NAT, port forwarding), repeatable: paired with --host by position, one alone stands for every served address',
+      ),
+    ipv4UdpMulticast: z
+      .boolean()
+      .default(false)
+      .describe('also hear discovery pings sent to the IPv4 multicast group 239.255.61.59, and announce there instead of by broadcast'),
     serve: z.number().int('serve must be an integer').default(-1).describe('serve this many clients, then exit (-1: no limit)'),
     maxClients: z
       .number()

@@ -78,6 +78,12 @@ describe('openDatagram, fuzzed', () => {
     }),
     fc.record({ refused: fc.record({ nonce: bytes, reason: hostileString }, { requiredKeys: [] }) }),
     fc.record({ announce: fc.record({ name: hostileString, tcpPort: u32, tcpHost: hostileString }, { requiredKeys: [] }) }),
+    fc.record({
+      relayedReply: fc.record(
+        { sourceHost: hostileString, reply: fc.record({ nonce: bytes, name: hostileString, tcpPort: u32 }, { requiredKeys: [] }) },
+        { requiredKeys: [] },
+      ),
+    }),
   );
 
   it('never throws and never calls random bytes authentic (3,000 runs)', () => {

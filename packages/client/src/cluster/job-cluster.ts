@@ -94,6 +94,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     this.logger = createLogger(`dispy ${this.name}`, this.options.loglevel);
     const weak = shortSecretWarning(this.options.secret);
     if (weak !== undefined) this.logger.warn(weak);
+    if (this.options.extIpAddr !== undefined) this.logger.warn(EXT_IP_ADDR_WARNING);
     const context: SchedulerContext = { options: this.options, given: options as JobClusterOptions<never>, tls, logger: this.logger };
     this.scheduler = seam ? seam.scheduler(context) : localScheduler(context);
     this.ledger = new JobLedger({
@@ -357,12 +358,19 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
   }
 }
 
+/** Said once per cluster given `extIpAddr`, which has no use in this design. */
+export const EXT_IP_ADDR_WARNING =
+  'extIpAddr has no effect and is deprecated: the client opens every connection (to nodes and to a scheduler), so a client behind NAT ' +
+  'needs no forwarded port and no announced address (see the guide "Remote networks")';
+
 /** JobCluster's own scheduler, in this process: it finds the nodes and talks to them itself. */
 function localScheduler({ options, given, tls, logger }: SchedulerContext): ClusterScheduler<DispyJob, unknown, NodeAllocate> {
   return new JobScheduler<DispyJob, unknown, NodeAllocate>({
     secret: options.secret,
     tls,
     ipAddr: [options.ipAddr ?? []].flat()[0],
+    discoveryAddrs: [options.ipAddr ?? []].flat(),
+    ipv4Multicast: options.ipv4UdpMulticast,
     port: options.port,
     portIsDefault: given.port === undefined,
     nodePort: options.nodePort,

@@ -51,6 +51,7 @@ export const clusterOptionsSchema = z
     ).optional(),
     ipAddr: addresses.optional(),
     extIpAddr: addresses.optional(),
+    ipv4UdpMulticast: z.boolean({ invalid_type_error: 'must be true or false' }).default(false),
     port: port('client port').default(DEFAULT_CLIENT_PORT),
     nodePort: z
       .number({ invalid_type_error: 'must be an integer 1..65535' })
@@ -99,8 +100,16 @@ export interface JobClusterOptions<R = unknown> {
   depends?: unknown[];
   callback?: (job: DispyJob<R>) => void;
   clusterStatus?: (status: number, node: DispyNode | undefined, job: DispyJob<R> | undefined) => void;
+  /** Local addresses for discovery (pings go out on their networks only) and, the first, for connections to nodes; default: every interface. */
   ipAddr?: string | string[];
+  /**
+   * @deprecated No effect: the client opens every connection (to nodes and to a scheduler) and
+   * hears discovery replies on the socket that pinged, so nothing needs its address; a client
+   * behind NAT needs no forwarded port. Accepted with a warning.
+   */
   extIpAddr?: string | string[];
+  /** Discover nodes by the IPv4 multicast group 239.255.61.59 instead of broadcast (dispy's `ipv4_udp_multicast`); nodes need `--ipv4-udp-multicast`. */
+  ipv4UdpMulticast?: boolean;
   port?: number;
   nodePort?: number;
   recoverFile?: string | false;

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import net from 'node:net';
 import {
   DispyError,
   ErrorCode,
@@ -10,7 +11,19 @@ import {
   type DatagramVerdict,
   type dispy,
 } from '@dispy/protocol';
-import { DropSummary, isWildcard, localAddressFacing, broadcastAddressOf, type Logger } from '@dispy/protocol/internal';
+import {
+  DropSummary,
+  IPV4_MULTICAST_GROUP,
+  IPV6_MULTICAST_GROUP,
+  broadcastAddressOf,
+  interfaceAddresses,
+  interfaceOf,
+  ipv6Interfaces,
+  isWildcard,
+  localAddressFacing,
+  withoutScope,
+  type Logger,
+} from '@dispy/protocol/internal';
 
 /** A source (address) is told `refused` at most once in this many ms. */
 export const REFUSAL_INTERVAL_MS = 10_000;
@@ -19,13 +32,27 @@ const REFUSAL_SOURCES_KEPT = 1024;
 
 export interface DiscoveryResponderOptions {
   secret: string;
+  /** Addresses served (-i); empty: every interface, IPv4 and IPv6. */
   hosts: string[];
+  /**
+   * Addresses clients must connect to (--ext-host), paired with `hosts` by position; one alone
+   * stands for every host. Without one, a reply names the address that heard the ping.
+   */
+  extHosts?: string[];
   port: number;
+  /** Also hear pings sent to the IPv4 multicast group (IPV4_MULTICAST_GROUP) on the served interfaces. */
+  ipv4Multicast?: boolean;
   logger: Logger;
-  /** What to tell a client that pinged from `remote`. */
-  describe: (remote: string) => Promise<Omit<dispy.IDiscoveryReply, 'nonce'>>;
+  /** What to tell a client that pinged from `remote` (the address to connect to is the responder's to say). */
+  describe: (remote: string) => Promise<Omit<dispy.IDiscoveryReply, 'nonce' | 'tcpHost'>>;
   /** @internal The clock (tests). */
   now?: () => number;
+}
+
+/** What a socket serves: the address it stands for (or a wildcard), and the address to name in replies. */
+interface Endpoint {
+  host: string;
+  ext?: string;
 }
 
 const VERDICTS: Record<Exclude<DatagramVerdict, 'fresh'>, string> = {
@@ -43,10 +70,13 @@ const VERDICTS: Record<Exclude<DatagramVerdict, 'fresh'>, string> = {
  * ours would help guess it offline) and naming nothing of the node, at most once per source
  * every REFUSAL_INTERVAL_MS. Dropped datagrams are counted and summed up in the log once a minute.
  *
- * Each served address gets a unicast socket; on a Each served address gets a unicast socket; on a
- * real interface a second socket on its directed broadcast address hears broadcast pings (a
- * socket bound to a unicast address does not receive them on Linux). Serving all interfaces
- * binds 0.0.0.0, which hears both.
+ * Each served address gets a unicast socket; on a real interface a second socket on its directed
+ * broadcast address hears broadcast pings (a socket bound to a unicast address does not receive
+ * them on Linux), and one on the multicast group hears multicast pings (IPv6 always, IPv4 with
+ * `ipv4Multicast`). Serving all interfaces binds 0.0.0.0 and :: (IPv6 only where the host has
+ * it), which hear all of those once they join the groups on every interface. A reply names the
+ * address the ping reached (or the --ext-host paired with it): a node on several networks answers
+ * each with its address there.
  */
 export class DiscoveryResponder {
   private readonly sockets: dgram.Socket[] = [];
@@ -68,12 +98,48 @@ export class DiscoveryResponder {
    * sockets bound before it stay open until close()
    */
   async start(): Promise<void> {
-    const { hosts, port } = this.options;
-    for (const host of hosts.length > 0 ? hosts : ['0.0.0.0']) {
-      const unicast = await this.bind(host, port);
-      const broadcast = isWildcard(host) ? undefined : broadcastAddressOf(host);
-      // Replies to broadcast pings leave from the unicast socket, so their source is our address.
-      if (broadcast) await this.bind(broadcast, port, unicast);
+    const { hosts, port, extHosts = [], ipv4Multicast } = this.options;
+    const extOf = (i: number): string | undefined => extHosts[i] ?? (extHosts.length === 1 ? extHosts[0] : undefined);
+    if (hosts.length === 0) {
+      const ext = extOf(0);
+      const v4 = await this.bind({ host: '0.0.0.0', ext }, '0.0.0.0', port);
+      if (ipv4Multicast) for (const info of interfaceAddresses('IPv4')) this.join(v4, IPV4_MULTICAST_GROUP, info.address);
+      // IPv6 where the host has it: a host without IPv6 serves IPv4 alone.
+      const v6 = await this.bind({ host: '::', ext }, '::', port).catch((error: Error) => {
+        this.options.logger.debug(`discovery on IPv6: ${error.message}`);
+        return undefined;
+      });
+      if (v6) for (const name of ipv6Interfaces()) this.join(v6, IPV6_MULTICAST_GROUP, `::%${name}`);
+      return;
+    }
+    for (const [i, host] of hosts.entries()) {
+      const endpoint = { host, ext: extOf(i) };
+      const unicast = await this.bind(endpoint, host, port);
+      if (isWildcard(host)) {
+        if (host === '::') for (const name of ipv6Interfaces()) this.join(unicast, IPV6_MULTICAST_GROUP, `::%${name}`);
+        else if (ipv4Multicast) for (const info of interfaceAddresses('IPv4')) this.join(unicast, IPV4_MULTICAST_GROUP, info.address);
+        continue;
+      }
+      // Replies to broadcast and multicast pings leave from the unicast socket, so their source is our address.
+      const broadcast = broadcastAddressOf(host);
+      if (broadcast) await this.bind(endpoint, broadcast, port, unicast);
+      const name = interfaceOf(host);
+      if (net.isIPv6(withoutScope(host)) && name) {
+        const group = await this.bind(endpoint, `${IPV6_MULTICAST_GROUP}%${name}`, port, unicast);
+        this.join(group, IPV6_MULTICAST_GROUP, `::%${name}`);
+      } else if (ipv4Multicast && name) {
+        const group = await this.bind(endpoint, IPV4_MULTICAST_GROUP, port, unicast);
+        this.join(group, IPV4_MULTICAST_GROUP, host);
+      }
+    }
+  }
+
+  /** Joins a multicast group on one interface; an interface that cannot (no multicast) is skipped. */
+  private join(socket: dgram.Socket, group: string, on: string): void {
+    try {
+      socket.addMembership(group, on);
+    } catch (error) {
+      this.options.logger.debug(`discovery: cannot join ${group} on ${on}: ${(error as Error).message}`);
     }
   }
 
@@ -89,11 +155,12 @@ export class DiscoveryResponder {
     this.drops.close();
   }
 
-  private bind(address: string, port: number, replyVia?: dgram.Socket): Promise<dgram.Socket> {
-    const socket = dgram.createSocket({ type: address.includes(':') ? 'udp6' : 'udp4', reuseAddr: true });
+  private bind(endpoint: Endpoint, address: string, port: number, replyVia?: dgram.Socket): Promise<dgram.Socket> {
+    const udp6 = address.includes(':');
+    const socket = dgram.createSocket({ type: udp6 ? 'udp6' : 'udp4', reuseAddr: true, ...(udp6 ? { ipv6Only: true } : {}) });
     this.sockets.push(socket);
     socket.on('message', (message, remote) => {
-      this.answer(replyVia ?? socket, message, remote).catch((error: Error) => {
+      this.answer(endpoint, replyVia ?? socket, message, remote).catch((error: Error) => {
         this.options.logger.debug(`discovery ping from ${remote.address}: ${error.message}`);
       });
     });
@@ -110,7 +177,7 @@ export class DiscoveryResponder {
     });
   }
 
-  private async answer(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): Promise<void> {
+  private async answer(endpoint: Endpoint, socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo): Promise<void> {
     const { secret } = this.options;
     const opened = openDatagram(secret, message);
     if (!opened) return;
@@ -135,7 +202,7 @@ export class DiscoveryResponder {
       return;
     }
     const info = await this.options.describe(remote.address);
-    const tcpHost = info.tcpHost && !isWildcard(info.tcpHost) ? info.tcpHost : localAddressFacing(remote.address);
+    const tcpHost = endpoint.ext ?? (isWildcard(endpoint.host) ? localAddressFacing(remote.address) : withoutScope(endpoint.host));
     const reply = sealDatagram(secret, { reply: { ...info, nonce, tcpHost } });
     if (reply.length > message.length) {
       this.drops.count('too small for their reply');

@@ -4,6 +4,21 @@
  * anything here may change in any release.
  */
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
-export { isWildcard, localAddressFacing, broadcastAddressOf, broadcastAddresses } from './addresses.js';
+export {
+  IPV4_MULTICAST_GROUP,
+  IPV6_MULTICAST_GROUP,
+  isWildcard,
+  isLinkLocal,
+  withoutScope,
+  withScopeOf,
+  interfaceAddresses,
+  interfaceOf,
+  ipv6Interfaces,
+  ipv6OnlyInterfaces,
+  localAddressFacing,
+  broadcastAddressOf,
+  broadcastAddresses,
+  type InterfaceAddress,
+} from './addresses.js';
 export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
 export { DropSummary, SUMMARY_INTERVAL_MS } from './drop-summary.js';

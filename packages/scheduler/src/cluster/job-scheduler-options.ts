@@ -22,6 +22,10 @@ export interface JobSchedulerOptions {
   tls?: ClientTls;
   /** Local address for discovery and node connections (undefined: any). */
   ipAddr?: string;
+  /** Local addresses of discovery, one socket each (default: `ipAddr`, else every interface). */
+  discoveryAddrs?: string[];
+  /** Discover by the IPv4 multicast group instead of broadcast. */
+  ipv4Multicast?: boolean;
   /** UDP port of discovery (0: any). */
   port: number;
   /** The port was not chosen by the user: any free port will do if it is taken. */

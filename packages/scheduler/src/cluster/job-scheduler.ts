@@ -66,7 +66,8 @@ export class JobScheduler<
       options.discovery?.(onReply) ??
       new NodeFinder({
         secret: options.secret,
-        bindHost: options.ipAddr,
+        bindHost: options.discoveryAddrs && options.discoveryAddrs.length > 0 ? options.discoveryAddrs : options.ipAddr,
+        ipv4Multicast: options.ipv4Multicast,
         bindPort: options.port,
         portIsDefault: options.portIsDefault,
         nodePort: options.nodePort,

@@ -15,6 +15,8 @@ interface Harness {
   finderPort: number;
   lines: string[];
   replies: dispy.DiscoveryReply[];
+  /** The address each reply was taken to come from. */
+  addresses: string[];
   /** Pings the fake node received. */
   pings: Buffer[];
   /** Resolves once `check` holds, re-checked on every datagram either side receives (bounded). */
@@ -39,6 +41,7 @@ async function start(): Promise<Harness> {
   const keep = (line: string): void => void lines.push(line);
   const logger: Logger = { level: 'debug', debug: () => {}, info: keep, warn: keep, error: keep };
   const replies: dispy.DiscoveryReply[] = [];
+  const addresses: string[] = [];
   const pings: Buffer[] = [];
   const waiters: Array<() => void> = [];
   const wake = (): void => {
@@ -57,8 +60,9 @@ async function start(): Promise<Harness> {
     clientName: 'finder-test',
     logger,
     pingInterval: 3600,
-    onReply: (reply) => {
+    onReply: (reply, address) => {
       replies.push(reply);
+      addresses.push(address);
       wake();
     },
   });
@@ -67,7 +71,7 @@ async function start(): Promise<Harness> {
     for (let turn = 0; turn < 100 && !check(); turn++) await new Promise<void>((resolve) => waiters.push(resolve));
     expect(check()).toBe(true);
   };
-  const harness = { finder, node, nodePort, finderPort, lines, replies, pings, until };
+  const harness = { finder, node, nodePort, finderPort, lines, replies, addresses, pings, until };
   opened.push(harness);
   return harness;
 }
@@ -116,6 +120,28 @@ describe('NodeFinder', () => {
     h.node.send(sealDatagram(SECRET, { announce: { tcpPort: h.nodePort } }, { sentAt: 5 }), h.finderPort, '127.0.62.2');
     h.node.send(announce(), h.finderPort, '127.0.62.2');
     await h.until(() => h.pings.length === 2);
+    expect(h.lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
+  });
+
+  it("takes a node's answer passed on by a relay as coming from the node, once, and only under our secret", async () => {
+    const h = await start();
+    h.finder.addHost('127.0.62.1');
+    h.finder.pingNow();
+    await h.until(() => h.pings.length === 1);
+    const nonce = openDatagram(SECRET, h.pings[0]!)!.body.nonce;
+    const relayed = (secret: string, sourceHost: string): Buffer =>
+      sealDatagram(secret, {
+        relayedReply: { sourceHost, reply: { nonce, name: 'behind', cpus: 2, tcpHost: '10.9.0.7', tcpPort: 4 } },
+      });
+    const captured = relayed(SECRET, '10.9.0.7');
+    h.node.send(relayed('another secret', '10.9.0.6'), h.finderPort, '127.0.62.2');
+    h.node.send(captured, h.finderPort, '127.0.62.2');
+    h.node.send(captured, h.finderPort, '127.0.62.2');
+    h.node.send(relayed(SECRET, ''), h.finderPort, '127.0.62.2');
+    await h.until(() => h.replies.length === 2);
+    // The relay (127.0.62.1) is not taken for the node: the node's address is the one the relay heard.
+    expect(h.addresses).toEqual(['10.9.0.7', '10.9.0.7']);
+    expect(h.replies[0]!.name).toBe('behind');
     expect(h.lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
   });
 });

@@ -9,12 +9,30 @@ import {
   type DatagramVerdict,
   type dispy,
 } from '@dispy/protocol';
-import { DropSummary, broadcastAddresses, type Logger } from '@dispy/protocol/internal';
+import net from 'node:net';
+import {
+  DropSummary,
+  IPV4_MULTICAST_GROUP,
+  IPV6_MULTICAST_GROUP,
+  broadcastAddressOf,
+  broadcastAddresses,
+  interfaceAddresses,
+  interfaceOf,
+  ipv6OnlyInterfaces,
+  withScopeOf,
+  withoutScope,
+  type Logger,
+} from '@dispy/protocol/internal';
 
 export interface NodeFinderOptions {
   secret: string;
-  /** Local address and port of the discovery socket (port 0: any). */
-  bindHost?: string;
+  /**
+   * Local addresses of the discovery sockets (the client's `ipAddr`), one socket each; pings go
+   * out on their networks only. Default: every interface, IPv4 (0.0.0.0) and IPv6 (::, where the
+   * host has it).
+   */
+  bindHost?: string | string[];
+  /** Port of the discovery sockets (0: any). */
   bindPort: number;
   /** The client's own port was not chosen by the user: fall back to any port if it is taken. */
   portIsDefault: boolean;
@@ -23,6 +41,8 @@ export interface NodeFinderOptions {
   logger: Logger;
   /** Seconds between repeated pings; default: back off from 0.5 s to 5 s. */
   pingInterval?: number;
+  /** Ping the IPv4 multicast group (IPV4_MULTICAST_GROUP) instead of broadcasting, and hear announcements there (dispy's `ipv4_udp_multicast`). */
+  ipv4Multicast?: boolean;
   /** An authentic reply from a node at `address` (the datagram's source). */
   onReply: (reply: dispy.DiscoveryReply, address: string) => void;
 }
@@ -34,15 +54,24 @@ const REFUSERS_KEPT = 1024;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
 
+/** A discovery socket and the address it was bound to (a wildcard: every interface of its family). */
+interface Bound {
+  socket: dgram.Socket;
+  host: string;
+  udp6: boolean;
+}
+
 /**
  * Finds nodes: sends authenticated discovery pings to each named host and, for wildcards, to
- * every interface's broadcast address; checks each reply's MAC, that it echoes one of our
+ * each network of its sockets: an IPv4 interface's directed broadcast address (or the IPv4
+ * multicast group, with `ipv4Multicast`), an IPv6 interface's link multicast group. A reply
+ * that names a link-local address is reached with the scope it came in on. Checks each reply's MAC, that it echoes one of our
  * nonces, and that it is fresh and new (announcements too: a `ReplayGuard`). Pings are padded to
  * MAX_DATAGRAM_BYTES so that a node's reply always fits in the size of its ping. Pings repeat with backoff (or every `pingInterval`) so nodes that start later, or
  * become free later, are found.
  */
 export class NodeFinder {
-  private socket?: dgram.Socket;
+  private readonly sockets: Bound[] = [];
   private readonly nonces: Buffer[] = [];
   /** Hosts to ping by unicast, keyed host:port. */
   private readonly targets = new Map<string, { host: string; port: number }>();
@@ -59,19 +88,37 @@ export class NodeFinder {
     this.drops = new DropSummary(options.logger);
   }
 
-  /** Binds the discovery socket. */
+  /** Binds the discovery sockets. */
   async start(): Promise<void> {
-    const { bindHost, bindPort, portIsDefault } = this.options;
-    try {
-      this.socket = await this.bind(bindHost, bindPort);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !portIsDefault) throw error;
-      // Another cluster in this program (or machine) holds the default port; replies come back
-      // to whichever port pinged, so any free port serves.
-      this.options.logger.debug(`client port ${bindPort} is in use; discovery uses a free port`);
-      this.socket = await this.bind(bindHost, 0);
+    const { bindHost, bindPort } = this.options;
+    const named = [bindHost ?? []].flat();
+    let port = bindPort;
+    for (const host of named.length > 0 ? named : ['0.0.0.0', '::']) {
+      const implicit = named.length === 0 && host === '::';
+      try {
+        const bound = await this.bindWithFallback(host, port);
+        // Every socket on one port (the first's, if it fell back to any port): nodes see one client port.
+        port = bound.socket.address().port;
+        this.sockets.push(bound);
+      } catch (error) {
+        // IPv6 where the host has it: a host without IPv6 pings by IPv4 alone.
+        if (!implicit) throw error;
+        this.options.logger.debug(`discovery on IPv6: ${(error as Error).message}`);
+      }
     }
     this.setActive(this.active);
+  }
+
+  private async bindWithFallback(host: string, port: number): Promise<Bound> {
+    try {
+      return await this.bind(host, port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !this.options.portIsDefault) throw error;
+      // Another cluster in this program (or machine) holds the default port; replies come back
+      // to whichever port pinged, so any free port serves.
+      this.options.logger.debug(`client port ${port} is in use; discovery uses a free port`);
+      return await this.bind(host, 0);
+    }
   }
 
   /** Look for nodes at `host` (an address), on `port` (default: the cluster's node port). */
@@ -100,42 +147,76 @@ export class NodeFinder {
   /** Keeps the process alive (jobs are waiting) or lets it exit (nothing to wait for). */
   setActive(active: boolean): void {
     this.active = active;
-    if (active) {
-      this.socket?.ref();
-      this.timer?.ref();
-    } else {
-      this.socket?.unref();
-      this.timer?.unref();
+    for (const { socket } of this.sockets) {
+      if (active) socket.ref();
+      else socket.unref();
     }
+    if (active) this.timer?.ref();
+    else this.timer?.unref();
   }
 
   close(): void {
     clearTimeout(this.timer);
-    this.socket?.close();
-    this.socket = undefined;
+    for (const { socket } of this.sockets.splice(0)) socket.close();
     this.drops.close();
   }
 
-  private bind(host: string | undefined, port: number): Promise<dgram.Socket> {
-    const socket = dgram.createSocket(host?.includes(':') ? 'udp6' : 'udp4');
+  private bind(host: string, port: number): Promise<Bound> {
+    const udp6 = net.isIPv6(withoutScope(host));
+    const socket = dgram.createSocket({ type: udp6 ? 'udp6' : 'udp4', ...(udp6 ? { ipv6Only: true } : {}) });
     return new Promise((resolve, reject) => {
-      socket.once('error', reject);
+      const failed = (error: Error): void => {
+        socket.close();
+        reject(error);
+      };
+      socket.once('error', failed);
       socket.bind(port, host, () => {
-        socket.off('error', reject);
-        socket.setBroadcast(true);
+        socket.off('error', failed);
         socket.on('message', (message, remote) => this.receive(message, remote));
         socket.on('error', (error) => this.options.logger.warn(`discovery socket: ${error.message}`));
-        resolve(socket);
+        try {
+          socket.setBroadcast(true);
+          this.joinGroups(socket, host, udp6);
+        } catch (error) {
+          this.options.logger.debug(`discovery socket ${host}: ${(error as Error).message}`);
+        }
+        resolve({ socket, host, udp6 });
       });
     });
   }
 
+  /** Hears announcements sent to the multicast groups, on the interfaces of this socket. */
+  private joinGroups(socket: dgram.Socket, host: string, udp6: boolean): void {
+    const join = (group: string, on: string): void => {
+      try {
+        socket.addMembership(group, on);
+      } catch (error) {
+        this.options.logger.debug(`discovery: cannot join ${group} on ${on}: ${(error as Error).message}`);
+      }
+    };
+    if (udp6) {
+      const names = host === '::' ? ipv6OnlyInterfaces() : [interfaceOf(host)].filter((name) => name !== undefined);
+      for (const name of names) join(IPV6_MULTICAST_GROUP, `::%${name}`);
+    } else if (this.options.ipv4Multicast) {
+      const addresses = host === '0.0.0.0' ? interfaceAddresses('IPv4').map((info) => info.address) : interfaceOf(host) ? [host] : [];
+      for (const address of addresses) join(IPV4_MULTICAST_GROUP, address);
+    }
+  }
+
   private tick(): void {
     clearTimeout(this.timer);
-    if (!this.socket) return;
-    for (const { host, port } of this.targets.values()) this.send(host, port);
+    if (this.sockets.length === 0) return;
+    for (const { host, port } of this.targets.values()) {
+      const udp6 = net.isIPv6(withoutScope(host));
+      const bound = this.sockets.find((candidate) => candidate.udp6 === udp6);
+      if (bound) this.send(bound.socket, host, port);
+      else this.options.logger.debug(`discovery: no ${udp6 ? 'IPv6' : 'IPv4'} socket to ping ${host}`);
+    }
     for (const port of this.broadcastPorts) {
-      for (const address of broadcastAddresses()) this.send(address, port);
+      for (const bound of this.sockets) {
+        if (!bound.udp6 && this.options.ipv4Multicast) this.multicast4(bound, port);
+        else for (const target of this.broadcastTargets(bound)) this.send(bound.socket, target, port, bound.host);
+      }
     }
     const interval = this.options.pingInterval;
     const next = interval !== undefined ? interval * 1000 : this.delay;
@@ -144,17 +225,50 @@ export class NodeFinder {
     if (!this.active) this.timer.unref();
   }
 
-  private send(host: string, port: number): void {
+  /** Where a socket's broadcast pings go: each of its networks' broadcast address or multicast group. */
+  private broadcastTargets({ host, udp6 }: Bound): string[] {
+    if (udp6) {
+      const names = host === '::' ? ipv6OnlyInterfaces() : [interfaceOf(host)].filter((name) => name !== undefined);
+      return names.map((name) => `${IPV6_MULTICAST_GROUP}%${name}`);
+    }
+    if (host === '0.0.0.0') return broadcastAddresses();
+    const broadcast = broadcastAddressOf(host);
+    return broadcast ? [broadcast] : [];
+  }
+
+  /**
+   * Pings the IPv4 multicast group on each interface of the socket, one after the other: the
+   * interface a multicast leaves by is the socket's, set before each send.
+   */
+  private multicast4({ socket, host }: Bound, port: number): void {
+    const addresses = host === '0.0.0.0' ? interfaceAddresses('IPv4').map((info) => info.address) : [host];
+    const next = (i: number): void => {
+      const address = addresses[i];
+      if (address === undefined || !this.sockets.some((bound) => bound.socket === socket)) return;
+      try {
+        socket.setMulticastInterface(address);
+      } catch (error) {
+        this.options.logger.debug(`discovery: no multicast from ${address}: ${(error as Error).message}`);
+        next(i + 1);
+        return;
+      }
+      this.send(socket, IPV4_MULTICAST_GROUP, port, address, () => next(i + 1));
+    };
+    next(0);
+  }
+
+  private send(socket: dgram.Socket, host: string, port: number, via?: string, sent?: () => void): void {
     const nonce = newNonce();
     this.nonces.push(nonce);
     if (this.nonces.length > NONCES_KEPT) this.nonces.shift();
     const ping = sealDatagram(
       this.options.secret,
-      { ping: { clientName: this.options.clientName, clientPort: this.socket!.address().port } },
+      { ping: { clientName: this.options.clientName, clientPort: socket.address().port } },
       { nonce, padTo: MAX_DATAGRAM_BYTES },
     );
-    this.socket!.send(ping, port, host, (error) => {
-      if (error) this.options.logger.debug(`discovery ping to ${host}:${port}: ${error.message}`);
+    socket.send(ping, port, host, (error) => {
+      if (error) this.options.logger.debug(`discovery ping to ${host}:${port}${via ? ` from ${via}` : ''}: ${error.message}`);
+      sent?.();
     });
   }
 
@@ -175,7 +289,16 @@ export class NodeFinder {
       // A node that has just started (or become free) says so: ask it as any other node.
       const announce = body.announce as dispy.NodeAnnounce;
       if (opened.authentic && opened.version === PROTOCOL_VERSION && this.fresh(body))
-        this.send(announce.tcpHost || remote.address, announce.tcpPort || this.options.nodePort);
+        this.answerAnnounce(withScopeOf(announce.tcpHost || remote.address, remote.address), announce.tcpPort || this.options.nodePort);
+      return;
+    }
+    if (body.kind === 'relayedReply') {
+      // A node's answer passed on by a dispynetrelay: the node is where the relay heard it, and
+      // the relay stays a host to ping (it forgets clients that stop), so it is not marked found.
+      const relayed = body.relayedReply as dispy.RelayedReply;
+      const reply = relayed.reply as dispy.DiscoveryReply | null;
+      if (!opened.authentic || opened.version !== PROTOCOL_VERSION || !reply || !this.knows(reply.nonce) || !this.fresh(body)) return;
+      this.options.onReply(reply, relayed.sourceHost || reply.tcpHost);
       return;
     }
     if (body.kind !== 'reply') return;
@@ -185,7 +308,16 @@ export class NodeFinder {
     }
     const reply = body.reply as dispy.DiscoveryReply;
     if (opened.version !== PROTOCOL_VERSION || !this.knows(reply.nonce) || !this.fresh(body)) return;
+    // A link-local address is reached through the interface the reply came in on: its scope here.
+    reply.tcpHost = withScopeOf(reply.tcpHost, remote.address);
     this.options.onReply(reply, remote.address);
+  }
+
+  /** Pings a node that announced itself, from a socket of its address's family. */
+  private answerAnnounce(host: string, port: number): void {
+    const udp6 = net.isIPv6(withoutScope(host));
+    const bound = this.sockets.find((candidate) => candidate.udp6 === udp6);
+    if (bound) this.send(bound.socket, host, port);
   }
 
   /** An authentic datagram is fresh and new; else it is counted for the summary. */

@@ -21,7 +21,7 @@ import {
   type TlsOptionNames,
   type dispy,
 } from '@dispy/protocol';
-import { createLogger, isWildcard, type Logger, type LogLevel } from '@dispy/protocol/internal';
+import { createLogger, type Logger, type LogLevel } from '@dispy/protocol/internal';
 import { JobScheduler } from '../cluster/job-scheduler.js';
 import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_RETRIES } from '../cluster/job-scheduler-options.js';
 import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../cluster/types.js';
@@ -30,14 +30,25 @@ import { allocationFor, type ClientAllocation } from './client-allocations.js';
 import { JobFileRelay } from './job-file-relay.js';
 import { matchesNodes } from './node-patterns.js';
 
+/** Said when --ext-host is given: it has no use for a scheduler. */
+export const EXT_HOST_WARNING =
+  '--ext-host has no effect on dispyscheduler and is deprecated: it opens every connection to its nodes, and clients connect to the ' +
+  'address they are given (schedulerNode); behind NAT, forward --scheduler-port to it (see the guide "Remote networks")';
+
 /** Options of `DispyScheduler` (the flags of `dispyscheduler`). */
 export interface DispySchedulerOptions {
   /** Nodes used for every computation: addresses, host names, `*` patterns (default `['*']`: broadcast discovery). */
   nodes?: string[];
   /** Local addresses: the first is where clients are served and nodes are reached from (default: any). */
   hosts?: string[];
-  /** Addresses clients and nodes should use for this host (NAT); informational for now. */
+  /**
+   * @deprecated No effect (a warning says so): the scheduler opens every connection to its nodes,
+   * clients connect to the address they are given (`schedulerNode`), and nodes announce to their
+   * `--scheduler-host`; nothing learns this host's address from the scheduler.
+   */
   extHosts?: string[];
+  /** Discover nodes by the IPv4 multicast group 239.255.61.59 instead of broadcast (nodes need `--ipv4-udp-multicast`). */
+  ipv4UdpMulticast?: boolean;
   /** UDP/TCP port of this scheduler toward nodes, as a client's (default 51347). */
   port?: number;
   /** Port of the nodes (default 51348). */
@@ -107,7 +118,9 @@ class SchedulerAllocator implements NodeAllocator<DispyScheduler> {
     /** The CPUs of `allocations` are honoured (--cooperative, or an exclusive computation). */
     private readonly cpusHonoured = false,
   ) {
-    this.isWildcard = isWildcard(host);
+    // A pattern (`*`, `192.168.1.*`) is found by broadcast, as the client's NodeAllocate does (isWildcard of
+    // @dispy/protocol/internal means 0.0.0.0 or ::, not a pattern: `-n '*'`, the default, was looked up as a host name).
+    this.isWildcard = host.includes('*');
   }
   allocate(_owner: DispyScheduler, ipAddr: string, name: string, cpus: number): number {
     if (!this.allocations) return matchesNodes(this.clientNodes, ipAddr, name) ? cpus : 0;
@@ -226,6 +239,7 @@ export class DispyScheduler {
     );
     const nodes = options.nodes && options.nodes.length > 0 ? options.nodes : ['*'];
     this.logger = createLogger('dispyscheduler', options.loglevel ?? 'info');
+    if (options.extHosts && options.extHosts.length > 0) this.logger.warn(EXT_HOST_WARNING);
     this.heartbeatSeconds = options.msgTimeout ?? 10;
     this.allocators = nodes.map((host) => new SchedulerAllocator(host));
     this.relay = new JobFileRelay(this.logger);
@@ -235,6 +249,8 @@ export class DispyScheduler {
     this.scheduler = new JobScheduler<ClientJobRef, DispyScheduler, SchedulerAllocator>({
       secret: options.nodeSecret ?? '',
       ipAddr: options.hosts?.[0],
+      discoveryAddrs: options.hosts,
+      ipv4Multicast: options.ipv4UdpMulticast,
       port: options.port ?? DEFAULT_CLIENT_PORT,
       portIsDefault: options.port === undefined,
       nodePort: options.nodePort ?? DEFAULT_NODE_PORT,

@@ -94,7 +94,11 @@ export class NodeConnection {
 
   /** Connects and authenticates; rejects with AuthError when the node's secret differs. */
   async open(): Promise<void> {
-    const { host, port, localAddress, secret, clientName, tls } = this.options;
+    const { host, port, secret, clientName, tls } = this.options;
+    // The local address (the client's first ipAddr) serves only peers of its own family: an IPv6
+    // node found from another ipAddr is reached from any local address.
+    const given = this.options.localAddress;
+    const localAddress = given && net.isIP(host) !== 0 && net.isIP(given) !== net.isIP(host) ? undefined : given;
     const socket =
       this.options.connect?.() ??
       (tls
