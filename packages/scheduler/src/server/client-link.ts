@@ -511,7 +511,18 @@ export class ClientLink {
       this.dropJobFiles(computation, job.ref.jobId);
       return job.ref.jobId;
     };
-    const reply = (job: SchedulerJob<ClientJobRef>, status: JobEndStatus, outcome: Partial<JobOutcome>, node?: NodeInfo, failed = false) =>
+    const reply = (
+      job: SchedulerJob<ClientJobRef>,
+      status: JobEndStatus,
+      outcome: Partial<JobOutcome>,
+      node?: NodeInfo,
+      failed = false,
+    ) => {
+      // Jobs killed because their client was gone too long end Terminated, saying so.
+      if (computation.closedBecause && status !== 'finished') {
+        status = 'terminated';
+        outcome = { ...outcome, exception: computation.closedBecause };
+      }
       computation.replies.ended({
         computeId,
         jobId: ended(job),
@@ -526,6 +537,7 @@ export class ClientLink {
         nodeKey: node?.key ?? '',
         failed,
       });
+    };
     return {
       nodeUp: (node) => nodeStatus(dispy.NodeStatus.Event.UP, node),
       nodeDown: (node, lost, why) => {

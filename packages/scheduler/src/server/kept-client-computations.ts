@@ -32,6 +32,8 @@ export interface ClientComputation {
   readonly jobFiles: Map<number, { arrived: Set<string>; failed?: Error }>;
   /** Final replies not acknowledged by the client (on disk while it is away). */
   readonly replies: KeptReplies;
+  /** Why it was closed for a client gone: the jobs it ends are Terminated for this reason. */
+  closedBecause?: string;
   /** The client's connection that holds it now (none while its link is lost). */
   link?: ReplySink & { letGo(computation: ClientComputation): void };
 }
@@ -171,8 +173,9 @@ export class KeptClientComputations {
         (pending > 0 ? ` and terminating its ${pending} job${pending === 1 ? '' : 's'} not done` : ''),
     );
     computation.added = false;
-    await this.options.closeComputation(computeId).catch((error: Error) => logger.warn(`closing ${computeId}: ${error.message}`));
     const why = `its client was away longer than dispyscheduler's grace period (${this.graceSeconds} s); the computation was closed`;
+    computation.closedBecause = why;
+    await this.options.closeComputation(computeId).catch((error: Error) => logger.warn(`closing ${computeId}: ${error.message}`));
     for (const jobId of [...computation.jobs.keys()].sort((a, b) => a - b)) {
       computation.replies.ended({ computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true });
     }
