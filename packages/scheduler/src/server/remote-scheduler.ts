@@ -430,13 +430,17 @@ export class RemoteScheduler<
         return Promise.resolve();
       },
     });
-    if (link.connection.isClosed) throw new DispyError(ErrorCode.NO_ANSWER, `dispyscheduler ${this.where} closed the new connection`);
+    if (this.link === link && link.connection.isClosed)
+      throw new DispyError(ErrorCode.NO_ANSWER, `dispyscheduler ${this.where} closed the new connection`);
   }
 
   /** The computation is gone at the scheduler (or the link given up): its jobs sent are over; the next submit sets it up again. */
   private gone(link: NodeLink, why: string): void {
     if (link !== this.link) return;
     this.link = undefined;
+    // A reconnection in progress ends here (its attempt took the computation back, and found it gone).
+    this.reconnection?.stop();
+    this.reconnection = undefined;
     link.close();
     this.options.logger.warn(`${why}; the next job submitted sets the computation up again`);
     const events = this.spec!.events;
