@@ -67,22 +67,24 @@ const NODE: NodeInfo = {
 };
 
 /** The scheduler behind the links, with the registry that keeps computations of lost clients. */
-function fakeScheduler() {
+function fakeScheduler(registry?: KeptClientComputations) {
   const added: ComputationEvents<ClientJobRef>[] = [];
   const submitted: SchedulerJob<ClientJobRef>[] = [];
   const closed: string[] = [];
   const links: ClientLink[] = [];
   let uid = 100;
-  const kept = new KeptClientComputations({
-    dir,
-    graceMs: GRACE_MS,
-    zombieMs: 3_600_000,
-    logger,
-    closeComputation: (computeId) => {
-      closed.push(computeId);
-      return Promise.resolve();
-    },
-  });
+  const kept =
+    registry ??
+    new KeptClientComputations({
+      dir,
+      graceMs: GRACE_MS,
+      zombieMs: 3_600_000,
+      logger,
+      closeComputation: (computeId) => {
+        closed.push(computeId);
+        return Promise.resolve();
+      },
+    });
   const context: ClientLinkContext = {
     secret: SECRET,
     logger,
@@ -283,6 +285,69 @@ describe('dispyscheduler keeps the computation of a client whose link is lost', 
     connection.destroy();
     await remote.close();
     await fake.kept.close();
+    await settle();
+  });
+
+  it('replies kept for a client gone survive a restart of the scheduler: the next run loads them, and a Reattach gets them', async () => {
+    const fake = fakeScheduler();
+    let connections = 0;
+    const remote = new RemoteScheduler<string>({
+      host: '127.0.0.1',
+      port: 51349,
+      secret: SECRET,
+      clientName: 'test',
+      logger,
+      connect: () => {
+        if (connections++ === 0) return fake.connect();
+        const { client } = socketPair();
+        client.destroy(new Error('connect ECONNREFUSED'));
+        return client.asSocket();
+      },
+    });
+    remote.setActive(true);
+    await remote.addComputation(spec(recorder().events));
+    remote.submit({ computeId: 'c0ffee', priority: 0, ref: 'A', args: encodeArguments([1]) });
+    await until(() => fake.submitted.length === 1, 'the job reached the scheduler');
+    fake.links[0]!['channel'].socket.destroy();
+    await until(() => fake.links[0]!.isAuthenticated === false, 'the scheduler saw the loss');
+    fake.added[0]!.jobDone(fake.submitted[0]!, finished('kept across the restart'), NODE);
+    await until(() => savedReplies().length === 1, 'the reply saved');
+    // The scheduler stops (its replies stay on disk) and starts again on the same directory.
+    await fake.kept.close();
+    const next = new KeptClientComputations({
+      dir,
+      graceMs: GRACE_MS,
+      zombieMs: 3_600_000,
+      logger,
+      closeComputation: () => Promise.resolve(),
+    });
+    await next.load();
+    expect(next.get('c0ffee')).toBeDefined();
+    const restarted = fakeScheduler(next);
+    const replies: dispy.JobReply[] = [];
+    const connection = new NodeConnection({
+      host: '127.0.0.1',
+      port: 51349,
+      secret: SECRET,
+      clientName: 'recovery',
+      onFrame: (frame: Frame) => {
+        if (frame.kind === 'jobReply') replies.push(frame.jobReply as dispy.JobReply);
+      },
+      onClose: () => undefined,
+      connect: restarted.connect,
+    });
+    await connection.open();
+    const answer = await connection.reattach('c0ffee');
+    expect([answer.ok, answer.live, answer.savedReplies]).toEqual([true, false, 1]);
+    await until(() => replies.length === 1, 'the saved reply resent');
+    expect(Buffer.from(replies[0]!.result).toString()).toBe('kept across the restart');
+    await connection.closeComputation('c0ffee', true);
+    await until(() => !existsSync(savedFolder()), 'the replies forgotten once collected');
+    connection.destroy();
+    // The client gives up when the grace period it was told has passed.
+    await pass(GRACE_MS + 1000, 1000);
+    await remote.close();
+    await next.close();
     await settle();
   });
 });
