@@ -135,7 +135,14 @@ export const FLAGS: Flag[] = [
     option: 'zombieInterval',
     kind: 'number',
     arg: 'MINUTES',
-    help: 'minutes a computation is kept for a client that is away, as told to clients (default 60)',
+    help: 'minutes the replies a client gone did not collect are kept for recoverJobs, on disk under --dest-path (default 60)',
+  },
+  {
+    flag: 'client-grace',
+    option: 'clientGrace',
+    kind: 'number',
+    arg: 'SECONDS',
+    help: "seconds a client's computation goes on once its link is lost, for it to reconnect; then it is closed (default 60)",
   },
   {
     flag: 'msg-timeout',
@@ -156,7 +163,7 @@ export const FLAGS: Flag[] = [
     option: 'destPath',
     kind: 'string',
     arg: 'DIR',
-    help: "directory of the clients' depends files (default: under the temp dir)",
+    help: "directory of the clients' depends files and of the replies kept for clients gone (default: under the temp dir)",
   },
   {
     flag: 'max-file-size',

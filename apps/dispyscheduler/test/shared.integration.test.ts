@@ -4,12 +4,12 @@
  * a client is idle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DispyJob, DispyNode, SharedJobCluster } from '@dispy/client';
+import { DispyJob, DispyNode, SharedJobCluster, recoverJobs } from '@dispy/client';
 import { freePort, startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 import { startScheduler, stopAllSchedulers, type SchedulerProcess } from '../../../testing/dispyscheduler-process.mjs';
 
@@ -47,7 +47,7 @@ afterEach(async () => {
 /** Runs the fixture client program against `scheduler`. */
 function runClient(
   scheduler: SchedulerProcess,
-  settings: { factor: number; count: number; sleepMs?: number; secret?: string; nodes?: string[] },
+  settings: { factor: number; count: number; sleepMs?: number | number[]; secret?: string; nodes?: string[]; recoverFile?: string },
 ): ClientProcess {
   const child = spawn(process.execPath, [CLIENT], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -152,20 +152,48 @@ describe('dispyscheduler', () => {
     await scheduler.waitForLog(/failed authentication: its secret differs from this scheduler's/);
   });
 
-  it('closes the computation of a client killed mid-run and terminates its jobs; another client gets the nodes', async () => {
-    const { scheduler, nodes } = await twoNodesAndScheduler();
-    // Four jobs of ten minutes fill the four CPUs.
-    const doomed = runClient(scheduler, { factor: 1, count: 4, sleepMs: 600_000 });
-    await doomed.waitFor(/RUNNING/);
-    const other = runClient(scheduler, { factor: 11, count: 8 });
-    await scheduler.waitForLog(/authenticated[\s\S]*authenticated/);
-    doomed.child.kill('SIGKILL');
-    await scheduler.waitForLog(/disconnected.*closing its 1 computation and terminating their running jobs/);
-    // The other client ran on the freed CPUs: its jobs could not have run while the ten-minute jobs held them.
-    const { code, result, stderr } = await other.done;
-    expect(code, stderr).toBe(0);
-    expect(result!.results).toEqual(expected(8, 11));
-    for (const node of nodes) expect(node.log).not.toMatch(/unexpected/);
+  it('keeps the computation of a client killed mid-run for its grace period, then terminates its jobs; another client gets the nodes; recoverJobs collects the results', async () => {
+    const { scheduler, nodes } = await twoNodesAndScheduler(['--client-grace', '4']);
+    const work = mkdtempSync(path.join(os.tmpdir(), 'dispy-killed-shared-client-'));
+    try {
+      const recoverFile = path.join(work, 'recover');
+      // Two jobs end 2.5 s after they start (after the client's death), two would run ten minutes.
+      const doomed = runClient(scheduler, { factor: 1, count: 4, sleepMs: [2_500, 2_500, 600_000, 600_000], recoverFile });
+      await doomed.waitFor(/RUNNING/);
+      // The recover file names the scheduler as where the four jobs are (it is flushed in batches).
+      await until(() => existsSync(recoverFile) && readFileSync(recoverFile, 'utf8').split('"state":"running"').length === 5);
+      expect(readFileSync(recoverFile, 'utf8')).toContain(`"host":"${scheduler.host}","port":${scheduler.port},"name":"dispyscheduler"`);
+      const other = runClient(scheduler, { factor: 11, count: 8 });
+      await scheduler.waitForLog(/authenticated[\s\S]*authenticated/);
+      doomed.child.kill('SIGKILL');
+      await scheduler.waitForLog(/disconnected.*keeping its 1 computation for 4 s, for it to reconnect/);
+      await scheduler.waitForLog(/was not back within 4 s; closing it and terminating its 2 jobs not done/);
+      // The other client ran on the freed CPUs: its jobs could not have run while the ten-minute jobs held them.
+      const { code, result, stderr } = await other.done;
+      expect(code, stderr).toBe(0);
+      expect(result!.results).toEqual(expected(8, 11));
+      for (const node of nodes) expect(node.log).not.toMatch(/unexpected/);
+
+      // The results the dead client never got: from the scheduler, with the cluster secret.
+      const recovered = await recoverJobs(recoverFile, { secret: CLUSTER_SECRET, timeout: 10 });
+      expect(recovered.map((job) => [job.id, job.status, job.result])).toEqual([
+        [1, DispyJob.Finished, 0],
+        [2, DispyJob.Finished, 1],
+        [3, DispyJob.Terminated, undefined],
+        [4, DispyJob.Terminated, undefined],
+      ]);
+      expect(recovered[2]!.exception).toMatch(/grace period \(4 s\)/);
+      // Collected: the scheduler forgot them, and the file is gone.
+      expect(existsSync(recoverFile)).toBe(false);
+      await scheduler.waitForLog(/took computation .* back \(replies only\): 0 jobs held, 4 replies resent/);
+      await until(
+        () =>
+          !existsSync(path.join(scheduler.destPath, 'saved-replies')) ||
+          readdirSync(path.join(scheduler.destPath, 'saved-replies')).length === 0,
+      );
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('a client idle while the scheduler restarts sets its computation up again at the next job; with no scheduler, its jobs fail clearly', async () => {

@@ -8,11 +8,10 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dispy, encodeArguments, type Frame } from '@dispy/protocol';
-import { createLogger } from '@dispy/protocol/internal';
+import { createLogger, SAVED_REPLIES_DIR } from '@dispy/protocol/internal';
 import { socketPair, type MemorySocket } from '../../../testing/socket-pair.js';
 import { ClientSession } from '../src/session/client-session.js';
 import { NodeComputations } from '../src/session/node-computations.js';
-import { SAVED_REPLIES_DIR } from '../src/session/saved-replies.js';
 import { SessionClient, fakeNode } from './session-client.js';
 
 type Node = ReturnType<typeof fakeNode>;

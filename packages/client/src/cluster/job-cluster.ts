@@ -25,6 +25,7 @@ import { collectDepends } from './depends.js';
 import { programArguments, shipComputation } from './ship-computation.js';
 import { JobLedger } from './job-ledger.js';
 import { RecoverRecorder } from './recover-recorder.js';
+import type { RecoverNode } from '@dispy/recover';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -56,6 +57,8 @@ export interface SchedulerContext {
 export interface ClusterSeam {
   kind: string;
   scheduler(context: SchedulerContext): ClusterScheduler<DispyJob, unknown, NodeAllocate>;
+  /** Where the recover file says the jobs are, instead of their nodes (dispyscheduler, which keeps their replies). */
+  recoverVia?: RecoverNode;
 }
 
 /**
@@ -104,7 +107,13 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       clusterStatus: this.options.clusterStatus,
       setActive: () => this.refreshActive(),
     });
-    this.recorder = RecoverRecorder.open(this.options, { computeId: this.computeId, name: this.name }, this.ledger, this.logger);
+    this.recorder = RecoverRecorder.open(
+      this.options,
+      { computeId: this.computeId, name: this.name },
+      this.ledger,
+      this.logger,
+      seam?.recoverVia,
+    );
     const { files, ...spec } = shipped;
     this.started = describeFiles(files)
       .then((described) =>

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { RecoverFileWriter, type RecoverFileTls } from '@dispy/recover';
+import { RecoverFileWriter, type RecoverFileTls, type RecoverNode } from '@dispy/recover';
 import type { Logger } from '@dispy/protocol/internal';
 import type { ComputationEvents, JobEndStatus, JobOutcome, NodeInfo, SchedulerJob } from '@dispy/scheduler';
 import type { DispyJob } from '../job/dispy-job.js';
@@ -17,13 +17,15 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
     private readonly events: ComputationEvents<DispyJob>,
     private readonly writer: RecoverFileWriter,
     private readonly logger: Logger,
+    private readonly via?: RecoverNode,
   ) {}
 
   /**
    * Creates the cluster's recover file (`options.recoverFile`: a path, `false` for none,
    * undefined for `_dispy_YYYYMMDDHHMMSS` in the working directory) and the events that write to
    * it before passing on to `events`; undefined with `false`, or when the default file cannot be
-   * created (logged).
+   * created (logged). With `via` (SharedJobCluster: dispyscheduler), the file names it as where
+   * every job is, not the nodes: recovery asks the scheduler, which keeps the replies.
    * @throws DispyError `DISPY_ERR_RECOVER_FILE` when the file named exists or cannot be created
    */
   static open(
@@ -31,6 +33,7 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
     computation: { computeId: string; name: string },
     events: ComputationEvents<DispyJob>,
     logger: Logger,
+    via?: RecoverNode,
   ): RecoverRecorder | undefined {
     if (options.recoverFile === false) return undefined;
     let writer: RecoverFileWriter;
@@ -53,7 +56,7 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
       return undefined;
     }
     logger.debug(`recover file ${writer.path}`);
-    return new RecoverRecorder(events, writer, logger);
+    return new RecoverRecorder(events, writer, logger, via);
   }
 
   /** The file's path. */
@@ -69,7 +72,7 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
   }
 
   nodeUp(node: NodeInfo): void {
-    this.writer.node(node);
+    this.writer.node(this.via ?? node);
     this.events.nodeUp(node);
   }
 
@@ -87,7 +90,7 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
   }
 
   jobStarted(job: Job, node: NodeInfo): void {
-    this.writer.jobRunning(job.uid, node, job.ref.id);
+    this.writer.jobRunning(job.uid, this.via ?? node, job.ref.id);
     this.events.jobStarted(job, node);
   }
 
@@ -106,7 +109,8 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
   }
 
   jobRequeued(job: Job, from: NodeInfo): void {
-    this.writer.jobQueued(job.uid);
+    // Through dispyscheduler, a job sent back to the queue stays with the scheduler.
+    if (!this.via) this.writer.jobQueued(job.uid);
     this.events.jobRequeued(job, from);
   }
 }

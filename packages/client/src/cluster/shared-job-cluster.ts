@@ -57,16 +57,14 @@ export class SharedJobCluster<F extends AnyFunction = AnyFunction> extends JobCl
     }
     const host = schedulerNode ?? os.hostname();
     const port = schedulerPort ?? DEFAULT_SCHEDULER_PORT;
-    if (typeof rest.recoverFile === 'string') {
-      process.emitWarning('SharedJobCluster: option "recoverFile" is not supported through dispyscheduler yet; no recover file is written');
-    }
     // The client binds no port of its own (it connects to the scheduler); `port` is accepted for dispy's sake.
-    // A recover file would name the scheduler's nodes, which recoverJobs cannot reach with the cluster secret.
+    // The recover file names the scheduler as where the jobs are: recoverJobs asks it, with the cluster secret.
     super(
       computation,
-      { ...rest, exclusive, port: rest.port ?? 0, recoverFile: false },
+      { ...rest, exclusive, port: rest.port ?? 0 },
       {
         kind: 'SharedJobCluster',
+        recoverVia: { host, port, name: 'dispyscheduler' },
         // TLS to dispyscheduler (served with --cluster-certfile) from keyfile, certfile, cafile and certFingerprint, as a JobCluster's to its nodes.
         scheduler: ({ options: resolved, logger, tls }) =>
           new RemoteScheduler({

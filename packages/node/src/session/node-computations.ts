@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
-import type { Logger } from '@dispy/protocol/internal';
+import { scanSavedReplies, type Logger } from '@dispy/protocol/internal';
 import { KeptComputation } from './kept-computation.js';
-import { scanSavedReplies } from './saved-replies.js';
 
 /** The longest delay a Node timer takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;

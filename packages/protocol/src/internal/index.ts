@@ -1,6 +1,7 @@
 /**
  * The `@dispy/protocol/internal` entry: helpers the dispy packages share that are not part of
- * the wire: the logger, option-error formatting and network address helpers. Not a public API:
+ * the wire: the logger, option-error formatting, network address helpers, and the replies kept
+ * for clients (in memory until acknowledged, on disk while the client is away). Not a public API:
  * anything here may change in any release.
  */
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
@@ -22,3 +23,5 @@ export {
 } from './addresses.js';
 export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
 export { DropSummary, SUMMARY_INTERVAL_MS } from './drop-summary.js';
+export { SavedReplies, SAVED_REPLIES_DIR, scanSavedReplies, type SavedMeta } from './saved-replies.js';
+export { KeptReplies, type ReplySink } from './kept-replies.js';

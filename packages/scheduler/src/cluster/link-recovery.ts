@@ -4,20 +4,26 @@ import { REPLY_TIMEOUT_MS } from '../session/node-connection.js';
 import type { NodeLink } from './node-link.js';
 import type { QueuedJob } from './types.js';
 
-/** What taking a node's computations back needs of the scheduler. */
-export interface RecoveryContext<Ref> {
+/** What link recovery needs of a job: its id on the wire, and whether it was cancelled. */
+export type RecoverableJob = Pick<QueuedJob, 'uid' | 'cancelled'>;
+
+/**
+ * What taking a node's computations back needs of the scheduler (the JobScheduler's jobs), or of
+ * a SharedJobCluster's `RemoteScheduler` taking its computation back from dispyscheduler.
+ */
+export interface RecoveryContext<Job extends RecoverableJob> {
   readonly logger: Logger;
   /** The jobs of a computation handed to the node and not ended (sent, or in flight when the link went). */
-  sentTo(link: NodeLink, computeId: string): QueuedJob<Ref>[];
+  sentTo(link: NodeLink, computeId: string): Job[];
   /** The node never got the job: it is sent again (it never started anywhere). */
-  resend(job: QueuedJob<Ref>, link: NodeLink): void;
+  resend(job: Job, link: NodeLink): void;
   /** The node never got the job, and it was cancelled meanwhile: it ends cancelled. */
-  cancelledBeforeSent(job: QueuedJob<Ref>, link: NodeLink): void;
+  cancelledBeforeSent(job: Job, link: NodeLink): void;
   /**
    * The node lost the computation (it answered not `ok` or not `live`): `jobs`, those not accounted
    * for, go by the dead-node rules, and the node stops serving the computation.
    */
-  lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void>;
+  lostComputation(link: NodeLink, computeId: string, jobs: Job[], why: string): Promise<void>;
 }
 
 /**
@@ -30,11 +36,11 @@ export interface RecoveryContext<Ref> {
  * that lost the computation (restarted without it) leaves its jobs to the dead-node rules.
  * Rejects when the connection fails meanwhile (the caller tries again on the next one).
  */
-export async function reattachComputations<Ref>(link: NodeLink, context: RecoveryContext<Ref>): Promise<void> {
+export async function reattachComputations<Job extends RecoverableJob>(link: NodeLink, context: RecoveryContext<Job>): Promise<void> {
   await Promise.all([...link.computeIds].map((computeId) => reattach(link, computeId, context)));
 }
 
-async function reattach<Ref>(link: NodeLink, computeId: string, context: RecoveryContext<Ref>): Promise<void> {
+async function reattach<Job extends RecoverableJob>(link: NodeLink, computeId: string, context: RecoveryContext<Job>): Promise<void> {
   const node = `node ${link.info.name} (${link.key})`;
   // Counting starts before the request: the kept replies follow the answer in the same read.
   const count = link.countReplies(computeId, REPLY_TIMEOUT_MS);

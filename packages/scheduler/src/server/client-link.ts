@@ -20,17 +20,14 @@ import {
   type Attachment,
   type ReceivedFile,
 } from '@dispy/protocol';
-import type { Logger } from '@dispy/protocol/internal';
+import { KeptReplies, type Logger } from '@dispy/protocol/internal';
 import { LinkLiveness } from '../session/link-liveness.js';
 import type { JobPin, LocalFile, NodeInfo, SchedulerJob, ComputationEvents, JobOutcome, JobEndStatus } from '../cluster/types.js';
+import type { ClientComputation, ClientJobRef, KeptClientComputations } from './kept-client-computations.js';
 import { WIRE_STATUS, describeNode } from './wire-node.js';
 import { ClientAllocations, type ClientAllocation } from './client-allocations.js';
 
-/** What dispyscheduler keeps per job of a client: whose it is, and its id on the client's connection. */
-export interface ClientJobRef {
-  readonly client: ClientLink;
-  readonly jobId: number;
-}
+export type { ClientJobRef } from './kept-client-computations.js';
 
 /** What a client's connection needs of the scheduler that hosts it. */
 export interface ClientLinkContext {
@@ -73,8 +70,13 @@ export interface ClientLinkContext {
   cancel(job: SchedulerJob<ClientJobRef>): 'dequeued' | 'sent' | 'unknown';
   /** Closes a computation on its nodes (its running jobs are terminated) and forgets its jobs. */
   closeComputation(computeId: string): Promise<void>;
-  /** The connection has ended and its computations are closed. */
+  /** The connection has ended and its computations are closed (or kept, see `kept`). */
   onEnd(link: ClientLink): void;
+  /**
+   * Where computations outlive their connection: a lost client's are kept for it to take back
+   * (Reattach) and their replies saved. Without it, they are closed when the connection ends.
+   */
+  readonly kept?: KeptClientComputations;
 }
 
 /** What a client may do to its computation on one node, through the scheduler (as JobCluster does to its own). */
@@ -90,25 +92,13 @@ export interface ClientNodeOps {
   jobFileDone(client: ClientLink, done: dispy.FileDone): void;
 }
 
-/** A client's computation as the scheduler holds it for the client. */
-interface ClientComputation {
-  readonly computeId: string;
-  readonly name: string;
-  readonly dir: string;
-  /** Jobs not ended yet, by the client's job id. */
-  readonly jobs: Map<number, SchedulerJob<ClientJobRef>>;
-  /** Depends files still to arrive before the computation is added. */
-  waiting?: Set<string>;
-  /** A depends file arrived (or failed, or the computation was closed meanwhile: `error`). */
-  arrived?: (name: string, error?: Error) => void;
-  /** Added to the scheduler (set up); false while its files arrive. */
-  added: boolean;
-  /** Per-job depends files that arrived (or failed), by the client's job id, until the job ends. */
-  readonly jobFiles: Map<number, { arrived: Set<string>; failed?: Error }>;
-}
+/** Resent replies wait for the socket to drain above this many bytes buffered. */
+const DRAIN_ABOVE_BYTES = 4 * 1024 * 1024;
 
 /** A compute id names a directory: letters, digits, `-` and `_` only. */
 const COMPUTE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** Names the scheduler's own folders take in its directory (a computation's directory is beside them). */
+const RESERVED_IDS = new Set(['saved-replies', 'job-files']);
 
 /**
  * One SharedJobCluster's connection to dispyscheduler. The scheduler answers it as a node does
@@ -164,14 +154,9 @@ export class ClientLink {
       job: (job, _frame, attachment) => this.job(job, attachment),
       cancel: (cancel) => this.cancel(cancel),
       close: (close, frame) => void (close.nodeKey ? this.closeNode(close, frame.requestId) : this.close(close.computeId, frame.requestId)),
-      // Replies are not kept for the client yet: its acknowledgements have nothing to release.
-      jobAck: () => undefined,
+      jobAck: (ack) => this.acknowledged(ack),
       pulse: () => undefined,
-      reattach: (reattach, frame) =>
-        this.send({
-          requestId: frame.requestId,
-          reattachReply: { computeId: reattach.computeId, ok: false, error: 'dispyscheduler does not take back computations yet' },
-        }),
+      reattach: (reattach, frame) => this.reattach(reattach.computeId, frame.requestId),
       hello: UNEXPECTED,
       auth: UNEXPECTED,
       authResult: UNEXPECTED,
@@ -217,23 +202,35 @@ export class ClientLink {
   }
 
   /**
-   * Ends the connection: its computations are closed on their nodes (running jobs terminated) and
-   * their files removed. With `error`, the client is told why. Never rejects.
+   * Ends the connection. Its computations set up are kept for the client to take back (with a
+   * `kept` registry, unless `closeAll`: the scheduler stops), else closed on their nodes (running
+   * jobs terminated) and their files removed. Never rejects.
    */
-  async shutdown(error?: Error): Promise<void> {
+  async shutdown(error?: Error, { closeAll = false }: { closeAll?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.handshake.cancel();
     this.liveness?.stop();
-    const { logger } = this.context;
+    const { logger, kept } = this.context;
+    const keep = kept && !closeAll ? [...this.computations.values()].filter((computation) => computation.added) : [];
     if (this.authenticated) {
-      const count = this.computations.size;
+      const count = this.computations.size - keep.length;
+      const plural = (n: number) => `${n} computation${n === 1 ? '' : 's'}`;
       logger.info(
         `client ${this.clientName || this.peer} (${this.peer}) disconnected${error ? `: ${error.message}` : ''}` +
-          (count > 0 ? `; closing its ${count} computation${count === 1 ? '' : 's'} and terminating their running jobs` : ''),
+          (keep.length > 0 ? `; keeping its ${plural(keep.length)} for ${kept!.graceSeconds} s, for it to reconnect` : '') +
+          (count > 0 ? `; closing ${keep.length > 0 ? 'the other ' : 'its '}${plural(count)} and terminating their running jobs` : ''),
       );
     }
-    this.channel.destroy();
+    // A scheduler that stops says so: its clients do not wait to reconnect (as a node that stops).
+    if (closeAll && this.authenticated)
+      this.channel.end({ error: { code: ErrorCode.NODE_STOPPED, message: error?.message ?? 'dispyscheduler is stopping' } });
+    else this.channel.destroy();
+    const lastHeard = Date.now();
+    for (const computation of keep) {
+      this.computations.delete(computation.computeId);
+      kept!.detach(computation, lastHeard);
+    }
     await this.receiver?.abort().catch(() => undefined);
     await this.allocations.close();
     await Promise.all([...this.computations.keys()].map((computeId) => this.forget(computeId)));
@@ -271,13 +268,24 @@ export class ClientLink {
   private async setup(setup: dispy.Setup, requestId: number): Promise<void> {
     const { computeId } = setup;
     const refuse = (error: string): void => this.send({ requestId, setupReply: { computeId, ok: false, error } });
-    if (!COMPUTE_ID.test(computeId)) return refuse(`compute id ${JSON.stringify(computeId)} is not letters, digits, - and _`);
+    if (!COMPUTE_ID.test(computeId) || RESERVED_IDS.has(computeId))
+      return refuse(`compute id ${JSON.stringify(computeId)} is not letters, digits, - and _ (or is reserved)`);
     if (this.computations.has(computeId)) return refuse(`computation ${computeId} is set up already`);
+    if (!(await this.replaceKept(computeId))) return refuse(`computation ${computeId} is set up already, by another connection`);
     const names = setup.files.map((file) => file.name ?? '');
     const badName = names.find((name) => name !== path.basename(name) || name === '.' || name === '..' || name === '');
     if (badName !== undefined) return refuse(`depends file ${JSON.stringify(badName)} must be a plain file name`);
     const dir = path.join(this.context.fileDir, computeId);
-    const computation: ClientComputation = { computeId, name: setup.name, dir, jobs: new Map(), added: false, jobFiles: new Map() };
+    const computation: ClientComputation = {
+      computeId,
+      name: setup.name,
+      dir,
+      jobs: new Map(),
+      added: false,
+      jobFiles: new Map(),
+      replies: this.context.kept?.newReplies(computeId) ?? new KeptReplies(this.context.fileDir, computeId, this.context.logger),
+    };
+    this.attach(computation);
     this.computations.set(computeId, computation);
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -303,6 +311,7 @@ export class ClientLink {
       if (this.closed || this.computations.get(computeId) !== computation) return;
       await this.context.addComputation(setup, files, nodes, this.eventsOf(computation), this.allocations.takeEarly(computeId));
       computation.added = true;
+      this.context.kept?.register(computation);
       this.context.logger.info(`client ${this.clientName} (${this.peer}): computation ${setup.name} (${computeId}) added`);
       this.send({ requestId, setupReply: { computeId, ok: true, heartbeatInterval: this.context.heartbeatSeconds } });
     } catch (error) {
@@ -388,7 +397,7 @@ export class ClientLink {
     const submitted = this.context.submit({
       computeId: job.computeId,
       priority: Number.isFinite(job.priority) ? job.priority : 0,
-      ref: { client: this, jobId },
+      ref: { computeId: job.computeId, jobId },
       args: attachment && attachment.length === 1 ? attachment[0]! : Buffer.concat(attachment ?? []),
       pin,
       timeout: job.timeout > 0 ? job.timeout : undefined,
@@ -410,8 +419,12 @@ export class ClientLink {
 
   private failWithFiles(computation: ClientComputation, jobId: number, why: string): void {
     this.dropJobFiles(computation, jobId);
-    this.send({
-      jobReply: { computeId: computation.computeId, jobId, status: dispy.JobStatus.TERMINATED, exception: why, failed: true },
+    computation.replies.ended({
+      computeId: computation.computeId,
+      jobId,
+      status: dispy.JobStatus.TERMINATED,
+      exception: why,
+      failed: true,
     });
   }
 
@@ -423,14 +436,12 @@ export class ClientLink {
     if (this.context.cancel(job) === 'dequeued') {
       computation.jobs.delete(jobId);
       this.dropJobFiles(computation, jobId);
-      this.send({
-        jobReply: {
-          computeId: cancel.computeId,
-          jobId,
-          status: dispy.JobStatus.CANCELLED,
-          exception: 'cancelled before it ran',
-          failed: true,
-        },
+      computation.replies.ended({
+        computeId: cancel.computeId,
+        jobId,
+        status: dispy.JobStatus.CANCELLED,
+        exception: 'cancelled before it ran',
+        failed: true,
       });
     }
   }
@@ -440,58 +451,161 @@ export class ClientLink {
     this.send({ requestId, closeReply: { computeId } });
   }
 
-  /** Closes a computation on its nodes (if it was added), forgets it and removes its files. */
+  /** Closes a computation on its nodes (if it was added), forgets it and its replies, and removes its files. */
   private async forget(computeId: string): Promise<void> {
     const computation = this.computations.get(computeId);
     if (!computation) return;
     this.computations.delete(computeId);
+    await this.closeAndForget(computation);
+  }
+
+  private async closeAndForget(computation: ClientComputation): Promise<void> {
+    const { computeId } = computation;
+    this.context.kept?.remove(computation);
+    computation.link = undefined;
     computation.arrived?.('', new Error('the computation was closed'));
     if (computation.added) {
+      computation.added = false;
       await this.context
         .closeComputation(computeId)
         .catch((error: Error) => this.context.logger.warn(`closing ${computeId}: ${error.message}`));
     }
-    await rm(computation.dir, { recursive: true, force: true }).catch(() => undefined);
+    await computation.replies.forget();
+    if (computation.dir) await rm(computation.dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
-  /** The scheduler's events of a computation, as frames to this client. */
+  // --- Computations that outlive the connection (a lost client's, kept for it to take back) ---
+
+  /** Makes this connection the one the computation's frames and replies go to. */
+  private attach(computation: ClientComputation): ReturnType<KeptReplies['attach']> {
+    computation.link = {
+      send: (frame) => {
+        this.send(frame);
+        return !this.closed && this.channel.bufferedBytes < DRAIN_ABOVE_BYTES;
+      },
+      drain: () => this.channel.drain(),
+      letGo: (letGo) => {
+        if (this.computations.get(letGo.computeId) === letGo) this.computations.delete(letGo.computeId);
+      },
+    };
+    this.computations.set(computation.computeId, computation);
+    return computation.replies.attach(computation.link);
+  }
+
+  /**
+   * A Setup of a computation the scheduler keeps for a lost connection: its client gave it up
+   * (its SetupReply was lost with the link, or the computation was lost to it), so the one kept is
+   * closed and forgotten first. False when another connection holds it.
+   */
+  private async replaceKept(computeId: string): Promise<boolean> {
+    const kept = this.context.kept?.get(computeId);
+    if (!kept) return true;
+    if (kept.link) return false;
+    this.context.logger.info(
+      `client ${this.clientName} (${this.peer}): computation ${computeId} set up again; the one kept for it is closed`,
+    );
+    await this.closeAndForget(kept);
+    return !this.closed;
+  }
+
+  /**
+   * Reattach: a client (reconnected, or recoverJobs in a new process) takes back a computation
+   * the scheduler keeps. Answers ReattachReply with the jobs it holds, then resends every reply not
+   * yet acknowledged, as a node does.
+   */
+  private reattach(computeId: string, requestId: number): void {
+    const computation = this.context.kept?.get(computeId) ?? this.computations.get(computeId);
+    if (!computation) {
+      const error = `no computation ${computeId} at dispyscheduler: never set up here, closed, or its replies expired`;
+      this.send({ requestId, reattachReply: { computeId, ok: false, error } });
+      return;
+    }
+    if (computation.waiting) {
+      this.send({ requestId, reattachReply: { computeId, ok: false, error: `computation ${computeId} is being set up` } });
+      return;
+    }
+    // A connection the scheduler still thinks alive (its client saw the link die first) lets go of it.
+    computation.link?.letGo(computation);
+    this.context.kept?.attached(computation);
+    const { savedReplies, resend } = this.attach(computation);
+    const heldJobIds = [...computation.jobs.keys()];
+    const live = computation.added;
+    this.send({ requestId, reattachReply: { computeId, ok: true, live, heldJobIds, savedReplies } });
+    this.context.logger.info(
+      `client ${this.clientName} (${this.peer}) took computation ${computation.name} (${computeId}) back` +
+        ` (${live ? 'live' : 'replies only'}): ${heldJobIds.length} jobs held, ${savedReplies} replies resent`,
+    );
+    resend().catch((error: Error) => this.context.logger.error(`resending replies of ${computeId}: ${error.message}`));
+  }
+
+  /** JobAck: the client has these replies (of one computation, or of every computation of this connection). */
+  private acknowledged(ack: dispy.JobAck): void {
+    const jobIds = ack.jobIds.map(Number);
+    if (ack.computeId) {
+      this.computations.get(ack.computeId)?.replies.acknowledged(jobIds);
+      return;
+    }
+    for (const computation of this.computations.values()) computation.replies.acknowledged(jobIds);
+  }
+
+  /**
+   * The scheduler's events of a computation, as frames to the client connection that holds it now
+   * (none while its link is lost). A job's end is a reply kept until the client acknowledges it
+   * (saved to disk while the client is away); so is a job lost with its node while the client is away.
+   */
   private eventsOf(computation: ClientComputation): ComputationEvents<ClientJobRef> {
     const { computeId } = computation;
+    const send = (frame: FrameInit): void => void computation.link?.send(frame);
     const nodeStatus = (event: dispy.NodeStatus.Event, node: NodeInfo, extra: { lostJobIds?: number[]; why?: string } = {}): void =>
-      this.send({ nodeStatus: { computeId, event, node: describeNode(node), ...extra } });
+      send({ nodeStatus: { computeId, event, node: describeNode(node), ...extra } });
     const ended = (job: SchedulerJob<ClientJobRef>): number => {
       computation.jobs.delete(job.ref.jobId);
       this.dropJobFiles(computation, job.ref.jobId);
       return job.ref.jobId;
     };
-    const reply = (job: SchedulerJob<ClientJobRef>, status: JobEndStatus, outcome: Partial<JobOutcome>, node?: NodeInfo, failed = false) =>
-      this.send({
-        jobReply: {
-          computeId,
-          jobId: ended(job),
-          status: WIRE_STATUS[status],
-          result: outcome.result,
-          stdout: outcome.stdout,
-          stderr: outcome.stderr,
-          exception: outcome.exception,
-          startTime: outcome.startTime,
-          endTime: outcome.endTime,
-          cpuTime: outcome.cpuTime,
-          nodeKey: node?.key ?? '',
-          failed,
-        },
+    const reply = (
+      job: SchedulerJob<ClientJobRef>,
+      status: JobEndStatus,
+      outcome: Partial<JobOutcome>,
+      node?: NodeInfo,
+      failed = false,
+    ) => {
+      // Jobs killed because their client was gone too long end Terminated, saying so.
+      if (computation.closedBecause && status !== 'finished') {
+        status = 'terminated';
+        outcome = { ...outcome, exception: computation.closedBecause };
+      }
+      computation.replies.ended({
+        computeId,
+        jobId: ended(job),
+        status: WIRE_STATUS[status],
+        result: outcome.result,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        exception: outcome.exception,
+        startTime: outcome.startTime,
+        endTime: outcome.endTime,
+        cpuTime: outcome.cpuTime,
+        nodeKey: node?.key ?? '',
+        failed,
       });
+    };
     return {
       nodeUp: (node) => nodeStatus(dispy.NodeStatus.Event.UP, node),
-      nodeDown: (node, lost, why) => nodeStatus(dispy.NodeStatus.Event.DOWN, node, { lostJobIds: lost.map(ended), why }),
+      nodeDown: (node, lost, why) => {
+        if (computation.link) nodeStatus(dispy.NodeStatus.Event.DOWN, node, { lostJobIds: lost.map(ended), why });
+        else
+          for (const job of lost)
+            reply(job, 'cancelled', { exception: `node ${node.name} (${node.key}) went down: ${why}` }, undefined, true);
+      },
       nodeFailed: (node, error) => nodeStatus(dispy.NodeStatus.Event.FAILED, node, { why: error }),
       nodeAvailInfo: (node) => nodeStatus(dispy.NodeStatus.Event.AVAIL, node),
       jobStarted: (job, node) =>
-        this.send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.STARTED, nodeKey: node.key } }),
+        send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.STARTED, nodeKey: node.key } }),
       jobRequeued: (job, from) =>
-        this.send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.REQUEUED, nodeKey: from.key } }),
+        send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.REQUEUED, nodeKey: from.key } }),
       jobProvisional: (job, result, node) =>
-        this.send({
+        send({
           jobReply: { computeId, jobId: job.ref.jobId, status: dispy.JobStatus.PROVISIONAL, result, nodeKey: node.key },
         }),
       jobDone: (job, outcome, node) => reply(job, outcome.status, outcome, node),
@@ -551,6 +665,11 @@ export class ClientLink {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
     this.send({ fileDone: answer });
+  }
+
+  /** Whether this connection holds the computation now (a lost client's is held by none until it reattaches). */
+  holds(computeId: string): boolean {
+    return this.ownComputation(computeId);
   }
 
   private ownComputation(computeId: string): boolean {

@@ -28,6 +28,7 @@ import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../c
 import { ClientLink, type ClientJobRef, type ClientNodeOps } from './client-link.js';
 import { allocationFor, type ClientAllocation } from './client-allocations.js';
 import { JobFileRelay } from './job-file-relay.js';
+import { DEFAULT_CLIENT_GRACE_SECONDS, KeptClientComputations } from './kept-client-computations.js';
 import { matchesNodes } from './node-patterns.js';
 
 /** Said when --ext-host is given: it has no use for a scheduler. */
@@ -86,8 +87,17 @@ export interface DispySchedulerOptions {
   pulseInterval?: number;
   /** Seconds between discovery pings. */
   pingInterval?: number;
-  /** Minutes the nodes keep a computation whose scheduler is gone, as told to clients (default 60). */
+  /**
+   * Minutes the replies a client gone did not collect are kept (on disk under `destPath`, for
+   * `recoverJobs`), from when it was last heard (default 60).
+   */
   zombieInterval?: number;
+  /**
+   * Seconds a client's computation goes on once its link is lost, for the client to reconnect and
+   * take it back (default 60). Then it is closed, its running jobs terminated (its share of the
+   * nodes goes to the others); its replies not collected are kept for `zombieInterval`.
+   */
+  clientGrace?: number;
   /** Seconds between heartbeats on client connections; a client silent for 4 of them is presumed dead (default 10). */
   msgTimeout?: number;
   /** Nodes always remove a computation's files when it closes, whatever its `cleanup` says. */
@@ -191,6 +201,8 @@ export class DispyScheduler {
   private readonly relay: JobFileRelay;
   /** Computations whose client may change their CPUs on the nodes (exclusive ones; all with --cooperative). */
   private readonly mayChangeCpus = new Set<string>();
+  /** Computations that outlive their client's connection (for the grace period, their replies for the zombie interval). */
+  private readonly kept: KeptClientComputations;
   private readonly server: net.Server;
   /** Serves TLS over accepted sockets when the scheduler has a certificate toward clients (never listens itself). */
   private readonly tlsServer?: tls.Server;
@@ -211,6 +223,7 @@ export class DispyScheduler {
     checkSeconds('pingInterval', options.pingInterval, 0.1);
     checkSeconds('zombieInterval', options.zombieInterval, 0);
     checkSeconds('msgTimeout', options.msgTimeout, 0.1);
+    checkSeconds('clientGrace', options.clientGrace, 0);
     if (options.pulseInterval !== undefined && options.pulseInterval > 0 && options.pulseInterval < 1) {
       throw new OptionError(`dispyscheduler: pulseInterval must be 0 (none) or at least 1 second, got ${options.pulseInterval}`);
     }
@@ -242,7 +255,7 @@ export class DispyScheduler {
     if (options.extHosts && options.extHosts.length > 0) this.logger.warn(EXT_HOST_WARNING);
     this.heartbeatSeconds = options.msgTimeout ?? 10;
     this.allocators = nodes.map((host) => new SchedulerAllocator(host));
-    this.relay = new JobFileRelay(this.logger);
+    this.relay = new JobFileRelay(this.logger, (computeId) => [...this.clients].find((client) => client.holds(computeId)));
     this.dir = path.resolve(
       options.destPath ?? path.join(os.tmpdir(), `dispyscheduler-${options.schedulerPort ?? DEFAULT_SCHEDULER_PORT}`),
     );
@@ -262,6 +275,13 @@ export class DispyScheduler {
       // Files sent by jobs go on to their clients as they arrive; nothing of them is kept here.
       relayJobFiles: (link, jobOf) => this.relay.forNode(link, jobOf),
       tls: this.nodeTls,
+    });
+    this.kept = new KeptClientComputations({
+      dir: this.dir,
+      graceMs: (options.clientGrace ?? DEFAULT_CLIENT_GRACE_SECONDS) * 1000,
+      zombieMs: (options.zombieInterval ?? 60) * 60_000,
+      logger: this.logger,
+      closeComputation: (computeId) => this.scheduler.closeComputation(computeId),
     });
     this.server = net.createServer((socket) => this.accept(socket));
     if (clusterTls) {
@@ -290,6 +310,8 @@ export class DispyScheduler {
     this.started = true;
     if (this.options.clean) rmSync(this.dir, { recursive: true, force: true });
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    // Replies an earlier run kept for clients gone wait for recoverJobs until they expire.
+    await this.kept.load();
     const host = this.options.hosts?.[0];
     const port = this.options.schedulerPort ?? DEFAULT_SCHEDULER_PORT;
     await new Promise<void>((resolve, reject) => {
@@ -326,10 +348,13 @@ export class DispyScheduler {
     this.closing ??= (async () => {
       // server.close resolves once every connection has ended: the clients are hung up on meanwhile.
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      await Promise.all([...this.clients].map((client) => client.shutdown(new Error('dispyscheduler is stopping'))));
+      await Promise.all([...this.clients].map((client) => client.shutdown(new Error('dispyscheduler is stopping'), { closeAll: true })));
       for (const socket of this.handshaking) socket.destroy();
       await stopped;
+      // Computations of clients away are closed with the rest; their saved replies stay for the next run.
+      const closingKept = this.kept.close();
       await this.scheduler.close();
+      await closingKept;
       rmSync(path.join(this.dir, 'job-files'), { recursive: true, force: true });
     })();
     return this.closing;
@@ -421,7 +446,8 @@ export class DispyScheduler {
       secret: this.options.clusterSecret ?? '',
       logger: this.logger,
       heartbeatSeconds: this.heartbeatSeconds,
-      zombieSeconds: (this.options.zombieInterval ?? 60) * 60,
+      // What a client is told it may be away and take its computation back.
+      zombieSeconds: this.kept.graceSeconds,
       name: `dispyscheduler@${os.hostname()}`,
       fileDir: this.dir,
       maxFileSize: this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
@@ -437,6 +463,7 @@ export class DispyScheduler {
         this.relay.clientEnded(ended);
         this.clients.delete(ended);
       },
+      kept: this.kept,
     });
     this.clients.add(client);
     return client;

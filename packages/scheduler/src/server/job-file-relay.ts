@@ -37,7 +37,11 @@ export class JobFileRelay {
   private nextId = 1;
   private readonly reported = new WeakSet<ClientLink>();
 
-  constructor(private readonly logger: Logger) {}
+  /** @param clientOf the connection that holds a computation now (none while its client is away) */
+  constructor(
+    private readonly logger: Logger,
+    private readonly clientOf: (computeId: string) => ClientLink | undefined,
+  ) {}
 
   /** The sink of a node's link (`JobSchedulerOptions.relayJobFiles`). */
   forNode(link: NodeLink, jobOf: (uid: number) => SchedulerJob | undefined): ChunkSink {
@@ -122,9 +126,9 @@ export class JobFileRelay {
       );
       return refuse(`no job ${jobId} of this client runs on ${link.key}; file refused`);
     }
-    const client = job.ref.client;
-    if (!client.isAuthenticated) {
-      this.reportGone(client);
+    const client = this.clientOf(job.ref.computeId);
+    if (!client?.isAuthenticated) {
+      if (client) this.reportGone(client);
       return refuse('the client of its job is gone; file dropped');
     }
     const transfer: Relayed = {

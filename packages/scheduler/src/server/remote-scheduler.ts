@@ -2,6 +2,8 @@ import type net from 'node:net';
 import { DispyError, ErrorCode, UNEXPECTED, dispatchFrame, dispy, type ClientTls, type Frame, type FrameTable } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
 import { NodeLink } from '../cluster/node-link.js';
+import { reattachComputations } from '../cluster/link-recovery.js';
+import { Reconnection } from '../cluster/reconnection.js';
 import { describeFiles } from '../cluster/local-files.js';
 import type { ClusterScheduler } from '../cluster/cluster-scheduler.js';
 import type { ComputationSpec, JobRequest, LocalFile, NodeAllocator, NodeInfo, SchedulerJob } from '../cluster/types.js';
@@ -32,6 +34,10 @@ interface RemoteJob<Ref> extends SchedulerJob<Ref> {
   request?: JobRequest<Ref>;
   /** Its per-job files are going to the scheduler; the Job frame follows. */
   sending?: boolean;
+  /** Sent to the scheduler: kept until the job ends, to send it again if the scheduler never got it (link lost). */
+  sent?: JobRequest<Ref>;
+  /** Cancelled while the link was down: the cancel goes out once the computation is taken back. */
+  cancelled?: boolean;
 }
 
 type Handlers = FrameTable<[], 'ignored' | typeof UNEXPECTED>;
@@ -42,9 +48,13 @@ type Handlers = FrameTable<[], 'ignored' | typeof UNEXPECTED>;
  * `NodeLink`, `NodeConnection`). Its frames come back as the same `ComputationEvents`, so the
  * cluster's ledger, jobs and callbacks are JobCluster's own. One computation per instance.
  *
- * When the connection is lost, the jobs not done end Cancelled (dispyscheduler closed the
- * computation and terminated them), and the next submit connects again and sets the computation
- * up anew; a scheduler that cannot be reached fails those jobs, naming it.
+ * When the connection is lost, it reconnects with backoff for as long as dispyscheduler keeps
+ * the computation (its grace period, told in AuthResult) and takes the computation back
+ * (Reattach, as from a node: `reattachComputations`): the scheduler resends the replies not
+ * acknowledged, and jobs it never got are sent again. If it does not come back in time, or lost
+ * the computation (it restarted), the jobs not done end Cancelled, and the next submit connects
+ * again and sets the computation up anew; a scheduler that cannot be reached fails those jobs,
+ * naming it.
  */
 export class RemoteScheduler<
   Ref = unknown,
@@ -65,6 +75,8 @@ export class RemoteScheduler<
   private nextAllocation = 1;
   private readonly jobFiles: JobFilesConfig;
   private active = false;
+  /** Reconnecting the lost link (its state is `down` meanwhile). */
+  private reconnection?: Reconnection;
   private closed = false;
 
   constructor(private readonly options: RemoteSchedulerOptions) {
@@ -73,7 +85,11 @@ export class RemoteScheduler<
       jobEvent: (event) => this.jobEvent(event),
       nodeStatus: (status) => this.nodeStatus(status),
       pulse: () => undefined,
-      error: (error) => this.options.logger.warn(`dispyscheduler ${this.where}: ${error.message}`),
+      error: (error) => {
+        // The scheduler is stopping (it closed our computation): its connection's end is not a loss to recover from.
+        if (error.code === ErrorCode.NODE_STOPPED && this.link) this.link.stopping = true;
+        this.options.logger.warn(`dispyscheduler ${this.where}: ${error.message}`);
+      },
       setupReply: 'ignored',
       closeReply: 'ignored',
       fileWant: 'ignored',
@@ -125,6 +141,7 @@ export class RemoteScheduler<
       request,
     };
     this.jobs.set(job.uid, job);
+    if (this.link?.state === 'down') return job; // sent once the computation is taken back
     if (this.link && !this.connecting) this.sendJob(job);
     else if (this.spec && !this.closed) this.ready().catch(() => undefined);
     return job;
@@ -137,7 +154,8 @@ export class RemoteScheduler<
       this.jobs.delete(job.uid);
       return 'dequeued';
     }
-    this.link?.connection.send({ cancel: { computeId: ours.computeId, jobId: ours.uid } });
+    ours.cancelled = true;
+    if (this.link?.state === 'up') this.link.connection.send({ cancel: { computeId: ours.computeId, jobId: ours.uid } });
     return 'sent';
   }
 
@@ -284,12 +302,18 @@ export class RemoteScheduler<
   setActive(active: boolean): void {
     this.active = active;
     this.link?.connection.setActive(active);
+    this.reconnection?.setActive(active);
   }
 
   async closeComputation(computeId: string): Promise<void> {
     await this.connecting?.catch(() => undefined);
+    // A lost link being reconnected: the computation is closed once it is back (or known gone).
+    if (this.reconnection) {
+      this.reconnection.setActive(true);
+      await this.reconnection.ended;
+    }
     const link = this.link;
-    if (!link) return;
+    if (!link || link.state !== 'up') return;
     link.connection.setActive(true);
     await link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
   }
@@ -299,6 +323,7 @@ export class RemoteScheduler<
     if (this.closed) return;
     this.closed = true;
     if (this.spec) await this.closeComputation(this.spec.computeId);
+    this.reconnection?.stop();
     this.link?.close();
     this.link = undefined;
   }
@@ -381,6 +406,7 @@ export class RemoteScheduler<
       throw new DispyError(ErrorCode.CLOSED, 'the cluster was closed');
     }
     this.options.logger.info(`computation ${spec.name} set up at dispyscheduler ${this.where}`);
+    link.computeIds.add(spec.computeId);
     return link;
   }
 
@@ -426,6 +452,7 @@ export class RemoteScheduler<
   }
 
   private sendJobFrame(job: RemoteJob<Ref>, request: JobRequest<Ref>, files: LocalFile[] = []): void {
+    job.sent = request;
     const pin = request.pin;
     this.link!.connection.send(
       {
@@ -453,13 +480,86 @@ export class RemoteScheduler<
     if (mark === UNEXPECTED) this.options.logger.warn(`dispyscheduler ${this.where} sent an unexpected ${frame.kind} frame; ignored`);
   }
 
-  /** The connection to the scheduler is gone: the computation is closed there, so its jobs are over. */
+  /**
+   * The connection to the scheduler is gone: reconnects and takes the computation back while the
+   * scheduler keeps it (its grace period); a scheduler that keeps nothing closed the computation,
+   * so its jobs are over.
+   */
   private lost(link: NodeLink, error?: Error): void {
-    if (link !== this.link || this.closed) return;
+    if (link !== this.link || this.closed || link.state === 'down') return;
+    const graceSeconds = link.zombieSeconds;
+    if (graceSeconds <= 0 || link.stopping) {
+      this.gone(link, `lost the connection to dispyscheduler ${this.where}${error ? `: ${error.message}` : ''}; it closed the computation`);
+      return;
+    }
+    const lostAt = Date.now();
+    link.state = 'down';
+    const { logger } = this.options;
+    logger.warn(
+      `lost the connection to dispyscheduler ${this.where}${error ? `: ${error.message}` : ''}; ` +
+        `its jobs keep running there; reconnecting for up to ${graceSeconds} s`,
+    );
+    const reconnection: Reconnection = new Reconnection({
+      deadline: lostAt + graceSeconds * 1000,
+      attempt: async () => {
+        await link.reconnect();
+        link.connection.setActive(this.active);
+        try {
+          await this.takeBack(link);
+        } catch (failure) {
+          link.connection.destroy();
+          throw failure;
+        }
+        if (this.link !== link) return; // the scheduler had lost the computation: handled
+        link.state = 'up';
+        logger.info(`dispyscheduler ${this.where} is back after ${((Date.now() - lostAt) / 1000).toFixed(1)} s; the jobs go on`);
+        for (const job of this.jobs.values()) if (job.request) this.sendJob(job);
+      },
+      failed: (failure, attempt) => logger.debug(`dispyscheduler ${this.where}: reconnect attempt ${attempt} failed: ${failure.message}`),
+      abandon: () => link.close(),
+      gaveUp: (lastError) => {
+        const last = lastError ? ` (last attempt: ${lastError.message})` : '';
+        this.gone(
+          link,
+          `lost the connection to dispyscheduler ${this.where}; not back within its grace period of ${graceSeconds} s${last}`,
+        );
+      },
+    });
+    reconnection.setActive(this.active);
+    this.reconnection = reconnection;
+    void reconnection.ended.then(() => {
+      if (this.reconnection === reconnection) this.reconnection = undefined;
+    });
+  }
+
+  /** On the new connection: Reattach, then the jobs the scheduler never got are sent again. */
+  private async takeBack(link: NodeLink): Promise<void> {
+    await reattachComputations<RemoteJob<Ref>>(link, {
+      logger: this.options.logger,
+      sentTo: () => [...this.jobs.values()].filter((job) => job.sent !== undefined),
+      resend: (job) => this.sendJobFrame(job, job.sent!),
+      cancelledBeforeSent: (job) => {
+        this.jobs.delete(job.uid);
+        this.spec!.events.jobFailed(job, 'cancelled', 'cancelled before it ran');
+      },
+      lostComputation: (_link, _computeId, _jobs, why) => {
+        this.gone(link, `dispyscheduler ${this.where} ${why.replace(/^node \S+ \([^)]*\) /, '')}`);
+        return Promise.resolve();
+      },
+    });
+    if (this.link === link && link.connection.isClosed)
+      throw new DispyError(ErrorCode.NO_ANSWER, `dispyscheduler ${this.where} closed the new connection`);
+  }
+
+  /** The computation is gone at the scheduler (or the link given up): its jobs sent are over; the next submit sets it up again. */
+  private gone(link: NodeLink, why: string): void {
+    if (link !== this.link) return;
     this.link = undefined;
+    // A reconnection in progress ends here (its attempt took the computation back, and found it gone).
+    this.reconnection?.stop();
+    this.reconnection = undefined;
     link.close();
-    const why = `lost the connection to dispyscheduler ${this.where}${error ? `: ${error.message}` : ''}; it closed the computation`;
-    this.options.logger.warn(`${why}; the next job submitted sets it up again`);
+    this.options.logger.warn(`${why}; the next job submitted sets the computation up again`);
     const events = this.spec!.events;
     const nodes = [...this.nodes.values()];
     this.nodes.clear();
@@ -474,7 +574,7 @@ export class RemoteScheduler<
     }
     for (const job of sent) if (!nodes.some((node) => node.key === job.nodeKey)) events.jobFailed(job, 'cancelled', why);
     // Jobs submitted while it was being lost wait for the next connection.
-    if ([...this.jobs.values()].some((job) => job.request)) this.ready().catch(() => undefined);
+    if (!this.closed && [...this.jobs.values()].some((job) => job.request)) this.ready().catch(() => undefined);
   }
 
   private nodeOf(key: string): NodeInfo {
@@ -486,6 +586,11 @@ export class RemoteScheduler<
 
   private jobReply(reply: dispy.JobReply): void {
     const uid = Number(reply.jobId);
+    if (reply.status !== dispy.JobStatus.PROVISIONAL && this.link) {
+      // Acknowledged even when it is a duplicate (resent after a reconnect); counted for a Reattach.
+      this.link.connection.ack(reply.computeId, uid);
+      this.link.replyArrived(reply.computeId, uid);
+    }
     const job = this.jobs.get(uid);
     if (!job) return;
     const events = this.spec!.events;

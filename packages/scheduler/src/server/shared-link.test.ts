@@ -54,7 +54,8 @@ function fakeScheduler(secret = SECRET) {
     secret,
     logger,
     heartbeatSeconds: 10,
-    zombieSeconds: 3600,
+    // No `kept` registry: a lost client's computations are closed at once, and clients are told so (0 s).
+    zombieSeconds: 0,
     name: 'dispyscheduler@test',
     fileDir: dir,
     maxFileSize: 0,
