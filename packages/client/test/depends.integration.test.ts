@@ -241,6 +241,41 @@ describe('computations with their world', () => {
     await bad.waitForLog(/setup of .* failed: the computation failed to load: Error: no data on this node/);
   });
 
+  it('says once, naming each node and why, when no node can run the computation while jobs wait', async () => {
+    const [one, two] = await Promise.all([startNode({ host: '127.0.9.13', cpus: 1 }), startNode({ host: '127.0.9.14', cpus: 1 })]);
+    function setup() {
+      throw new Error('no data on this node');
+    }
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      const cluster = new JobCluster((n: number) => n, {
+        nodes: [new NodeAllocate(one.host, { port: one.port }), new NodeAllocate(two.host, { port: two.port })],
+        setup,
+        ipAddr: '127.0.0.1',
+        port: 0,
+        loglevel: 'warn',
+      });
+      clusters.push(cluster);
+      const job = cluster.submit(1);
+      await vi.waitFor(() => expect(lines.join('')).toContain('no node can run'), { timeout: 15_000 });
+      const warning = lines.find((line) => line.includes('no node can run'))!;
+      expect(warning).toMatch(/warn: no node can run \w+, and 1 job wait: /);
+      expect(warning).toContain(
+        `(${one.host}:${one.port}): setup of computation failed: the computation failed to load: Error: no data on this node`,
+      );
+      expect(warning).toContain(
+        `(${two.host}:${two.port}): setup of computation failed: the computation failed to load: Error: no data on this node`,
+      );
+      expect(warning).toContain('The jobs wait for a node that can');
+      expect(lines.filter((line) => line.includes('no node can run'))).toHaveLength(1);
+      expect(job.status).toBe(DispyJob.Created);
+    } finally {
+      process.stderr.write = write;
+    }
+  });
+
   it('runs a cleanup function before removing files, and gives each node its own depends', async () => {
     const node = await startNode({ host: '127.0.9.12', cpus: 1 });
     function loadOwn() {

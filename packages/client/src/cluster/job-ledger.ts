@@ -6,6 +6,9 @@ import { DispyNode } from '../node/dispy-node.js';
 
 type Job = SchedulerJob<DispyJob>;
 
+/** How long "no node can run it" waits for the other nodes found meanwhile to answer their setup. */
+const NO_NODE_SETTLE_MS = 2_000;
+
 export interface JobLedgerOptions {
   name: string;
   logger: Logger;
@@ -25,6 +28,11 @@ export class JobLedger implements ComputationEvents<DispyJob> {
   readonly jobs = new Map<DispyJob, Job>();
   readonly nodes = new Map<string, DispyNode>();
   private idleWaiters: Array<() => void> = [];
+  /** Nodes that cannot run the computation, with why (`name (key): reason`), until one comes up. */
+  private readonly failedNodes = new Map<string, string>();
+  /** Whether "no node can run it" was said since a node last came up. */
+  private toldNoNode = false;
+  private noNodeTimer?: NodeJS.Timeout;
 
   constructor(private readonly options: JobLedgerOptions) {}
 
@@ -33,6 +41,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     this.jobs.set(job.ref, job);
     this.options.setActive(true);
     this.notifyStatus(DispyJob.Created, undefined, job.ref);
+    this.warnIfNoNodeCanRun();
   }
 
   /** Resolves true when every job is done, or false after `timeoutSeconds`. */
@@ -90,6 +99,8 @@ export class JobLedger implements ComputationEvents<DispyJob> {
   }
 
   nodeUp(info: NodeInfo): void {
+    this.failedNodes.delete(info.key);
+    this.toldNoNode = false;
     const node = this.nodeOf(info);
     node.updateTime = Date.now();
     this.notifyStatus(DispyNode.Initialized, node, undefined);
@@ -108,6 +119,33 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     const node = new DispyNode(info.host, info.port, info.name);
     node.setupError = error;
     this.notifyStatus(DispyNode.Closed, node, undefined);
+    this.failedNodes.set(info.key, `${info.name} (${info.key}): ${error}`);
+    this.warnIfNoNodeCanRun();
+  }
+
+  /**
+   * Says once, while jobs wait, that every node known has refused the computation or failed its
+   * setup, naming each and why: `wait()` without a timeout would otherwise wait in silence.
+   */
+  private warnIfNoNodeCanRun(): void {
+    const noNode = () => !this.toldNoNode && this.nodes.size === 0 && this.failedNodes.size > 0 && this.jobs.size > 0;
+    if (!noNode() || this.noNodeTimer) return;
+    // Other nodes found in the same round are still being set up: name them all, in a moment.
+    this.noNodeTimer = setTimeout(() => {
+      this.noNodeTimer = undefined;
+      if (noNode()) this.tellNoNode();
+    }, NO_NODE_SETTLE_MS);
+    this.noNodeTimer.unref();
+  }
+
+  private tellNoNode(): void {
+    this.toldNoNode = true;
+    const jobs = this.jobs.size;
+    this.options.logger.warn(
+      `no node can run ${this.options.name}, and ${jobs} job${jobs === 1 ? '' : 's'} wait: ` +
+        `${[...this.failedNodes.values()].join('; ')}. ` +
+        'The jobs wait for a node that can: fix what the nodes said (then allocateNode), or start another node',
+    );
   }
 
   nodeAvailInfo(info: NodeInfo): void {
