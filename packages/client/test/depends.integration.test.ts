@@ -248,7 +248,7 @@ describe('computations with their world', () => {
     }
     const lines: string[] = [];
     const write = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((chunk: string | Uint8Array) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
+    process.stderr.write = (chunk: string | Uint8Array) => lines.push(String(chunk)) > 0;
     try {
       const cluster = new JobCluster((n: number) => n, {
         nodes: [new NodeAllocate(one.host, { port: one.port }), new NodeAllocate(two.host, { port: two.port })],
