@@ -38,6 +38,8 @@ export interface NetworkSpec {
   hosts: Record<string, string[]>;
   /** A host (of `hosts`) that forwards between its subnets; the others' default route goes through it. */
   router?: string;
+  /** The first two octets of IPv4 subnets (default '10.77': subnet k is 10.77.k.0/24). */
+  ipv4Prefix?: string;
 }
 
 export interface NetHost {
@@ -204,6 +206,7 @@ export function createNetwork(spec: NetworkSpec): Network {
   sweepStale();
   const tag = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
   const subnetNames = Object.keys(spec.subnets);
+  const v4Prefix = spec.ipv4Prefix ?? '10.77';
   const hostNames = Object.keys(spec.hosts);
   const nsOf = (host: string) => `${PREFIX}${tag}-${host}`;
   const switchNs = `${PREFIX}${tag}--switch`;
@@ -228,7 +231,7 @@ export function createNetwork(spec: NetworkSpec): Network {
       const k = subnetIndex(subnet);
       const subnetSpec = spec.subnets[subnet] ?? {};
       interfaces[subnet] = `eth${j}`;
-      if (subnetSpec.ipv4 ?? true) ipv4[subnet] = `10.77.${k}.${h}`; // netns-only address
+      if (subnetSpec.ipv4 ?? true) ipv4[subnet] = `${v4Prefix}.${k}.${h}`; // netns-only address
       if (subnetSpec.ipv6) ipv6[subnet] = `fd77:0:0:${k}::${h}`; // netns-only address
     });
     const first = joined[0];
@@ -321,7 +324,7 @@ export function createNetwork(spec: NetworkSpec): Network {
       applyRules(router, [
         {
           nat: `oifname != "${inside}" iifname "${inside}" masquerade`,
-          ipt: ['-t', 'nat', '-A', 'POSTROUTING', '!', '-o', inside, '-s', `10.77.${subnetIndex(subnet)}.0/24`, '-j', 'MASQUERADE'],
+          ipt: ['-t', 'nat', '-A', 'POSTROUTING', '!', '-o', inside, '-s', `${v4Prefix}.${subnetIndex(subnet)}.0/24`, '-j', 'MASQUERADE'],
         },
         ...refuseInto(inside),
       ]);
@@ -443,7 +446,7 @@ export function createNetwork(spec: NetworkSpec): Network {
         run('ip', ['-n', h.ns, 'link', 'add', device, 'type', 'veth', 'peer', 'name', port, 'netns', switchNs]);
         run('ip', ['-n', switchNs, 'link', 'set', port, 'master', `br${k}`, 'up']);
         const v4 = h.ipv4[subnet];
-        if (v4) run('ip', ['-n', h.ns, 'addr', 'add', `${v4}/24`, 'broadcast', `10.77.${k}.255`, 'dev', device]);
+        if (v4) run('ip', ['-n', h.ns, 'addr', 'add', `${v4}/24`, 'broadcast', `${v4Prefix}.${k}.255`, 'dev', device]);
         const v6 = h.ipv6[subnet];
         if (v6) run('ip', ['-n', h.ns, '-6', 'addr', 'add', `${v6}/64`, 'dev', device, 'nodad']);
         run('ip', ['-n', h.ns, 'link', 'set', device, 'up']);
@@ -480,9 +483,9 @@ export interface NamespacePair {
   destroy(): void;
 }
 
-/** Two hosts, a and b, on one subnet (10.77.1.0/24): the simplest network. */
+/** Two hosts, a and b, on one subnet (10.213.1.0/24; a is .1, b is .2): the simplest network. */
 export function createNamespacePair(): NamespacePair {
-  const network = createNetwork({ subnets: { lan: {} }, hosts: { a: ['lan'], b: ['lan'] } });
+  const network = createNetwork({ subnets: { lan: {} }, hosts: { a: ['lan'], b: ['lan'] }, ipv4Prefix: '10.213' });
   const byNs = new Map([network.host('a'), network.host('b')].map((h) => [h.ns, h.name]));
   return {
     a: { ns: network.host('a').ns, address: network.host('a').address },
