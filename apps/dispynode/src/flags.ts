@@ -148,7 +148,6 @@ export const DISPY_ONLY_FLAGS: Readonly<Record<string, string>> = {
   'msg-timeout': 'replaced by --heartbeat-interval SECONDS (a link silent for 4 intervals is presumed dead)',
   'force-cleanup': "not supported: each cluster's cleanup option decides; --clean at start removes what computations left",
   'unsafe-setup': 'not needed here: setup always runs in the worker processes, never in the node process',
-  'ipv4-udp-multicast': 'not supported yet: nodes answer broadcast discovery, and clients can name them in nodes',
 };
 
 /** The first dispy-only flag in `args` that this node does not have, as an error that says what to do instead. */
