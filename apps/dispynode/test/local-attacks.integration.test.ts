@@ -149,8 +149,8 @@ describe.runIf(isRoot)("a computation's modules and environment", () => {
       zodIsPlanted: false,
       zodIsReal: true,
       plantedOnly: 'MODULE_NOT_FOUND',
-      // The marks of the node's and the job's processes (process-marks.ts), no secret.
-      dispyVariables: ['DISPY_NODE_MARK', 'DISPY_JOB_MARK'],
+      // The mark of the node's processes (process-marks.ts; the job's own goes into what it spawns), no secret.
+      dispyVariables: ['DISPY_NODE_MARK'],
     });
 
     const program = path.join(top, 'print-secret.sh');
