@@ -10,7 +10,7 @@ import {
   FramedSocket,
   HANDSHAKE_LIMITS,
   OptionError,
-  PLAIN_CLIENT_WAIT_MS,
+  handOverToTls,
   PLAIN_NODE_MESSAGE,
   TLS_NODE_MESSAGE,
   describeNodeTlsError,
@@ -413,36 +413,19 @@ export class DispyNodeServer {
    */
   private acceptTls(socket: net.Socket, server: tls.Server): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    const refusePlain = (why: string): void => {
-      socket.off('data', onData);
-      this.warnPending('tls', `client ${peer} ${why}: it does not use TLS, which this node requires (give the client a cafile); refused`);
-      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
-        new AuthError(TLS_NODE_MESSAGE),
-      );
-    };
-    const timer = setTimeout(() => refusePlain(`sent nothing for ${PLAIN_CLIENT_WAIT_MS} ms`), PLAIN_CLIENT_WAIT_MS);
     // Counted until it authenticates: as this socket until secured, then as its session (startSession).
     const key = tcpKey(socket);
     this.admitPending(socket, socket.remoteAddress ?? '');
     this.handshaking.set(key, socket);
-    const onData = (chunk: Buffer): void => {
-      clearTimeout(timer);
-      if (!looksLikeTls(chunk)) {
-        refusePlain('spoke plain');
-        return;
-      }
-      socket.pause();
-      socket.unshift(chunk);
-      server.emit('connection', socket);
-    };
-    // Errors of the raw socket before TLS takes it over (a reset) end it quietly.
-    socket.on('error', () => undefined);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      this.handshaking.delete(key);
-      this.pending.remove(socket);
+    handOverToTls(socket, server, {
+      plainMessage: TLS_NODE_MESSAGE,
+      onPlain: (why) =>
+        this.warnPending('tls', `client ${peer} ${why}: it does not use TLS, which this node requires (give the client a cafile); refused`),
+      onClose: () => {
+        this.handshaking.delete(key);
+        this.pending.remove(socket);
+      },
     });
-    socket.once('data', onData);
   }
 
   /** A client's TLS handshake is done: with --require-client-cert, its certificate must be signed by --cafile. */

@@ -48,3 +48,4 @@ export {
   type NodeTlsFiles,
   type ConnectTlsOptions,
 } from './tls/tls.js';
+export { handOverToTls, type TlsHandoverOptions } from './tls/tls-handover.js';

@@ -13,7 +13,7 @@ import {
   FramedSocket,
   HANDSHAKE_LIMITS,
   OptionError,
-  PLAIN_CLIENT_WAIT_MS,
+  handOverToTls,
   loadClientTls,
   loadNodeTls,
   looksLikeTls,
@@ -390,34 +390,15 @@ export class DispyScheduler {
   private acceptTls(socket: net.Socket, server: tls.Server): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.handshaking.add(socket);
-    const refusePlain = (why: string): void => {
-      socket.off('data', onData);
-      this.warnTls(
-        `client ${peer} ${why}: it does not use TLS, which this dispyscheduler requires (give the SharedJobCluster a cafile); refused`,
-      );
-      new FramedSocket(socket, { limits: HANDSHAKE_LIMITS, onFrame: () => undefined, onClose: () => undefined }).destroy(
-        new AuthError(TLS_SCHEDULER_MESSAGE),
-      );
-    };
-    const timer = setTimeout(() => refusePlain(`sent nothing for ${PLAIN_CLIENT_WAIT_MS} ms`), PLAIN_CLIENT_WAIT_MS);
-    const onData = (chunk: Buffer): void => {
-      clearTimeout(timer);
-      if (!looksLikeTls(chunk)) {
-        refusePlain('spoke plain');
-        return;
-      }
-      this.logger.debug(`client ${peer} began a TLS handshake`);
-      socket.pause();
-      socket.unshift(chunk);
-      server.emit('connection', socket);
-    };
-    // Errors of the raw socket before TLS takes it over (a reset) end it quietly.
-    socket.on('error', () => undefined);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      this.handshaking.delete(socket);
+    handOverToTls(socket, server, {
+      plainMessage: TLS_SCHEDULER_MESSAGE,
+      onPlain: (why) =>
+        this.warnTls(
+          `client ${peer} ${why}: it does not use TLS, which this dispyscheduler requires (give the SharedJobCluster a cafile); refused`,
+        ),
+      onTls: () => this.logger.debug(`client ${peer} began a TLS handshake`),
+      onClose: () => this.handshaking.delete(socket),
     });
-    socket.once('data', onData);
   }
 
   /** A client's TLS handshake is done: with requireClientCert, its certificate must be signed by clusterCafile. */
