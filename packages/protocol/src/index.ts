@@ -1,7 +1,7 @@
 // The `@dispy/protocol` entry: the wire (schema, framing, value codec, authentication, file
 // transfer) and the errors both sides share. Helpers that are not the wire are in
 // `@dispy/protocol/internal`; what node workers load is in `@dispy/protocol/codec`.
-export { dispy } from './schema/generated.js';
+export { dispy } from './schema/schema.js';
 export * from './errors/index.js';
 export * from './version.js';
 export * from './framing/index.js';

@@ -8,7 +8,7 @@ import { DispyError } from '../src/errors/dispy-error.js';
 import { ErrorCode } from '../src/errors/error-codes.js';
 import { decodeValue, encodeValue } from '../src/codec/value-codec.js';
 import { MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from '../src/auth/datagram.js';
-import { dispy } from '../src/schema/generated.js';
+import { dispy } from '../src/schema/schema.js';
 import { bytes, fc, fuzzRuns, hostileString, mutate, mutation, u32 } from '../../../testing/fuzz.js';
 
 /** decodeValue's outcome: the value, or the error it threw, which must be a FrameError (malformed). */

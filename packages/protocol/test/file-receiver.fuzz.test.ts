@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { dispy } from '../src/schema/generated.js';
+import { dispy } from '../src/schema/schema.js';
 import { FileReceiver, type ReceivedFile } from '../src/files/file-receiver.js';
 import { fc, fuzzRuns, hostileString } from '../../../testing/fuzz.js';
 

@@ -6,7 +6,7 @@
  * limits accept, whose message decodes as the kind it was judged by, or not at all.
  */
 import { describe, expect, it } from 'vitest';
-import { dispy } from '../src/schema/generated.js';
+import { dispy } from '../src/schema/schema.js';
 import { FrameError } from '../src/errors/frame-error.js';
 import { ErrorCode } from '../src/errors/error-codes.js';
 import { FrameDecoder, type DecodedFrame } from '../src/framing/frame-decoder.js';

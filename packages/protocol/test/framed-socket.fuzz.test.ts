@@ -5,7 +5,7 @@
  * throws out of it; no timer is left (see testing/fuzz.ts for the seed and the number of runs).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { dispy } from '../src/schema/generated.js';
+import { dispy } from '../src/schema/schema.js';
 import { DispyError } from '../src/errors/dispy-error.js';
 import { FramedSocket, type Frame } from '../src/framing/framed-socket.js';
 import { frameHeader } from '../src/framing/frame-header.js';

@@ -1,6 +1,6 @@
 import { createHmac, scryptSync } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { PROTOCOL_VERSION } from '../version.js';
 import { DATAGRAM_IV_BYTES, DATAGRAM_TAG_BYTES, DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram } from './datagram.js';
 import { ReplayGuard } from './replay-guard.js';

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { NONCE_BYTES, datagramKey, mac, macEquals, newNonce } from './hmac.js';
 import { PROTOCOL_VERSION } from '../version.js';
 import { OptionError } from '../errors/option-error.js';

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { FileReceiver, type FileReceiverOptions, type ReceivedFile } from './file-receiver.js';
 import { confine, confineReal, maskMode } from './confine.js';
 

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { chmod, link, lstat, open, rename, rm, type FileHandle } from 'node:fs/promises';
-import type { dispy } from '../schema/generated.js';
+import type { dispy } from '../schema/schema.js';
 import { confine, confineReal, maskMode } from './confine.js';
 import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Server, connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { channelKeys, newNonce, type ChannelKeys } from '../auth/hmac.js';
 import { FrameOpener, FrameSealer, RECORD_BYTES, TAG_BYTES } from './frame-cipher.js';

@@ -3,7 +3,7 @@
  * from its first bytes and count its lists before the protobuf decoder allocates anything. The
  * tables are checked against dispy.proto and the generated code by frame-kinds.test.ts.
  */
-import type { dispy } from '../schema/generated.js';
+import type { dispy } from '../schema/schema.js';
 
 /** The kind of a frame: the name of the field of `Frame`'s `kind` oneof that it carries. */
 export type FrameKind = NonNullable<dispy.Frame['kind']>;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { MAX_VALUE_BYTES } from '../codec/value-codec.js';
 import { FILE_CHUNK_BYTES } from '../files/file-sender.js';
 import { FrameDecoder } from './frame-decoder.js';

@@ -1,4 +1,4 @@
-import type { dispy } from '../schema/generated.js';
+import type { dispy } from '../schema/schema.js';
 import type { Frame } from './framed-socket.js';
 import type { FrameKind } from './frame-kinds.js';
 

@@ -1,7 +1,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { FrameError } from '../errors/frame-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { frameHeader } from './frame-header.js';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { FrameError } from '../errors/frame-error.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { FrameDecoder, type DecodedFrame } from './frame-decoder.js';
 import { frameHeader } from './frame-header.js';

@@ -1,4 +1,4 @@
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 
 /** Bytes of an oversized JobReply's message kept to find its ids: they are its first fields. */
 export const OVERSIZED_HEAD_BYTES = 1024;

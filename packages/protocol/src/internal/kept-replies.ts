@@ -1,4 +1,4 @@
-import type { dispy } from '../schema/generated.js';
+import type { dispy } from '../schema/schema.js';
 import type { Logger } from './logger.js';
 import { SavedReplies } from './saved-replies.js';
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { dispy } from '../schema/generated.js';
+import { dispy } from '../schema/schema.js';
 
 /** The folder under the prefix that holds the replies saved for clients gone away, one folder per computation. */
 export const SAVED_REPLIES_DIR = 'saved-replies';

@@ -1,4 +1,4 @@
-import type { dispy } from '../schema/generated.js';
+import type { dispy } from '../schema/schema.js';
 
 /**
  * A node's availability, measured on the node and carried by its discovery replies and pulses:
