@@ -78,6 +78,7 @@ export class JobScheduler<
         logger,
         pingInterval: options.pingInterval,
         onReply,
+        hasNodes: () => this.pool.all().length > 0,
       });
     this.pool = new NodePool({
       secret: options.secret,
@@ -386,7 +387,10 @@ export class JobScheduler<
       const allocation = this.setups.allocate(spec, offer);
       if (allocation) wanted.push({ spec, allocation });
     }
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) {
+      this.options.logger.debug(`node ${reply.name} (${key}): no computation here wants it (its nodes, or set up there already)`);
+      return;
+    }
     const link = existing ?? (await this.pool.connect(reply, this.jobs.size > 0));
     if (!link) return;
     this.foundAt.set(link.key, address);
