@@ -100,6 +100,8 @@ export class NodeFinder {
   private repliesHeard = 0;
   private noNodeTimer?: NodeJS.Timeout;
   private toldNoNode = false;
+  /** Whether jobs wait: `setActive(true)` was the last word (the finder is active before, to find nodes, but no job waits yet). */
+  private jobsWait = false;
 
   constructor(private readonly options: NodeFinderOptions) {
     this.drops = new DropSummary(options.logger);
@@ -123,7 +125,8 @@ export class NodeFinder {
         this.options.logger.debug(`discovery on IPv6: ${(error as Error).message}`);
       }
     }
-    this.setActive(this.active);
+    this.applyActive();
+    this.watchForNoNode(this.jobsWait);
   }
 
   private async bindWithFallback(host: string, port: number): Promise<Bound> {
@@ -164,13 +167,20 @@ export class NodeFinder {
   /** Keeps the process alive (jobs are waiting) or lets it exit (nothing to wait for). */
   setActive(active: boolean): void {
     this.active = active;
+    this.jobsWait = active;
+    this.applyActive();
+    this.watchForNoNode(active);
+  }
+
+  /** Refs or unrefs the sockets and the timer as `active` says. */
+  private applyActive(): void {
+    const { active } = this;
     for (const { socket } of this.sockets) {
       if (active) socket.ref();
       else socket.unref();
     }
     if (active) this.timer?.ref();
     else this.timer?.unref();
-    this.watchForNoNode(active);
   }
 
   close(): void {
@@ -224,8 +234,9 @@ export class NodeFinder {
   }
 
   /**
-   * While jobs wait, arms the warning "no node found" (once, `noNodeWarning` seconds on); when
-   * none wait, disarms it. Said once per finder; not armed again after it was said.
+   * While jobs wait, arms the warning "no node found" (once, `noNodeWarning` seconds on; armed by
+   * `start` when jobs were waiting before the sockets were bound); when none wait, disarms it.
+   * Said once per finder; not armed again after it was said.
    */
   private watchForNoNode(active: boolean): void {
     if (!active) {
@@ -399,8 +410,13 @@ export class NodeFinder {
       this.options.onReply(reply, relayed.sourceHost || reply.tcpHost);
       return;
     }
+    if (body.kind === undefined) {
+      // Sealed under another key: nothing of it can be read.
+      logger.debug(`discovery: a datagram from ${from} not used: sealed with another secret (the secrets differ)`);
+      return;
+    }
     if (body.kind !== 'reply') {
-      logger.debug(`discovery: a ${body.kind ?? 'empty'} datagram from ${from}; ignored`);
+      logger.debug(`discovery: a datagram from ${from} not used: ${body.kind} is not for a client`);
       return;
     }
     if (!opened.authentic) {
