@@ -86,4 +86,15 @@ describe('host names of nodes', () => {
     await vi.advanceTimersByTimeAsync(600_000);
     expect(lookups).toHaveLength(3);
   });
+
+  it('stops resolving a name again when its computation closes', async () => {
+    const { scheduler, spec, lookups } = harness();
+    await scheduler.addComputation({ ...spec, allocators: [allocatorOf(BAD)] });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(lookups).toHaveLength(2);
+    await scheduler.closeComputation(spec.computeId);
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(lookups).toHaveLength(2);
+    await scheduler.close();
+  });
 });

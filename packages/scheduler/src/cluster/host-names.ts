@@ -13,13 +13,16 @@ export interface HostNamesOptions {
   resolve: (name: string) => Promise<string[]>;
   /** A name resolved (at last): look for nodes at these addresses. */
   resolved: (allocator: NamedNodes, addresses: string[]) => void;
+  /** Whether a computation still has this allocator (one closed meanwhile stops its names being resolved). */
+  wanted: (allocator: NamedNodes) => boolean;
   logger: Logger;
 }
 
 /**
  * The host names of a computation's `nodes`: a name that does not resolve affects only itself.
  * It is logged once (warn), then resolved again with backoff (1 s doubling to 60 s, each attempt
- * at debug) until it resolves or the scheduler closes; the other nodes are used meanwhile.
+ * at debug) until it resolves, its computation closes or the scheduler closes; the other nodes are
+ * used meanwhile.
  */
 export class HostNames {
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -51,6 +54,7 @@ export class HostNames {
     if (this.closed) return;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
+      if (!this.options.wanted(allocator)) return;
       this.options.resolve(allocator.host).then(
         (addresses) => {
           if (this.closed) return;

@@ -104,6 +104,7 @@ export class JobScheduler<
         }
         this.finder.pingNow();
       },
+      wanted: (allocator) => [...this.computations.values()].some((spec) => spec.allocators.some((candidate) => candidate === allocator)),
       logger,
     });
     this.held = new HeldJobs<Ref>({
