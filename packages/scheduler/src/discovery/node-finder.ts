@@ -46,8 +46,8 @@ export interface NodeFinderOptions {
   /** An authentic reply from a node at `address` (the datagram's source). */
   onReply: (reply: dispy.DiscoveryReply, address: string) => void;
   /**
-   * Whether the scheduler has a node now: while it has none and jobs wait (`setActive(true)`),
-   * `noNodeWarning` seconds on, the finder warns once, naming what it pinged. Default: a reply was heard.
+   * Whether the scheduler has a node now: while it has none, no node answered, and jobs wait
+   * (`setActive(true)`), `noNodeWarning` seconds on, the finder warns once, naming what it pinged.
    */
   hasNodes?: () => boolean;
   /** Seconds with jobs waiting and no node before the warning "no node found" (default 5; 0: never). */
@@ -248,8 +248,8 @@ export class NodeFinder {
     if (this.toldNoNode || this.noNodeTimer || seconds <= 0 || this.sockets.length === 0) return;
     this.noNodeTimer = setTimeout(() => {
       this.noNodeTimer = undefined;
-      const hasNodes = this.options.hasNodes?.() ?? this.repliesHeard > 0;
-      if (!this.active || hasNodes) return;
+      // A node that answered and was not used says why elsewhere (busy, refused, its setup failed).
+      if (!this.active || this.options.hasNodes?.() || this.repliesHeard > 0) return;
       this.toldNoNode = true;
       this.options.logger.warn(this.noNodeMessage(seconds));
     }, seconds * 1000);
@@ -262,9 +262,8 @@ export class NodeFinder {
       ({ socket, host }) => (net.isIPv6(withoutScope(host)) ? `[${host}]` : host) + `:${socket.address().port}`,
     );
     const pinged = this.lastRound.length > 0 ? this.lastRound.join(', ') : 'nothing (no address to ping, and no network to broadcast on)';
-    const heard = this.repliesHeard > 0 ? `${this.repliesHeard} replies were heard, but no node serves this cluster` : 'no node answered';
     return (
-      `no node found in ${seconds} s while jobs wait: ${heard}. ` +
+      `no node found in ${seconds} s while jobs wait: no node answered. ` +
       `In ${this.rounds} round${this.rounds === 1 ? '' : 's'}, discovery pinged ${pinged}, from ${from.join(' and ')}. ` +
       'Broadcast does not reach a node that listens on a loopback address (127.x.x.x, ::1) nor one on another network. ' +
       "Likely fixes: start the node on an address of a network interface (dispynode -i ADDR); name the nodes in `nodes` (for a node on this machine: nodes: ['127.0.0.1']); " +
