@@ -6,6 +6,7 @@ import { NodeFinder } from '../discovery/node-finder.js';
 import { ComputationSetup } from './computation-setup.js';
 import { sendJob } from './job-sender.js';
 import { HeldJobs } from './held-jobs.js';
+import { HostNames } from './host-names.js';
 import { IdleWatch } from './idle-watch.js';
 import { reattachComputations } from './link-recovery.js';
 import { DEFAULT_MAX_RETRIES, type Discovery, type JobSchedulerOptions } from './job-scheduler-options.js';
@@ -52,6 +53,8 @@ export class JobScheduler<
   private readonly held: HeldJobs<Ref>;
   /** closeNode calls waiting for a computation's last running job on a node. */
   private readonly idle: IdleWatch;
+  /** Host names of `nodes` (a name that does not resolve is resolved again later, alone). */
+  private readonly hostNames: HostNames;
   /** The address each node (by key) answered discovery from: where to ping it again when it goes away. */
   private readonly foundAt = new Map<string, string>();
   private nextUid = 1;
@@ -75,6 +78,7 @@ export class JobScheduler<
         logger,
         pingInterval: options.pingInterval,
         onReply,
+        hasNodes: () => this.pool.all().length > 0,
       });
     this.pool = new NodePool({
       secret: options.secret,
@@ -90,6 +94,19 @@ export class JobScheduler<
       connect: options.connect,
     });
     this.setups = new ComputationSetup(this.pool, logger);
+    this.hostNames = new HostNames({
+      resolve: (name) => this.resolve(name),
+      resolved: (allocator, addresses) => {
+        if (this.closed) return;
+        for (const address of addresses) {
+          allocator.resolved.add(address);
+          this.finder.addHost(address, allocator.port);
+        }
+        this.finder.pingNow();
+      },
+      wanted: (allocator) => [...this.computations.values()].some((spec) => spec.allocators.some((candidate) => candidate === allocator)),
+      logger,
+    });
     this.held = new HeldJobs<Ref>({
       engine: this.engine,
       addressOfNode: (name) => this.pool.named(name)?.info.host,
@@ -134,11 +151,18 @@ export class JobScheduler<
     );
   }
 
-  /** Starts looking for nodes for `spec`; rejects when discovery cannot start. */
+  /**
+   * Starts looking for nodes for `spec`; rejects when discovery cannot start. A host name that does
+   * not resolve is warned about and resolved again later, alone (the other nodes are used).
+   */
   async addComputation(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<void> {
     this.computations.set(spec.computeId, spec);
     this.held.added(spec.computeId, spec.events);
-    for (const allocator of spec.allocators) await this.lookFor(allocator);
+    // A host name that does not resolve affects only itself: it is resolved again later.
+    for (const allocator of spec.allocators) {
+      if (allocator.isWildcard || net.isIP(allocator.host)) await this.lookFor(allocator);
+      else await this.hostNames.lookFor(allocator);
+    }
     this.started ??= this.finder.start();
     await this.started;
     this.finder.pingNow();
@@ -303,6 +327,7 @@ export class JobScheduler<
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.computations.keys()].map((id) => this.closeComputation(id)));
+    this.hostNames.close();
     this.finder.close();
     this.pool.close();
     this.idle.close();
@@ -363,7 +388,10 @@ export class JobScheduler<
       const allocation = this.setups.allocate(spec, offer);
       if (allocation) wanted.push({ spec, allocation });
     }
-    if (wanted.length === 0) return;
+    if (wanted.length === 0) {
+      this.options.logger.debug(`node ${reply.name} (${key}): no computation here wants it (its nodes, or set up there already)`);
+      return;
+    }
     const link = existing ?? (await this.pool.connect(reply, this.jobs.size > 0));
     if (!link) return;
     this.foundAt.set(link.key, address);

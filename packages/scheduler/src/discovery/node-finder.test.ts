@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DATAGRAM_WINDOW_MS, MAX_DATAGRAM_BYTES, openDatagram, sealDatagram, type dispy } from '@dispy/protocol';
 import type { Logger } from '@dispy/protocol/internal';
-import { NodeFinder } from './node-finder.js';
+import { NodeFinder, type NodeFinderOptions } from './node-finder.js';
 import { freePort } from '../../../../testing/dispynode-process.mjs';
 
 // Real UDP sockets on loopback addresses of this file's own (127.0.62.*).
@@ -14,6 +14,8 @@ interface Harness {
   nodePort: number;
   finderPort: number;
   lines: string[];
+  /** What was logged at debug. */
+  debugLines: string[];
   replies: dispy.DiscoveryReply[];
   /** The address each reply was taken to come from. */
   addresses: string[];
@@ -32,14 +34,27 @@ afterEach(async () => {
   }
 });
 
-async function start(): Promise<Harness> {
+async function start(more: Partial<NodeFinderOptions> = {}): Promise<Harness> {
   const nodePort = await freePort('127.0.62.1');
   const finderPort = await freePort('127.0.62.2');
   const node = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => node.bind(nodePort, '127.0.62.1', resolve));
   const lines: string[] = [];
   const keep = (line: string): void => void lines.push(line);
-  const logger: Logger = { level: 'debug', debug: () => {}, info: keep, warn: keep, error: keep };
+  const debugLines: string[] = [];
+  const logger: Logger = {
+    level: 'debug',
+    debug: (line) => {
+      debugLines.push(line);
+      wake();
+    },
+    info: keep,
+    warn: (line) => {
+      keep(line);
+      wake();
+    },
+    error: keep,
+  };
   const replies: dispy.DiscoveryReply[] = [];
   const addresses: string[] = [];
   const pings: Buffer[] = [];
@@ -65,13 +80,14 @@ async function start(): Promise<Harness> {
       addresses.push(address);
       wake();
     },
+    ...more,
   });
   await finder.start();
   const until = async (check: () => boolean): Promise<void> => {
     for (let turn = 0; turn < 100 && !check(); turn++) await new Promise<void>((resolve) => waiters.push(resolve));
     expect(check()).toBe(true);
   };
-  const harness = { finder, node, nodePort, finderPort, lines, replies, addresses, pings, until };
+  const harness = { finder, node, nodePort, finderPort, lines, debugLines, replies, addresses, pings, until };
   opened.push(harness);
   return harness;
 }
@@ -143,5 +159,47 @@ describe('NodeFinder', () => {
     expect(h.addresses).toEqual(['10.9.0.7', '10.9.0.7']);
     expect(h.replies[0]!.name).toBe('behind');
     expect(h.lines).toEqual(['discovery datagrams dropped in the last minute: 1 replayed']);
+  });
+
+  it('logs at debug each round, each reply used, and why a reply is not used (another secret, no ping of ours)', async () => {
+    const h = await start();
+    h.finder.addHost('127.0.62.1', h.nodePort);
+    h.finder.pingNow();
+    await h.until(() => h.pings.length === 1);
+    expect(h.debugLines).toContain(`discovery round 1: pinged 127.0.62.1:${h.nodePort}; next round in 3600.0 s`);
+    const nonce = openDatagram(SECRET, h.pings[0]!)!.body.nonce;
+    const reply = (secret: string, echoed: Uint8Array) =>
+      sealDatagram(secret, { reply: { nonce: echoed, name: 'fake', cpus: 1, totalCpus: 2, tcpHost: '127.0.62.1', tcpPort: 7 } });
+    h.node.send(reply('another secret', nonce), h.finderPort, '127.0.62.2');
+    h.node.send(reply(SECRET, Buffer.alloc(nonce.length, 1)), h.finderPort, '127.0.62.2');
+    h.node.send(reply(SECRET, nonce), h.finderPort, '127.0.62.2');
+    await h.until(() => h.replies.length === 1 && h.debugLines.some((line) => line.includes('answers no recent ping')));
+    const from = `127.0.62.1:${h.nodePort}`;
+    expect(h.debugLines).toContain(`discovery: a datagram from ${from} not used: sealed with another secret (the secrets differ)`);
+    expect(h.debugLines).toContain(`discovery: reply from ${from} not used: it answers no recent ping of this client`);
+    expect(h.debugLines).toContain(`discovery: reply from ${from}: node fake at 127.0.62.1:7, 1 of 2 CPUs free`);
+  });
+
+  it('warns once when jobs wait and no node is found, naming what it pinged and from where; not when the scheduler has a node', async () => {
+    // First a finder whose scheduler has a node: its timer, armed first, ends before the other's.
+    const quiet = await start({ noNodeWarning: 0.2, hasNodes: () => true });
+    quiet.finder.setActive(true);
+    const h = await start({ noNodeWarning: 0.2, hasNodes: () => false });
+    h.finder.addHost('127.0.62.1', h.nodePort);
+    h.finder.setActive(true);
+    h.finder.pingNow();
+    await h.until(() => h.lines.some((line) => line.startsWith('no node found')));
+    const warning = h.lines.find((line) => line.startsWith('no node found'))!;
+    expect(warning).toContain(
+      `no node found in 0.2 s while jobs wait: no node answered. In 1 round, discovery pinged 127.0.62.1:${h.nodePort}, from 127.0.62.2:${h.finderPort}.`,
+    );
+    expect(warning).toContain(`--scheduler-host 127.0.62.2:${h.finderPort}`);
+    expect(quiet.finder['noNodeTimer']).toBeUndefined();
+    expect(quiet.lines).toEqual([]);
+    // Once: jobs waiting again do not repeat it.
+    h.finder.setActive(false);
+    h.finder.setActive(true);
+    expect(h.finder['noNodeTimer']).toBeUndefined();
+    expect(h.lines.filter((line) => line.startsWith('no node found'))).toHaveLength(1);
   });
 });

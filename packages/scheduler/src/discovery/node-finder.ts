@@ -45,6 +45,13 @@ export interface NodeFinderOptions {
   ipv4Multicast?: boolean;
   /** An authentic reply from a node at `address` (the datagram's source). */
   onReply: (reply: dispy.DiscoveryReply, address: string) => void;
+  /**
+   * Whether the scheduler has a node now: while it has none, no node answered, and jobs wait
+   * (`setActive(true)`), `noNodeWarning` seconds on, the finder warns once, naming what it pinged.
+   */
+  hasNodes?: () => boolean;
+  /** Seconds with jobs waiting and no node before the warning "no node found" (default 5; 0: never). */
+  noNodeWarning?: number;
 }
 
 /** How many recent ping nonces a reply may echo. */
@@ -53,6 +60,8 @@ const NONCES_KEPT = 256;
 const REFUSERS_KEPT = 1024;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
+/** Default of `noNodeWarning`, in seconds. */
+const NO_NODE_WARNING_SECONDS = 5;
 
 /** A discovery socket and the address it was bound to (a wildcard: every interface of its family). */
 interface Bound {
@@ -83,6 +92,16 @@ export class NodeFinder {
   private readonly refusedBy = new Set<string>();
   private readonly guard = new ReplayGuard();
   private readonly drops: DropSummary;
+  /** Discovery rounds sent (for the debug log). */
+  private rounds = 0;
+  /** Where the last round's pings went (`host:port`, and from which local address for broadcasts). */
+  private lastRound: string[] = [];
+  /** Authentic replies heard (directly or relayed). */
+  private repliesHeard = 0;
+  private noNodeTimer?: NodeJS.Timeout;
+  private toldNoNode = false;
+  /** Whether jobs wait: `setActive(true)` was the last word (the finder is active before, to find nodes, but no job waits yet). */
+  private jobsWait = false;
 
   constructor(private readonly options: NodeFinderOptions) {
     this.drops = new DropSummary(options.logger);
@@ -106,7 +125,8 @@ export class NodeFinder {
         this.options.logger.debug(`discovery on IPv6: ${(error as Error).message}`);
       }
     }
-    this.setActive(this.active);
+    this.applyActive();
+    this.watchForNoNode(this.jobsWait);
   }
 
   private async bindWithFallback(host: string, port: number): Promise<Bound> {
@@ -147,6 +167,14 @@ export class NodeFinder {
   /** Keeps the process alive (jobs are waiting) or lets it exit (nothing to wait for). */
   setActive(active: boolean): void {
     this.active = active;
+    this.jobsWait = active;
+    this.applyActive();
+    this.watchForNoNode(active);
+  }
+
+  /** Refs or unrefs the sockets and the timer as `active` says. */
+  private applyActive(): void {
+    const { active } = this;
     for (const { socket } of this.sockets) {
       if (active) socket.ref();
       else socket.unref();
@@ -157,6 +185,8 @@ export class NodeFinder {
 
   close(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.noNodeTimer);
+    this.noNodeTimer = undefined;
     for (const { socket } of this.sockets.splice(0)) socket.close();
     this.drops.close();
   }
@@ -203,23 +233,87 @@ export class NodeFinder {
     }
   }
 
+  /**
+   * While jobs wait, arms the warning "no node found" (once, `noNodeWarning` seconds on; armed by
+   * `start` when jobs were waiting before the sockets were bound); when none wait, disarms it.
+   * Said once per finder; not armed again after it was said.
+   */
+  private watchForNoNode(active: boolean): void {
+    if (!active) {
+      clearTimeout(this.noNodeTimer);
+      this.noNodeTimer = undefined;
+      return;
+    }
+    const seconds = this.options.noNodeWarning ?? NO_NODE_WARNING_SECONDS;
+    if (this.toldNoNode || this.noNodeTimer || seconds <= 0 || this.sockets.length === 0) return;
+    this.noNodeTimer = setTimeout(() => {
+      this.noNodeTimer = undefined;
+      // A node that answered and was not used says why elsewhere (busy, refused, its setup failed).
+      if (!this.active || this.options.hasNodes?.() || this.repliesHeard > 0) return;
+      this.toldNoNode = true;
+      this.options.logger.warn(this.noNodeMessage(seconds));
+    }, seconds * 1000);
+    this.noNodeTimer.unref();
+  }
+
+  /** "No node found": what was pinged, from where, what was heard, and the likely fixes. */
+  private noNodeMessage(seconds: number): string {
+    const from = this.sockets.map(
+      ({ socket, host }) => (net.isIPv6(withoutScope(host)) ? `[${host}]` : host) + `:${socket.address().port}`,
+    );
+    const pinged = this.lastRound.length > 0 ? this.lastRound.join(', ') : 'nothing (no address to ping, and no network to broadcast on)';
+    return (
+      `no node found in ${seconds} s while jobs wait: no node answered. ` +
+      `In ${this.rounds} round${this.rounds === 1 ? '' : 's'}, discovery pinged ${pinged}, from ${from.join(' and ')}. ` +
+      'Broadcast does not reach a node that listens on a loopback address (127.x.x.x, ::1) nor one on another network. ' +
+      "Likely fixes: start the node on an address of a network interface (dispynode -i ADDR); name the nodes in `nodes` (for a node on this machine: nodes: ['127.0.0.1']); " +
+      `or start dispynode with --scheduler-host ${this.announceHost(from)} so that it announces itself to this client. Loglevel debug shows each round and each reply`
+    );
+  }
+
+  /** The `--scheduler-host` a node would give to reach this client: the first socket's address (or this host) and port. */
+  private announceHost(from: string[]): string {
+    const first = this.sockets[0];
+    if (!first) return 'THIS_HOST';
+    const wildcard = first.host === '0.0.0.0' || first.host === '::';
+    return wildcard ? `THIS_HOST:${first.socket.address().port}` : (from[0] ?? 'THIS_HOST');
+  }
+
   private tick(): void {
     clearTimeout(this.timer);
     if (this.sockets.length === 0) return;
+    const round: string[] = [];
     for (const { host, port } of this.targets.values()) {
       const udp6 = net.isIPv6(withoutScope(host));
       const bound = this.sockets.find((candidate) => candidate.udp6 === udp6);
-      if (bound) this.send(bound.socket, host, port);
-      else this.options.logger.debug(`discovery: no ${udp6 ? 'IPv6' : 'IPv4'} socket to ping ${host}`);
+      if (bound) {
+        this.send(bound.socket, host, port);
+        round.push(`${udp6 ? `[${host}]` : host}:${port}`);
+      } else this.options.logger.debug(`discovery: no ${udp6 ? 'IPv6' : 'IPv4'} socket to ping ${host}`);
     }
     for (const port of this.broadcastPorts) {
       for (const bound of this.sockets) {
-        if (!bound.udp6 && this.options.ipv4Multicast) this.multicast4(bound, port);
-        else for (const target of this.broadcastTargets(bound)) this.send(bound.socket, target, port, bound.host);
+        if (!bound.udp6 && this.options.ipv4Multicast) {
+          this.multicast4(bound, port);
+          round.push(`${IPV4_MULTICAST_GROUP}:${port} (multicast from ${bound.host})`);
+          continue;
+        }
+        const targets = this.broadcastTargets(bound);
+        for (const target of targets) this.send(bound.socket, target, port, bound.host);
+        if (targets.length > 0)
+          round.push(
+            `${targets.map((target) => (bound.udp6 ? `[${target}]` : target)).join(', ')} port ${port} (broadcast from ${bound.host})`,
+          );
+        else this.options.logger.debug(`discovery: no network to broadcast on from ${bound.host} (a loopback address has none)`);
       }
     }
+    this.rounds++;
+    this.lastRound = round;
     const interval = this.options.pingInterval;
     const next = interval !== undefined ? interval * 1000 : this.delay;
+    this.options.logger.debug(
+      `discovery round ${this.rounds}: pinged ${round.length > 0 ? round.join(', ') : 'nothing'}; next round in ${(next / 1000).toFixed(1)} s`,
+    );
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     this.timer = setTimeout(() => this.tick(), next);
     if (!this.active) this.timer.unref();
@@ -274,15 +368,24 @@ export class NodeFinder {
 
   private receive(message: Buffer, remote: dgram.RemoteInfo): void {
     const opened = openDatagram(this.options.secret, message);
-    if (!opened) return;
-    const { body } = opened;
     const from = `${remote.address}:${remote.port}`;
+    const { logger } = this.options;
+    if (!opened) {
+      logger.debug(`discovery: a datagram from ${from} is not one of dispy's (or is damaged); ignored`);
+      return;
+    }
+    const { body } = opened;
     if (body.kind === 'refused') {
       // Unverifiable (the node could not check our MAC, so it does not use the secret): only a
       // refusal of one of our recent pings is believed, and logged once per node.
       const refused = body.refused as dispy.DiscoveryRefused;
-      if (!this.knows(refused.nonce) || !this.firstFrom(from)) return;
-      this.options.logger.error(`node ${from} refused this cluster: ${refused.reason}`);
+      if (!this.knows(refused.nonce)) {
+        logger.debug(`discovery: node ${from} refused a ping that is not one of ours (${refused.reason}); ignored`);
+        return;
+      }
+      logger.debug(`discovery: node ${from} refused this cluster: ${refused.reason}`);
+      if (!this.firstFrom(from)) return;
+      logger.error(`node ${from} refused this cluster: ${refused.reason}`);
       return;
     }
     if (body.kind === 'announce') {
@@ -297,20 +400,57 @@ export class NodeFinder {
       // the relay stays a host to ping (it forgets clients that stop), so it is not marked found.
       const relayed = body.relayedReply as dispy.RelayedReply;
       const reply = relayed.reply as dispy.DiscoveryReply | null;
-      if (!opened.authentic || opened.version !== PROTOCOL_VERSION || !reply || !this.knows(reply.nonce) || !this.fresh(body)) return;
+      const why = this.refusal(opened.authentic, opened.version, reply?.nonce, body);
+      if (why || !reply) {
+        logger.debug(`discovery: relayed reply from ${from} not used: ${why ?? 'it holds no reply'}`);
+        return;
+      }
+      this.heard(reply, `${relayed.sourceHost || reply.tcpHost} (relayed by ${from})`);
       this.options.onReply(reply, relayed.sourceHost || reply.tcpHost);
       return;
     }
-    if (body.kind !== 'reply') return;
+    if (body.kind === undefined) {
+      // Sealed under another key: nothing of it can be read.
+      logger.debug(`discovery: a datagram from ${from} not used: sealed with another secret (the secrets differ)`);
+      return;
+    }
+    if (body.kind !== 'reply') {
+      logger.debug(`discovery: a datagram from ${from} not used: ${body.kind} is not for a client`);
+      return;
+    }
     if (!opened.authentic) {
-      if (this.firstFrom(from)) this.options.logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
+      logger.debug(`discovery: reply from ${from} not used: signed with another secret`);
+      if (this.firstFrom(from)) logger.error(`node ${from} answered with another secret; not used (the secrets differ)`);
       return;
     }
     const reply = body.reply as dispy.DiscoveryReply;
-    if (opened.version !== PROTOCOL_VERSION || !this.knows(reply.nonce) || !this.fresh(body)) return;
+    const why = this.refusal(true, opened.version, reply.nonce, body);
+    if (why) {
+      logger.debug(`discovery: reply from ${from} not used: ${why}`);
+      return;
+    }
     // A link-local address is reached through the interface the reply came in on: its scope here.
     reply.tcpHost = withScopeOf(reply.tcpHost, remote.address);
+    this.heard(reply, from);
     this.options.onReply(reply, remote.address);
+  }
+
+  /** Why an authentic-looking reply is not used (undefined: it is used); a stale or replayed one is counted. */
+  private refusal(authentic: boolean, version: number, nonce: Uint8Array | undefined, body: dispy.DatagramBody): string | undefined {
+    if (!authentic) return 'signed with another secret';
+    if (version !== PROTOCOL_VERSION) return `protocol version ${version}, not ${PROTOCOL_VERSION}`;
+    if (!nonce || !this.knows(nonce)) return 'it answers no recent ping of this client';
+    if (!this.fresh(body)) return 'stale or replayed';
+    return undefined;
+  }
+
+  /** An authentic reply is used: counted, and logged at debug. */
+  private heard(reply: dispy.DiscoveryReply, from: string): void {
+    this.repliesHeard++;
+    this.options.logger.debug(
+      `discovery: reply from ${from}: node ${reply.name} at ${reply.tcpHost}:${reply.tcpPort}, ${reply.cpus} of ${reply.totalCpus || reply.cpus} CPUs free` +
+        (reply.busy ? ', busy' : ''),
+    );
   }
 
   /** Pings a node that announced itself, from a socket of its address's family. */
