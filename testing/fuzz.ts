@@ -60,6 +60,8 @@ export const FRAME_KINDS = [
   'allocateReply',
   'deallocate',
   'deallocateReply',
+  'reclaim',
+  'reclaimReply',
 ] as const;
 export type FuzzFrameKind = (typeof FRAME_KINDS)[number];
 
@@ -222,7 +224,14 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
     lostJobIds: list(u64),
     why: hostileString,
   }),
-  jobEvent: record({ computeId: hostileString, jobId: u64, event: enumValue, nodeKey: hostileString }),
+  jobEvent: record({
+    computeId: hostileString,
+    jobId: u64,
+    event: enumValue,
+    nodeKey: hostileString,
+    jobIds: list(u64),
+    startTimes: list(u64),
+  }),
   allocate: record({
     computeId: hostileString,
     nodes: list(
@@ -238,6 +247,8 @@ export const MESSAGES: { [kind in FuzzFrameKind]: fc.Arbitrary<Record<string, un
   allocateReply: record({ computeId: hostileString, ok: fc.boolean(), error: hostileString }),
   deallocate: record({ computeId: hostileString, nodeKey: hostileString }),
   deallocateReply: record({ computeId: hostileString, ok: fc.boolean() }),
+  reclaim: record({ computeId: hostileString, jobIds: list(u64) }),
+  reclaimReply: record({ computeId: hostileString, jobIds: list(u64) }),
 };
 
 /** A frame of one of `kinds` (default: every kind), with a request id that is often 0 and often small. */

@@ -245,7 +245,9 @@ describe('dispynode service options', () => {
     child.stdin.write('cpus 0\n');
     await printed('stdout', /serving 0 CPUs/);
     const job = cluster.submit(7);
-    await reported(job, DispyJob.Running);
+    // Sent to the node, where it waits for a worker: still Created, naming the node.
+    await vi.waitFor(() => expect(job.ipAddr).toBe(relayHost));
+    expect(job.status).toBe(DispyJob.Created);
     relay.release();
     await Promise.race([reported(job, DispyJob.Created, 2), job.wait()]);
     expect(job.status).toBe(DispyJob.Created);
@@ -253,10 +255,9 @@ describe('dispynode service options', () => {
     // Once the node offers CPUs again, the job runs there, its argument intact.
     child.stdin.write('cpus 2\n');
     expect(await job.wait()).toBe(7);
-    // Sent to the node (Running), back in the queue naming the node it left, then run there.
+    // Sent to the node (no change: it waits there), back in the queue naming the node it left, then run there.
     expect(history.get(job)).toEqual([
       [DispyJob.Created, undefined, undefined],
-      [DispyJob.Running, relayHost, relayHost],
       [DispyJob.Created, relayHost, relayHost],
       [DispyJob.Running, relayHost, relayHost],
       [DispyJob.Finished, relayHost, relayHost],

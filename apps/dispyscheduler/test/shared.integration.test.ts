@@ -341,4 +341,35 @@ describe('dispyscheduler', () => {
     expect(await busy.wait(60)).toBe(true);
     expect(many.every((job, n) => job.result === n)).toBe(true);
   }, 60_000);
+
+  it('relays when jobs start: jobs sent ahead wait at their node as queued, and only those a worker started are Running', async () => {
+    const { scheduler } = await twoNodesAndScheduler();
+    const sleep = async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return ms;
+    };
+    let runningSaid = 0;
+    const cluster = new SharedJobCluster(sleep, {
+      schedulerNode: scheduler.host,
+      schedulerPort: scheduler.port,
+      secret: CLUSTER_SECRET,
+      loglevel: 'silent',
+      recoverFile: false,
+      clusterStatus: (status: number) => {
+        if (status === DispyJob.Running) runningSaid++;
+      },
+    });
+    clusters.push(cluster);
+    await until(() => cluster.status().nodes.length === 2);
+    // Short jobs first: the nodes are then sent jobs ahead (two per CPU at least).
+    await Promise.all(Array.from({ length: 8 }, () => cluster.submit(0).wait()));
+    const long = Array.from({ length: 8 }, () => cluster.submit(1_500));
+    const sum = (field: 'busy' | 'queued') => cluster.status().nodes.reduce((total, node) => total + node[field], 0);
+    await until(() => sum('busy') === 4 && sum('queued') === 4);
+    expect(long.filter((job) => job.status === DispyJob.Running)).toHaveLength(4);
+    for (const node of cluster.status().nodes) expect(node.busy).toBeLessThanOrEqual(node.cpus);
+    expect(await cluster.wait(30)).toBe(true);
+    expect(runningSaid).toBe(16);
+    expect([sum('busy'), sum('queued')]).toEqual([0, 0]);
+  }, 60_000);
 });

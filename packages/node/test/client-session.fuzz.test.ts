@@ -34,6 +34,7 @@ const UNEXPECTED_AFTER_AUTH: readonly FuzzFrameKind[] = [
   'allocateReply',
   'deallocate',
   'deallocateReply',
+  'reclaimReply',
 ];
 /** A request id no fuzzed frame has: the Error frame answering it marks the end of the answers. */
 const SENTINEL = 0xfffffff0;

@@ -15,6 +15,7 @@ async function startPool(source: string, size = 1) {
   const outcomes = new Map<number, JobOutcome>();
   const waiting = new Map<number, (outcome: JobOutcome) => void>();
   const reported: number[] = [];
+  const started: number[] = [];
   pool = new WorkerPool({
     size,
     logger: createLogger('test pool', 'silent'),
@@ -24,11 +25,12 @@ async function startPool(source: string, size = 1) {
       outcomes.set(outcome.jobId, outcome);
       waiting.get(outcome.jobId)?.(outcome);
     },
+    onStarted: (jobId) => started.push(jobId),
   });
   await pool.start();
   const outcome = (jobId: number) =>
     outcomes.get(jobId) ? Promise.resolve(outcomes.get(jobId)!) : new Promise<JobOutcome>((resolve) => waiting.set(jobId, resolve));
-  return { pool, outcome, reported };
+  return { pool, outcome, reported, started };
 }
 
 const args = (...values: unknown[]) => [encodeArguments(values)];
@@ -147,5 +149,25 @@ describe('WorkerPool', () => {
       onDone: () => undefined,
     });
     await expect(failing.start()).rejects.toThrow(/the computation failed to load/);
+  });
+
+  it('reports each job started when its worker takes it up, and gives back jobs queued behind a running one, never reporting them', async () => {
+    const { outcome, reported, started } = await startPool(spin);
+    // One worker: job 1 runs (for ever), 2 and 3 wait behind it in the worker, 4 in the pool.
+    pool!.run(1, args(true));
+    pool!.run(2, args(true));
+    pool!.run(3, args(true));
+    await vi.waitUntil(() => started.length === 1, { interval: 1 });
+    expect(started).toEqual([1]);
+    // The running job is not given back; those waiting are; one unknown is ignored.
+    expect((await pool!.reclaim([1, 2, 3, 7])).sort()).toEqual([2, 3]);
+    expect(pool!.runningJobs()).toEqual([1]);
+    expect(pool!.cancel(1)).toBe(true);
+    await outcome(1);
+    pool!.run(4, args(false));
+    expect((await outcome(4)).ok).toBe(true);
+    expect(started).toEqual([1, 4]);
+    // Jobs given back never ran and were never reported.
+    expect(reported).toEqual([1, 4]);
   });
 });

@@ -264,13 +264,13 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
     return closed ? 0 : -1;
   }
 
-  /** The cluster's jobs that run (or wait to run) on a node now. */
+  /** The cluster's jobs running on a node now: started by its workers (not those sent ahead that wait there; see `DispyNode.queued`). */
   async nodeJobs(node: DispyNode | string): Promise<DispyJob[]> {
     const key = await findNodeKey(node, this.ledger.nodes.values());
     if (!key) return [];
     return this.scheduler
       .runningOn(key)
-      .filter((job) => job.computeId === this.computeId)
+      .filter((job) => job.computeId === this.computeId && this.ledger.isRunning(job.ref))
       .map((job) => job.ref);
   }
 

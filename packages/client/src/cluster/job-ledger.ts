@@ -33,6 +33,8 @@ export class JobLedger implements ComputationEvents<DispyJob> {
   /** Whether "no node can run it" was said since a node last came up. */
   private toldNoNode = false;
   private noNodeTimer?: NodeJS.Timeout;
+  /** Jobs out to a node: which node, and whether a worker there started it (else it waits there). */
+  private readonly atNode = new Map<DispyJob, { node: DispyNode; running: boolean }>();
 
   constructor(private readonly options: JobLedgerOptions) {}
 
@@ -83,6 +85,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
   finish(queued: Job, status: number, result: unknown, exception?: string, node?: DispyNode): void {
     const job = queued.ref;
     if (!this.jobs.delete(job)) return;
+    this.leaveNode(job);
     job.status = status;
     job.result = result;
     job.exception = exception || undefined;
@@ -111,6 +114,8 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     this.nodes.delete(info.key);
     for (const job of lost) this.finish(job, DispyJob.Cancelled, undefined, why, node);
     node.busy = 0;
+    node.queued = 0;
+    for (const [job, at] of this.atNode) if (at.node === node) this.atNode.delete(job);
     this.notifyStatus(DispyNode.Closed, node, undefined);
   }
 
@@ -154,19 +159,51 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     this.notifyStatus(DispyNode.AvailInfo, node, undefined);
   }
 
+  /** The job went to a node, where it waits for a worker: counted in `queued` there, still `Created`. */
   jobStarted(queued: Job, info: NodeInfo): void {
     const node = this.nodeOf(info);
     const job = queued.ref;
-    job.status = DispyJob.Running;
+    this.leaveNode(job);
     job.ipAddr = info.host;
-    job.startTime = Date.now();
+    node.queued++;
+    this.atNode.set(job, { node, running: false });
+  }
+
+  /** Workers of the node started these jobs: each is `Running` from its start time on the node. */
+  jobsRunning(started: ReadonlyArray<{ job: Job; startTime: number }>, info: NodeInfo): void {
+    const node = this.nodeOf(info);
+    for (const { job, startTime } of started) this.markRunning(job.ref, node, startTime);
+  }
+
+  /** Whether a worker of its node has started the job (it is not waiting there, nor queued here). */
+  isRunning(job: DispyJob): boolean {
+    return this.atNode.get(job)?.running === true;
+  }
+
+  /** Moves a job waiting at `node` to its running ones, and says so (once). */
+  private markRunning(job: DispyJob, node: DispyNode, startTime: number): void {
+    const at = this.atNode.get(job);
+    if (!at || at.node !== node || at.running) return;
+    at.running = true;
+    node.queued = Math.max(0, node.queued - 1);
     node.busy++;
+    job.status = DispyJob.Running;
+    job.startTime = startTime > 0 ? startTime : Date.now();
     this.notifyStatus(DispyJob.Running, node, job);
+  }
+
+  /** The job is no longer at its node: out of the node's count (running or queued). */
+  private leaveNode(job: DispyJob): void {
+    const at = this.atNode.get(job);
+    if (!at) return;
+    this.atNode.delete(job);
+    if (at.running) at.node.busy = Math.max(0, at.node.busy - 1);
+    else at.node.queued = Math.max(0, at.node.queued - 1);
   }
 
   jobRequeued(queued: Job, from: NodeInfo): void {
     const node = this.nodes.get(from.key);
-    if (node) node.busy = Math.max(0, node.busy - 1);
+    this.leaveNode(queued.ref);
     queued.ref.status = DispyJob.Created;
     // The node the job left: clusterStatus says where it was before it waits again.
     this.notifyStatus(DispyJob.Created, node, queued.ref);
@@ -174,7 +211,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
 
   jobFailed(queued: Job, status: Exclude<JobEndStatus, 'finished'>, why: string, info?: NodeInfo): void {
     const node = info ? this.nodeOf(info) : undefined;
-    if (node) node.busy = Math.max(0, node.busy - 1);
+    this.leaveNode(queued.ref);
     this.finish(queued, status === 'cancelled' ? DispyJob.Cancelled : DispyJob.Terminated, undefined, why, node);
   }
 
@@ -188,6 +225,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
       this.options.logger.warn(`a provisional result of job ${String(job.id)} could not be decoded: ${(error as Error).message}`);
       return;
     }
+    this.markRunning(job, this.nodeOf(info), 0);
     job.status = DispyJob.ProvisionalResult;
     job.result = result;
     this.callUser('callback', () => this.options.callback?.(job));
@@ -196,7 +234,9 @@ export class JobLedger implements ComputationEvents<DispyJob> {
 
   jobDone(queued: Job, outcome: JobOutcome, info: NodeInfo): void {
     const node = this.nodeOf(info);
-    node.busy = Math.max(0, node.busy - 1);
+    // A job that ended before its start was reported is said Running first, as every job is.
+    this.markRunning(queued.ref, node, outcome.startTime);
+    this.leaveNode(queued.ref);
     node.jobsDone++;
     node.cpuTime += outcome.cpuTime;
     // Start and end are both the node's clock: their difference holds whatever the clocks' offset.

@@ -94,6 +94,10 @@ export class RecoverRecorder implements ComputationEvents<DispyJob> {
     this.events.jobStarted(job, node);
   }
 
+  jobsRunning(started: ReadonlyArray<{ job: Job; startTime: number }>, node: NodeInfo): void {
+    this.events.jobsRunning(started, node);
+  }
+
   jobProvisional(job: Job, result: Uint8Array, node: NodeInfo): void {
     this.events.jobProvisional(job, result, node);
   }

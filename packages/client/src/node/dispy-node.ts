@@ -16,8 +16,14 @@ export class DispyNode {
   cpus = 0;
   /** CPUs the node has in all. */
   availCpus = 0;
-  /** Jobs running there now. */
+  /** Jobs running there now: started by a worker of the node (at most `cpus`). */
   busy = 0;
+  /**
+   * Jobs sent to the node that wait there for a worker, behind running ones (short jobs are sent
+   * ahead, so that a worker starts its next one without a round trip); not counted in `busy`.
+   * The cluster takes them back for another node when one has idle CPUs.
+   */
+  queued = 0;
   jobsDone = 0;
   /** Seconds the cluster's jobs ran there, each from its start to its end on the node (dispy's `cpu_time`). */
   jobTime = 0;

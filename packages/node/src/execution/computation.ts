@@ -10,7 +10,10 @@ import { fitReply } from './reply-size.js';
 import type { CpuSlots } from './cpu-slots.js';
 
 /** A computation's options; what its jobs report goes to the callbacks of its worker pool. */
-export interface ComputationOptions extends Pick<WorkerPoolOptions, 'onDone' | 'onShutdownRequest' | 'onProvisional' | 'onSendFile'> {
+export interface ComputationOptions extends Pick<
+  WorkerPoolOptions,
+  'onDone' | 'onStarted' | 'onShutdownRequest' | 'onProvisional' | 'onSendFile'
+> {
   setup: dispy.ISetup;
   cpus: number;
   destPathPrefix: string;
@@ -111,6 +114,7 @@ export class Computation {
         logger,
         slots: this.options.slots,
         onDone: (outcome) => this.done(outcome),
+        onStarted: this.options.onStarted,
       });
     } else {
       const definition = (d: dispy.IDefinition | null | undefined): Definition | undefined =>
@@ -120,6 +124,7 @@ export class Computation {
         logger,
         slots: this.options.slots,
         onDone: (outcome) => this.done(outcome),
+        onStarted: this.options.onStarted,
         onShutdownRequest: this.options.onShutdownRequest,
         onProvisional: this.options.onProvisional,
         onSendFile: this.options.onSendFile,
@@ -197,6 +202,15 @@ export class Computation {
 
   cancel(jobId: number): boolean {
     return this.runner?.cancel(jobId) ?? false;
+  }
+
+  /**
+   * Gives back jobs that have not started (see `JobRunner.reclaim`); a job still waiting for its
+   * per-job files is not given back. Resolves with those dropped.
+   */
+  async reclaim(jobIds: readonly number[]): Promise<number[]> {
+    if (!this.runner) return [];
+    return this.runner.reclaim(jobIds.filter((jobId) => !this.jobFiles.has(jobId)));
   }
 
   runningJobs(): number[] {

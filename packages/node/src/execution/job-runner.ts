@@ -12,6 +12,12 @@ export interface JobRunner {
   start(): Promise<void>;
   run(jobId: number, args: EncodedArguments, timeoutMs?: number, definitions?: Definition[]): void;
   cancel(jobId: number): boolean;
+  /**
+   * Gives back jobs that no worker has started (the client sends them to another node): each one
+   * dropped is forgotten, never run and never reported. Resolves with those dropped; the others
+   * (started, ended, or not here) run or ran here as usual.
+   */
+  reclaim(jobIds: readonly number[]): Promise<number[]>;
   runningJobs(): number[];
   resize(size: number): Promise<void>;
   runCleanup(cleanup: Definition): Promise<string | undefined>;

@@ -15,6 +15,8 @@ export interface ProgramPoolOptions {
   dir: string;
   size: number;
   onDone: (outcome: JobOutcome) => void;
+  /** A job's program was started (epoch ms). */
+  onStarted?: (jobId: number, startTime: number) => void;
   /** Cap on each of a run's stdout and stderr, in bytes (0: none; default 1 MiB). */
   maxOutputBytes?: number;
   logger?: Logger;
@@ -81,6 +83,13 @@ export class ProgramPool implements JobRunner {
     return true;
   }
 
+  async reclaim(jobIds: readonly number[]): Promise<number[]> {
+    const wanted = new Set(jobIds);
+    const dropped = this.backlog.filter((job) => wanted.has(job.jobId)).map((job) => job.jobId);
+    this.backlog = this.backlog.filter((job) => !wanted.has(job.jobId));
+    return dropped;
+  }
+
   runningJobs(): number[] {
     return [...this.running.keys()];
   }
@@ -138,6 +147,7 @@ export class ProgramPool implements JobRunner {
       timeoutMs,
     };
     this.running.set(jobId, run);
+    this.options.onStarted?.(jobId, run.startTime);
     child.stdout.setEncoding('utf8').on('data', (text: string) => run.stdout.push(text));
     child.stderr.setEncoding('utf8').on('data', (text: string) => run.stderr.push(text));
     if (timeoutMs > 0) {

@@ -56,11 +56,20 @@ export interface WorkerDrop {
   jobId: number;
 }
 
+/**
+ * Give back a job sent earlier if it has not started (the client moves it to another node); the
+ * worker answers `reclaimed` on the IPC channel, saying whether it dropped it.
+ */
+export interface WorkerReclaim {
+  type: 'reclaim';
+  jobId: number;
+}
+
 /** On the IPC channel. */
 export type ToWorker = WorkerInit | WorkerCleanup | WorkerSendFileDone;
 
 /** On the job channel, in the order the worker must see them. */
-export type JobChannelMessage = WorkerJob | WorkerDrop;
+export type JobChannelMessage = WorkerJob | WorkerDrop | WorkerReclaim;
 
 export interface WorkerReady {
   type: 'ready';
@@ -111,10 +120,24 @@ export interface WorkerSendFile {
   path: string;
 }
 
+/** The answer to a `reclaim`: dropped (it will never run here), or not (it started, or ended). */
+export interface WorkerReclaimed {
+  type: 'reclaimed';
+  jobId: number;
+  dropped: boolean;
+}
+
 export interface WorkerCleanupDone {
   type: 'cleanup-done';
   error?: string;
 }
 
 export type FromWorker =
-  WorkerReady | WorkerInitFailed | WorkerDone | WorkerShutdownRequest | WorkerProvisional | WorkerSendFile | WorkerCleanupDone;
+  | WorkerReady
+  | WorkerInitFailed
+  | WorkerDone
+  | WorkerShutdownRequest
+  | WorkerProvisional
+  | WorkerSendFile
+  | WorkerCleanupDone
+  | WorkerReclaimed;

@@ -28,6 +28,8 @@ export interface WorkerPoolOptions {
   logger: Logger;
   /** Called once per job run, in the order jobs end. */
   onDone: (outcome: JobOutcome) => void;
+  /** A worker started a job (epoch ms, as the node saw it: when its worker had it next). */
+  onStarted?: (jobId: number, startTime: number) => void;
   /** A computation asked the node to shut down. */
   onShutdownRequest?: () => void;
   /** A job sent an intermediate result. */
@@ -52,6 +54,8 @@ interface Assigned extends Waiting {
   timedOut?: boolean;
   /** Set while the job is the one its worker runs (the first of its list). */
   timer?: NodeJS.Timeout;
+  /** Its start was reported (onStarted). */
+  startReported?: boolean;
 }
 
 interface Worker {
@@ -70,6 +74,8 @@ interface Worker {
   jobs: Assigned[];
   /** It holds one of the node's CPU slots (from its batch's start until its last job ends). */
   slot?: boolean;
+  /** Reclaims asked of it and not yet answered: job id -> what to do with its answer. */
+  reclaims: Map<number, (dropped: boolean) => void>;
 }
 
 /** Grace a killed worker gets between SIGTERM and SIGKILL. */
@@ -175,6 +181,31 @@ export class WorkerPool implements JobRunner {
   }
 
   /**
+   * Gives back jobs no worker has started: those in the backlog at once, those queued in a worker
+   * behind its running job once the worker says it dropped them (it may have started one
+   * meanwhile: then it runs here). Dropped jobs are forgotten without a report.
+   */
+  async reclaim(jobIds: readonly number[]): Promise<number[]> {
+    const wanted = new Set(jobIds);
+    const dropped = this.backlog.filter((job) => wanted.has(job.jobId)).map((job) => job.jobId);
+    this.backlog = this.backlog.filter((job) => !wanted.has(job.jobId));
+    const asked: Promise<number | undefined>[] = [];
+    for (const worker of this.workers) {
+      for (const job of worker.jobs.slice(1)) {
+        if (!wanted.has(job.jobId) || worker.reclaims.has(job.jobId) || worker.dying) continue;
+        asked.push(
+          new Promise<number | undefined>((resolve) => {
+            worker.reclaims.set(job.jobId, (yes) => resolve(yes ? job.jobId : undefined));
+          }),
+        );
+        worker.channel.send([{ message: { type: 'reclaim', jobId: job.jobId } }]);
+      }
+    }
+    for (const jobId of await Promise.all(asked)) if (jobId !== undefined) dropped.push(jobId);
+    return dropped;
+  }
+
+  /**
    * Changes the number of workers. New ones start at once; when shrinking, idle workers stop at
    * once and busy ones after their current job. Resolves when the new workers are ready.
    */
@@ -247,7 +278,16 @@ export class WorkerPool implements JobRunner {
     worker.jobs.push(...batch.map((job) => ({ ...job, assignedAt: now })));
     worker.channel.send(batch.map(({ jobId, args, definitions }) => ({ message: { type: 'job', jobId, definitions }, args })));
     this.armTimeout(worker);
+    this.reportStarted(worker);
     return true;
+  }
+
+  /** The job a worker runs now (the first of its list) is reported started, once. */
+  private reportStarted(worker: Worker): void {
+    const running = worker.jobs[0];
+    if (!running || running.startReported) return;
+    running.startReported = true;
+    this.options.onStarted?.(running.jobId, Date.now());
   }
 
   /** A worker's jobs have all ended (or it exited): its CPU slot goes back to the node. */
@@ -268,7 +308,7 @@ export class WorkerPool implements JobRunner {
       stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
     });
     const channel = child.stdio[JOB_CHANNEL_FD] as Socket;
-    const worker: Worker = { child, token, channel: new JobChannelWriter(channel), ready: false, jobs: [] };
+    const worker: Worker = { child, token, channel: new JobChannelWriter(channel), ready: false, jobs: [], reclaims: new Map() };
     // A worker whose job channel broke can take no job: stop it, and its exit hands its jobs on.
     channel.once('close', () => void this.kill(worker));
     this.workers.add(worker);
@@ -296,6 +336,15 @@ export class WorkerPool implements JobRunner {
             );
             break;
           }
+          case 'reclaimed': {
+            const answer = worker.reclaims.get(message.jobId);
+            worker.reclaims.delete(message.jobId);
+            const index = message.dropped ? worker.jobs.findIndex((job) => job.jobId === message.jobId) : -1;
+            // Never its running job: a worker drops only jobs it has not started.
+            if (index > 0) worker.jobs.splice(index, 1);
+            answer?.(index > 0);
+            break;
+          }
           case 'cleanup-done':
             worker.onCleanupDone?.(message.error);
             break;
@@ -317,6 +366,7 @@ export class WorkerPool implements JobRunner {
             this.options.onDone(outcome);
             if (worker.dying) break; // its exit hands the jobs it still holds to other workers
             this.armTimeout(worker);
+            this.reportStarted(worker);
             if (worker.jobs.length > 0) break;
             this.releaseSlot(worker);
             if (worker.retire) void this.kill(worker);
@@ -338,6 +388,9 @@ export class WorkerPool implements JobRunner {
         const running = worker.dying ? undefined : worker.jobs[0];
         const queued = worker.dying ? worker.jobs : worker.jobs.slice(1);
         worker.jobs = [];
+        // Reclaims it did not answer: the jobs go back to the backlog below, and run here.
+        for (const answer of worker.reclaims.values()) answer(false);
+        worker.reclaims.clear();
         this.releaseSlot(worker);
         if (running) {
           clearTimeout(running.timer);

@@ -305,11 +305,19 @@ process.on('message', (message: ToWorker) => {
   }
 });
 
+/** The node takes back a job it sent, if it has not started: says whether it was dropped. */
+function reclaim(jobId: number): void {
+  const index = queue.findIndex((job) => job.jobId === jobId);
+  if (index >= 0) queue.splice(index, 1);
+  send({ type: 'reclaimed', jobId, dropped: index >= 0 });
+}
+
 readJobChannel((message, args) => {
   if (message.type === 'job') {
     queue.push({ ...message, args });
     void drain();
-  } else drop(message.jobId);
+  } else if (message.type === 'reclaim') reclaim(message.jobId);
+  else drop(message.jobId);
 })
   // Without its job channel a worker can take no job: leave, and the node replaces it.
   .on('error', () => undefined)

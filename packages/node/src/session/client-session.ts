@@ -75,6 +75,8 @@ export class ClientSession {
     allocateReply: UNEXPECTED,
     deallocate: UNEXPECTED,
     deallocateReply: UNEXPECTED,
+    reclaim: (reclaim, frame) => void this.jobs.reclaim(reclaim, frame.requestId),
+    reclaimReply: UNEXPECTED,
   } satisfies FrameTable;
 
   constructor(

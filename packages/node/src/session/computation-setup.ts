@@ -10,7 +10,7 @@ import type { CpuSlots } from '../execution/cpu-slots.js';
 const MAX_ERROR_CHARS = 8_000;
 
 /** What a computation reports to the rest of its session: job ends, provisional results, files to send. */
-export type ComputationEvents = Pick<ComputationOptions, 'onDone' | 'onProvisional' | 'onSendFile' | 'onShutdownRequest'>;
+export type ComputationEvents = Pick<ComputationOptions, 'onDone' | 'onStarted' | 'onProvisional' | 'onSendFile' | 'onShutdownRequest'>;
 
 export interface ComputationSetupOptions {
   channel: FramedSocket;

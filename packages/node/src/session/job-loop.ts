@@ -48,6 +48,22 @@ export class JobLoop {
     }
   }
 
+  /**
+   * Reclaim: the client takes back jobs no worker has started, to run them on another node. The
+   * starts not yet reported go first, then the answer names the jobs dropped (never run here).
+   */
+  async reclaim(reclaim: dispy.Reclaim, requestId: number): Promise<void> {
+    const { computeId } = reclaim;
+    const computation = this.options.computations.get(computeId);
+    const jobIds = reclaim.jobIds.map(Number);
+    const dropped = computation ? await computation.reclaim(jobIds).catch(() => []) : [];
+    const entry = this.options.computations.entry(computeId);
+    entry?.reclaimed(dropped);
+    entry?.flushStarts();
+    this.options.logger.debug(`reclaim of ${jobIds.length} job(s) of ${computeId}: ${dropped.length} dropped`);
+    this.options.channel.send({ reclaimReply: { computeId, jobIds: dropped }, requestId });
+  }
+
   /** JobAck: the client has the replies of these jobs; they are forgotten (in memory and on disk). */
   acknowledged(ack: dispy.JobAck): void {
     this.options.computations.acknowledged(ack);

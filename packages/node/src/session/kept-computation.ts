@@ -25,6 +25,16 @@ export interface KeptComputationOptions {
   onActivity?(kept: KeptComputation): void;
 }
 
+/**
+ * How long the starts of jobs wait to go out together (ms): one JobEvent (RUNNING) per
+ * computation in that time at most, whatever the number of jobs, and a job that ends meanwhile
+ * is left out (its JobReply carries its start time).
+ */
+export const START_BATCH_MS = 5;
+
+/** Most jobs in one JobEvent (a batch larger goes in several). */
+const MAX_STARTS_PER_FRAME = 4096;
+
 /** The job's outcome as the JobReply that tells the client. */
 export function toJobReply(computeId: string, outcome: JobOutcome): dispy.IJobReply {
   return {
@@ -63,6 +73,9 @@ export class KeptComputation {
   private readonly replies: KeptReplies;
   private link?: ReplyLink;
   private readonly held = new Set<number>();
+  /** Jobs started and not yet reported to the client: job id -> start time (epoch ms; 0: unknown). */
+  private readonly starts = new Map<number, number>();
+  private startTimer?: NodeJS.Timeout;
 
   constructor(private readonly options: KeptComputationOptions) {
     this.id = options.computeId;
@@ -77,7 +90,10 @@ export class KeptComputation {
   /** What the computation's jobs report, wired to whichever client is attached now. */
   readonly events: ComputationEvents = {
     onDone: (outcome) => this.ended(toJobReply(this.id, outcome)),
+    onStarted: (jobId, startTime) => this.started(jobId, startTime),
     onProvisional: (jobId, result) => {
+      // Its start goes first: the client sees it Running before its intermediate result.
+      if (this.starts.has(jobId)) this.flushStarts();
       // Provisional results are not kept: only a job's end must reach the client.
       this.link?.send({ jobReply: { computeId: this.id, jobId, status: dispy.JobStatus.PROVISIONAL, result } });
     },
@@ -104,6 +120,55 @@ export class KeptComputation {
     if (this.held.size === 1) this.options.onActivity?.(this);
   }
 
+  /** The node gave these jobs back to the client (Reclaim): no reply will come for them. */
+  reclaimed(jobIds: readonly number[]): void {
+    let dropped = false;
+    for (const jobId of jobIds) {
+      this.starts.delete(jobId);
+      if (this.held.delete(jobId)) dropped = true;
+    }
+    if (dropped && this.held.size === 0) {
+      this.options.onIdle(this);
+      this.options.onActivity?.(this);
+    }
+  }
+
+  /**
+   * Sends the starts not yet reported (JobEvent RUNNING, in as few frames as it takes). Called
+   * START_BATCH_MS after the first of a batch, and before an answer that must follow them.
+   */
+  flushStarts(): void {
+    clearTimeout(this.startTimer);
+    this.startTimer = undefined;
+    const { link } = this;
+    if (!link || this.starts.size === 0) {
+      this.starts.clear();
+      return;
+    }
+    const entries = [...this.starts];
+    this.starts.clear();
+    for (let at = 0; at < entries.length; at += MAX_STARTS_PER_FRAME) {
+      const batch = entries.slice(at, at + MAX_STARTS_PER_FRAME);
+      link.send({
+        jobEvent: {
+          computeId: this.id,
+          event: dispy.JobEvent.Event.RUNNING,
+          jobIds: batch.map(([jobId]) => jobId),
+          startTimes: batch.map(([, startTime]) => startTime),
+        },
+      });
+    }
+  }
+
+  /** A worker started a job: reported in the next batch, while a client is attached. */
+  private started(jobId: number, startTime: number): void {
+    if (!this.link || !this.held.has(jobId)) return;
+    this.starts.set(jobId, startTime);
+    if (this.startTimer) return;
+    this.startTimer = setTimeout(() => this.flushStarts(), START_BATCH_MS);
+    this.startTimer.unref();
+  }
+
   /** The client has the replies of these jobs: they are forgotten, in memory and on disk. */
   acknowledged(jobIds: readonly number[]): void {
     this.replies.acknowledged(jobIds);
@@ -115,6 +180,7 @@ export class KeptComputation {
    */
   detach(lastHeard: number, expires: number): void {
     this.link = undefined;
+    this.flushStarts();
     this.replies.detach(lastHeard, expires);
   }
 
@@ -124,6 +190,8 @@ export class KeptComputation {
    */
   attach(link: ReplyLink): { heldJobIds: number[]; savedReplies: number; resend: () => Promise<void> } {
     this.link = link;
+    // The jobs running now are reported again: the client knows which of those it holds have started.
+    for (const jobId of this.computation?.runningJobs() ?? []) this.started(jobId, 0);
     return { heldJobIds: this.heldJobIds, ...this.replies.attach(link) };
   }
 
@@ -140,6 +208,7 @@ export class KeptComputation {
     const { computation } = this;
     if (!computation) return;
     this.computation = undefined;
+    this.flushStarts();
     const dropping = this.replies.dropping;
     if (dropReplies) this.replies.dropping = true;
     await computation.close().catch((error: Error) => this.options.logger.warn(`closing computation ${this.id}: ${error.message}`));
@@ -155,6 +224,7 @@ export class KeptComputation {
   /** The client is done with it, or it expired: every reply is forgotten, and the saved ones deleted. */
   async forget(): Promise<void> {
     this.link = undefined;
+    this.flushStarts();
     await this.replies.forget();
   }
 
@@ -170,6 +240,7 @@ export class KeptComputation {
 
   private ended(reply: dispy.IJobReply): void {
     const wasHeld = this.held.delete(Number(reply.jobId));
+    this.starts.delete(Number(reply.jobId));
     this.replies.ended(reply);
     if (wasHeld && this.held.size === 0) {
       this.options.onIdle(this);

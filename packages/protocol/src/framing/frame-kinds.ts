@@ -42,6 +42,8 @@ export const FRAME_KIND_FIELDS: Readonly<Record<FrameKind, number>> = {
   allocateReply: 26,
   deallocate: 27,
   deallocateReply: 28,
+  reclaim: 29,
+  reclaimReply: 30,
 };
 
 /** The kinds by field number (`undefined` where a number is no kind). */
@@ -75,6 +77,12 @@ export const REPEATED_FIELDS: Readonly<Partial<Record<FrameKind, readonly Repeat
   jobAck: [{ field: 1, name: 'jobAck.jobIds', packed: true }],
   reattachReply: [{ field: 5, name: 'reattachReply.heldJobIds', packed: true }],
   nodeStatus: [{ field: 4, name: 'nodeStatus.lostJobIds', packed: true }],
+  jobEvent: [
+    { field: 5, name: 'jobEvent.jobIds', packed: true },
+    { field: 6, name: 'jobEvent.startTimes', packed: true },
+  ],
+  reclaim: [{ field: 2, name: 'reclaim.jobIds', packed: true }],
+  reclaimReply: [{ field: 2, name: 'reclaimReply.jobIds', packed: true }],
   allocate: [{ field: 2, name: 'allocate.nodes', packed: false }],
   fileWant: [
     { field: 2, name: 'fileWant.names', packed: false },

@@ -126,7 +126,11 @@ export const SESSION_LIMITS: FrameLimits = frozen({
     cancel: { maxBytes: CONTROL_FRAME_BYTES },
     // dispyscheduler -> SharedJobCluster: a node's description and the jobs lost with it, and a reason.
     nodeStatus: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + REPORT_FRAME_BYTES },
-    jobEvent: { maxBytes: CONTROL_FRAME_BYTES },
+    // A batch of jobs started (RUNNING): ids and start times, numbers of at most 10 bytes each.
+    jobEvent: { maxBytes: 2 * MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + CONTROL_FRAME_BYTES },
+    // Jobs to take back from a node, and those it dropped.
+    reclaim: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + CONTROL_FRAME_BYTES },
+    reclaimReply: { maxBytes: MAX_REPEATED_ENTRIES * MAX_VARINT_BYTES + CONTROL_FRAME_BYTES },
     pulse: { maxBytes: CONTROL_FRAME_BYTES },
     setCpus: { maxBytes: CONTROL_FRAME_BYTES },
     nodeCpus: { maxBytes: CONTROL_FRAME_BYTES },

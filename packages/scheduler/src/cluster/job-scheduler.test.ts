@@ -346,3 +346,66 @@ describe('JobScheduler receiving the files of jobs', () => {
     rmSync(away, { recursive: true, force: true });
   });
 });
+
+describe('jobs sent ahead, taken back for a node with idle CPUs', () => {
+  /** Node a (1 CPU) takes jobs 'x' and 'y' (two per CPU); 'x' starts there; then node b (1 CPU) comes up. */
+  async function twoOnA() {
+    const h = harness({ engine: { jobsPerCpu: 2 } });
+    await h.scheduler.addComputation(h.spec);
+    const a = await h.nodeUp('127.0.0.2', 1);
+    const x = h.submit('x');
+    const y = h.submit('y');
+    const [xSent, ySent] = [await a.next('job'), await a.next('job')];
+    a.send({ jobEvent: { computeId: 'c1', event: dispy.JobEvent.Event.RUNNING, jobIds: [Number(xSent.job!.jobId)], startTimes: [1234] } });
+    await vi.waitFor(() => expect(h.named('jobsRunning')).toHaveLength(1));
+    const b = await h.nodeUp('127.0.0.3', 1);
+    const reclaim = await a.next('reclaim');
+    // Only the job not known to have started is asked back.
+    expect(reclaim.reclaim!.jobIds!.map(Number)).toEqual([Number(ySent.job!.jobId)]);
+    return { ...h, a, b, x, y, xSent, ySent, reclaim };
+  }
+
+  it('reports the starts a node sends, with their start times', async () => {
+    const { scheduler, named, x, a, reclaim } = await twoOnA();
+    const [, started, node] = named('jobsRunning')[0]!;
+    expect(started).toEqual([{ job: x, startTime: 1234 }]);
+    expect((node as NodeInfo).key).toBe('127.0.0.2:51348');
+    a.send({ reclaimReply: { computeId: 'c1', jobIds: [] }, requestId: reclaim.requestId });
+    await scheduler.close();
+  });
+
+  it('requeues a job the node dropped, and sends it to the idle node', async () => {
+    const { scheduler, named, a, b, y, ySent, reclaim } = await twoOnA();
+    a.send({ reclaimReply: { computeId: 'c1', jobIds: [Number(ySent.job!.jobId)] }, requestId: reclaim.requestId });
+    const moved = await b.next('job');
+    expect(Number(moved.job!.jobId)).toBe(Number(ySent.job!.jobId));
+    expect(named('jobRequeued').map(([, job, from]) => [job, (from as NodeInfo).key])).toEqual([[y, '127.0.0.2:51348']]);
+    expect(
+      named('jobStarted')
+        .map(([, job, to]) => [job, (to as NodeInfo).key])
+        .at(-1),
+    ).toEqual([y, '127.0.0.3:51348']);
+    await scheduler.close();
+  });
+
+  it('leaves a job the node did not drop (it started meanwhile) where it is, and never asks for it again', async () => {
+    const { scheduler, named, reply, a, b, y, ySent, reclaim } = await twoOnA();
+    a.send({ reclaimReply: { computeId: 'c1', jobIds: [] }, requestId: reclaim.requestId });
+    reply(a, ySent);
+    await vi.waitFor(() => expect(named('jobDone').map(([, job]) => job)).toEqual([y]));
+    expect(named('jobRequeued')).toEqual([]);
+    expect(b.frames.filter((frame) => frame.kind === 'job')).toEqual([]);
+    // Not asked again (the one request was taken by twoOnA).
+    expect(a.frames.filter((frame) => frame.kind === 'reclaim')).toEqual([]);
+    await scheduler.close();
+  });
+
+  it('ends a job cancelled while it was being taken back, once the node says it dropped it: cancelled, never sent elsewhere', async () => {
+    const { scheduler, named, a, b, y, ySent, reclaim } = await twoOnA();
+    expect(scheduler.cancel(y)).toBe('sent');
+    a.send({ reclaimReply: { computeId: 'c1', jobIds: [Number(ySent.job!.jobId)] }, requestId: reclaim.requestId });
+    await vi.waitFor(() => expect(named('jobFailed').map(([, job, status]) => [job, status])).toEqual([[y, 'cancelled']]));
+    expect(b.frames.filter((frame) => frame.kind === 'job')).toEqual([]);
+    await scheduler.close();
+  });
+});

@@ -63,7 +63,15 @@ export class JobScheduler<
 
   constructor(private readonly options: JobSchedulerOptions) {
     const { logger } = options;
-    this.engine = new SchedulingEngine<QueuedJob<Ref>>({ dispatch: (key, job) => this.dispatch(key, job) }, options.engine);
+    this.engine = new SchedulingEngine<QueuedJob<Ref>>(
+      {
+        dispatch: (key, job) => this.dispatch(key, job),
+        reclaim: (key, jobs) => this.reclaim(key, jobs),
+        // A job whose files went ahead of it stays with them; one being cancelled is not moved.
+        movable: (job) => !job.files?.length && !job.cancelled,
+      },
+      options.engine,
+    );
     const onReply = (reply: dispy.DiscoveryReply, address: string): void => void this.onDiscovered(reply, address);
     this.finder =
       options.discovery?.(onReply) ??
@@ -126,6 +134,12 @@ export class JobScheduler<
         this.engine.jobDone(link.key, job.uid);
         this.requeue(job, link.info);
         this.idle.check(link.key);
+      },
+      running: (link, started) => {
+        for (const { job } of started) this.engine.jobStarted(link.key, job.uid);
+        const byComputation = new Map<string, Array<{ job: QueuedJob<Ref>; startTime: number }>>();
+        for (const entry of started) getOrCreateList(byComputation, entry.job.computeId).push(entry);
+        for (const [computeId, entries] of byComputation) this.computations.get(computeId)?.events.jobsRunning(entries, link.info);
       },
       availInfo: (link) => {
         for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
@@ -429,6 +443,41 @@ export class JobScheduler<
     });
   }
 
+  /** Asks a node to give back jobs it has not started, for nodes with idle CPUs (see SchedulingEngine.rebalance). */
+  private reclaim(key: string, jobs: QueuedJob<Ref>[]): void {
+    const link = this.pool.get(key);
+    const byComputation = new Map<string, QueuedJob<Ref>[]>();
+    for (const job of jobs) getOrCreateList(byComputation, job.computeId).push(job);
+    for (const [computeId, asked] of byComputation) {
+      const uids = asked.map((job) => job.uid);
+      if (!link || link.state !== 'up') {
+        this.engine.reclaimed(key, uids, []);
+        continue;
+      }
+      this.options.logger.debug(`node ${key}: asking back ${uids.length} job(s) not started there, for nodes with idle CPUs`);
+      link.connection.reclaim(computeId, uids).then(
+        (dropped) => this.reclaimed(link, uids, dropped),
+        (error: Error) => {
+          this.options.logger.debug(`node ${key}: reclaim: ${error.message}`);
+          this.reclaimed(link, uids, []);
+        },
+      );
+    }
+  }
+
+  /** A node gave back `dropped` of the jobs asked: each goes back to the queue (or ends, if cancelled meanwhile). */
+  private reclaimed(link: NodeLink, asked: number[], dropped: number[]): void {
+    for (const job of this.engine.reclaimed(link.key, asked, dropped)) {
+      if (this.jobs.get(job.uid) !== job || job.nodeKey !== link.key) continue;
+      if (job.cancelled) {
+        this.end(job, 'cancelled', 'cancelled before it ran', link);
+        continue;
+      }
+      this.requeue(job, link.info);
+    }
+    this.idle.check(link.key);
+  }
+
   private replied(job: QueuedJob<Ref>, link: NodeLink, outcome: JobOutcome): void {
     this.forget(job);
     this.engine.jobDone(link.key, job.uid, outcome.endTime - outcome.startTime);
@@ -571,4 +620,13 @@ export class JobScheduler<
       this.lookAgain(link);
     }
   }
+}
+
+function getOrCreateList<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let list = map.get(key);
+  if (!list) {
+    list = [];
+    map.set(key, list);
+  }
+  return list;
 }

@@ -26,6 +26,8 @@ export interface RouterContext<Ref> {
   refused(job: QueuedJob<Ref>, link: NodeLink, why: string): void;
   /** The node takes no new jobs: the job goes back to the queue. */
   requeue(job: QueuedJob<Ref>, link: NodeLink): void;
+  /** Workers of the node started these jobs (JobEvent RUNNING). */
+  running(link: NodeLink, started: Array<{ job: QueuedJob<Ref>; startTime: number }>): void;
   /** A pulse brought the node's availability. */
   availInfo(link: NodeLink): void;
   /** The node offers another number of CPUs now. */
@@ -70,7 +72,9 @@ export class ReplyRouter<Ref> {
       reattach: UNEXPECTED,
       reattachReply: UNEXPECTED,
       nodeStatus: UNEXPECTED,
-      jobEvent: UNEXPECTED,
+      jobEvent: (event, _frame, _attachment, link) => this.jobEvent(link, event),
+      reclaimReply: 'late',
+      reclaim: UNEXPECTED,
       allocate: UNEXPECTED,
       allocateReply: UNEXPECTED,
       deallocate: UNEXPECTED,
@@ -110,6 +114,19 @@ export class ReplyRouter<Ref> {
       endTime: reply.endTime,
       cpuTime: reply.cpuTime,
     });
+  }
+
+  /** Starts of jobs, batched: those still out to this node are reported running. */
+  private jobEvent(link: NodeLink, event: dispy.JobEvent): void {
+    if (event.event !== dispy.JobEvent.Event.RUNNING) return;
+    const started: Array<{ job: QueuedJob<Ref>; startTime: number }> = [];
+    event.jobIds.forEach((id, index) => {
+      const job = this.context.job(Number(id));
+      if (job && job.nodeKey === link.key && job.computeId === event.computeId) {
+        started.push({ job, startTime: Number(event.startTimes[index] ?? 0) });
+      }
+    });
+    if (started.length > 0) this.context.running(link, started);
   }
 
   private error(link: NodeLink, error: dispy.Error): void {

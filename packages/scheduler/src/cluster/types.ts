@@ -123,8 +123,14 @@ export interface ComputationEvents<Ref = unknown> {
   nodeFailed(node: NodeInfo, error: string): void;
   /** A pulse brought the node's availability (`node.availInfo`). */
   nodeAvailInfo(node: NodeInfo): void;
-  /** A job was handed to a node (its per-job files go first). */
+  /** A job was handed to a node (its per-job files go first): it waits there for a worker. */
   jobStarted(job: SchedulerJob<Ref>, node: NodeInfo): void;
+  /**
+   * Workers of `node` started these jobs (handed to it before), each at `startTime` (epoch ms,
+   * the node's clock; 0: unknown). Batched; a job that ends soon after it starts may have no
+   * such event: its `jobDone` outcome carries its start time.
+   */
+  jobsRunning(started: ReadonlyArray<{ job: SchedulerJob<Ref>; startTime: number }>, node: NodeInfo): void;
   /** A running job sent an intermediate result (encoded). */
   jobProvisional(job: SchedulerJob<Ref>, result: Uint8Array, node: NodeInfo): void;
   /** A job's final reply (finished, terminated, cancelled) arrived from its node. */
@@ -135,7 +141,10 @@ export interface ComputationEvents<Ref = unknown> {
    * had been handed to (after `jobStarted`), if any.
    */
   jobFailed(job: SchedulerJob<Ref>, status: Exclude<JobEndStatus, 'finished'>, why: string, node?: NodeInfo): void;
-  /** A job left node `from` (it went away, or takes no new jobs) and went back to the queue. */
+  /**
+   * A job left node `from` (it went away, takes no new jobs, or gave it back unstarted for a node
+   * with idle CPUs) and went back to the queue.
+   */
   jobRequeued(job: SchedulerJob<Ref>, from: NodeInfo): void;
 }
 

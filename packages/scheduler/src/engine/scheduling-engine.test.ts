@@ -146,3 +146,89 @@ describe('SchedulingEngine', () => {
     expect(engine.pendingCount).toBe(0);
   });
 });
+
+describe('SchedulingEngine: jobs sent ahead move to nodes with idle CPUs', () => {
+  function stealing() {
+    const sent: Array<[string, number]> = [];
+    const asked: Array<[string, number[]]> = [];
+    const engine = new SchedulingEngine<TestJob>(
+      {
+        dispatch: (node, job) => sent.push([node, job.uid]),
+        reclaim: (node, jobs) => asked.push([node, jobs.map((job) => job.uid)]),
+        movable: (job) => job.uid !== 99,
+      },
+      { jobsPerCpu: 2 },
+    );
+    const settle = () => new Promise<void>((resolve) => queueMicrotask(resolve));
+    return { engine, sent, asked, settle };
+  }
+
+  it('asks back the jobs that wait behind running ones, the last sent first, as many as CPUs are idle, and requeues only those dropped', async () => {
+    const { engine, sent, asked, settle } = stealing();
+    engine.addNode('a:1', 'a', 2, 'c');
+    for (let uid = 1; uid <= 4; uid++) engine.submit(job(uid));
+    await settle();
+    expect(sent.map(([, uid]) => uid)).toEqual([1, 2, 3, 4]);
+    engine.jobStarted('a:1', 1);
+    engine.jobStarted('a:1', 2);
+    engine.addNode('b:1', 'b', 2, 'c');
+    await settle();
+    expect(asked).toEqual([['a:1', [4, 3]]]);
+    // One request at a time: another pass asks nothing more.
+    engine.setNodeCpus('b:1', 2);
+    await settle();
+    expect(asked).toHaveLength(1);
+    // Job 3 started meanwhile: only 4 comes back; the caller queues it again and it goes to b.
+    const back = engine.reclaimed('a:1', [4, 3], [4]);
+    expect(back.map((j) => j.uid)).toEqual([4]);
+    for (const j of back) engine.submit(j);
+    await settle();
+    expect(sent.at(-1)).toEqual(['b:1', 4]);
+    expect(engine.runningOn('a:1').map((j) => j.uid)).toEqual([1, 2, 3]);
+    // Job 3 is known to stay on a (it started): it is never asked for again.
+    await settle();
+    expect(asked).toHaveLength(1);
+  });
+
+  it('never asks a node for jobs within its CPUs, pinned jobs, or jobs the scheduler will not move', async () => {
+    const { engine, sent, asked, settle } = stealing();
+    engine.addNode('a:1', 'a', 2, 'c');
+    engine.submit(job(1));
+    engine.submit(job(2, { pinnedHost: 'a:1' }));
+    engine.submit(job(99));
+    await settle();
+    expect(sent).toHaveLength(3);
+    engine.addNode('b:1', 'b', 4, 'c');
+    await settle();
+    // 3 jobs out on 2 CPUs: one of them waits. The pinned one (2) and the one not movable (99) are
+    // never asked for; the other (1) is, the node deciding whether it started.
+    expect(asked).toEqual([['a:1', [1]]]);
+    engine.reclaimed('a:1', [1], []);
+    await settle();
+    expect(asked).toHaveLength(1);
+  });
+
+  it('asks nothing with one node, or when the idle node does not serve the computation', async () => {
+    const { engine, asked, settle } = stealing();
+    engine.addNode('a:1', 'a', 1, 'c');
+    for (let uid = 1; uid <= 2; uid++) engine.submit(job(uid));
+    await settle();
+    expect(asked).toEqual([]);
+    engine.addNode('b:1', 'b', 2, 'other');
+    await settle();
+    expect(asked).toEqual([]);
+  });
+
+  it('forgets a job asked back that ends before the answer', async () => {
+    const { engine, asked, settle } = stealing();
+    engine.addNode('a:1', 'a', 1, 'c');
+    for (let uid = 1; uid <= 2; uid++) engine.submit(job(uid));
+    await settle();
+    engine.addNode('b:1', 'b', 1, 'c');
+    await settle();
+    expect(asked).toEqual([['a:1', [2]]]);
+    expect(engine.jobDone('a:1', 2)?.uid).toBe(2);
+    expect(engine.reclaimed('a:1', [2], [2])).toEqual([]);
+    expect(engine.runningOn('a:1').map((j) => j.uid)).toEqual([1]);
+  });
+});

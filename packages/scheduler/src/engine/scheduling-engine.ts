@@ -12,7 +12,12 @@ export interface EngineNodeState<J> {
   readonly key: string;
   readonly host: string;
   cpus: number;
+  /** Jobs out to the node: running there, or waiting there for a worker (sent ahead). */
   readonly running: Map<number, J>;
+  /** Those of `running` the node said it started (or would not give back): they stay there. */
+  readonly started: Set<number>;
+  /** Those of `running` asked back (`reclaim`) and not yet answered. */
+  readonly reclaiming: Set<number>;
   readonly computeIds: Set<string>;
   /** Running average of how long its jobs take (ms); undefined until one is done. */
   averageJobMs?: number;
@@ -27,6 +32,13 @@ export interface EngineNodeState<J> {
 export interface EngineHooks<J> {
   /** Hand `job` to the transport of node `nodeKey`; its CPU is already counted as busy. */
   dispatch(nodeKey: string, job: J): void;
+  /**
+   * Ask node `nodeKey` to give back `jobs`, which it has not started (as far as the engine
+   * knows), for nodes with idle CPUs; answer with `reclaimed`. Without this hook jobs never move.
+   */
+  reclaim?(nodeKey: string, jobs: J[]): void;
+  /** Whether a job sent to a node may be taken back from it (default: any job not pinned). */
+  movable?(job: J): boolean;
 }
 
 export interface EngineOptions {
@@ -96,7 +108,7 @@ export class SchedulingEngine<J extends EngineJob> {
   addNode(key: string, host: string, cpus: number, computeId: string): void {
     let node = this.nodes.get(key);
     if (!node) {
-      node = { key, host, cpus, running: new Map(), computeIds: new Set() };
+      node = { key, host, cpus, running: new Map(), started: new Set(), reclaiming: new Set(), computeIds: new Set() };
       this.nodes.set(key, node);
     }
     node.cpus = cpus;
@@ -192,6 +204,8 @@ export class SchedulingEngine<J extends EngineJob> {
     const job = node?.running.get(uid);
     if (!node || !job) return undefined;
     node.running.delete(uid);
+    node.started.delete(uid);
+    node.reclaiming.delete(uid);
     if (runMs !== undefined && runMs >= 0) {
       node.averageJobMs = node.averageJobMs === undefined ? runMs : 0.9 * node.averageJobMs + 0.1 * runMs;
     }
@@ -199,9 +213,39 @@ export class SchedulingEngine<J extends EngineJob> {
     return job;
   }
 
-  /** Jobs running on a node now. */
+  /** Jobs out to a node now: running there, or waiting there for a worker. */
   runningOn(nodeKey: string): J[] {
     return [...(this.nodes.get(nodeKey)?.running.values() ?? [])];
+  }
+
+  /** A job's node reported that a worker started it: it stays there. */
+  jobStarted(nodeKey: string, uid: number): void {
+    const node = this.nodes.get(nodeKey);
+    if (node?.running.has(uid)) node.started.add(uid);
+  }
+
+  /**
+   * The node answered a `reclaim` of `asked`: `dropped` will never run there and are returned,
+   * out of the node's count, for the caller to queue again; the others stay (they started).
+   */
+  reclaimed(nodeKey: string, asked: readonly number[], dropped: readonly number[]): J[] {
+    const node = this.nodes.get(nodeKey);
+    if (!node) return [];
+    const gone = new Set(dropped);
+    const back: J[] = [];
+    for (const uid of asked) {
+      if (!node.reclaiming.delete(uid)) continue;
+      const job = node.running.get(uid);
+      if (!job) continue;
+      if (gone.has(uid)) {
+        node.running.delete(uid);
+        back.push(job);
+      } else {
+        node.started.add(uid);
+      }
+    }
+    this.schedulePass();
+    return back;
   }
 
   private schedulePass(): void {
@@ -214,8 +258,7 @@ export class SchedulingEngine<J extends EngineJob> {
   }
 
   private dispatchPass(): void {
-    if (this.waiting.size === 0) return;
-    for (;;) {
+    for (; this.waiting.size > 0;) {
       let best: EngineNodeState<J> | undefined;
       let bestLoad = Infinity;
       let bestQueue: JobQueue<J> | undefined;
@@ -229,12 +272,49 @@ export class SchedulingEngine<J extends EngineJob> {
         bestLoad = load;
         bestQueue = queue;
       }
-      if (!best || !bestQueue) return;
+      if (!best || !bestQueue) break;
       const job = bestQueue.pop()!;
       this.waiting.delete(job.uid);
       this.lastServed.set(job.computeId, ++this.dispatches);
       best.running.set(job.uid, job);
       this.hooks.dispatch(best.key, job);
+    }
+    this.rebalance();
+  }
+
+  /**
+   * Nodes with idle CPUs and nothing queued for them take jobs that wait on other nodes behind
+   * running ones (sent ahead): those are asked back (`reclaim`), at most as many as CPUs are
+   * idle, the last sent first. A node is asked only for jobs beyond its CPUs, which cannot all be
+   * running there, so a job taken never makes its new node one to take from; one request per node
+   * at a time.
+   */
+  private rebalance(): void {
+    if (!this.hooks.reclaim || this.nodes.size < 2) return;
+    const taking: EngineNodeState<J>[] = [];
+    for (const node of this.nodes.values()) {
+      if (node.running.size < Math.min(node.cpus, node.share ?? node.cpus)) taking.push(node);
+    }
+    if (taking.length === 0) return;
+    const idle = new Map(taking.map((node) => [node, Math.min(node.cpus, node.share ?? node.cpus) - node.running.size]));
+    for (const from of this.nodes.values()) {
+      if (from.reclaiming.size > 0) continue;
+      let extra = from.running.size - from.cpus;
+      if (extra <= 0) continue;
+      const asked: J[] = [];
+      const sent = [...from.running.values()];
+      for (let i = sent.length - 1; i >= 0 && extra > 0; i--) {
+        const job = sent[i]!;
+        if (from.started.has(job.uid) || job.pinnedHost !== undefined || this.hooks.movable?.(job) === false) continue;
+        const to = taking.find((node) => node !== from && idle.get(node)! > 0 && node.computeIds.has(job.computeId));
+        if (!to) continue;
+        idle.set(to, idle.get(to)! - 1);
+        extra--;
+        asked.push(job);
+      }
+      if (asked.length === 0) continue;
+      for (const job of asked) from.reclaiming.add(job.uid);
+      this.hooks.reclaim(from.key, asked);
     }
   }
 

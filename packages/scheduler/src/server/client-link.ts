@@ -177,6 +177,8 @@ export class ClientLink {
       reattachReply: UNEXPECTED,
       nodeStatus: UNEXPECTED,
       jobEvent: UNEXPECTED,
+      reclaim: UNEXPECTED,
+      reclaimReply: UNEXPECTED,
     } satisfies FrameTable;
     this.allocations = new ClientAllocations({
       logger: context.logger,
@@ -602,6 +604,16 @@ export class ClientLink {
       nodeAvailInfo: (node) => nodeStatus(dispy.NodeStatus.Event.AVAIL, node),
       jobStarted: (job, node) =>
         send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.STARTED, nodeKey: node.key } }),
+      jobsRunning: (started, node) =>
+        send({
+          jobEvent: {
+            computeId,
+            event: dispy.JobEvent.Event.RUNNING,
+            jobIds: started.map(({ job }) => job.ref.jobId),
+            startTimes: started.map(({ startTime }) => startTime),
+            nodeKey: node.key,
+          },
+        }),
       jobRequeued: (job, from) =>
         send({ jobEvent: { computeId, jobId: job.ref.jobId, event: dispy.JobEvent.Event.REQUEUED, nodeKey: from.key } }),
       jobProvisional: (job, result, node) =>

@@ -135,6 +135,7 @@ function recorder() {
     nodeFailed: (node, error) => calls.push(['nodeFailed', node.key, error]),
     nodeAvailInfo: (node) => calls.push(['nodeAvailInfo', node.key]),
     jobStarted: (job, node) => calls.push(['jobStarted', job.ref, node.key]),
+    jobsRunning: (started, node) => calls.push(['jobsRunning', started.map(({ job }) => job.ref), node.key]),
     jobProvisional: (job, result, node) => calls.push(['jobProvisional', job.ref, Buffer.from(result).toString(), node.key]),
     jobDone: (job, outcome, node) => calls.push(['jobDone', job.ref, outcome.status, Buffer.from(outcome.result).toString(), node.key]),
     jobFailed: (job, status, why) => calls.push(['jobFailed', job.ref, status, why]),

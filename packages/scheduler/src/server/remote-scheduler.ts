@@ -114,6 +114,8 @@ export class RemoteScheduler<
       setCpus: UNEXPECTED,
       fileKept: UNEXPECTED,
       reattach: UNEXPECTED,
+      reclaim: UNEXPECTED,
+      reclaimReply: UNEXPECTED,
     };
     this.jobFiles = jobFilesConfig({ fileDir: process.cwd(), ...options.jobFiles, logger: options.logger }, (_link, chunk) => {
       const job = this.jobs.get(Number(chunk.jobId));
@@ -623,6 +625,16 @@ export class RemoteScheduler<
   }
 
   private jobEvent(event: dispy.JobEvent): void {
+    if (event.event === dispy.JobEvent.Event.RUNNING) {
+      const node = this.nodeOf(event.nodeKey);
+      const started: Array<{ job: RemoteJob<Ref>; startTime: number }> = [];
+      event.jobIds.forEach((id, index) => {
+        const job = this.jobs.get(Number(id));
+        if (job && job.nodeKey === node.key) started.push({ job, startTime: Number(event.startTimes[index] ?? 0) });
+      });
+      if (started.length > 0) this.spec!.events.jobsRunning(started, node);
+      return;
+    }
     const job = this.jobs.get(Number(event.jobId));
     if (!job) return;
     const node = this.nodeOf(event.nodeKey);

@@ -252,6 +252,24 @@ export class NodeConnection {
   }
 
   /**
+   * Asks the node to give back jobs of `computeId` that no worker has started; resolves with
+   * those it dropped (they will never run there).
+   * @throws DispyError when the node refuses, does not answer in time, or goes away.
+   */
+  async reclaim(computeId: string, jobIds: readonly number[]): Promise<number[]> {
+    const { id, answer } = this.requests.open('reclaim', REPLY_TIMEOUT_MS, (frame) => {
+      if (frame.kind !== 'reclaimReply')
+        throw new DispyError(
+          ErrorCode.PROTOCOL,
+          `${this.peerKind} ${this.options.host}:${this.options.port} answered reclaim with ${frame.kind}`,
+        );
+      return 'done';
+    });
+    this.send({ reclaim: { computeId, jobIds: [...jobIds] }, requestId: id });
+    return ((await answer).reclaimReply?.jobIds ?? []).map(Number);
+  }
+
+  /**
    * Sends a request (`frame`, which gets its request id) and resolves with the answer of kind
    * `kind`; FileWant frames that come first go to `sendFiles` (as for a setup). For the requests
    * of a SharedJobCluster to dispyscheduler (Allocate, Deallocate, Close or SetCpus naming a node).
