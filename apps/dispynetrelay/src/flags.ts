@@ -1,15 +1,5 @@
 import type { DispyNetRelayOptions } from '@dispy/netrelay';
-import {
-  cliFlags,
-  cliHelp,
-  parseCli,
-  saveCliConfig,
-  secretFlags,
-  secretWarning,
-  type CliFlag,
-  type CliSettings,
-  type CliSpec,
-} from '@dispy/protocol/internal';
+import { cliModule, secretFlags, secretWarning, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
 /** dispynetrelay's own flags: its spelling, the relay option it sets, how its text becomes a value, and its help. */
 const TABLE: CliFlag<DispyNetRelayOptions>[] = [
@@ -112,22 +102,8 @@ export const CLI: CliSpec<DispyNetRelayOptions> = {
   },
 };
 
-/** Every flag, the common ones (--config, --daemon, ...) included. */
-export const FLAGS = cliFlags(CLI);
+/** Every flag (the common ones included), parseFlags, saveConfig (without the secret) and helpText. */
+export const { FLAGS, parseFlags, saveConfig, helpText } = cliModule(CLI);
 
 /** The warning printed when the secret is given on the command line. */
 export const SECRET_ON_COMMAND_LINE = secretWarning(FLAGS.find((f) => f.flag === 'secret')!);
-
-/** Parses the command line (and DISPY_SECRET); throws naming the flag when one is wrong. */
-export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings<DispyNetRelayOptions> {
-  return parseCli(CLI, argv, env);
-}
-
-/** Writes options for a later --config; the secret is left out (pass it by environment or --secret-file). */
-export function saveConfig(file: string, options: DispyNetRelayOptions): void {
-  saveCliConfig(CLI, file, options);
-}
-
-export function helpText(): string {
-  return cliHelp(CLI);
-}

@@ -1,16 +1,6 @@
 import type { NodeOptions } from '@dispy/node';
 import { nodeOptionsSchema, parseSize } from '@dispy/node';
-import {
-  cliFlags,
-  cliHelp,
-  parseCli,
-  saveCliConfig,
-  secretFlags,
-  secretWarning,
-  type CliFlag,
-  type CliSettings,
-  type CliSpec,
-} from '@dispy/protocol/internal';
+import { cliModule, secretFlags, secretWarning, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
 /** The flag table; descriptions come from the option schema unless the flag has its own. */
 const TABLE: (Omit<CliFlag<NodeOptions>, 'help'> & { help?: string })[] = [
@@ -104,23 +94,8 @@ export const CLI: CliSpec<NodeOptions> = {
   },
 };
 
-/** Every flag, the common ones (--config, --daemon, ...) included. */
-export const FLAGS = cliFlags(CLI);
+/** Every flag (the common ones included), parseFlags, saveConfig (without the secret) and helpText. */
+export const { FLAGS, parseFlags, saveConfig, helpText } = cliModule(CLI);
 
 /** The warning printed when the secret is given on the command line. */
 export const SECRET_ON_COMMAND_LINE = secretWarning(FLAGS.find((f) => f.flag === 'secret')!);
-
-/** Parses the command line; throws with the flag and the value when one is wrong. */
-export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings<NodeOptions> {
-  return parseCli(CLI, argv, env);
-}
-
-/** Writes options for a later --config; the secret is left out (pass it by flag or env). */
-export function saveConfig(file: string, options: NodeOptions): void {
-  saveCliConfig(CLI, file, options);
-}
-
-/** The --help text, built from the flag table and the option schema. */
-export function helpText(): string {
-  return cliHelp(CLI);
-}

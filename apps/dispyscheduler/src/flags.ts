@@ -1,14 +1,5 @@
 import type { DispySchedulerOptions } from '@dispy/scheduler';
-import {
-  cliFlags,
-  cliHelp,
-  parseCli,
-  saveCliConfig,
-  secretFlags,
-  type CliFlag,
-  type CliSettings,
-  type CliSpec,
-} from '@dispy/protocol/internal';
+import { cliModule, secretFlags, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
 /** dispyscheduler's own flags: its spelling, the scheduler option it sets, how its text becomes a value, and its help. */
 const TABLE: CliFlag<DispySchedulerOptions>[] = [
@@ -214,19 +205,5 @@ export const CLI: CliSpec<DispySchedulerOptions> = {
   },
 };
 
-/** Every flag, the common ones (--config, --daemon, ...) included. */
-export const FLAGS = cliFlags(CLI);
-
-/** Parses the command line (and the environment's secrets); throws naming the flag when one is wrong. */
-export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings<DispySchedulerOptions> {
-  return parseCli(CLI, argv, env);
-}
-
-/** Writes options for a later --config; the secrets are left out (pass them by environment or file), the TLS files are saved as their absolute paths. */
-export function saveConfig(file: string, options: DispySchedulerOptions): void {
-  saveCliConfig(CLI, file, options);
-}
-
-export function helpText(): string {
-  return cliHelp(CLI);
-}
+/** Every flag (the common ones included), parseFlags, saveConfig (without the secrets) and helpText. */
+export const { FLAGS, parseFlags, saveConfig, helpText } = cliModule(CLI);

@@ -446,3 +446,17 @@ async function run<O, S extends CliServer>(
     });
   }
 }
+
+/** An app's flags and the functions over its spec, under the names its flags module exports. */
+export function cliModule<O>(spec: CliSpec<O>) {
+  return {
+    /** Every flag, the common ones (--config, --daemon, ...) included. */
+    FLAGS: cliFlags(spec),
+    /** Parses the command line (and the environment's secrets); throws a DispyError naming the flag when one is wrong. */
+    parseFlags: (argv: readonly string[], env: NodeJS.ProcessEnv): CliSettings<O> => parseCli(spec, argv, env),
+    /** Writes options for a later --config, without the secrets. */
+    saveConfig: (file: string, options: O): void => saveCliConfig(spec, file, options),
+    /** The --help text. */
+    helpText: (): string => cliHelp(spec),
+  };
+}

@@ -27,6 +27,7 @@ export { SavedReplies, SAVED_REPLIES_DIR, scanSavedReplies, type SavedMeta } fro
 export { KeptReplies, type ReplySink } from './kept-replies.js';
 export {
   cliFlags,
+  cliModule,
   cliHelp,
   parseCli,
   readSecretFile,
