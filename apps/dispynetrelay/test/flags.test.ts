@@ -73,6 +73,17 @@ describe('dispynetrelay flags', () => {
     expect(() => parseFlags(['--config', path.join(dir, 'bad.json')], {})).toThrow(/must hold a JSON object/);
   });
 
+  it("say what to do instead of Python dispy's dispynetrelay flags that this one does not have", () => {
+    expect(() => parseFlags(['--ip_addr', '10.0.2.5'], {})).toThrow(
+      "--ip-addr is a flag of Python dispy's dispynetrelay: spelled -i/--host ADDR",
+    );
+    expect(() => parseFlags(['--certfile', 'c.pem'], {})).toThrow('nothing of the relay goes over TCP');
+    expect(() => parseFlags(['--keyfile', 'c.key'], {})).toThrow('nothing of the relay goes over TCP');
+    expect(() => parseFlags(['--ipv4_udp_multicast'], {})).toThrow('not supported yet');
+    expect(() => parseFlags(['--relay', '1'], {})).toThrow('unknown flag --relay; did you mean --relay-port?; see --help');
+    expect(() => parseFlags(['-p', '-1'], {})).toThrow('--dispy-port must be an integer, got "-1"');
+  });
+
   it('--help lists every flag', () => {
     const help = helpText();
     for (const f of FLAGS) expect(help).toContain(`--${f.flag}`);

@@ -1,19 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { DispySchedulerOptions } from '@dispy/scheduler';
+import { cliModule, secretFlags, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
-/** One row per flag: its spelling, the scheduler option it sets, how its text becomes a value, and its help. */
-interface Flag {
-  flag: string;
-  short?: string;
-  option?: keyof DispySchedulerOptions;
-  kind: 'string' | 'integer' | 'number' | 'boolean' | 'list';
-  arg?: string;
-  help: string;
-}
-
-export const FLAGS: Flag[] = [
+/** dispyscheduler's own flags: its spelling, the scheduler option it sets, how its text becomes a value, and its help. */
+const TABLE: CliFlag<DispySchedulerOptions>[] = [
   {
     flag: 'nodes',
     short: 'n',
@@ -53,20 +42,20 @@ export const FLAGS: Flag[] = [
   },
   { flag: 'node-port', option: 'nodePort', kind: 'integer', arg: 'PORT', help: "the nodes' port (default 51348)" },
   { flag: 'scheduler-port', option: 'schedulerPort', kind: 'integer', arg: 'PORT', help: 'TCP port for SharedJobClusters (default 51349)' },
-  {
+  ...secretFlags<DispySchedulerOptions>({
     flag: 'node-secret',
     option: 'nodeSecret',
-    kind: 'string',
-    arg: 'SECRET',
-    help: 'secret shared with the nodes; visible in the process list: prefer DISPY_NODE_SECRET',
-  },
-  {
+    env: ['DISPY_NODE_SECRET'],
+    file: 'node-secret-file',
+    what: 'secret shared with the nodes',
+  }),
+  ...secretFlags<DispySchedulerOptions>({
     flag: 'cluster-secret',
     option: 'clusterSecret',
-    kind: 'string',
-    arg: 'SECRET',
-    help: 'secret SharedJobClusters must give; visible in the process list: prefer DISPY_CLUSTER_SECRET',
-  },
+    env: ['DISPY_CLUSTER_SECRET'],
+    file: 'cluster-secret-file',
+    what: 'secret SharedJobClusters must give',
+  }),
   {
     flag: 'node-certfile',
     option: 'nodeCertfile',
@@ -178,126 +167,43 @@ export const FLAGS: Flag[] = [
     kind: 'boolean',
     help: 'clients may change the CPUs their computation uses on shared nodes (setNodeCpus, NodeAllocate cpus)',
   },
-  { flag: 'httpd', kind: 'boolean', help: 'the monitor page: not supported yet (refused)' },
-  { flag: 'config', kind: 'string', arg: 'FILE', help: 'read options from a JSON file (flags given too win)' },
-  { flag: 'save-config', kind: 'string', arg: 'FILE', help: 'write the options to a JSON file (without the secrets) and exit' },
-  { flag: 'daemon', kind: 'boolean', help: 'do not read commands (status, quit) from stdin' },
-  { flag: 'debug', short: 'd', kind: 'boolean', help: 'log debug messages' },
-  { flag: 'help', short: 'h', kind: 'boolean', help: 'show this help' },
+  {
+    flag: 'httpd',
+    kind: 'boolean',
+    help: 'the monitor page: not supported yet (refused)',
+    refused: 'the monitor page (@dispy/monitor) does not exist yet',
+  },
 ];
 
-/** Flags that are refused until the monitor lands. */
-const REFUSED: Record<string, string> = {
-  httpd: 'the monitor page (@dispy/monitor) does not exist yet',
+/** Python dispy's dispyscheduler flags that this one does not have, with what to do instead. */
+export const DISPY_ONLY_FLAGS: Readonly<Record<string, string>> = {
+  node: 'spelled -n/--nodes HOST here (repeatable)',
+  port: 'spelled -p/--dispy-port PORT here',
+  'dest-path-prefix': "replaced by --dest-path DIR (the scheduler's own directory, used as given)",
+  'fair-cluster-scheduler': 'not needed here: computations of equal priority take turns on each node (fair share)',
+  'early-cluster-scheduler': 'not supported: computations of equal priority take turns on each node (fair share)',
 };
 
-export interface CliSettings {
-  options: DispySchedulerOptions;
-  daemon: boolean;
-  help: boolean;
-  saveConfig?: string;
-  warnings: string[];
-}
+/** dispyscheduler's command line. */
+export const CLI: CliSpec<DispySchedulerOptions> = {
+  app: 'dispyscheduler',
+  flags: TABLE,
+  dispyOnly: DISPY_ONLY_FLAGS,
+  commands: 'status, quit',
+  pathOptions: ['nodeKeyfile', 'nodeCertfile', 'nodeCafile', 'clusterKeyfile', 'clusterCertfile', 'clusterCafile'],
+  help: {
+    intro: [
+      'Runs a shared dispy scheduler: it finds and manages the nodes, and runs the computations of',
+      'SharedJobCluster programs on them side by side.',
+    ],
+    underscoreExample: '--node_secret',
+    footer: [
+      'Secrets: DISPY_NODE_SECRET and DISPY_CLUSTER_SECRET (or --node-secret-file, --cluster-secret-file). Without --daemon, type "status" or "quit" on stdin.',
+      'SIGINT/SIGTERM stop it cleanly: the computations are closed and their running jobs terminated.',
+    ],
+    column: 32,
+  },
+};
 
-/** Accepts dispy's underscore spellings (`--node_secret`) as well as kebab-case. */
-function normalize(argv: string[]): string[] {
-  return argv.map((arg) => {
-    if (!arg.startsWith('--')) return arg;
-    const [name, ...value] = arg.slice(2).split('=');
-    return `--${name!.replaceAll('_', '-')}${value.length > 0 ? `=${value.join('=')}` : ''}`;
-  });
-}
-
-/** Parses the command line (and the environment's secrets); throws naming the flag when one is wrong. */
-export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): CliSettings {
-  const { values, positionals } = parseArgs({
-    args: normalize(argv),
-    allowPositionals: true,
-    strict: true,
-    options: Object.fromEntries(
-      FLAGS.map((f) => [
-        f.flag,
-        { type: f.kind === 'boolean' ? 'boolean' : 'string', multiple: f.kind === 'list', ...(f.short ? { short: f.short } : {}) },
-      ]),
-    ),
-  });
-  if (positionals.length > 0) throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}; see --help`);
-  for (const [flag, why] of Object.entries(REFUSED)) if (values[flag] !== undefined) throw new Error(`--${flag}: ${why}`);
-  const options: Record<string, unknown> = values.config ? readConfig(values.config as string) : {};
-  for (const f of FLAGS) {
-    const raw = values[f.flag];
-    if (raw === undefined || !f.option) continue;
-    if (f.kind === 'integer') {
-      if (!/^\d+$/.test(raw as string)) throw new Error(`--${f.flag} must be an integer, got ${JSON.stringify(raw)}`);
-      options[f.option] = Number(raw);
-    } else if (f.kind === 'number') {
-      if (!/^(\d+\.?\d*|\.\d+)$/.test(raw as string)) throw new Error(`--${f.flag} must be a number, got ${JSON.stringify(raw)}`);
-      options[f.option] = Number(raw);
-    } else {
-      options[f.option] = raw;
-    }
-  }
-  const warnings: string[] = [];
-  for (const [flag, variable] of [
-    ['node-secret', 'DISPY_NODE_SECRET'],
-    ['cluster-secret', 'DISPY_CLUSTER_SECRET'],
-  ] as const) {
-    if (values[flag] !== undefined) {
-      warnings.push(`--${flag} puts a secret on the command line, where every user of this machine can read it; set ${variable} instead`);
-    }
-  }
-  options.nodeSecret ??= env.DISPY_NODE_SECRET;
-  options.clusterSecret ??= env.DISPY_CLUSTER_SECRET;
-  if (options.nodeSecret === undefined) delete options.nodeSecret;
-  if (options.clusterSecret === undefined) delete options.clusterSecret;
-  if (values.debug) options.loglevel = 'debug';
-  return {
-    options: options,
-    daemon: values.daemon === true,
-    help: values.help === true,
-    saveConfig: values['save-config'] as string | undefined,
-    warnings,
-  };
-}
-
-function readConfig(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new Error(`--config ${file}: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new Error(`--config ${file}: must hold a JSON object of options`);
-  }
-  return parsed as Record<string, unknown>;
-}
-
-/** Options that name files: saved as absolute paths, so that the config works from any directory. */
-const PATH_OPTIONS = ['nodeKeyfile', 'nodeCertfile', 'nodeCafile', 'clusterKeyfile', 'clusterCertfile', 'clusterCafile'] as const;
-
-/** Writes options for a later --config; the secrets are left out (pass them by environment), the TLS files are saved as their paths. */
-export function saveConfig(file: string, options: DispySchedulerOptions): void {
-  const { nodeSecret: _node, clusterSecret: _cluster, ...rest } = options;
-  for (const option of PATH_OPTIONS) {
-    const value = rest[option];
-    if (typeof value === 'string') rest[option] = path.resolve(value);
-  }
-  writeFileSync(file, `${JSON.stringify(rest, null, 2)}\n`, { mode: 0o600 });
-}
-
-export function helpText(): string {
-  const lines = FLAGS.map((f) => `  ${`${f.short ? `-${f.short}, ` : '    '}--${f.flag}${f.arg ? ` ${f.arg}` : ''}`.padEnd(32)} ${f.help}`);
-  return [
-    'Usage: dispyscheduler [options]',
-    '',
-    'Runs a shared dispy scheduler: it finds and manages the nodes, and runs the computations of',
-    'SharedJobCluster programs on them side by side.',
-    '',
-    "Options (dispy's underscore spellings such as --node_secret are accepted too):",
-    ...lines,
-    '',
-    'Secrets: DISPY_NODE_SECRET and DISPY_CLUSTER_SECRET. Without --daemon, type "status" or "quit" on stdin.',
-    'SIGINT/SIGTERM stop it cleanly: the computations are closed and their running jobs terminated.',
-  ].join('\n');
-}
+/** Every flag (the common ones included), parseFlags, saveConfig (without the secrets) and helpText. */
+export const { FLAGS, parseFlags, saveConfig, helpText } = cliModule(CLI);

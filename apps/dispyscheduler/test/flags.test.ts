@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -94,6 +94,34 @@ describe('dispyscheduler flags', () => {
     expect(() => parseFlags(['--httpd'], {})).toThrow(/--httpd: the monitor page/);
     expect(() => parseFlags(['--scheduler-port', 'x'], {})).toThrow(/--scheduler-port must be an integer/);
     expect(() => parseFlags(['--msg-timeout', '-1'], {})).toThrow();
+  });
+
+  it("says what to do instead of Python dispy's dispyscheduler flags that this one does not have, and names the flag meant", () => {
+    expect(() => parseFlags(['--node', '10.0.0.1'], {})).toThrow("--node is a flag of Python dispy's dispyscheduler: spelled -n/--nodes");
+    expect(() => parseFlags(['--port', '9700'], {})).toThrow('spelled -p/--dispy-port PORT here');
+    expect(() => parseFlags(['--dest_path_prefix', '/x'], {})).toThrow('replaced by --dest-path DIR');
+    expect(() => parseFlags(['--fair_cluster_scheduler'], {})).toThrow('computations of equal priority take turns');
+    expect(() => parseFlags(['--early-cluster-scheduler'], {})).toThrow('computations of equal priority take turns');
+    expect(() => parseFlags(['--cluster-secrets', 'x'], {})).toThrow(
+      'unknown flag --cluster-secrets; did you mean --cluster-secret?; see --help',
+    );
+  });
+
+  it('reads each secret from a private file, as dispynode does, but not with its flag too', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dispyscheduler-flags-'));
+    try {
+      const file = path.join(dir, 'secret');
+      writeFileSync(file, 'from file\n', { mode: 0o600 });
+      expect(parseFlags(['--node-secret-file', file, '--cluster_secret_file', file], { DISPY_NODE_SECRET: 'env' })).toMatchObject({
+        options: { nodeSecret: 'from file', clusterSecret: 'from file' },
+        warnings: [],
+      });
+      expect(() => parseFlags(['--node-secret', 'x', '--node-secret-file', file], {})).toThrow(
+        'give the secret once: --node-secret or --node-secret-file, not both',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lists every flag of API.md in --help', () => {

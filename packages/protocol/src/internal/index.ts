@@ -25,3 +25,19 @@ export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
 export { DropSummary, SUMMARY_INTERVAL_MS } from './drop-summary.js';
 export { SavedReplies, SAVED_REPLIES_DIR, scanSavedReplies, type SavedMeta } from './saved-replies.js';
 export { KeptReplies, type ReplySink } from './kept-replies.js';
+export {
+  cliFlags,
+  cliModule,
+  cliHelp,
+  parseCli,
+  readSecretFile,
+  runCli,
+  saveCliConfig,
+  secretFlags,
+  secretWarning,
+  type CliApp,
+  type CliFlag,
+  type CliServer,
+  type CliSettings,
+  type CliSpec,
+} from './cli.js';
