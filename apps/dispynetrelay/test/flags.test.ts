@@ -19,28 +19,28 @@ describe('dispynetrelay flags', () => {
     const settings = parseFlags(
       [
         '-i',
-        '10.0.2.5',
+        '127.0.2.5',
         '--ext-host',
-        '203.0.113.9',
+        '127.0.113.9',
         '-p',
         '9701',
         '--relay_port',
         '9711',
         '--scheduler-node',
-        '10.0.1.2',
-        '--scheduler-node=10.0.1.3:9700',
+        '127.0.1.2',
+        '--scheduler-node=127.0.1.3:9700',
       ],
       {},
     );
     expect(settings.options).toEqual({
-      hosts: ['10.0.2.5'],
-      extHost: '203.0.113.9',
+      hosts: ['127.0.2.5'],
+      extHost: '127.0.113.9',
       nodePort: 9701,
       relayPort: 9711,
-      schedulerNodes: ['10.0.1.2', '10.0.1.3:9700'],
+      schedulerNodes: ['127.0.1.2', '127.0.1.3:9700'],
     });
-    expect(parseFlags(['--scheduler-port', '9700', '-n', '10.0.2.7', '--client-ttl', '30', '--daemon', '-d'], {})).toMatchObject({
-      options: { schedulerPort: 9700, nodes: ['10.0.2.7'], clientTtl: 30, loglevel: 'debug' },
+    expect(parseFlags(['--scheduler-port', '9700', '-n', '127.0.2.7', '--client-ttl', '30', '--daemon', '-d'], {})).toMatchObject({
+      options: { schedulerPort: 9700, nodes: ['127.0.2.7'], clientTtl: 30, loglevel: 'debug' },
       daemon: true,
     });
   });
@@ -66,15 +66,15 @@ describe('dispynetrelay flags', () => {
   it('read --config, with flags winning, and --save-config writes it without the secret', () => {
     const dir = tempDir();
     const file = path.join(dir, 'relay.json');
-    saveConfig(file, { nodes: ['10.0.2.7'], nodePort: 9701, secret: 'kept out' });
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ nodes: ['10.0.2.7'], nodePort: 9701 });
-    expect(parseFlags(['--config', file, '-p', '9801'], {}).options).toEqual({ nodes: ['10.0.2.7'], nodePort: 9801 });
+    saveConfig(file, { nodes: ['127.0.2.7'], nodePort: 9701, secret: 'kept out' });
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ nodes: ['127.0.2.7'], nodePort: 9701 });
+    expect(parseFlags(['--config', file, '-p', '9801'], {}).options).toEqual({ nodes: ['127.0.2.7'], nodePort: 9801 });
     writeFileSync(path.join(dir, 'bad.json'), '[1]');
     expect(() => parseFlags(['--config', path.join(dir, 'bad.json')], {})).toThrow(/must hold a JSON object/);
   });
 
   it("say what to do instead of Python dispy's dispynetrelay flags that this one does not have", () => {
-    expect(() => parseFlags(['--ip_addr', '10.0.2.5'], {})).toThrow(
+    expect(() => parseFlags(['--ip_addr', '127.0.2.5'], {})).toThrow(
       "--ip-addr is a flag of Python dispy's dispynetrelay: spelled -i/--host ADDR",
     );
     expect(() => parseFlags(['--certfile', 'c.pem'], {})).toThrow('nothing of the relay goes over TCP');

@@ -2,8 +2,8 @@ import childProcess, { ChildProcess } from 'node:child_process';
 import { syncBuiltinESMExports } from 'node:module';
 
 let spawned = false;
-/** The marks (`NAME=value`) that what the running job starts must carry; empty between jobs. */
-let marks: string[] = [];
+/** The marks (environment variables) that what the running job starts must carry; none between jobs. */
+let marks: Readonly<Record<string, string>> | undefined;
 
 /**
  * Notes, inside a worker, whether a job starts a process through `child_process` (any of its
@@ -22,7 +22,7 @@ export function watchSpawns(): void {
   prototype.spawn = function (this: ChildProcess, ...args: unknown[]) {
     spawned = true;
     const options = args[0] as { envPairs?: unknown } | undefined;
-    if (marks.length > 0 && options && Array.isArray(options.envPairs)) options.envPairs = withMarks(options.envPairs as string[]);
+    if (marks && options && Array.isArray(options.envPairs)) options.envPairs = withMarks(options.envPairs as string[], marks);
     return spawn.apply(this, args);
   };
   const exports = childProcess as unknown as Record<string, (...args: unknown[]) => unknown>;
@@ -30,16 +30,20 @@ export function watchSpawns(): void {
     const original = exports[name]!;
     exports[name] = function (this: unknown, ...args: unknown[]) {
       spawned = true;
-      return original.apply(this, marks.length > 0 ? withMarkedOptions(args) : args);
+      return original.apply(this, marks ? withMarkedOptions(args, marks) : args);
     };
   }
   // `import { execSync } from 'node:child_process'` sees the wrapped functions too.
   syncBuiltinESMExports();
 }
 
-/** From now until the next call, what jobs start carries `env` (`{}`: nothing, between jobs). */
-export function markSpawns(env: Record<string, string>): void {
-  marks = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+/**
+ * From now until the next call, what jobs start carries `env` (undefined: nothing, between jobs).
+ * Called twice per job: it only keeps `env`, which is turned into environment entries when a
+ * process is started.
+ */
+export function markSpawns(env: Readonly<Record<string, string>> | undefined): void {
+  marks = env;
 }
 
 /** Whether a process was started since the last call; clears the note. */
@@ -49,14 +53,14 @@ export function takeSpawned(): boolean {
   return was;
 }
 
-function withMarks(envPairs: readonly string[]): string[] {
-  const names = marks.map((mark) => mark.slice(0, mark.indexOf('=') + 1));
-  return [...envPairs.filter((pair) => !names.some((name) => pair.startsWith(name))), ...marks];
+function withMarks(envPairs: readonly string[], env: Readonly<Record<string, string>>): string[] {
+  const names = Object.keys(env).map((name) => `${name}=`);
+  const entries = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+  return [...envPairs.filter((pair) => !names.some((name) => pair.startsWith(name))), ...entries];
 }
 
 /** The arguments of a sync spawn function with the marks in their options' `env` (options added when none were given). */
-function withMarkedOptions(args: unknown[]): unknown[] {
-  const env = Object.fromEntries(marks.map((mark) => [mark.slice(0, mark.indexOf('=')), mark.slice(mark.indexOf('=') + 1)]));
+function withMarkedOptions(args: unknown[], env: Readonly<Record<string, string>>): unknown[] {
   const last = args.at(-1);
   if (args.length > 1 && last !== null && typeof last === 'object' && !Array.isArray(last)) {
     const options = last as { env?: NodeJS.ProcessEnv };

@@ -219,7 +219,7 @@ async function runJob(message: QueuedJob): Promise<void> {
   const output = capture.stop();
   const cpu = process.cpuUsage(cpuStart);
   currentJob = undefined;
-  markSpawns({});
+  markSpawns(undefined);
   send({
     type: 'done',
     jobId: message.jobId,
