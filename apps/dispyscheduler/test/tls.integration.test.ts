@@ -34,18 +34,23 @@ const nodeTlsArgs = (): string[] => ['--certfile', certs.nodeCert, '--keyfile', 
 /** Flags of a scheduler serving its clients TLS with the CA-signed certificate. */
 const clusterTlsArgs = (): string[] => ['--cluster-certfile', certs.nodeCert, '--cluster-keyfile', certs.nodeKey];
 
-function node(host: string, args: string[] = []): Promise<NodeProcess> {
-  return startNode({ host, secret: NODE_SECRET, args: ['--ping-interval', '1', ...args] });
+function node(host: string, args: string[] = [], secret = NODE_SECRET): Promise<NodeProcess> {
+  return startNode({ host, secret, args: ['--ping-interval', '1', ...args] });
 }
 
 /** A scheduler on `host` for `nodes` (a node's address and port; none: an address where no node is). */
-async function scheduler(host: string, args: string[], nodes?: NodeProcess): Promise<SchedulerProcess> {
+async function scheduler(
+  host: string,
+  args: string[],
+  nodes?: NodeProcess,
+  { nodeSecret = NODE_SECRET, clusterSecret = CLUSTER_SECRET } = {},
+): Promise<SchedulerProcess> {
   return startScheduler({
     host,
     nodes: [nodes?.host ?? '127.0.74.250'],
     nodePort: nodes?.port ?? (await freePort('127.0.0.1')),
-    nodeSecret: NODE_SECRET,
-    clusterSecret: CLUSTER_SECRET,
+    nodeSecret,
+    clusterSecret,
     args: ['--ping-interval', '1', ...args],
   });
 }
@@ -64,11 +69,11 @@ function sharedCluster(at: SchedulerProcess, options: Record<string, unknown>): 
 }
 
 /** Opens one connection to the scheduler as a SharedJobCluster does, with these TLS files; resolves with how long it took to fail. */
-async function refusal(at: SchedulerProcess, files: ClientTlsFiles): Promise<{ error: Error; ms: number }> {
+async function refusal(at: SchedulerProcess, files: ClientTlsFiles, secret = CLUSTER_SECRET): Promise<{ error: Error; ms: number }> {
   const connection = new NodeConnection({
     host: at.host,
     port: at.port,
-    secret: CLUSTER_SECRET,
+    secret,
     tls: loadClientTls(files, 'test'),
     clientName: 'test',
     peerKind: 'dispyscheduler',
@@ -156,20 +161,23 @@ describe('dispyscheduler with TLS', () => {
   });
 });
 
+/** Plain: neither certificates nor a secret (with a secret, a connection is TLS with its pre-shared key). */
+const PLAIN = { nodeSecret: '', clusterSecret: '' };
+
 describe('dispyscheduler and its clients: each mismatch fails at once on both sides, naming the fix', () => {
   it('a TLS client and a plain scheduler', async () => {
-    const sched = await scheduler('127.0.74.7', []);
-    const { error, ms } = await refusal(sched, { cafile: certs.ca });
+    const sched = await scheduler('127.0.74.7', [], undefined, PLAIN);
+    const { error, ms } = await refusal(sched, { cafile: certs.ca }, '');
     expect(error.name).toBe('AuthError');
     expect(error.message).toMatch(
       /dispyscheduler 127\.0\.74\.7:\d+ does not use TLS \(it answered in plain\): start it with --cluster-certfile and --cluster-keyfile, or give this client no cafile, certfile or certFingerprint/,
     );
     expect(ms).toBeLessThan(5000);
     await sched.waitForLog(
-      /client 127\.0\.0\.1:\d+ tried TLS: this dispyscheduler does not use TLS \(start it with --cluster-certfile and --cluster-keyfile\); refused/,
+      /client 127\.0\.0\.1:\d+ tried TLS: it has a cluster secret, or TLS files, and this dispyscheduler has neither \(start it with --cluster-secret, or --cluster-certfile and --cluster-keyfile\); refused/,
     );
     // A SharedJobCluster's jobs end with that reason.
-    const cluster = sharedCluster(sched, { cafile: certs.ca });
+    const cluster = sharedCluster(sched, { cafile: certs.ca, secret: '' });
     const job = cluster.submit(1);
     expect(await job.wait()).toBeUndefined();
     expect(job.status).toBe(DispyJob.Cancelled);
@@ -177,8 +185,8 @@ describe('dispyscheduler and its clients: each mismatch fails at once on both si
   });
 
   it('a plain client and a TLS scheduler', async () => {
-    const sched = await scheduler('127.0.74.8', clusterTlsArgs());
-    const { error, ms } = await refusal(sched, {});
+    const sched = await scheduler('127.0.74.8', clusterTlsArgs(), undefined, PLAIN);
+    const { error, ms } = await refusal(sched, {}, '');
     expect(error.name).toBe('AuthError');
     expect(error.message).toMatch(
       /dispyscheduler 127\.0\.74\.8:\d+: this dispyscheduler requires TLS \(--cluster-certfile\): give the SharedJobCluster a cafile/,
@@ -187,10 +195,27 @@ describe('dispyscheduler and its clients: each mismatch fails at once on both si
     await sched.waitForLog(
       /client 127\.0\.0\.1:\d+ sent nothing for 1000 ms: it does not use TLS, which this dispyscheduler requires \(give the SharedJobCluster a cafile\); refused/,
     );
-    const cluster = sharedCluster(sched, {});
+    const cluster = sharedCluster(sched, { secret: '' });
     const job = cluster.submit(1);
     expect(await job.wait()).toBeUndefined();
     expect(job.exception).toMatch(/could not use dispyscheduler: dispyscheduler 127\.0\.74\.8:\d+: this dispyscheduler requires TLS/);
+  });
+
+  it("a client with only the cluster secret and a scheduler with a certificate; a client with a CA and a scheduler with only the secret's TLS", async () => {
+    const certified = await scheduler('127.0.74.19', clusterTlsArgs());
+    const secretOnly = await refusal(certified, {});
+    expect(secretOnly.error.message).toMatch(
+      /dispyscheduler 127\.0\.74\.19:\d+ serves TLS with a certificate: give this client the cafile/,
+    );
+    const pskScheduler = await scheduler('127.0.74.20', []);
+    expect(pskScheduler.log).toMatch(/serving SharedJobClusters at 127\.0\.74\.20:\d+ with the cluster secret's TLS/);
+    const withCa = await refusal(pskScheduler, { cafile: certs.ca });
+    expect(withCa.error.message).toMatch(
+      /dispyscheduler 127\.0\.74\.20:\d+ refused this client's TLS \(ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE\)/,
+    );
+    await pskScheduler.waitForLog(
+      /it began TLS with certificates .* this dispyscheduler has no certificate, only the secret's TLS; refused/,
+    );
   });
 
   it('a client trusting another CA, and a scheduler whose certificate is not for its address', async () => {
@@ -220,18 +245,20 @@ describe('dispyscheduler and its clients: each mismatch fails at once on both si
 
 describe('dispyscheduler and its nodes: each mismatch is logged on both sides, naming the fix', () => {
   it('a TLS scheduler and a plain node', async () => {
-    const plainNode = await node('127.0.74.11');
-    const sched = await scheduler('127.0.74.12', ['--node-cafile', certs.ca], plainNode);
+    const plainNode = await node('127.0.74.11', [], '');
+    const sched = await scheduler('127.0.74.12', ['--node-cafile', certs.ca], plainNode, { nodeSecret: '' });
     sharedCluster(sched, {}).submit(1);
     await sched.waitForLog(
       /node 127\.0\.74\.11:\d+ does not use TLS \(it answered in plain\): start it with --certfile and --keyfile, or give this client no nodeCafile, nodeCertfile or nodeCertFingerprint/,
     );
-    await plainNode.waitForLog(/tried TLS: this node does not use TLS \(start it with --certfile and --keyfile\); refused/);
+    await plainNode.waitForLog(
+      /tried TLS: it has a secret, or TLS files, and this node has neither \(start it with the secret, or --certfile and --keyfile\); refused/,
+    );
   });
 
   it('a plain scheduler and a TLS node', async () => {
-    const tlsNode = await node('127.0.74.13', nodeTlsArgs());
-    const sched = await scheduler('127.0.74.14', [], tlsNode);
+    const tlsNode = await node('127.0.74.13', nodeTlsArgs(), '');
+    const sched = await scheduler('127.0.74.14', [], tlsNode, { nodeSecret: '' });
     sharedCluster(sched, {}).submit(1);
     await sched.waitForLog(/this node requires TLS \(--certfile\): .*\(dispyscheduler: --node-cafile or --node-cert-fingerprint\)/);
     await tlsNode.waitForLog(/it does not use TLS, which this node requires/);

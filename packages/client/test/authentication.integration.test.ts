@@ -1,6 +1,7 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FramedSocket, PROTOCOL_VERSION, newNonce } from '@dispy/protocol';
+import { FramedSocket, PROTOCOL_VERSION, newNonce, pskServerOptions } from '@dispy/protocol';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { NodeConnection } from '@dispy/scheduler';
 import { startNode, stopAllNodes } from '../../../testing/dispynode-process.mjs';
@@ -57,11 +58,12 @@ describe('shared secret', () => {
       onFrame: () => {},
       onClose: () => {},
     });
-    await expect(connection.open()).rejects.toThrow(/refused this client: the client's secret does not match the node's/);
-    await node.waitForLog(/failed authentication: its secret differs/);
+    // TLS with the secret's pre-shared key fails first, before anything of dispy is sent.
+    await expect(connection.open()).rejects.toThrow(/node 127\.0\.2\.4:\d+'s secret differs from this client's/);
+    await node.waitForLog(/its secret differs from this node's/);
   });
 
-  it('refuses a node that cannot prove the secret back', async () => {
+  it('refuses a node that answers in plain, knowing no secret', async () => {
     // An impostor that accepts any client but does not know the secret.
     const server = net.createServer((socket) => {
       const channel = new FramedSocket(socket, {
@@ -77,6 +79,34 @@ describe('shared secret', () => {
       const { port } = server.address() as net.AddressInfo;
       const connection = new NodeConnection({
         host: '127.0.2.5',
+        port,
+        secret: 's',
+        clientName: 'test',
+        onFrame: () => {},
+        onClose: () => {},
+      });
+      await expect(connection.open()).rejects.toThrow(/has no secret, or speaks an older protocol \(it answered in plain\)/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('refuses a node that cannot prove the secret back inside TLS', async () => {
+    // Its TLS key is the secret's, but its proof in AuthResult is not (dispy's own handshake still runs inside TLS).
+    const server = tls.createServer(pskServerOptions('s'), (socket) => {
+      const channel = new FramedSocket(socket, {
+        onFrame: (frame) => {
+          if (frame.kind === 'auth') channel.send({ authResult: { ok: true, mac: Buffer.alloc(32) } });
+        },
+        onClose: () => {},
+      });
+      channel.send({ hello: { version: PROTOCOL_VERSION, nonce: newNonce() } });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.2.6', resolve));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const connection = new NodeConnection({
+        host: '127.0.2.6',
         port,
         secret: 's',
         clientName: 'test',

@@ -10,9 +10,10 @@ import { captureClientLog } from './capture-client-log.js';
 /*
  * A man in the middle between a real JobCluster and a real dispynode: the node, on 127.0.7x.1,
  * tells the client (--ext-host) to connect to the proxy on 127.0.7x.2, which relays, reads,
- * alters and injects frames. With a secret, what it relays is unreadable, and anything it changes
- * or adds ends the connection with DISPY_ERR_AUTH instead of reaching a job; without a secret the
- * frames are plain, as they always were.
+ * alters and injects frames. With a secret the connection is TLS with the secret's pre-shared
+ * key: what the proxy relays is unreadable, and anything it changes or adds ends the connection
+ * with DISPY_ERR_AUTH instead of reaching a job; without a secret the frames are plain, as they
+ * always were.
  */
 
 const SECRET = 'a man in the middle does not know this';
@@ -57,8 +58,14 @@ function plainFrame(frame: dispy.IFrame, attachment?: Uint8Array): Buffer {
   return Buffer.concat([frameHeader(payload.length, attachment?.length), payload, ...(attachment ? [attachment] : [])]);
 }
 
-/** The handshake's frames are Hello and AuthResult toward the client, Auth toward the node; all later ones are the session's. */
-const afterHandshake = (frame: RelayedFrame): boolean => frame.index >= (frame.direction === 'toNode' ? 1 : 2);
+/**
+ * Records of encrypted data toward the node: the first is the end of TLS's handshake (Finished),
+ * then each frame the client writes in its own tick is a record: Auth, Setup, then the job.
+ */
+const TOWARD_NODE = { auth: 1, setup: 2, job: 3 };
+
+/** An encrypted record after TLS's handshake and dispy's (toward the client: the Hello and AuthResult). */
+const afterHandshake = (frame: RelayedFrame): boolean => (frame.dataIndex ?? -1) >= (frame.direction === 'toNode' ? 2 : 3);
 
 describe('a man in the middle', () => {
   it('reads nothing of the arguments, the results or the computation when there is a secret', async () => {
@@ -66,6 +73,7 @@ describe('a man in the middle', () => {
     const job = cluster.submit(ARG_MARKER);
     expect(await job.wait()).toBe(`${RESULT_MARKER} ${ARG_MARKER.length}`);
     expect(proxy.frames.filter(afterHandshake).length).toBeGreaterThan(2);
+    expect(proxy.frames.every((frame) => frame.tlsType !== undefined)).toBe(true);
     expect(proxy.seen('toNode').includes(ARG_MARKER)).toBe(false);
     expect(proxy.seen('toNode').includes(RESULT_MARKER)).toBe(false); // the computation's source
     expect(proxy.seen('toClient').includes(RESULT_MARKER)).toBe(false);
@@ -83,16 +91,15 @@ describe('a man in the middle', () => {
     const { node, proxy, cluster } = await setUp('127.0.72', SECRET);
     let altered = false;
     proxy.tamper((frame) => {
-      // The job's record is the second toward the node after the handshake (the first holds the
-      // Setup); its arguments end its body, just before the tag.
-      if (altered || frame.direction !== 'toNode' || frame.index !== 2) return frame.bytes;
+      // The job's record: its arguments end its frame, just before the record's type and tag.
+      if (altered || frame.direction !== 'toNode' || frame.dataIndex !== TOWARD_NODE.job) return frame.bytes;
       altered = true;
       const bytes = Buffer.from(frame.bytes);
       bytes[bytes.length - 20]! ^= 0x01;
       return bytes;
     });
     const job = cluster.submit(ARG_MARKER);
-    await node.waitForLog(/failed authentication/);
+    await node.waitForLog(/a TLS record failed authentication/);
     expect(altered).toBe(true);
     await vi.waitFor(() => expect(log()).toMatch(/failed authentication/), { timeout: 10_000 });
     // The job is not run on the altered arguments: the client reconnects, the node says it never
@@ -101,24 +108,27 @@ describe('a man in the middle', () => {
     expect(log()).toMatch(/lost the link to node/);
   });
 
-  it('alters one byte of a result: the client ends the connection with DISPY_ERR_AUTH, the job does not finish with it', async () => {
+  it('alters one byte of a result: the client ends the connection with DISPY_ERR_AUTH, and takes only the true result', async () => {
     const log = captureClientLog();
     const { node, proxy, cluster } = await setUp('127.0.73', SECRET);
-    // The first frame toward the client with the result's length is the job's reply: alter every large enough frame once.
+    // Once the job has gone to the node, the next record toward the client (its start, or its reply) is altered.
+    let jobSent = false;
     let altered = 0;
     proxy.tamper((frame) => {
-      if (frame.direction !== 'toClient' || !afterHandshake(frame) || frame.bytes.length < 40 || altered > 0) return frame.bytes;
+      if (frame.connection === 0 && frame.direction === 'toNode' && frame.dataIndex === TOWARD_NODE.job) jobSent = true;
+      if (!jobSent || frame.direction !== 'toClient' || frame.tlsType !== 23 || altered > 0) return frame.bytes;
       altered++;
       const bytes = Buffer.from(frame.bytes);
       bytes[bytes.length - 1]! ^= 0x01;
       return bytes;
     });
     const job = cluster.submit(ARG_MARKER);
-    await vi.waitFor(() => expect(log()).toMatch(/failed authentication/), { timeout: 10_000 });
+    await vi.waitFor(() => expect(log()).toMatch(/a TLS record failed authentication/), { timeout: 10_000 });
     await node.waitForLog(/failed authentication|disconnected/);
     expect(altered).toBe(1);
-    expect(job.status).not.toBe(DispyJob.Finished);
-    expect(job.result).toBeUndefined();
+    // Nothing of the altered record was taken: the client reattaches, and the node's kept reply is the true result.
+    expect(await job.wait()).toBe(`${RESULT_MARKER} ${ARG_MARKER.length}`);
+    expect(log()).toMatch(/lost the link to node/);
   });
 
   it('injects a job and a file chunk: each side refuses the frame and ends the connection', async () => {
@@ -126,7 +136,8 @@ describe('a man in the middle', () => {
     const { node, proxy, cluster } = await setUp('127.0.74', SECRET);
     let injected = 0;
     proxy.tamper((frame) => {
-      if (!afterHandshake(frame) || frame.index !== (frame.direction === 'toNode' ? 1 : 2)) return frame.bytes;
+      // Before the Setup toward the node, and before the first encrypted record after the AuthResult toward the client.
+      if (frame.connection !== 0 || frame.dataIndex !== (frame.direction === 'toNode' ? TOWARD_NODE.setup : 3)) return frame.bytes;
       injected++;
       if (frame.direction === 'toNode') {
         const job = plainFrame({ job: { computeId: 'injected', jobId: 1 } }, encodeArguments(['injected']));
@@ -139,11 +150,10 @@ describe('a man in the middle', () => {
       return [chunk, frame.bytes];
     });
     const job = cluster.submit(ARG_MARKER);
-    await node.waitForLog(/failed authentication/);
-    await vi.waitFor(() => expect(log()).toMatch(/failed authentication/), { timeout: 10_000 });
+    await node.waitForLog(/a TLS record failed authentication/);
+    await vi.waitFor(() => expect(log()).toMatch(/a TLS record failed authentication/), { timeout: 10_000 });
     expect(injected).toBeGreaterThan(0);
-    // Refused as not sealed before anything in it was read: the injected job never reached a computation.
-    expect(node.log).toMatch(/disconnected: a frame too short to be sealed failed authentication/);
+    // Refused by TLS before anything in it was read: the injected job never reached a computation.
     expect(node.log).not.toMatch(/computation injected/);
     expect(existsSync(path.join(process.cwd(), 'planted'))).toBe(false);
     expect(job.status).not.toBe(DispyJob.Finished);

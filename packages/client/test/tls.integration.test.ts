@@ -144,9 +144,10 @@ describe('TLS with certificates', () => {
 });
 
 describe('TLS facing plain', () => {
+  // Plain: neither certificates nor a secret (with a secret, the connection is TLS with its key).
   it('a TLS client and a plain node both fail at once, naming the fix', async () => {
-    const node = await startNode({ host: '127.0.73.7', secret: SECRET });
-    const { error, ms } = await refusal(node.host, node.port, { cafile: certs.ca });
+    const node = await startNode({ host: '127.0.73.7', secret: '' });
+    const { error, ms } = await refusal(node.host, node.port, { cafile: certs.ca }, '');
     expect(error.name).toBe('AuthError');
     expect(error.message).toMatch(
       /node 127\.0\.73\.7:\d+ does not use TLS \(it answered in plain\): start it with --certfile and --keyfile, or give this client no cafile/,
@@ -154,13 +155,13 @@ describe('TLS facing plain', () => {
     // Far below the 10 s the handshake would wait.
     expect(ms).toBeLessThan(5000);
     await node.waitForLog(
-      /client 127\.0\.0\.1:\d+ tried TLS: this node does not use TLS \(start it with --certfile and --keyfile\); refused/,
+      /client 127\.0\.0\.1:\d+ tried TLS: it has a secret, or TLS files, and this node has neither \(start it with the secret, or --certfile and --keyfile\); refused/,
     );
   });
 
   it('a plain client and a TLS node both fail within about a second, naming the fix', async () => {
-    const node = await tlsNode('127.0.73.8');
-    const { error, ms } = await refusal(node.host, node.port, {});
+    const node = await tlsNode('127.0.73.8', { secret: '' });
+    const { error, ms } = await refusal(node.host, node.port, {}, '');
     expect(error.name).toBe('AuthError');
     expect(error.message).toMatch(/node 127\.0\.73\.8:\d+: this node requires TLS \(--certfile\): give the client a cafile/);
     expect(ms).toBeLessThan(5000);
@@ -170,12 +171,36 @@ describe('TLS facing plain', () => {
   });
 
   it('a plain cluster facing a TLS node logs why it is not used', async () => {
-    const node = await tlsNode('127.0.73.9');
+    const node = await tlsNode('127.0.73.9', { secret: '' });
     const log = captureClientLog();
-    const c = cluster(node.host, node.port, {});
+    const c = cluster(node.host, node.port, { secret: '' });
     const job = c.submit(1);
     await vi.waitFor(() => expect(log()).toMatch(/this node requires TLS/), { timeout: 10_000 });
     expect(job.status).toBe(DispyJob.Created);
     await c.close({ timeout: 0 });
+  });
+});
+
+describe("TLS with certificates facing the secret's TLS", () => {
+  it('a client with only the secret and a node with a certificate: the client names the fix at once', async () => {
+    const node = await tlsNode('127.0.73.10');
+    const { error, ms } = await refusal(node.host, node.port, {});
+    expect(error.name).toBe('AuthError');
+    expect(error.message).toMatch(/node 127\.0\.73\.10:\d+ serves TLS with a certificate: give this client the cafile that signed it/);
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it('a client with a CA and a node with only the secret: both fail at once', async () => {
+    const node = await startNode({ host: '127.0.73.11', secret: SECRET });
+    expect(node.log).toMatch(/\(TCP with the secret's TLS and UDP\)/);
+    const { error, ms } = await refusal(node.host, node.port, { cafile: certs.ca });
+    expect(error.name).toBe('AuthError');
+    expect(error.message).toMatch(
+      /node 127\.0\.73\.11:\d+ refused this client's TLS \(ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE\): it has no certificate \(it may use only the secret's TLS: then give this client no cafile/,
+    );
+    expect(ms).toBeLessThan(5000);
+    await node.waitForLog(
+      /client 127\.0\.0\.1: it began TLS with certificates .* this node has no certificate, only the secret's TLS; refused/,
+    );
   });
 });

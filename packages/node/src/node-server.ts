@@ -16,6 +16,8 @@ import {
   describeNodeTlsError,
   loadNodeTls,
   looksLikeTls,
+  pskServerMessage,
+  pskServerOptions,
   shortSecretWarning,
 } from '@dispy/protocol';
 import { createLogger, formatZodError, type Logger } from '@dispy/protocol/internal';
@@ -86,6 +88,8 @@ export class DispyNodeServer {
   private readonly pendingWarnedAt: Record<WarningKind, number> = { refused: 0, evicted: 0, tls: 0 };
   /** Serves TLS over accepted sockets when the node has a certificate (never listens itself). */
   private readonly tlsServer?: tls.Server;
+  /** Its TLS is the secret's (TLS-PSK), not certificates'. */
+  private readonly psk: boolean;
   private discovery?: DiscoveryResponder;
   /** Sessions with computations (or jobs) here: the node serves them all at once. */
   private readonly clients = new Set<ClientSession>();
@@ -131,7 +135,11 @@ export class DispyNodeServer {
       release: (owner) => this.context.release(owner),
       activity: () => this.tellShares(),
     });
-    const tlsOptions = loadNodeTls(this.options, 'DispyNodeServer');
+    // With certificates, TLS with them; else, with a secret, TLS with the secret's pre-shared key
+    // (the protected channel); else plain frames.
+    const certificates = loadNodeTls(this.options, 'DispyNodeServer');
+    this.psk = certificates === undefined && this.options.secret !== '';
+    const tlsOptions = certificates ?? (this.psk ? pskServerOptions(this.options.secret) : undefined);
     if (tlsOptions) {
       this.tlsServer = tls.createServer(tlsOptions, (socket) => this.secured(socket));
       this.tlsServer.on('tlsClientError', (error, socket) => {
@@ -142,7 +150,7 @@ export class DispyNodeServer {
     }
   }
 
-  /** Whether the node serves TLS (it has a certificate). */
+  /** Whether the node serves TLS (it has a certificate, or a secret: its pre-shared key). */
   get tls(): boolean {
     return this.tlsServer !== undefined;
   }
@@ -176,7 +184,7 @@ export class DispyNodeServer {
     const weak = shortSecretWarning(this.options.secret);
     if (weak !== undefined) this.logger.warn(weak);
     this.logger.info(
-      `serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP${this.tlsServer ? ' with TLS' : ''} and UDP)` +
+      `serving ${this.cpus} CPUs on ${this.addresses.join(', ')} (TCP${this.psk ? " with the secret's TLS" : this.tlsServer ? ' with TLS' : ''} and UDP)` +
         (this.options.requireClientCert ? '; clients must present a certificate' : ''),
     );
     this.serviceHours = new ServiceHours({
@@ -400,7 +408,7 @@ export class DispyNodeServer {
       if (!looksLikeTls(chunk)) return;
       this.warnPending(
         'tls',
-        `client ${session.peer} tried TLS: this node does not use TLS (start it with --certfile and --keyfile); refused`,
+        `client ${session.peer} tried TLS: it has a secret, or TLS files, and this node has neither (start it with the secret, or --certfile and --keyfile); refused`,
       );
       session.refuse(new AuthError(PLAIN_NODE_MESSAGE));
     });
@@ -418,9 +426,14 @@ export class DispyNodeServer {
     this.admitPending(socket, socket.remoteAddress ?? '');
     this.handshaking.set(key, socket);
     handOverToTls(socket, server, {
-      plainMessage: TLS_NODE_MESSAGE,
+      plainMessage: this.psk ? pskServerMessage('node') : TLS_NODE_MESSAGE,
       onPlain: (why) =>
-        this.warnPending('tls', `client ${peer} ${why}: it does not use TLS, which this node requires (give the client a cafile); refused`),
+        this.warnPending(
+          'tls',
+          this.psk
+            ? `client ${peer} ${why}: it has no secret (or speaks an older protocol), and this node has one; refused`
+            : `client ${peer} ${why}: it does not use TLS, which this node requires (give the client a cafile); refused`,
+        ),
       onClose: () => {
         this.handshaking.delete(key);
         this.pending.remove(socket);

@@ -5,11 +5,10 @@
  * the node sends is seen frame by frame. Loopback addresses 127.0.44.*.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { dispy, encodeArguments, type Frame } from '@dispy/protocol';
+import { connectTls, dispy, encodeArguments, pskClientTls, type Frame } from '@dispy/protocol';
 import { startNode, stopAllNodes, type NodeProcess } from '../../../testing/dispynode-process.mjs';
 import { startRelay, type TcpRelay } from '../../../testing/tcp-relay.js';
 import { SessionClient } from './session-client.js';
@@ -39,7 +38,8 @@ function startOn(host: string, prefix: string, args: string[] = []): Promise<Nod
 
 /** An authenticated connection to `host:port`. */
 async function connect(host: string, port: number): Promise<SessionClient> {
-  const socket = net.connect({ host, port });
+  // A node with a secret speaks TLS with the secret's pre-shared key.
+  const socket = await connectTls({ host, port, tls: pskClientTls(SECRET) });
   const client = new SessionClient(socket);
   clients.push(client);
   const { result } = await client.authenticate(SECRET);

@@ -6,17 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  FramedSocket,
-  PROTOCOL_VERSION,
-  channelKeys,
-  clientProof,
-  newNonce,
-  nodeProof,
-  type ChannelKeys,
-  type Frame,
-  type FrameInit,
-} from '@dispy/protocol';
+import { FramedSocket, PROTOCOL_VERSION, clientProof, newNonce, nodeProof, type Frame, type FrameInit } from '@dispy/protocol';
 import { createLogger } from '@dispy/protocol/internal';
 import type { MemorySocket } from '../../../testing/socket-pair.js';
 import type { NodeContext } from '../src/session/node-context.js';
@@ -34,15 +24,11 @@ export class SessionClient {
   /** Resolves when the node has closed the connection (with why, when it was not a clean end). */
   readonly closed = new Promise<Error | undefined>((resolve) => (this.resolveClosed = resolve));
   isClosed = false;
-  /** The channel's keys, applied when the node's AuthResult says ok (as NodeConnection does). */
-  private keys: ChannelKeys | undefined;
 
   /** The client's end of an in-memory connection, or a real socket connected to a dispynode. */
   constructor(socket: MemorySocket | Socket) {
     this.channel = new FramedSocket('asSocket' in socket ? socket.asSocket() : socket, {
       onFrame: (frame) => {
-        if (frame.kind === 'authResult' && frame.authResult?.ok && this.keys) this.channel.protect(this.keys);
-        this.keys = undefined;
         this.frames.push(frame);
         for (const waiter of this.waiters) {
           if (!waiter.match(frame)) continue;
@@ -85,7 +71,6 @@ export class SessionClient {
   async authenticate(secret: string, version = PROTOCOL_VERSION): Promise<{ result: Frame; proofOk: boolean }> {
     const hello = this.frames.find((frame) => frame.kind === 'hello') ?? (await this.next('hello'));
     const nonce = newNonce();
-    if (secret !== '') this.keys = channelKeys(secret, 'client', hello.hello!.nonce!, nonce);
     this.send({ auth: { version, nonce, mac: clientProof(secret, hello.hello!.nonce!, nonce), clientName: 'test client' } });
     const result = await this.next('authResult');
     const proofOk = Buffer.from(result.authResult!.mac ?? []).equals(nodeProof(secret, nonce, hello.hello!.nonce!));

@@ -4,11 +4,10 @@
  * the node cannot take now (exclusive, --max-clients) is answered "retry". Loopback 127.0.150.2x.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { dispy, encodeArguments } from '@dispy/protocol';
+import { connectTls, dispy, encodeArguments, pskClientTls } from '@dispy/protocol';
 import { DispyNodeServer } from '../src/node-server.js';
 import type { NodeOptions } from '../src/options.js';
 import { SessionClient } from './session-client.js';
@@ -36,7 +35,8 @@ async function serve(host: string, options: NodeOptions = {}): Promise<DispyNode
 }
 
 async function connect(server: DispyNodeServer): Promise<SessionClient> {
-  const client = new SessionClient(net.connect(server.address));
+  // A node with a secret speaks TLS with the secret's pre-shared key.
+  const client = new SessionClient(await connectTls({ ...server.address, tls: pskClientTls(SECRET) }));
   clients.push(client);
   expect((await client.authenticate(SECRET)).result.authResult!.ok).toBe(true);
   return client;

@@ -7,7 +7,7 @@ export * from './version.js';
 export * from './framing/index.js';
 export { encodeValue, encodeArguments, decodeValue, MAX_VALUE_BYTES } from './codec/value-codec.js';
 export { registerClass, isShippedInstance } from './codec/shipped-classes.js';
-export { newNonce, mac, macEquals, channelKeys, shortSecretWarning, NONCE_BYTES, MIN_SECRET_CHARS, type ChannelKeys } from './auth/hmac.js';
+export { newNonce, mac, macEquals, shortSecretWarning, NONCE_BYTES, MIN_SECRET_CHARS } from './auth/hmac.js';
 export { clientProof, nodeProof } from './auth/handshake.js';
 export { ServerHandshake, type ServerHandshakeOptions } from './auth/server-handshake.js';
 export {
@@ -33,6 +33,7 @@ export {
   connectTls,
   describeTlsError,
   describeNodeTlsError,
+  describePskError,
   looksLikeTls,
   normalizeFingerprint,
   isFingerprint,
@@ -49,3 +50,4 @@ export {
   type ConnectTlsOptions,
 } from './tls/tls.js';
 export { handOverToTls, type TlsHandoverOptions } from './tls/tls-handover.js';
+export { pskClientTls, pskServerOptions, pskServerMessage, PSK_IDENTITY } from './tls/psk.js';

@@ -1,5 +1,5 @@
 /** Wire protocol version; peers with another version refuse each other with a clear error. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** Default ports, as in dispy's reference. */
 export const DEFAULT_CLIENT_PORT = 51347;

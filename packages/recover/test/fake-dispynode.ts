@@ -1,16 +1,17 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import {
   FramedSocket,
   HANDSHAKE_LIMITS,
   PROTOCOL_VERSION,
   SESSION_LIMITS,
-  channelKeys,
   clientProof,
   dispy,
   encodeValue,
   macEquals,
   newNonce,
   nodeProof,
+  pskServerOptions,
   type Frame,
 } from '@dispy/protocol';
 
@@ -45,19 +46,20 @@ export class FakeDispynode {
   answerReattach = true;
 
   private constructor(
-    private readonly server: net.Server,
+    private readonly server: net.Server | tls.Server,
     readonly host: string,
     readonly port: number,
   ) {}
 
   static async start(host: string, secret = ''): Promise<FakeDispynode> {
-    const server = net.createServer();
+    // With a secret, TLS with its pre-shared key, as a dispynode serves.
+    const server = secret === '' ? net.createServer() : tls.createServer(pskServerOptions(secret));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, host, () => resolve());
     });
     const node = new FakeDispynode(server, host, (server.address() as net.AddressInfo).port);
-    server.on('connection', (socket) => node.serve(socket, secret));
+    server.on(secret === '' ? 'connection' : 'secureConnection', (socket: net.Socket) => node.serve(socket, secret));
     return node;
   }
 
@@ -116,7 +118,6 @@ export class FakeDispynode {
               zombieInterval: 3600,
             },
           });
-          if (secret !== '') channel.protect(channelKeys(secret, 'node', nonce, auth.nonce));
           return;
         }
         this.frames.push(frame);

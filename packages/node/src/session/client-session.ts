@@ -148,13 +148,10 @@ export class ClientSession {
         node.changed();
       },
     });
-    // Inside TLS (the node serves TLS only to TLS clients) the frames are not sealed a second time.
-    const tls = (socket as Socket & { encrypted?: boolean }).encrypted === true;
     this.handshake = new Handshake({
       channel,
       name: node.name,
       secret: node.secret,
-      tls,
       logger,
       peer,
       heartbeatSeconds: node.heartbeatIntervalMs / 1000,

@@ -6,7 +6,8 @@ import { DATAGRAM_IV_BYTES, DATAGRAM_TAG_BYTES, DATAGRAM_WINDOW_MS, MAX_DATAGRAM
 import { ReplayGuard } from './replay-guard.js';
 import { DropSummary, SUMMARY_INTERVAL_MS } from '../internal/drop-summary.js';
 import { clientProof, nodeProof } from './handshake.js';
-import { NONCE_BYTES, channelKeys, mac, macEquals, newNonce, secretKey, shortSecretWarning } from './hmac.js';
+import { NONCE_BYTES, datagramKey, mac, macEquals, newNonce, secretKey, shortSecretWarning } from './hmac.js';
+import { pskKey } from '../tls/psk.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text);
 const NODE_NONCE = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
@@ -44,14 +45,13 @@ describe('the derived secret key', () => {
     expect(shortSecretWarning('sunshine42')).toBeUndefined();
   });
 
-  it('gives each direction of a connection its own channel key, and each connection its own', () => {
-    const node = channelKeys('sesame', 'node', NODE_NONCE, CLIENT_NONCE);
-    const client = channelKeys('sesame', 'client', NODE_NONCE, CLIENT_NONCE);
-    expect(node.send.equals(client.receive)).toBe(true);
-    expect(node.receive.equals(client.send)).toBe(true);
-    expect(node.send.equals(node.receive)).toBe(false);
-    expect(channelKeys('sesame', 'node', CLIENT_NONCE, NODE_NONCE).send.equals(node.send)).toBe(false);
-    expect(channelKeys('other', 'node', NODE_NONCE, CLIENT_NONCE).send.equals(node.send)).toBe(false);
+  it("makes the secret's TLS pre-shared key apart from its MAC and datagram keys, one per secret", () => {
+    const psk = pskKey('sesame');
+    expect(psk).toHaveLength(32);
+    expect(pskKey('sesame')).toBe(psk);
+    expect(psk.equals(secretKey('sesame'))).toBe(false);
+    expect(psk.equals(datagramKey('sesame'))).toBe(false);
+    expect(pskKey('other').equals(psk)).toBe(false);
   });
 });
 

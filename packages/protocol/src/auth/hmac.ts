@@ -72,27 +72,6 @@ export function macEquals(expected: Uint8Array, received: Uint8Array | null | un
   return received != null && received.length === expected.length && timingSafeEqual(expected, received);
 }
 
-/** The keys of one protected connection (see `FramedSocket.protect`): one per direction. */
-export interface ChannelKeys {
-  /** Seals the frames this side sends. */
-  send: Buffer;
-  /** Opens the frames this side receives. */
-  receive: Buffer;
-}
-
-/**
- * The keys of the connection whose handshake exchanged `nodeNonce` and `clientNonce`: HKDF-SHA256
- * from the secret's derived key, salted with both nonces, one key per direction (so no nonce is
- * ever used twice under one key), from the point of view of `role`.
- */
-export function channelKeys(secret: string, role: 'node' | 'client', nodeNonce: Uint8Array, clientNonce: Uint8Array): ChannelKeys {
-  const salt = Buffer.concat([nodeNonce, clientNonce]);
-  const key = (info: string): Buffer => Buffer.from(hkdfSync('sha256', secretKey(secret), salt, info, 32));
-  const toClient = key('dispy-channel-v1 node to client');
-  const toNode = key('dispy-channel-v1 client to node');
-  return role === 'node' ? { send: toClient, receive: toNode } : { send: toNode, receive: toClient };
-}
-
 /** Datagram keys derived in this process, by the secret's derived key (itself cached per secret). */
 const datagramKeys = new WeakMap<Buffer, Buffer>();
 

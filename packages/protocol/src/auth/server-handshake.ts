@@ -3,7 +3,7 @@ import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import type { FramedSocket, Frame } from '../framing/framed-socket.js';
 import type { Logger } from '../internal/logger.js';
-import { channelKeys, macEquals, newNonce } from './hmac.js';
+import { macEquals, newNonce } from './hmac.js';
 import { clientProof, nodeProof } from './handshake.js';
 
 /** Milliseconds a client has to authenticate after connecting. */
@@ -19,8 +19,6 @@ export interface ServerHandshakeOptions {
    */
   role?: 'node' | 'scheduler';
   secret: string;
-  /** The connection is TLS: its frames are not sealed a second time after the handshake. */
-  tls?: boolean;
   logger: Logger;
   peer: string;
   /** Told to the client in AuthResult: seconds between heartbeats, and how long the node keeps a computation whose client is away. */
@@ -74,9 +72,6 @@ export class ServerHandshake {
     channel.send({
       authResult: { ok: true, mac: nodeProof(secret, auth.nonce, this.nonce), nodeName: name, heartbeatInterval, zombieInterval },
     });
-    // With a secret, every later frame both ways is sealed (the client protects its side when it
-    // has checked this AuthResult); without one, frames stay plain.
-    if (secret !== '' && this.options.tls !== true) channel.protect(channelKeys(secret, 'node', this.nonce, auth.nonce));
     return auth.clientName || peer;
   }
 

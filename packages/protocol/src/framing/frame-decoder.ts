@@ -1,8 +1,7 @@
 import { FrameError } from '../errors/frame-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { checkFrameMessage } from './check-frame-message.js';
-import { FrameOpener, RECORD_BYTES, TAG_BYTES } from './frame-cipher.js';
-import { ATTACHED_FRAME_HEADER_BYTES, frameHeader, readFrameHeader, type FrameHeader } from './frame-header.js';
+import { ATTACHED_FRAME_HEADER_BYTES, readFrameHeader, type FrameHeader } from './frame-header.js';
 import { KIND_BY_FIELD, type FrameKind } from './frame-kinds.js';
 import { SESSION_LIMITS, type FrameLimits, type KindLimit } from './frame-limits.js';
 import { OVERSIZED_HEAD_BYTES, replaceOversizedJobReply } from './oversized-reply.js';
@@ -82,14 +81,6 @@ export class FrameDecoder {
   private message: Buffer | undefined;
   /** Where a header split across chunks is gathered. */
   private readonly headerBytes = Buffer.alloc(ATTACHED_FRAME_HEADER_BYTES);
-  /** Opens sealed records once the connection is protected (see `protect`). */
-  private opener: FrameOpener | undefined;
-  /** Once protected: reads the frames out of the opened records, judged by the same limits. */
-  private inner: FrameDecoder | undefined;
-  /** The header of the record being read, as it was on the wire (the parts' associated data). */
-  private sealedHeader: Buffer | undefined;
-  /** Whether the body of the record being read has been opened (into `inner`). */
-  private bodyOpened = false;
 
   constructor(limits: FrameLimits = SESSION_LIMITS) {
     this.setLimits(limits);
@@ -109,43 +100,11 @@ export class FrameDecoder {
     this.byField = KIND_BY_FIELD.map((kind) => (kind === undefined ? undefined : limits.kinds[kind]));
     this.attachments = this.byField.some((limit) => limit?.attachment === true);
     this.skips = this.byField.some((limit) => limit?.skipOversized === true);
-    this.inner?.setLimits(limits);
-  }
-
-  /**
-   * Reads everything from the next byte on as records sealed by the peer's FrameSealer under the
-   * key `opener` holds (see frame-cipher.ts). A record's size is judged from its header before its
-   * body is buffered: at most the larger of RECORD_BYTES and one frame the limits allow, with its
-   * header, and the tags. Once its body has opened, each frame in it is judged as a plain frame
-   * is, one at a time; a frame whose attachment follows the body has its kind, and its kind's
-   * limits, judged before that attachment is buffered.
-   */
-  protect(opener: FrameOpener): void {
-    this.opener = opener;
-    this.inner = new FrameDecoder(this.limits);
-  }
-
-  /** Whether frames are read sealed. */
-  get isProtected(): boolean {
-    return this.opener !== undefined;
   }
 
   /** Bytes received but not yet returned as part of a frame. */
   get pendingBytes(): number {
-    return this.buffered + (this.inner?.pendingBytes ?? 0);
-  }
-
-  /** Whether no frame is under way and nothing is buffered. */
-  private get isIdle(): boolean {
-    return this.header.messageBytes < 0 && this.buffered === 0;
-  }
-
-  /**
-   * The length of the attachment the frame under way waits for, when its message has been read
-   * and nothing of its attachment has arrived; otherwise -1.
-   */
-  private get awaitedAttachmentBytes(): number {
-    return this.message !== undefined && this.buffered === 0 ? this.header.attachmentBytes : -1;
+    return this.buffered;
   }
 
   /** Queues a chunk read from the connection; `next()` returns the frames it completes. */
@@ -165,7 +124,6 @@ export class FrameDecoder {
    *   The stream cannot be read further after a throw.
    */
   next(): DecodedFrame | undefined {
-    if (this.opener !== undefined) return this.nextSealed(this.opener, this.inner!);
     const header = this.header;
     if (header.messageBytes < 0 && !this.readHeader()) return undefined;
     if (this.kind === undefined && !this.readKind()) return undefined;
@@ -225,61 +183,12 @@ export class FrameDecoder {
     return { kind, message, oversized: { bytes: size, limit: skipping.limit } };
   }
 
-  /** `next()` on a protected connection: the next frame out of the records opened so far. */
-  private nextSealed(opener: FrameOpener, inner: FrameDecoder): DecodedFrame | undefined {
-    const header = this.header;
-    // Bounded: each pass returns, or opens one part of a record (consuming its bytes).
-    for (;;) {
-      const frame = inner.next();
-      if (frame !== undefined) return frame;
-      if (header.messageBytes < 0) {
-        // Between records: every frame of the last one must have ended in it.
-        if (!inner.isIdle) throw FrameError.malformed('a record ended inside a frame');
-        if (!this.readHeader()) return undefined;
-      }
-      const aad = (this.sealedHeader ??= frameHeader(
-        header.messageBytes,
-        header.attachmentBytes >= 0 ? header.attachmentBytes : undefined,
-      ));
-      if (!this.bodyOpened) {
-        if (this.buffered < header.messageBytes) return undefined;
-        for (const piece of opener.openBody(aad, this.takePieces(header.messageBytes))) inner.add(piece);
-        this.bodyOpened = true;
-        if (header.attachmentBytes < 0) this.endRecord(opener);
-        continue;
-      }
-      // Every frame of the body is out but the last, which has been judged and now awaits the
-      // attachment that follows the body: exactly that one.
-      if (inner.awaitedAttachmentBytes !== header.attachmentBytes - TAG_BYTES) {
-        throw FrameError.malformed("a record's attachment is not the one its last frame announces");
-      }
-      if (this.buffered < header.attachmentBytes) return undefined;
-      for (const piece of opener.openAttachment(aad, this.takePieces(header.attachmentBytes))) inner.add(piece);
-      this.endRecord(opener);
-    }
-  }
-
-  /** The record being read is done: the next bytes are the next record's header. */
-  private endRecord(opener: FrameOpener): void {
-    opener.advance();
-    this.header.messageBytes = -1;
-    this.sealedHeader = undefined;
-    this.bodyOpened = false;
-  }
-
   /** Consumes a complete header, if there is one, and checks it against the limits. */
   private readHeader(): boolean {
     const first = this.chunks[0];
     if (first === undefined) return false;
-    // A record holds frames up to RECORD_BYTES, or one frame (with its header) of any size the
-    // limits allow; its lengths count a tag for its body and one for its attachment.
     // A frame of a kind that may be skipped is judged by its kind's limit (judgeKind), not here.
-    const maxFrameBytes =
-      this.opener === undefined
-        ? this.skips
-          ? MAX_ANNOUNCED_BYTES
-          : this.limits.maxFrameBytes
-        : Math.max(RECORD_BYTES, this.limits.maxFrameBytes + ATTACHED_FRAME_HEADER_BYTES) + 2 * TAG_BYTES;
+    const maxFrameBytes = this.skips ? MAX_ANNOUNCED_BYTES : this.limits.maxFrameBytes;
     let read = readFrameHeader(first, this.offset, first.length, maxFrameBytes, this.header);
     if (read === 0 && this.chunks.length > 1) {
       // Rare: the header is split between reads.
@@ -288,17 +197,6 @@ export class FrameDecoder {
     }
     if (read === 0) return false;
     this.skip(read);
-    if (
-      this.opener !== undefined &&
-      (this.header.messageBytes <= TAG_BYTES || (this.header.attachmentBytes >= 0 && this.header.attachmentBytes <= TAG_BYTES))
-    ) {
-      // Too short to hold its tags, or an attachment apart that is empty (a sender keeps an empty
-      // one in the body): not sealed by the peer (an injected plain frame, or one cut).
-      throw new FrameError(
-        ErrorCode.AUTH,
-        'a frame too short to be sealed failed authentication (injected or altered): the connection is not trusted',
-      );
-    }
     if (this.header.messageBytes === 0) throw FrameError.malformed('frame of unknown kind (an empty message)');
     const size = this.header.messageBytes + Math.max(this.header.attachmentBytes, 0);
     // Only frames without an attachment are ever skipped: the others are judged here as always.

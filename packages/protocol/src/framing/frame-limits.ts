@@ -153,8 +153,7 @@ export const SESSION_LIMITS: FrameLimits = frozen({
  * names the size and the limit, instead of ending the connection and every other job on it. Such
  * a reply comes only from an older or a hostile node: a node caps what it sends. A frame of no
  * attachment past `maxFrameBytes` is judged once its first tag has arrived (its kind decides),
- * not from its header alone; it is still never buffered. Sealed records (the protected channel)
- * are judged whole before they are opened, so there an oversized reply still ends the connection.
+ * not from its header alone; it is still never buffered.
  */
 export const CLIENT_SESSION_LIMITS: FrameLimits = frozen({
   ...SESSION_LIMITS,

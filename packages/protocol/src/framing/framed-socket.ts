@@ -3,8 +3,6 @@ import { dispy } from '../schema/schema.js';
 import { DispyError } from '../errors/dispy-error.js';
 import { ErrorCode } from '../errors/error-codes.js';
 import { FrameError } from '../errors/frame-error.js';
-import type { ChannelKeys } from '../auth/hmac.js';
-import { FrameOpener, FrameSealer, RECORD_BYTES } from './frame-cipher.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { GATHER_BELOW_BYTES, frameHeader } from './frame-header.js';
 import { SESSION_LIMITS, type FrameLimits } from './frame-limits.js';
@@ -68,11 +66,6 @@ export class FramedSocket {
   private readonly onClose: (error?: Error) => void;
   /** Cuts the connection off if the peer does not hang up after our end (destroyLater). */
   private endTimer?: NodeJS.Timeout;
-  /** Seals the frames sent once the connection is protected (see `protect`). */
-  private sealer: FrameSealer | undefined;
-  /** Once protected: the plain frames sent since the last record was sealed, and their bytes. */
-  private record: Uint8Array[] = [];
-  private recordBytes = 0;
 
   constructor(
     readonly socket: Socket,
@@ -111,13 +104,13 @@ export class FramedSocket {
         if (this.closed) return;
       }
     });
-    socket.on('error', (error) => this.finish(error));
+    socket.on('error', (error) => this.finish(describeSocketError(error)));
     socket.on('close', () => this.finish());
   }
 
   /** Bytes queued on the socket and not yet handed to the kernel. */
   get bufferedBytes(): number {
-    return this.socket.writableLength + this.recordBytes;
+    return this.socket.writableLength;
   }
 
   get isClosed(): boolean {
@@ -139,23 +132,6 @@ export class FramedSocket {
   }
 
   /**
-   * Protects every frame from now on, both ways (see frame-cipher.ts): sealed with `keys.send`,
-   * and the peer's opened with `keys.receive`, from the next frame it sends. Both sides call it
-   * at the same point of the stream: right after the handshake succeeds (the node after sending
-   * its AuthResult, from the handler of the client's Auth; the client from the handler of that
-   * AuthResult). A frame that fails to open ends the connection with a `DISPY_ERR_AUTH` error.
-   */
-  protect(keys: ChannelKeys): void {
-    this.sealer = new FrameSealer(keys.send);
-    this.decoder.protect(new FrameOpener(keys.receive));
-  }
-
-  /** Whether the connection's frames are sealed (`protect`). */
-  get isProtected(): boolean {
-    return this.sealer !== undefined;
-  }
-
-  /**
    * Queues a frame, and the attachment that follows it if any (written as it is, not copied:
    * the caller must not change it afterwards). Returns false when the socket's buffer is full
    * (see `drain`).
@@ -168,28 +144,12 @@ export class FramedSocket {
       this.socket.cork();
       setImmediate(() => {
         this.corked = false;
-        if (!this.closed) this.sealRecord();
         this.socket.uncork();
       });
     }
     const pieces = attachment === undefined ? [] : attachment instanceof Uint8Array ? [attachment] : attachment;
     const size = attachment === undefined ? undefined : attachmentBytes(attachment);
     const header = frameHeader(payload.length, size);
-    if (this.sealer !== undefined) {
-      // The frames sent in one tick go out as one record (see frame-cipher.ts), sealed when the
-      // writes are uncorked or when the record would grow past RECORD_BYTES; a large attachment
-      // is sealed after its frame's record, from its pieces as they are.
-      const inline = (size ?? 0) < GATHER_BELOW_BYTES;
-      const frameBytes = header.length + payload.length + (inline ? (size ?? 0) : 0);
-      let room = true;
-      if (this.recordBytes > 0 && this.recordBytes + frameBytes > RECORD_BYTES) room = this.sealRecord();
-      this.record.push(header, payload);
-      this.recordBytes += header.length + payload.length;
-      if (!inline) return this.sealRecord(pieces) && room;
-      for (const piece of pieces) this.record.push(piece);
-      this.recordBytes += size ?? 0;
-      return room && !this.socket.writableNeedDrain;
-    }
     // A small frame goes out as one buffer (a burst of tiny jobs costs one write call each);
     // a large attachment is written as it is, never copied.
     if ((size ?? 0) < GATHER_BELOW_BYTES) return this.socket.write(Buffer.concat([header, payload, ...pieces]));
@@ -225,7 +185,6 @@ export class FramedSocket {
   end(frame?: FrameInit): void {
     if (this.closed) return;
     if (frame) this.send(frame);
-    if (this.sealer !== undefined) this.sealRecord();
     this.socket.end();
     this.destroyLater();
     this.finish();
@@ -239,16 +198,8 @@ export class FramedSocket {
       const message =
         error.message.length > MAX_ERROR_MESSAGE_CHARS ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : error.message;
       const payload = dispy.Frame.encode({ error: { code, message } }).finish();
-      if (this.sealer !== undefined) {
-        const header = frameHeader(payload.length);
-        this.record.push(header, payload);
-        this.recordBytes += header.length + payload.length;
-        this.sealRecord();
-        this.socket.end();
-      } else {
-        this.socket.write(frameHeader(payload.length));
-        this.socket.end(payload);
-      }
+      this.socket.write(frameHeader(payload.length));
+      this.socket.end(payload);
       this.destroyLater();
       this.finish(error);
       return;
@@ -256,23 +207,6 @@ export class FramedSocket {
     clearTimeout(this.endTimer);
     this.socket.destroy();
     this.finish(error);
-  }
-
-  /**
-   * Seals the frames gathered since the last record into one and writes it, followed by
-   * `attachment` (the attachment of its last frame, sealed apart) when given. Returns false when
-   * the socket's buffer is full.
-   */
-  private sealRecord(attachment?: readonly Uint8Array[]): boolean {
-    if (this.recordBytes === 0 && attachment === undefined) return true;
-    const body = Buffer.concat(this.record, this.recordBytes);
-    this.record = [];
-    this.recordBytes = 0;
-    // Each piece written as it is (header, body, tag, then the attachment's): the socket is corked
-    // for the tick (see send), so they leave in one writev, never copied into one buffer.
-    let room = true;
-    for (const piece of this.sealer!.seal([body], attachment)) room = this.socket.write(piece) && room;
-    return room;
   }
 
   /** If the peer does not hang up in turn after our end, do not wait for it. */
@@ -286,6 +220,21 @@ export class FramedSocket {
     this.closed = true;
     this.onClose(error);
   }
+}
+
+/**
+ * An error of the socket, as the connection reports it. On a TLS connection (secured before
+ * FramedSocket takes it), an error of OpenSSL is a record that failed authentication here, or an
+ * alert from the peer that one failed there: altered, injected or replayed on the way.
+ */
+function describeSocketError(error: Error): Error {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (!code.startsWith('ERR_SSL_')) return error;
+  return new FrameError(
+    ErrorCode.AUTH,
+    `a TLS record failed authentication (${code}): altered, injected or replayed on the way; the connection is not trusted`,
+    { cause: error },
+  );
 }
 
 /** A frame's message, decoded; FrameDecoder has made sure it has one kind and bounded lists. */

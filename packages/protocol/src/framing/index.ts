@@ -21,7 +21,6 @@ export {
   type FrameLimits,
   type KindLimit,
 } from './frame-limits.js';
-export { FrameSealer, FrameOpener, TAG_BYTES } from './frame-cipher.js';
 export { FrameDecoder, type DecodedFrame } from './frame-decoder.js';
 export { FramedSocket, attachmentBytes, type Attachment, type Frame, type FrameInit, type FramedSocketOptions } from './framed-socket.js';
 export { UNEXPECTED, dispatchFrame, type FrameBody, type FrameHandler, type FrameTable } from './frame-table.js';

@@ -96,6 +96,8 @@ export interface ClientTls {
   fingerprints: string[];
   /** What the options were called, for the fixes that errors name (default TLS_OPTION_NAMES). */
   names?: TlsOptionNames;
+  /** Set for TLS 1.3 with the secret's pre-shared key (see psk.ts) instead of certificates: the peer must present none. */
+  psk?: { identity: string; key: Buffer };
 }
 
 export interface ClientTlsFiles {
@@ -218,24 +220,36 @@ function peerFlags(peerKind: string): { serve: string; requireCert: string; ca: 
  */
 export function connectTls(options: ConnectTlsOptions): Promise<tls.TLSSocket> {
   const { host, port, localAddress, timeoutMs = TLS_CONNECT_TIMEOUT_MS, peerKind = 'node' } = options;
-  const { secureContext, fingerprints } = options.tls;
+  const { secureContext, fingerprints, psk } = options.tls;
   const pinned = fingerprints.length > 0;
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
       host,
       port,
       ...(localAddress ? { localAddress } : {}),
-      ...(net.isIP(host) ? {} : { servername: host }),
+      ...(net.isIP(host) || psk ? {} : { servername: host }),
       secureContext,
-      rejectUnauthorized: !pinned,
+      ...(psk
+        ? // The PSK authenticates the peer; one that sends a certificate instead is refused below.
+          { pskCallback: () => ({ psk: psk.key, identity: psk.identity }), checkServerIdentity: () => undefined, rejectUnauthorized: false }
+        : { rejectUnauthorized: !pinned }),
     });
     const fail = (error: Error): void => {
       cleanup();
       socket.destroy();
       reject(error);
     };
-    const onError = (error: Error): void => fail(describeTlsError(error, host, port, peerKind, options.tls.names));
+    const onError = (error: Error): void =>
+      fail(psk ? describePskError(error, host, port, peerKind) : describeTlsError(error, host, port, peerKind, options.tls.names));
     const onSecure = (): void => {
+      if (psk && Object.keys(socket.getPeerCertificate()).length > 0) {
+        fail(
+          new AuthError(
+            `${peerKind} ${host}:${port} serves TLS with a certificate: give this client the cafile that signed it, or pin it with certFingerprint (a secret alone does not verify a certificate)`,
+          ),
+        );
+        return;
+      }
       if (pinned) {
         const fingerprint = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
         if (!fingerprints.includes(fingerprint)) {
@@ -285,7 +299,6 @@ const UNTRUSTED = new Set([
 /** The node refused the client's certificate, or that it had none (mutual TLS). */
 const CLIENT_CERT_REFUSED = new Set([
   'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
-  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
   'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
   'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
   'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
@@ -328,6 +341,11 @@ export function describeTlsError(
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
     return new AuthError(`${node}'s certificate is not valid now (${code}): renew it`);
   }
+  if (code === 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE') {
+    return new AuthError(
+      `${node} refused this client's TLS (${code}): it has no certificate (it may use only the secret's TLS: then give this client no ${cafile}, ${certfile} or ${certFingerprint}), or ${flags.requireCert} (--require-client-cert) and this client's is missing or not signed by ${flags.ca}`,
+    );
+  }
   if (CLIENT_CERT_REFUSED.has(code)) {
     return new AuthError(
       `${node} refused this client's certificate, or its lack of one (${code}): ${flags.requireCert} (--require-client-cert); give this client a ${keyfile} and ${certfile} signed by ${flags.ca}`,
@@ -339,18 +357,56 @@ export function describeTlsError(
   return error;
 }
 
+/** TLS alerts of a failed PSK binder: the two sides' keys differ. */
+const PSK_MISMATCH = new Set([
+  'ERR_SSL_SSLV3_ALERT_ILLEGAL_PARAMETER',
+  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+  'ERR_SSL_SSLV3_ALERT_BAD_RECORD_MAC',
+]);
+
 /**
- * A node's TLS failure with a client, as the line it logs. (A client that refuses the node's
- * certificate closes after the handshake without saying why: the node sees it leave.)
+ * A client's failure of the secret's TLS (TLS-PSK, see psk.ts) as an AuthError naming the peer
+ * and the fix. Errors that are not TLS's are returned as they are.
  */
-export function describeNodeTlsError(error: Error): string {
+export function describePskError(error: Error, host: string, port: number, peerKind = 'node'): Error {
+  if (DispyError.isInstance(error)) return error;
   const code = (error as NodeJS.ErrnoException).code ?? '';
+  const peer = `${peerKind} ${host}:${port}`;
+  if (PLAIN_PEER.has(code)) {
+    return new AuthError(
+      `${peer} has no secret, or speaks an older protocol (it answered in plain), and this client has one: give the ${peerKind} the same secret`,
+    );
+  }
+  if (PSK_MISMATCH.has(code)) {
+    return new AuthError(
+      `${peer}'s secret differs from this client's (the secret's TLS handshake failed: ${code}); check the secret, and DISPY_SECRET_SALT where one is set`,
+    );
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'))
+    return new AuthError(`${peer}: the secret's TLS failed: ${error.message}`);
+  return error;
+}
+
+/**
+ * A server's TLS failure with a client, as the line it logs; `role` is what the server is (a
+ * node, or dispyscheduler toward its clients). (A client that refuses the server's certificate
+ * closes after the handshake without saying why: the server sees it leave.)
+ */
+export function describeNodeTlsError(error: Error, role = 'node'): string {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const cafile = role === 'node' ? '--cafile' : '--cluster-cafile';
   if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
-    return 'it presented no certificate, and this node requires one (--require-client-cert); refused';
+    return `it presented no certificate, and this ${role} requires one (--require-client-cert); refused`;
   }
   if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED' || /certificate verify failed/i.test(error.message)) {
-    return `its certificate is not signed by this node's --cafile (${error.message}); refused`;
+    return `its certificate is not signed by this ${role}'s ${cafile} (${error.message}); refused`;
   }
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'its TLS handshake did not complete in time; refused';
-  return `TLS failed: ${error.message}`;
+  if (code === 'ERR_SSL_BINDER_DOES_NOT_VERIFY')
+    return `its secret differs from this ${role}'s (the secret's TLS handshake failed); refused`;
+  if (code === 'ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM' || code === 'ERR_SSL_NO_SHARED_CIPHER') {
+    return `it began TLS with certificates (it has a cafile, certfile or certFingerprint), and this ${role} has no certificate, only the secret's TLS; refused`;
+  }
+  return `TLS failed: ${error.message}; refused`;
 }

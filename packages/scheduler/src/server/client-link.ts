@@ -102,7 +102,7 @@ const RESERVED_IDS = new Set(['saved-replies', 'job-files']);
 
 /**
  * One SharedJobCluster's connection to dispyscheduler. The scheduler answers it as a node does
- * (the handshake with the cluster secret, then the sealed channel): Setup (with FileWant and the
+ * (inside TLS with the cluster secret or certificates, the handshake with the cluster secret): Setup (with FileWant and the
  * files), Job, Cancel, Close and JobAck come in; SetupReply, NodeStatus, JobEvent, JobReply
  * (with the node that ran the job), CloseReply and heartbeats go out. When the connection ends (or
  * the client is silent for four heartbeats), the client's computations are closed and their
@@ -145,8 +145,6 @@ export class ClientLink {
       peer: this.peer,
       heartbeatSeconds: context.heartbeatSeconds,
       zombieSeconds: context.zombieSeconds,
-      // Inside TLS (a TLSSocket) frames are not sealed a second time, as on a node.
-      tls: (socket as net.Socket & { encrypted?: boolean }).encrypted === true,
     });
     this.handlers = {
       setup: (setup, frame) => void this.setup(setup, frame.requestId),

@@ -17,6 +17,9 @@ import {
   loadClientTls,
   loadNodeTls,
   looksLikeTls,
+  describeNodeTlsError,
+  pskServerMessage,
+  pskServerOptions,
   type ClientTls,
   type TlsOptionNames,
   type dispy,
@@ -206,6 +209,8 @@ export class DispyScheduler {
   private readonly server: net.Server;
   /** Serves TLS over accepted sockets when the scheduler has a certificate toward clients (never listens itself). */
   private readonly tlsServer?: tls.Server;
+  /** Its TLS toward clients is the cluster secret's (TLS-PSK), not certificates'. */
+  private readonly psk: boolean;
   /** Accepted sockets whose TLS handshake is not done (destroyed on close). */
   private readonly handshaking = new Set<net.Socket>();
   private tlsWarnedAt = 0;
@@ -240,7 +245,7 @@ export class DispyScheduler {
       'dispyscheduler',
       NODE_TLS_NAMES,
     );
-    const clusterTls = loadNodeTls(
+    const clusterCertificates = loadNodeTls(
       {
         keyfile: options.clusterKeyfile,
         certfile: options.clusterCertfile,
@@ -283,15 +288,14 @@ export class DispyScheduler {
       logger: this.logger,
       closeComputation: (computeId) => this.scheduler.closeComputation(computeId),
     });
+    // Toward clients as a node does: TLS with certificates, else with the cluster secret's pre-shared key, else plain.
+    this.psk = clusterCertificates === undefined && (options.clusterSecret ?? '') !== '';
+    const clusterTls = clusterCertificates ?? (this.psk ? pskServerOptions(options.clusterSecret!) : undefined);
     this.server = net.createServer((socket) => this.accept(socket));
     if (clusterTls) {
       this.tlsServer = tls.createServer(clusterTls, (socket) => this.secured(socket));
       this.tlsServer.on('tlsClientError', (error, socket) => {
-        const why =
-          (error as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
-            ? 'its TLS handshake did not complete in time'
-            : error.message;
-        this.warnTls(`client ${socket.remoteAddress ?? '(gone)'}: TLS failed: ${why}; refused`);
+        this.warnTls(`client ${socket.remoteAddress ?? '(gone)'}: ${describeNodeTlsError(error, 'dispyscheduler')}`);
         // Node leaves the socket open after a handshake timeout (it destroys it only on a TLS error).
         socket.destroy();
       });
@@ -329,12 +333,14 @@ export class DispyScheduler {
     const { host: listening, port: listeningPort } = this.address;
     const clientTls = !this.tlsServer
       ? ''
-      : this.options.requireClientCert
-        ? ' with TLS (clients must present a certificate signed by --cluster-cafile)'
-        : ' with TLS';
+      : this.psk
+        ? " with the cluster secret's TLS"
+        : this.options.requireClientCert
+          ? ' with TLS (clients must present a certificate signed by --cluster-cafile)'
+          : ' with TLS';
     this.logger.info(
       `serving SharedJobClusters at ${listening}:${listeningPort}${clientTls}; nodes ${this.allocators.map((a) => a.host).join(', ')}` +
-        `${this.nodeTls ? ' with TLS' : ''} (node port ${this.options.nodePort ?? DEFAULT_NODE_PORT}, scheduler port ${this.options.port ?? DEFAULT_CLIENT_PORT})`,
+        `${this.nodeTls ? ' with TLS' : this.options.nodeSecret ? " with the node secret's TLS" : ''} (node port ${this.options.nodePort ?? DEFAULT_NODE_PORT}, scheduler port ${this.options.port ?? DEFAULT_CLIENT_PORT})`,
     );
   }
 
@@ -376,7 +382,7 @@ export class DispyScheduler {
     socket.prependOnceListener('data', (chunk: Buffer) => {
       if (!looksLikeTls(chunk)) return;
       this.warnTls(
-        `client ${client.peer} tried TLS: this dispyscheduler does not use TLS (start it with --cluster-certfile and --cluster-keyfile); refused`,
+        `client ${client.peer} tried TLS: it has a cluster secret, or TLS files, and this dispyscheduler has neither (start it with --cluster-secret, or --cluster-certfile and --cluster-keyfile); refused`,
       );
       void client.shutdown();
     });
@@ -391,10 +397,12 @@ export class DispyScheduler {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.handshaking.add(socket);
     handOverToTls(socket, server, {
-      plainMessage: TLS_SCHEDULER_MESSAGE,
+      plainMessage: this.psk ? pskServerMessage('dispyscheduler') : TLS_SCHEDULER_MESSAGE,
       onPlain: (why) =>
         this.warnTls(
-          `client ${peer} ${why}: it does not use TLS, which this dispyscheduler requires (give the SharedJobCluster a cafile); refused`,
+          this.psk
+            ? `client ${peer} ${why}: it has no cluster secret (or speaks an older protocol), and this dispyscheduler has one; refused`
+            : `client ${peer} ${why}: it does not use TLS, which this dispyscheduler requires (give the SharedJobCluster a cafile); refused`,
         ),
       onTls: () => this.logger.debug(`client ${peer} began a TLS handshake`),
       onClose: () => this.handshaking.delete(socket),

@@ -1,7 +1,6 @@
 import {
   FramedSocket,
   PROTOCOL_VERSION,
-  channelKeys,
   clientProof,
   macEquals,
   newNonce,
@@ -73,7 +72,6 @@ export class FakeNode {
       }
       this.authenticated = true;
       this.channel.send({ authResult: { ok: true, mac: nodeProof(this.secret, auth.nonce, this.nonce), ...this.intervals } });
-      if (this.secret !== '') this.channel.protect(channelKeys(this.secret, 'node', this.nonce, auth.nonce));
       return;
     }
     // Closing answers at once (unless the test says otherwise), as a node with nothing to clean up.

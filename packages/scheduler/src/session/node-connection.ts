@@ -7,13 +7,14 @@ import {
   ErrorCode,
   FramedSocket,
   PROTOCOL_VERSION,
-  channelKeys,
   connectTls,
   describeTlsError,
+  describePskError,
   clientProof,
   macEquals,
   newNonce,
   nodeProof,
+  pskClientTls,
   type Attachment,
   type ClientTls,
   type Frame,
@@ -29,14 +30,17 @@ export interface NodeConnectionOptions {
   port: number;
   localAddress?: string;
   secret: string;
-  /** TLS toward the node (undefined: plain). Inside TLS, frames are not sealed a second time. */
+  /**
+   * TLS toward the node with certificates. Without it, a connection with a secret is TLS with the
+   * secret's pre-shared key, and one without a secret plain.
+   */
   tls?: ClientTls;
   clientName: string;
   /** Every frame after authentication that answers no request of this connection. */
   onFrame: (frame: Frame, attachment?: Buffer[]) => void;
   /** The connection is gone (after open() succeeded); `error` says why (undefined: it was closed cleanly). */
   onClose: (error?: Error) => void;
-  /** @internal Makes the socket (tests pass one end of an in-memory pair); default `net.connect`. */
+  /** @internal Makes the socket (tests pass one end of an in-memory pair; frames on it are plain); default `net.connect`. */
   connect?: () => net.Socket;
   /** What the peer is called in errors (default `node`; a SharedJobCluster's link says `dispyscheduler`). */
   peerKind?: string;
@@ -94,7 +98,8 @@ export class NodeConnection {
 
   /** Connects and authenticates; rejects with AuthError when the node's secret differs. */
   async open(): Promise<void> {
-    const { host, port, secret, clientName, tls } = this.options;
+    const { host, port, secret, clientName } = this.options;
+    const tls = this.options.connect ? undefined : (this.options.tls ?? (secret !== '' ? pskClientTls(secret) : undefined));
     // The local address (the client's first ipAddr) serves only peers of its own family: an IPv6
     // node found from another ipAddr is reached from any local address.
     const given = this.options.localAddress;
@@ -137,9 +142,6 @@ export class NodeConnection {
             } else if (!macEquals(nodeProof(secret, nonce, helloNonce), result.mac)) {
               refuse(new AuthError(`${this.peerKind} ${host}:${port} could not prove the shared secret; not used`));
             } else {
-              // With a secret, every later frame both ways is sealed, as the node does after its AuthResult;
-              // inside TLS they are not sealed a second time (the node knows it serves TLS too).
-              if (secret !== '' && !tls) this.channel!.protect(channelKeys(secret, 'client', helloNonce, nonce));
               this.opened = true;
               socket.setTimeout(0);
               this.heartbeatSeconds = result.heartbeatInterval > 0 ? result.heartbeatInterval : 0;
@@ -159,8 +161,9 @@ export class NodeConnection {
           this.requests.close(error);
           this.transfers.close(error);
           if (this.opened) this.options.onClose(error);
+          else if (error && tls?.psk) reject(describePskError(error, host, port, this.peerKind));
           else if (error && tls) reject(describeTlsError(error, host, port, this.peerKind, tls.names));
-          else if (tls && !helloNonce)
+          else if (tls && !tls.psk && !helloNonce)
             // A node that refuses a client's certificate may hang up without an alert that reaches us.
             reject(
               new AuthError(
