@@ -1,7 +1,7 @@
-// dispy's protected channel: what sealing every frame (a shared secret) costs, and what TLS with
-// certificates (and the secret) costs, as ratios to plain frames (no secret) measured in the same
-// run, on one real dispynode (2 CPUs) on loopback. Three workloads, each run plain, then sealed,
-// then over TLS, on a node of its own each (the TLS certificates are made at bench time, with
+// dispy's protected channel: what TLS with the secret's pre-shared key (a shared secret) costs,
+// and what TLS with certificates (and the secret) costs, as ratios to plain frames (no secret)
+// measured in the same run, on one real dispynode (2 CPUs) on loopback. Three workloads, each run
+// plain, then with the secret, then with certificates, on a node of its own each (the TLS certificates are made at bench time, with
 // testing/certificates.ts):
 //  - throughput: 5,000 tiny `n => n * 2` jobs at once;
 //  - 1 MiB arguments: 100 jobs at once, each with its own 1 MiB Uint8Array;
@@ -64,7 +64,7 @@ async function withCluster(node, channel, computation, options, use) {
 
 /**
  * The three workloads against one node on `channel`: its `secret` ('' for none), and the node's
- * flags and the client's options for TLS (none for plain and sealed frames).
+ * flags and the client's options for TLS (none for plain frames and the secret's TLS).
  */
 async function measure(channel, file) {
   const node = await startNode({
@@ -138,14 +138,14 @@ export default {
     const certs = makeTestCertificates([HOST]);
     try {
       const plain = await measure({ secret: '', nodeArgs: [], clientOptions: {} }, file);
-      const sealed = await measure({ secret: SECRET, nodeArgs: [], clientOptions: {} }, file);
+      const secret = await measure({ secret: SECRET, nodeArgs: [], clientOptions: {} }, file);
       const tls = await measure(
         { secret: SECRET, nodeArgs: ['--certfile', certs.nodeCert, '--keyfile', certs.nodeKey], clientOptions: { cafile: certs.ca } },
         file,
       );
-      // A ratio of rates is the inverse ratio of times: sealed rate ÷ plain rate = plain ms ÷ sealed ms.
+      // A ratio of rates is the inverse ratio of times: secret's rate ÷ plain rate = plain ms ÷ secret's ms.
       const ratio = (name, other, key, label, what) => ({
-        key: `${name === 'sealed' ? 'channel' : 'tls'}.${key}.ratio`,
+        key: `${name === 'TLS with certificates' ? 'tls' : 'channel'}.${key}.ratio`,
         label: `${name} ÷ plain: ${label}`,
         value: plain[key].warm / other[key].warm,
         unit: '×',
@@ -154,8 +154,8 @@ export default {
           `warm median; cold first round ${(plain[key].cold / other[key].cold).toFixed(3)}×; ${what}; ` +
           `ms plain ${ms(plain[key].all)}, ${name} ${ms(other[key].all)} (cold first)`,
       });
-      return [sealed, tls].flatMap((other, i) => {
-        const name = i === 0 ? 'sealed' : 'TLS';
+      return [secret, tls].flatMap((other, i) => {
+        const name = i === 0 ? "secret's TLS (PSK)" : 'TLS with certificates';
         return [
           ratio(name, other, 'tiny', 'small-job throughput', `${TINY_JOBS} jobs at once`),
           ratio(name, other, 'big', '1 MiB arguments', `${ARG_JOBS} jobs at once`),
