@@ -18,6 +18,11 @@ export interface Discovery {
 
 export interface JobSchedulerOptions {
   secret: string;
+  /**
+   * The scheduler is active (see `setActive`) while it holds jobs, by itself: dispyscheduler's.
+   * A JobCluster's ledger says so instead (it also counts operations under way).
+   */
+  activeWhileJobs?: boolean;
   /** TLS toward nodes, from `loadClientTls` (undefined: plain). */
   tls?: ClientTls;
   /** Local address for discovery and node connections (undefined: any). */

@@ -192,6 +192,8 @@ export class JobScheduler<
     const job: QueuedJob<Ref> = { ...rest, uid: this.nextUid++, attempt: 0 };
     if (pin && 'key' in pin) job.pinnedHost = pin.key;
     this.jobs.set(job.uid, job);
+    // Jobs wait: discovery warns when no node is found for them (see Discovery.setActive).
+    if (this.options.activeWhileJobs && this.jobs.size === 1) this.setActive(true);
     const name = pin && 'host' in pin ? pin.host : undefined;
     if (name !== undefined && net.isIP(name)) job.pinnedHost = name;
     const lookupName = name !== undefined && !net.isIP(name) ? name : undefined;
@@ -504,6 +506,7 @@ export class JobScheduler<
   private forget(job: QueuedJob<Ref>): void {
     this.jobs.delete(job.uid);
     job.args = undefined;
+    if (this.options.activeWhileJobs && this.jobs.size === 0) this.setActive(false);
   }
 
   private eventsOf(job: QueuedJob<Ref>) {

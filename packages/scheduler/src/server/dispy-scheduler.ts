@@ -266,6 +266,7 @@ export class DispyScheduler {
     );
     this.scheduler = new JobScheduler<ClientJobRef, DispyScheduler, SchedulerAllocator>({
       secret: options.nodeSecret ?? '',
+      activeWhileJobs: true,
       ipAddr: options.hosts?.[0],
       discoveryAddrs: options.hosts,
       ipv4Multicast: options.ipv4UdpMulticast,
