@@ -1,5 +1,5 @@
 import type { DispySchedulerOptions } from '@dispy/scheduler';
-import { cliModule, secretFlags, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
+import { cliModule, parseSize, secretFlags, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
 /** dispyscheduler's own flags: its spelling, the scheduler option it sets, how its text becomes a value, and its help. */
 const TABLE: CliFlag<DispySchedulerOptions>[] = [
@@ -157,9 +157,10 @@ const TABLE: CliFlag<DispySchedulerOptions>[] = [
   {
     flag: 'max-file-size',
     option: 'maxFileSize',
-    kind: 'integer',
-    arg: 'BYTES',
-    help: 'largest file a client may send through the scheduler (depends, sendFile), in bytes (0: no limit; default 10 MiB)',
+    kind: 'string',
+    parse: parseSize,
+    arg: 'SIZE',
+    help: 'largest file a client may send through the scheduler (depends, sendFile), e.g. 10m, 1g (0: no limit; default 10m)',
   },
   {
     flag: 'cooperative',

@@ -84,6 +84,11 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
       await scheduler.waitForLog(new RegExp(`(keeping its 1 computation for 60 s[\\s\\S]*){${cut}}`));
     }
     const results = await Promise.all(jobs.map((job) => job.wait()));
+    // Any job that did not finish, with why (named first: the results alone say only `undefined`).
+    const unfinished = jobs
+      .filter((job) => job.status !== DispyJob.Finished)
+      .map((job) => `${String(job.id)}: ${job.status} ${job.exception}`);
+    expect(unfinished).toEqual([]);
     expect(results).toEqual(Array.from({ length: count }, (_, n) => n * 3));
     expect(jobs.every((job) => job.status === DispyJob.Finished)).toBe(true);
     // Each job's callback came once, Finished: no reply lost, none delivered twice.

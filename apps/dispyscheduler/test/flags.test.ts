@@ -41,6 +41,15 @@ describe('dispyscheduler flags', () => {
     expect(settings.warnings.join('\n')).toContain('DISPY_CLUSTER_SECRET');
   });
 
+  it('takes --max-file-size as dispynode does: bytes with an optional k, m, g or t', () => {
+    expect(parseFlags(['--max-file-size', '10m'], {}).options.maxFileSize).toBe(10 * 1024 * 1024);
+    expect(parseFlags(['--max-file-size', '4096'], {}).options.maxFileSize).toBe(4096);
+    expect(parseFlags(['--max_file_size', '0'], {}).options.maxFileSize).toBe(0);
+    expect(() => parseFlags(['--max-file-size', 'ten'], {})).toThrow(
+      /size must be a number of bytes with an optional k, m, g or t suffix, got "ten"/,
+    );
+  });
+
   it('reads the TLS flags of both sides, in both spellings', () => {
     const fingerprint = 'AB'.repeat(32);
     const settings = parseFlags(

@@ -31,7 +31,9 @@ describe('dispyscheduler without nodes', () => {
     });
     clusters.push(cluster);
     cluster.submit(1);
-    await scheduler.waitForLog(/warn: no node found in 5 s while jobs wait: no node answered\. In \d+ rounds?, discovery pinged 127\.0\.125\.250/);
+    await scheduler.waitForLog(
+      /warn: no node found in 5 s while jobs wait: no node answered\. In \d+ rounds?, discovery pinged 127\.0\.125\.250/,
+    );
     expect(scheduler.log.match(/no node found/g)).toHaveLength(1);
   }, 30_000);
 });

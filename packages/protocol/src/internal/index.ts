@@ -25,6 +25,7 @@ export { formatZodError, suggestOption } from '../errors/format-zod-error.js';
 export { DropSummary, SUMMARY_INTERVAL_MS } from './drop-summary.js';
 export { SavedReplies, SAVED_REPLIES_DIR, scanSavedReplies, type SavedMeta } from './saved-replies.js';
 export { KeptReplies, type ReplySink } from './kept-replies.js';
+export { parseSize } from './parse-size.js';
 export {
   cliFlags,
   cliModule,

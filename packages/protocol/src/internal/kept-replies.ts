@@ -125,7 +125,12 @@ export class KeptReplies {
     });
   }
 
-  /** Saves a reply to disk, then drops it from memory (unless it was acknowledged meanwhile: then its file goes too). */
+  /**
+   * Saves a reply to disk, then drops it from memory (unless it was acknowledged meanwhile: then
+   * its file goes too). A client that comes and goes again quickly can start a second save of the
+   * same reply before the first has ended: whichever ends last finds it on disk already, and
+   * leaves the file alone.
+   */
   private persist(jobId: number): void {
     const reply = this.unacked.get(jobId);
     if (!reply) return;
@@ -133,12 +138,13 @@ export class KeptReplies {
     const write = meta
       .then(() => this.saved.save(reply))
       .then(async () => {
-        if (this.unacked.get(jobId) !== reply) {
+        if (this.unacked.get(jobId) === reply) {
+          this.unacked.delete(jobId);
+          this.onDisk.add(jobId);
+        } else if (!this.onDisk.has(jobId)) {
+          // Acknowledged meanwhile (neither in memory nor on disk any more): the file goes too.
           await this.saved.remove(jobId);
-          return;
         }
-        this.unacked.delete(jobId);
-        this.onDisk.add(jobId);
       });
     this.track(write, `saving the reply of job ${jobId} (kept in memory instead)`);
   }
