@@ -148,6 +148,11 @@ export class DispyHTTPServer {
         JSON.stringify({ showJobArgs: this.options.showJobArgs, clusters: this.hub.state() }),
       );
     }
+    if (url.pathname === '/api/jobs') {
+      const source = this.hub.source(url.searchParams.get('cluster') ?? '');
+      if (!source) return reply(response, 404, 'application/json', JSON.stringify({ ok: false, error: 'no such cluster here' }));
+      return reply(response, 200, 'application/json', JSON.stringify({ jobs: source.nodeJobs(url.searchParams.get('node') ?? '') }));
+    }
     let asset: ReturnType<StaticAssets['get']>;
     try {
       asset = this.assets.get(url.pathname);
