@@ -114,7 +114,10 @@
     }
     renderThroughput(snapshot.throughput);
     const rows = [...snapshot.nodes].sort(compareNodes);
-    $('#nodes tbody').replaceChildren(...rows.map((node) => nodeRow(id, node)));
+    syncRows(
+      $('#nodes tbody'),
+      rows.map((node) => nodeRow(id, node)),
+    );
     $('#no-nodes').hidden = rows.length > 0;
     for (const th of document.querySelectorAll('#nodes th[data-sort]')) {
       if (th.dataset.sort === state.sort.key) th.setAttribute('aria-sort', state.sort.dir > 0 ? 'ascending' : 'descending');
@@ -124,7 +127,7 @@
 
   function nodeRow(cluster, node) {
     const row = document.createElement('tr');
-    row.dataset.node = node.key;
+    row.dataset.node = row.dataset.key = node.key;
     const link = document.createElement('a');
     link.href = nodeHref(cluster, node.key);
     link.textContent = node.name || node.ipAddr;
@@ -142,7 +145,7 @@
       cell(avail ? percentBar(avail.cpu) : '–', 'num'),
       cell(avail ? bytes(avail.memory) : '–', 'num'),
       cell(avail ? bytes(avail.disk) : '–', 'num'),
-      cell(ago(node.updateTime)),
+      timeCell(node.updateTime, 'ago'),
     );
     return row;
   }
@@ -201,7 +204,6 @@
           ? `CPU ${node.availInfo.cpu.toFixed(0)} % idle, memory ${bytes(node.availInfo.memory)}, disk ${bytes(node.availInfo.disk)}`
           : '–',
       ],
-      ['Updated', ago(node.updateTime)],
     ];
     $('#node-facts').replaceChildren(
       ...facts.flatMap(([term, value]) => {
@@ -212,18 +214,27 @@
         return [dt, dd];
       }),
     );
+    const updated = document.createElement('dt');
+    updated.textContent = 'Updated';
+    const since = document.createElement('dd');
+    since.dataset.ago = String(node.updateTime);
+    since.textContent = ago(node.updateTime);
+    $('#node-facts').append(updated, since);
     const input = $('#cpus input');
     if (document.activeElement !== input) input.value = String(node.cpus);
     input.max = String(node.availCpus);
     const jobs = state.nodeJobs && state.nodeJobs.cluster === cluster && state.nodeJobs.node === key ? state.nodeJobs.jobs : [];
     for (const th of document.querySelectorAll('#jobs .args')) th.hidden = !state.showJobArgs;
-    $('#jobs tbody').replaceChildren(...jobs.map((job) => jobRow(cluster, job)));
+    syncRows(
+      $('#jobs tbody'),
+      jobs.map((job) => jobRow(cluster, job)),
+    );
     $('#no-jobs').hidden = jobs.length > 0;
   }
 
   function jobRow(cluster, job) {
     const row = document.createElement('tr');
-    row.dataset.job = job.key;
+    row.dataset.job = row.dataset.key = job.key;
     const cancel = document.createElement('button');
     cancel.type = 'button';
     cancel.className = 'cancel';
@@ -231,8 +242,40 @@
     cancel.addEventListener('click', () => act({ action: 'cancelJob', cluster, job: job.key }, `job ${job.key} cancelled`));
     const args = cell(job.args ?? '', 'wrap args');
     args.hidden = !state.showJobArgs;
-    row.append(cell(job.key), cell(job.id, 'wrap'), args, cell(duration(job.startTime), 'num running-for'), cell(cancel));
+    row.append(cell(job.key), cell(job.id, 'wrap'), args, timeCell(job.startTime, 'since', 'num running-for'), cell(cancel));
     return row;
+  }
+
+  /**
+   * Puts `rows` (each with data-key) in `body`, keeping the row and cell elements that did not
+   * change: a push never replaces a button or a link under the pointer.
+   */
+  function syncRows(body, rows) {
+    const old = new Map([...body.children].map((row) => [row.dataset.key, row]));
+    const kept = rows.map((row) => {
+      const previous = old.get(row.dataset.key);
+      if (!previous || previous.children.length !== row.children.length) return row;
+      [...row.children].forEach((fresh, i) => {
+        const current = previous.children[i];
+        if (current.textContent !== fresh.textContent || current.className !== fresh.className || current.hidden !== fresh.hidden) {
+          current.replaceWith(fresh);
+        }
+      });
+      return previous;
+    });
+    if (kept.length !== body.children.length || kept.some((row, i) => body.children[i] !== row)) body.replaceChildren(...kept);
+  }
+
+  /** A cell showing how long ago `time` was (`ago`) or how long since (`since`), kept up to date by `refreshTimes`. */
+  function timeCell(time, kind, className) {
+    const td = cell(kind === 'ago' ? ago(time) : duration(time), className);
+    td.dataset[kind] = String(time);
+    return td;
+  }
+
+  function refreshTimes() {
+    for (const element of document.querySelectorAll('[data-ago]')) element.textContent = ago(Number(element.dataset.ago));
+    for (const element of document.querySelectorAll('[data-since]')) element.textContent = duration(Number(element.dataset.since));
   }
 
   function cell(content, className) {
@@ -334,6 +377,6 @@
   }
 
   // Running times and "updated … ago" move on between pushes.
-  setInterval(render, 1000);
+  setInterval(refreshTimes, 1000);
   connect();
 })();

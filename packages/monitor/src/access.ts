@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 
 /** Whether an address to serve on is this host only: `localhost`, 127.0.0.0/8 or ::1. */
 export function isLoopbackHost(host: string): boolean {
@@ -16,8 +17,8 @@ export type Admission = { ok: true; setCookie: boolean } | { ok: false; why: str
 
 /**
  * The monitor's access rules: the token (given once as `?token=`, then kept in an HttpOnly,
- * SameSite=Strict cookie, as Jupyter does), the Host header (without a token, only addresses and
- * `localhost`: a page of another site whose name resolves to 127.0.0.1 (DNS rebinding) is refused),
+ * SameSite=Strict cookie, as Jupyter does), the Host header (without a token, only addresses, `localhost`,
+ * this host's name and `host`: a page of another site whose name resolves to 127.0.0.1 (DNS rebinding) is refused),
  * and the Origin of anything that changes state or opens a socket (never another site's).
  */
 export class AccessGuard {
@@ -84,7 +85,10 @@ export class AccessGuard {
     } catch {
       return false;
     }
-    return hostname === 'localhost' || net.isIP(hostname) !== 0 || hostname === this.servedHost;
+    const name = hostname.toLowerCase();
+    return (
+      name === 'localhost' || net.isIP(hostname) !== 0 || name === this.servedHost.toLowerCase() || name === os.hostname().toLowerCase()
+    );
   }
 }
 
