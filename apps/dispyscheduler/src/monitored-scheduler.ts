@@ -1,6 +1,6 @@
 import { OptionError } from '@dispy/protocol';
 import type { CliServer, Logger } from '@dispy/protocol/internal';
-import { DEFAULT_MONITOR_PORT, DispyHTTPServer } from '@dispy/monitor';
+import { DEFAULT_MONITOR_PORT, DispyHTTPServer, isLoopbackHost } from '@dispy/monitor';
 import { DispyScheduler, type DispySchedulerOptions } from '@dispy/scheduler';
 
 /** dispyscheduler's options: the scheduler's, and its monitor page's (--httpd). */
@@ -26,6 +26,12 @@ export class MonitoredScheduler implements CliServer {
     const { httpd, httpdPort, httpdHost, httpdToken, ...schedulerOptions } = options;
     if (!httpd && (httpdPort !== undefined || httpdHost !== undefined || httpdToken !== undefined)) {
       throw new OptionError('dispyscheduler: --httpd-port, --httpd-host and --httpd-token need --httpd');
+    }
+    if (httpd && httpdHost !== undefined && !isLoopbackHost(httpdHost) && httpdToken === undefined) {
+      throw new OptionError(
+        `dispyscheduler: --httpd-host ${httpdHost} is reachable from other machines, and the monitor page can cancel jobs and close nodes: ` +
+          'give --httpd-token (or DISPY_HTTPD_TOKEN, or --httpd-token-file), or serve it on 127.0.0.1',
+      );
     }
     this.scheduler = new DispyScheduler(schedulerOptions);
     if (httpd) this.httpd = { host: httpdHost ?? '127.0.0.1', port: httpdPort ?? DEFAULT_MONITOR_PORT, token: httpdToken };
