@@ -18,8 +18,8 @@ const packs = path.join(root, '.packs');
 rmSync(packs, { recursive: true, force: true });
 mkdirSync(packs);
 run('pnpm', ['build'], root);
-// The client and what it depends on (the same versions, so npm takes the packed ones).
-for (const name of ['protocol', 'scheduler', 'recover', 'client']) {
+// The client and what it depends on (the same versions, so npm takes the packed ones), and the monitor.
+for (const name of ['protocol', 'scheduler', 'recover', 'client', 'monitor']) {
   run('pnpm', ['pack', '--pack-destination', packs], path.join(root, 'packages', name));
 }
 const tarballs = readdirSync(packs).map((file) => path.join(packs, file));

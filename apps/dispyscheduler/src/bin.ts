@@ -1,5 +1,5 @@
 import { runCli } from '@dispy/protocol/internal';
-import { DispyScheduler } from '@dispy/scheduler';
 import { CLI } from './flags.js';
+import { MonitoredScheduler } from './monitored-scheduler.js';
 
-void runCli({ spec: CLI, create: (options) => new DispyScheduler(options) });
+void runCli({ spec: CLI, create: (options) => new MonitoredScheduler(options) });

@@ -1,8 +1,8 @@
-import type { DispySchedulerOptions } from '@dispy/scheduler';
+import type { SchedulerAppOptions } from './monitored-scheduler.js';
 import { cliModule, parseSize, secretFlags, type CliFlag, type CliSpec } from '@dispy/protocol/internal';
 
 /** dispyscheduler's own flags: its spelling, the scheduler option it sets, how its text becomes a value, and its help. */
-const TABLE: CliFlag<DispySchedulerOptions>[] = [
+const TABLE: CliFlag<SchedulerAppOptions>[] = [
   {
     flag: 'nodes',
     short: 'n',
@@ -42,14 +42,14 @@ const TABLE: CliFlag<DispySchedulerOptions>[] = [
   },
   { flag: 'node-port', option: 'nodePort', kind: 'integer', arg: 'PORT', help: "the nodes' port (default 51348)" },
   { flag: 'scheduler-port', option: 'schedulerPort', kind: 'integer', arg: 'PORT', help: 'TCP port for SharedJobClusters (default 51349)' },
-  ...secretFlags<DispySchedulerOptions>({
+  ...secretFlags<SchedulerAppOptions>({
     flag: 'node-secret',
     option: 'nodeSecret',
     env: ['DISPY_NODE_SECRET'],
     file: 'node-secret-file',
     what: 'secret shared with the nodes',
   }),
-  ...secretFlags<DispySchedulerOptions>({
+  ...secretFlags<SchedulerAppOptions>({
     flag: 'cluster-secret',
     option: 'clusterSecret',
     env: ['DISPY_CLUSTER_SECRET'],
@@ -170,10 +170,25 @@ const TABLE: CliFlag<DispySchedulerOptions>[] = [
   },
   {
     flag: 'httpd',
+    option: 'httpd',
     kind: 'boolean',
-    help: 'the monitor page: not supported yet (refused)',
-    refused: 'the monitor page (@dispy/monitor) does not exist yet',
+    help: 'serve the monitor page of every computation (a live web page; see --httpd-port, --httpd-host, --httpd-token)',
   },
+  { flag: 'httpd-port', option: 'httpdPort', kind: 'integer', arg: 'PORT', help: 'port of the monitor page (default 8181)' },
+  {
+    flag: 'httpd-host',
+    option: 'httpdHost',
+    kind: 'string',
+    arg: 'ADDR',
+    help: 'address of the monitor page (default 127.0.0.1; another needs --httpd-token)',
+  },
+  ...secretFlags<SchedulerAppOptions>({
+    flag: 'httpd-token',
+    option: 'httpdToken',
+    env: ['DISPY_HTTPD_TOKEN'],
+    file: 'httpd-token-file',
+    what: 'token the monitor page asks for (open it once with ?token=)',
+  }),
 ];
 
 /** Python dispy's dispyscheduler flags that this one does not have, with what to do instead. */
@@ -186,7 +201,7 @@ export const DISPY_ONLY_FLAGS: Readonly<Record<string, string>> = {
 };
 
 /** dispyscheduler's command line. */
-export const CLI: CliSpec<DispySchedulerOptions> = {
+export const CLI: CliSpec<SchedulerAppOptions> = {
   app: 'dispyscheduler',
   flags: TABLE,
   dispyOnly: DISPY_ONLY_FLAGS,

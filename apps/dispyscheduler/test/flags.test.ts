@@ -99,8 +99,16 @@ describe('dispyscheduler flags', () => {
     }
   });
 
-  it('refuses --httpd clearly until the monitor exists, and a wrong number naming the flag', () => {
-    expect(() => parseFlags(['--httpd'], {})).toThrow(/--httpd: the monitor page/);
+  it('takes --httpd with its port, address and token (from the environment too), and a wrong number naming the flag', () => {
+    expect(parseFlags(['--httpd', '--httpd-port', '8282', '--httpd-host', '127.0.0.2'], {}).options).toMatchObject({
+      httpd: true,
+      httpdPort: 8282,
+      httpdHost: '127.0.0.2',
+    });
+    expect(parseFlags(['--httpd'], { DISPY_HTTPD_TOKEN: 'from-the-environment' }).options).toMatchObject({
+      httpdToken: 'from-the-environment',
+    });
+    expect(() => parseFlags(['--httpd-port', 'x'], {})).toThrow(/--httpd-port must be an integer/);
     expect(() => parseFlags(['--scheduler-port', 'x'], {})).toThrow(/--scheduler-port must be an integer/);
     expect(() => parseFlags(['--msg-timeout', '-1'], {})).toThrow();
   });
@@ -157,6 +165,8 @@ describe('dispyscheduler flags', () => {
       '--zombie-interval',
       '--msg-timeout',
       '--httpd',
+      '--httpd-port',
+      '--httpd-token',
       '--cooperative',
       '--cleanup-nodes',
       '--clean',

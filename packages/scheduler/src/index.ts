@@ -28,6 +28,6 @@ export type {
 } from './cluster/types.js';
 export { NodeConnection, type NodeConnectionOptions } from './session/node-connection.js';
 export { NodeFinder, type NodeFinderOptions } from './discovery/node-finder.js';
-export { DispyScheduler, type DispySchedulerOptions } from './server/dispy-scheduler.js';
+export { DispyScheduler, type DispySchedulerOptions, type ComputationWatcher } from './server/dispy-scheduler.js';
 export { RemoteScheduler, type RemoteSchedulerOptions } from './server/remote-scheduler.js';
 export type { ClusterScheduler } from './cluster/cluster-scheduler.js';

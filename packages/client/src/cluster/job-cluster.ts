@@ -13,7 +13,7 @@ import {
   loadClientTls,
   shortSecretWarning,
 } from '@dispy/protocol';
-import { createLogger, type Logger } from '@dispy/protocol/internal';
+import { MONITOR_SOURCE, createLogger, type Logger, type MonitorSource } from '@dispy/protocol/internal';
 import { JobScheduler, describeFiles, type ClusterScheduler, type JobPin } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
@@ -24,6 +24,7 @@ import { findNodeKey } from './node-control.js';
 import { collectDepends } from './depends.js';
 import { programArguments, shipComputation } from './ship-computation.js';
 import { JobLedger } from './job-ledger.js';
+import { ClusterMonitor } from './cluster-monitor.js';
 import { RecoverRecorder } from './recover-recorder.js';
 import type { RecoverNode } from '@dispy/recover';
 
@@ -187,7 +188,7 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
       files: perJob?.files,
       definitions: perJob?.definitions,
     });
-    this.ledger.track(queued);
+    this.ledger.track(queued, args);
     return job;
   }
 
@@ -335,6 +336,24 @@ export class JobCluster<F extends AnyFunction = AnyFunction> {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  private monitor?: ClusterMonitor;
+
+  /** @internal The cluster as `@dispy/monitor` sees it. */
+  [MONITOR_SOURCE](): MonitorSource {
+    this.monitor ??= new ClusterMonitor({
+      name: this.name,
+      ledger: this.ledger,
+      nodes: () => this.status().nodes,
+      runningOn: (key) => this.scheduler.runningOn(key).filter((job) => job.computeId === this.computeId),
+      cancel: (job) => this.cancel(job),
+      setNodeCpus: (node, cpus) => this.setNodeCpus(node, cpus),
+      allocateNode: (host) => this.allocateNode(host),
+      deallocateNode: (node) => this.deallocateNode(node),
+      closeNode: (node) => this.closeNode(node),
+    });
+    return this.monitor;
   }
 
   /** Operations on nodes in progress (each keeps the process alive until it is answered). */

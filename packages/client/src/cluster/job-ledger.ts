@@ -1,5 +1,5 @@
 import { decodeValue } from '@dispy/protocol';
-import type { Logger } from '@dispy/protocol/internal';
+import { ThroughputHistory, type Logger, type MonitorJobCounts } from '@dispy/protocol/internal';
 import type { ComputationEvents, JobEndStatus, JobOutcome, NodeInfo, SchedulerJob } from '@dispy/scheduler';
 import { DispyJob } from '../job/dispy-job.js';
 import { DispyNode } from '../node/dispy-node.js';
@@ -35,12 +35,24 @@ export class JobLedger implements ComputationEvents<DispyJob> {
   private noNodeTimer?: NodeJS.Timeout;
   /** Jobs out to a node: which node, and whether a worker there started it (else it waits there). */
   private readonly atNode = new Map<DispyJob, { node: DispyNode; running: boolean }>();
+  /** Jobs submitted and ended, for the monitor. */
+  private readonly counts = { submitted: 0, finished: 0, failed: 0, cancelled: 0 };
+  /** Jobs ended per interval, for the monitor's throughput line. */
+  readonly throughput = new ThroughputHistory();
+  /** Internal listeners of every change (the monitor); the user's `clusterStatus` stays the user's. */
+  private readonly watchers = new Set<() => void>();
+  /** The encoded arguments of jobs not done, kept only while a watcher asks for them (`keepArgs`). */
+  readonly jobArgs = new WeakMap<DispyJob, Uint8Array>();
+  /** How many watchers want the jobs' arguments. */
+  keepArgs = 0;
 
   constructor(private readonly options: JobLedgerOptions) {}
 
   /** A job was submitted. */
-  track(job: Job): void {
+  track(job: Job, args?: Uint8Array): void {
     this.jobs.set(job.ref, job);
+    this.counts.submitted++;
+    if (args && this.keepArgs > 0) this.jobArgs.set(job.ref, args);
     this.options.setActive(true);
     this.notifyStatus(DispyJob.Created, undefined, job.ref);
     this.warnIfNoNodeCanRun();
@@ -86,6 +98,11 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     const job = queued.ref;
     if (!this.jobs.delete(job)) return;
     this.leaveNode(job);
+    this.jobArgs.delete(job);
+    if (status === DispyJob.Finished) this.counts.finished++;
+    else if (status === DispyJob.Cancelled) this.counts.cancelled++;
+    else this.counts.failed++;
+    this.throughput.record();
     job.status = status;
     job.result = result;
     job.exception = exception || undefined;
@@ -167,6 +184,7 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     job.ipAddr = info.host;
     node.queued++;
     this.atNode.set(job, { node, running: false });
+    this.changed();
   }
 
   /** Workers of the node started these jobs: each is `Running` from its start time on the node. */
@@ -261,7 +279,26 @@ export class JobLedger implements ComputationEvents<DispyJob> {
     }
   }
 
+  /** The jobs in each state, for the monitor. */
+  jobCounts(): MonitorJobCounts {
+    let running = 0;
+    for (const at of this.atNode.values()) if (at.running) running++;
+    return { ...this.counts, running, queued: this.jobs.size - running };
+  }
+
+  /** Calls `listener` after every change, until the returned function is called. */
+  watch(listener: () => void): () => void {
+    const entry = () => listener();
+    this.watchers.add(entry);
+    return () => this.watchers.delete(entry);
+  }
+
+  private changed(): void {
+    for (const watcher of this.watchers) this.callUser('a monitor', watcher);
+  }
+
   private notifyStatus(status: number, node: DispyNode | undefined, job: DispyJob | undefined): void {
+    this.changed();
     const { clusterStatus } = this.options;
     if (clusterStatus) this.callUser('clusterStatus', () => clusterStatus(status, node, job));
   }

@@ -42,3 +42,15 @@ export {
   type CliSettings,
   type CliSpec,
 } from './cli.js';
+export {
+  MONITOR_SOURCE,
+  THROUGHPUT_BUCKETS,
+  THROUGHPUT_BUCKET_MS,
+  ThroughputHistory,
+  type MonitorJob,
+  type MonitorJobCounts,
+  type MonitorNode,
+  type MonitorSnapshot,
+  type MonitorSource,
+  type MonitorSourceProvider,
+} from './monitor-source.js';

@@ -428,12 +428,18 @@ export class ClientLink {
     });
   }
 
-  private cancel(cancel: dispy.Cancel): void {
+  /** Cancels a job of one of this connection's computations as its client would (dispyscheduler's monitor page); false when it is not one. */
+  cancelJob(computeId: string, jobId: number): boolean {
+    return this.cancel({ computeId, jobId } as dispy.Cancel);
+  }
+
+  private cancel(cancel: dispy.Cancel): boolean {
     const jobId = Number(cancel.jobId);
     const computation = this.computations.get(cancel.computeId);
     const job = computation?.jobs.get(jobId);
-    if (!computation || !job) return;
-    if (this.context.cancel(job) === 'dequeued') {
+    if (!computation || !job) return false;
+    const outcome = this.context.cancel(job);
+    if (outcome === 'dequeued') {
       computation.jobs.delete(jobId);
       this.dropJobFiles(computation, jobId);
       computation.replies.ended({
@@ -444,6 +450,7 @@ export class ClientLink {
         failed: true,
       });
     }
+    return outcome !== 'unknown';
   }
 
   private async close(computeId: string, requestId: number): Promise<void> {

@@ -24,7 +24,7 @@ import {
   type TlsOptionNames,
   type dispy,
 } from '@dispy/protocol';
-import { createLogger, type Logger, type LogLevel } from '@dispy/protocol/internal';
+import { createLogger, type Logger, type LogLevel, type MonitorSource } from '@dispy/protocol/internal';
 import { JobScheduler } from '../cluster/job-scheduler.js';
 import { DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_RETRIES } from '../cluster/job-scheduler-options.js';
 import type { ComputationEvents, LocalFile, NodeAllocator, NodeInfo } from '../cluster/types.js';
@@ -33,6 +33,13 @@ import { allocationFor, type ClientAllocation } from './client-allocations.js';
 import { JobFileRelay } from './job-file-relay.js';
 import { DEFAULT_CLIENT_GRACE_SECONDS, KeptClientComputations } from './kept-client-computations.js';
 import { matchesNodes } from './node-patterns.js';
+import { ComputationMonitor } from './computation-monitor.js';
+
+/** Told of each computation dispyscheduler runs, for `@dispy/monitor` (`dispyscheduler --httpd`). */
+export interface ComputationWatcher {
+  added(source: MonitorSource): void;
+  removed(source: MonitorSource): void;
+}
 
 /** Said when --ext-host is given: it has no use for a scheduler. */
 export const EXT_HOST_WARNING =
@@ -219,6 +226,9 @@ export class DispyScheduler {
   private readonly heartbeatSeconds: number;
   private started = false;
   private closing?: Promise<void>;
+  /** Each computation's monitor view, by computeId. */
+  private readonly monitors = new Map<string, ComputationMonitor>();
+  private readonly watchers = new Set<ComputationWatcher>();
 
   constructor(private readonly options: DispySchedulerOptions = {}) {
     checkPort('port', options.port, 0);
@@ -287,7 +297,7 @@ export class DispyScheduler {
       graceMs: (options.clientGrace ?? DEFAULT_CLIENT_GRACE_SECONDS) * 1000,
       zombieMs: (options.zombieInterval ?? 60) * 60_000,
       logger: this.logger,
-      closeComputation: (computeId) => this.scheduler.closeComputation(computeId),
+      closeComputation: (computeId) => this.closeComputation(computeId),
     });
     // Toward clients as a node does: TLS with certificates, else with the cluster secret's pre-shared key, else plain.
     this.psk = clusterCertificates === undefined && (options.clusterSecret ?? '') !== '';
@@ -443,11 +453,20 @@ export class DispyScheduler {
       maxFileSize: this.options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
       addComputation: (setup, files, nodes, events, allocations) => this.addComputation(setup, files, nodes, events, allocations),
       nodeOps: this.nodeOps(),
-      submit: (request) => this.scheduler.submit(request),
-      cancel: (job) => this.scheduler.cancel(job),
+      submit: (request) => {
+        const job = this.scheduler.submit(request);
+        this.monitors.get(request.computeId)?.jobSubmitted(job);
+        return job;
+      },
+      cancel: (job) => {
+        const outcome = this.scheduler.cancel(job);
+        // A job taken out of the queue gets no event from the scheduler: its client is told directly.
+        if (outcome === 'dequeued') this.monitors.get(job.computeId)?.jobCancelled(job);
+        return outcome;
+      },
       closeComputation: (computeId) => {
         this.mayChangeCpus.delete(computeId);
-        return this.scheduler.closeComputation(computeId);
+        return this.closeComputation(computeId);
       },
       onEnd: (ended) => {
         this.relay.clientEnded(ended);
@@ -479,7 +498,8 @@ export class DispyScheduler {
   ): Promise<void> {
     const cpusHonoured = this.options.cooperative === true || setup.exclusive;
     if (cpusHonoured) this.mayChangeCpus.add(setup.computeId);
-    return this.scheduler.addComputation({
+    const monitor = this.monitorOf(setup.computeId, setup.name);
+    const added = this.scheduler.addComputation({
       computeId: setup.computeId,
       name: setup.name,
       kind: setup.kind,
@@ -502,8 +522,48 @@ export class DispyScheduler {
       exclusive: setup.exclusive,
       pulseInterval: this.options.pulseInterval ?? 0,
       owner: this,
-      events,
+      events: monitor.tap(events),
     });
+    added.catch(() => this.forgetMonitor(setup.computeId));
+    return added;
+  }
+
+  /**
+   * Tells `watcher` of every computation, those running now first, as it is added and removed
+   * (`dispyscheduler --httpd` shows them with @dispy/monitor). Returns the function that stops it.
+   */
+  watchComputations(watcher: ComputationWatcher): () => void {
+    this.watchers.add(watcher);
+    for (const monitor of this.monitors.values()) watcher.added(monitor);
+    return () => this.watchers.delete(watcher);
+  }
+
+  private closeComputation(computeId: string): Promise<void> {
+    this.forgetMonitor(computeId);
+    return this.scheduler.closeComputation(computeId);
+  }
+
+  private monitorOf(computeId: string, name: string): ComputationMonitor {
+    let monitor = this.monitors.get(computeId);
+    if (monitor) return monitor;
+    monitor = new ComputationMonitor(computeId, name, {
+      nodesOf: (id) => this.scheduler.nodesOf(id),
+      cancel: (job) => [...this.clients].find((client) => client.holds(job.computeId))?.cancelJob(job.computeId, job.ref.jobId) ?? false,
+      setNodeCpus: (id, nodeKey, cpus) => this.scheduler.setNodeCpus(id, nodeKey, cpus),
+      allocate: (id, host) => this.scheduler.allocate(id, new SchedulerAllocator(host, [host])),
+      deallocate: (id, nodeKey) => this.scheduler.deallocate(id, nodeKey),
+      closeNode: (id, nodeKey) => this.scheduler.closeNode(id, nodeKey, false),
+    });
+    this.monitors.set(computeId, monitor);
+    for (const watcher of this.watchers) watcher.added(monitor);
+    return monitor;
+  }
+
+  private forgetMonitor(computeId: string): void {
+    const monitor = this.monitors.get(computeId);
+    if (!monitor) return;
+    this.monitors.delete(computeId);
+    for (const watcher of this.watchers) watcher.removed(monitor);
   }
 
   /** What clients do to their computations on single nodes (SharedJobCluster's node methods). */
