@@ -170,4 +170,30 @@ describe('WorkerPool', () => {
     // Jobs given back never ran and were never reported.
     expect(reported).toEqual([1, 4]);
   });
+
+  it('moves jobs queued behind a long job to a worker that went idle (a batch of short and long jobs)', async () => {
+    // "long" jobs wait for a file the test writes; "short" ones return at once.
+    const release = path.join(dir, 'release');
+    const { outcome, started } = await startPool(
+      `async function job(kind, file) {
+        const { existsSync } = require('node:fs');
+        while (kind === 'long' && !existsSync(file)) await new Promise((resolve) => setTimeout(resolve, 5));
+        return kind;
+      }`,
+      2,
+    );
+    // Handed out in one tick: one worker gets both short jobs, the other both long ones, in a batch.
+    pool!.run(1, args('short', release));
+    pool!.run(2, args('short', release));
+    pool!.run(3, args('long', release));
+    pool!.run(4, args('long', release));
+    await outcome(1);
+    await outcome(2);
+    // The idle worker takes job 4 from behind job 3: both long jobs run at once.
+    await vi.waitUntil(() => pool!.runningJobs().length === 2, { interval: 1, timeout: 10_000 });
+    expect(pool!.runningJobs().sort()).toEqual([3, 4]);
+    writeFileSync(release, '');
+    expect([(await outcome(3)).ok, (await outcome(4)).ok]).toEqual([true, true]);
+    expect(started.sort()).toEqual([1, 2, 3, 4]);
+  });
 });

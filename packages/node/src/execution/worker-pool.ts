@@ -206,6 +206,29 @@ export class WorkerPool implements JobRunner {
   }
 
   /**
+   * A worker went idle with nothing waiting: jobs queued in other workers behind a running one
+   * (a batch can hold a long job and the jobs after it, while the worker that got the short
+   * ones is idle) are taken back, the later half of each such queue, and handed out again. A
+   * worker that started one meanwhile runs it; only those it says it dropped move.
+   */
+  private rebalance(): void {
+    if (this.closing) return;
+    for (const worker of this.workers) {
+      if (worker.dying || worker.retire) continue;
+      const queued = worker.jobs.slice(1).filter((job) => !worker.reclaims.has(job.jobId) && !job.cancelled);
+      for (const job of queued.slice(Math.floor(queued.length / 2))) {
+        worker.reclaims.set(job.jobId, (dropped) => {
+          if (!dropped || this.closing) return;
+          const { jobId, args, timeoutMs, definitions } = job;
+          this.backlog.unshift({ jobId, args, timeoutMs, definitions });
+          this.dispatch();
+        });
+        worker.channel.send([{ message: { type: 'reclaim', jobId: job.jobId } }]);
+      }
+    }
+  }
+
+  /**
    * Changes the number of workers. New ones start at once; when shrinking, idle workers stop at
    * once and busy ones after their current job. Resolves when the new workers are ready.
    */
@@ -370,7 +393,8 @@ export class WorkerPool implements JobRunner {
             if (worker.jobs.length > 0) break;
             this.releaseSlot(worker);
             if (worker.retire) void this.kill(worker);
-            else this.dispatch();
+            else if (this.backlog.length > 0) this.dispatch();
+            else this.rebalance();
             break;
           }
         }
