@@ -76,7 +76,7 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
       return job;
     });
     // Cut the link three times while jobs run, each once the previous cut was taken back.
-    // Jobs run: the computation is set up (a cut before its SetupReply arrives fails the cluster's start).
+    // Jobs run: the computation is set up (a cut before its SetupReply is a set-up again: see shared-link.test.ts).
     await running;
     for (let cut = 1; cut <= 3; cut++) {
       if (cut > 1) await scheduler.waitForLog(new RegExp(`(took computation compute \\(\\w+\\) back \\(live\\)[\\s\\S]*){${cut - 1}}`));

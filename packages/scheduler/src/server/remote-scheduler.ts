@@ -27,6 +27,11 @@ export interface RemoteSchedulerOptions {
   jobFiles?: Omit<JobFilesOptions, 'logger'>;
 }
 
+/** Attempts at setting the computation up when the connection is lost before the SetupReply. */
+const SETUP_ATTEMPTS = 3;
+/** Milliseconds before the next attempt, times the attempt's number. */
+const SETUP_RETRY_MS = 500;
+
 /** A job of this client as the remote scheduler tracks it. */
 interface RemoteJob<Ref> extends SchedulerJob<Ref> {
   nodeKey?: string;
@@ -354,7 +359,30 @@ export class RemoteScheduler<
     return this.connecting;
   }
 
+  /**
+   * Connects and sets the computation up. A connection lost after it authenticated and before
+   * the SetupReply (the scheduler may have set the computation up: a Setup again replaces it) is
+   * tried again, SETUP_ATTEMPTS times in all; a refusal, or a scheduler that cannot be reached,
+   * fails at once.
+   */
   private async connect(): Promise<NodeLink> {
+    for (let attempt = 1; ; attempt++) {
+      const lost = { afterOpen: false };
+      try {
+        return await this.connectOnce(lost);
+      } catch (error) {
+        const refused = DispyError.isInstance(error) && (error.code === ErrorCode.START || error.code === ErrorCode.CLOSED);
+        if (!lost.afterOpen || refused || this.closed || attempt >= SETUP_ATTEMPTS) throw error;
+        this.options.logger.debug(
+          `dispyscheduler ${this.where}: the connection was lost while setting up (${(error as Error).message}); trying again`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, SETUP_RETRY_MS * attempt));
+      }
+    }
+  }
+
+  /** One attempt of `connect`; `lost.afterOpen` says whether its connection had authenticated and then went. */
+  private async connectOnce(lost: { afterOpen: boolean }): Promise<NodeLink> {
     const spec = this.spec!;
     const { host, port, secret, tls, clientName, localAddress, connect } = this.options;
     const link: NodeLink = new NodeLink({
@@ -373,8 +401,10 @@ export class RemoteScheduler<
       peerKind: 'dispyscheduler',
     });
     this.opening = link;
+    let opened = false;
     try {
       await link.connection.open();
+      opened = true;
       if (await this.hasExtras(spec)) await this.sendAllocations(link, spec.computeId, spec.allocators);
       const answer = await link.connection.setup(
         {
@@ -398,6 +428,7 @@ export class RemoteScheduler<
       );
       if (!answer.ok) throw new DispyError(ErrorCode.START, `dispyscheduler ${this.where} refused the computation: ${answer.error}`);
     } catch (error) {
+      lost.afterOpen = opened && link.connection.isClosed;
       link.close();
       throw error;
     } finally {

@@ -287,6 +287,42 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
     await until(() => fake.ended.length === 2, 'the second link ended');
   });
 
+  it('a connection lost before its SetupReply: the computation is set up again on a new one, and its jobs go there', async () => {
+    const fake = fakeScheduler();
+    const { remote, links } = connected(fake);
+    const addComputation = fake.context.addComputation;
+    let cut = false;
+    fake.context.addComputation = (...args) => {
+      // The first Setup reaches the scheduler, and the connection goes before its answer.
+      if (!cut) {
+        cut = true;
+        void links[0]!.shutdown(new Error('cut before the SetupReply'));
+      }
+      return addComputation(...args);
+    };
+    const adding = remote.addComputation(specWith(recorder().events));
+    await until(() => cut && fake.ended.length === 1, 'the first connection cut');
+    await vi.advanceTimersByTimeAsync(500);
+    await adding;
+    expect(links).toHaveLength(2);
+    expect(fake.added).toHaveLength(2);
+    remote.submit({ computeId: 'c0ffee', priority: 0, ref: 'job', args: encodeArguments([1]) });
+    await until(() => fake.submitted.length === 1, 'the job reached the second connection');
+    await remote.close();
+    await until(() => fake.ended.length === 2, 'the second link ended');
+  });
+
+  it('a scheduler that refuses the computation is not asked again', async () => {
+    const fake = fakeScheduler();
+    const { remote, links } = connected(fake);
+    fake.context.addComputation = () => Promise.reject(new Error('no room'));
+    const error = await remote.addComputation(specWith(recorder().events)).catch((reason: unknown) => reason);
+    expect((error as Error).message).toMatch(/refused the computation: no room/);
+    expect(links).toHaveLength(1);
+    await remote.close();
+    await until(() => fake.ended.length === 1, 'the link ended');
+  });
+
   it('refuses a wrong cluster secret with an AuthError that says so, and adds nothing', async () => {
     const fake = fakeScheduler();
     const { remote } = connected(fake, 'not the cluster secret');
