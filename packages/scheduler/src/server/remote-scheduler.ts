@@ -32,6 +32,9 @@ const SETUP_ATTEMPTS = 3;
 /** Milliseconds before the next attempt, times the attempt's number. */
 const SETUP_RETRY_MS = 500;
 
+/** How long closing waits for a lost connection to come back before it leaves the computation to the scheduler. */
+const CLOSE_WAIT_MS = 5000;
+
 /** A job of this client as the remote scheduler tracks it. */
 interface RemoteJob<Ref> extends SchedulerJob<Ref> {
   nodeKey?: string;
@@ -315,9 +318,24 @@ export class RemoteScheduler<
   async closeComputation(computeId: string): Promise<void> {
     await this.connecting?.catch(() => undefined);
     // A lost link being reconnected: the computation is closed once it is back (or known gone).
-    if (this.reconnection) {
-      this.reconnection.setActive(true);
-      await this.reconnection.ended;
+    // A scheduler still away after CLOSE_WAIT_MS is left to close it itself, at the end of its
+    // grace period for this client: close() does not wait that long.
+    const reconnection = this.reconnection;
+    if (reconnection) {
+      reconnection.setActive(true);
+      let timer: NodeJS.Timeout | undefined;
+      const waited = await Promise.race([
+        reconnection.ended,
+        new Promise<'away'>((resolve) => (timer = setTimeout(() => resolve('away'), CLOSE_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (waited === 'away') {
+        reconnection.stop();
+        this.options.logger.warn(
+          `dispyscheduler ${this.where} is still unreachable; it closes the computation itself when its grace period for this client ends`,
+        );
+        return;
+      }
     }
     const link = this.link;
     if (!link || link.state !== 'up') return;

@@ -312,6 +312,38 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
     await until(() => fake.ended.length === 2, 'the second link ended');
   });
 
+  it('close() while the scheduler is unreachable waits 5 s for it, not its whole grace period, then leaves the computation to it', async () => {
+    const fake = fakeScheduler();
+    // The scheduler keeps a lost client's computation for 60 s: the client reconnects meanwhile.
+    fake.context.zombieSeconds = 60;
+    const links: ClientLink[] = [];
+    let reachable = true;
+    const remote = new RemoteScheduler<string>({
+      host: '127.0.0.1',
+      port: 51349,
+      secret: SECRET,
+      clientName: 'test client',
+      logger,
+      connect: () => {
+        const { client, server } = socketPair();
+        if (reachable) links.push(new ClientLink(server.asSocket(), fake.context));
+        else process.nextTick(() => server.asSocket().destroy());
+        return client.asSocket();
+      },
+    });
+    await remote.addComputation(specWith(recorder().events));
+    reachable = false;
+    await links[0]!.shutdown(new Error('the network is gone'));
+    let closed = false;
+    const closing = remote.close().then(() => (closed = true));
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await closing;
+    expect(closed).toBe(true);
+    expect(links).toHaveLength(1);
+  });
+
   it('a scheduler that refuses the computation is not asked again', async () => {
     const fake = fakeScheduler();
     const { remote, links } = connected(fake);
