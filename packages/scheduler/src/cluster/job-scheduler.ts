@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { DispyError, ErrorCode, type dispy } from '@dispy/protocol';
+import type { dispy } from '@dispy/protocol';
 import { SchedulingEngine } from '../engine/scheduling-engine.js';
 import { NodeFinder } from '../discovery/node-finder.js';
 import { ComputationSetup } from './computation-setup.js';
@@ -8,31 +8,28 @@ import { sendJob } from './job-sender.js';
 import { HeldJobs } from './held-jobs.js';
 import { HostNames } from './host-names.js';
 import { IdleWatch } from './idle-watch.js';
-import { reattachComputations } from './link-recovery.js';
-import { DEFAULT_MAX_RETRIES, type Discovery, type JobSchedulerOptions } from './job-scheduler-options.js';
+import { JobLedger } from './job-ledger.js';
+import { JobReclaim } from './job-reclaim.js';
+import { getOrCreateList } from './list-map.js';
+import { NodeArrival } from './node-arrival.js';
+import type { Discovery, JobSchedulerOptions } from './job-scheduler-options.js';
 import { jobFilesConfig } from './job-files.js';
-import type { JobFilesConfig, NodeLink } from './node-link.js';
+import type { JobFilesConfig } from './node-link.js';
+import { NodeLoss, restoreCpus } from './node-loss.js';
+import { NodeOperations } from './node-operations.js';
 import { NodePool } from './node-pool.js';
 import type { ClusterScheduler } from './cluster-scheduler.js';
 import { ReplyRouter } from './reply-router.js';
-import type {
-  ComputationSpec,
-  JobEndStatus,
-  JobOutcome,
-  JobRequest,
-  LocalFile,
-  NodeAllocator,
-  NodeInfo,
-  QueuedJob,
-  SchedulerJob,
-} from './types.js';
+import type { ComputationSpec, JobRequest, LocalFile, NodeAllocator, NodeInfo, QueuedJob, SchedulerJob } from './types.js';
 
 /**
  * The scheduler that JobCluster embeds and dispyscheduler hosts: it finds nodes (discovery),
  * asks each computation's allocators which to use, keeps one authenticated connection per node
  * (`NodePool`), sets computations up there (`ComputationSetup`), and runs the engine's choices:
  * jobs go out as frames (`sendJob`), frames from nodes come back through `ReplyRouter` and become
- * events of their computation.
+ * events of their computation. Its parts: `JobLedger` (computations, jobs not ended, how a job
+ * ends), `NodeArrival` (a node found: set up, served), `NodeLoss` (a node gone, a link lost and
+ * back), `NodeOperations` (allocateNode, closeNode, setNodeCpus, sendFile...), `JobReclaim`.
  *
  * `Ref` is what the submitter keeps per job, `Owner` what allocators get as their first argument,
  * `Alloc` the allocators' type (handed back to `ComputationSpec.nodeExtras`).
@@ -47,16 +44,17 @@ export class JobScheduler<
   private readonly pool: NodePool;
   private readonly setups: ComputationSetup<Ref, Owner, Alloc>;
   private readonly router: ReplyRouter<Ref>;
-  private readonly computations = new Map<string, ComputationSpec<Ref, Owner, Alloc>>();
-  /** Jobs not ended yet, by uid. */
-  private readonly jobs = new Map<number, QueuedJob<Ref>>();
+  /** The computations and their jobs not ended yet. */
+  private readonly ledger: JobLedger<Ref, Owner, Alloc>;
+  private readonly arrival: NodeArrival<Ref, Owner, Alloc>;
+  private readonly loss: NodeLoss<Ref, Owner, Alloc>;
+  private readonly reclaims: JobReclaim<Ref, Owner, Alloc>;
+  private readonly nodeOps: NodeOperations<Ref, Owner, Alloc>;
   private readonly held: HeldJobs<Ref>;
   /** closeNode calls waiting for a computation's last running job on a node. */
   private readonly idle: IdleWatch;
   /** Host names of `nodes` (a name that does not resolve is resolved again later, alone). */
   private readonly hostNames: HostNames;
-  /** The address each node (by key) answered discovery from: where to ping it again when it goes away. */
-  private readonly foundAt = new Map<string, string>();
   private nextUid = 1;
   private started?: Promise<void>;
   private closed = false;
@@ -66,13 +64,21 @@ export class JobScheduler<
     this.engine = new SchedulingEngine<QueuedJob<Ref>>(
       {
         dispatch: (key, job) => this.dispatch(key, job),
-        reclaim: (key, jobs) => this.reclaim(key, jobs),
+        reclaim: (key, jobs) => this.reclaims.reclaim(key, jobs),
         // A job whose files went ahead of it stays with them; one being cancelled is not moved.
         movable: (job) => !job.files?.length && !job.cancelled,
       },
       options.engine,
     );
-    const onReply = (reply: dispy.DiscoveryReply, address: string): void => void this.onDiscovered(reply, address);
+    this.idle = new IdleWatch((nodeKey) => (this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : []));
+    this.ledger = new JobLedger({
+      engine: this.engine,
+      idle: this.idle,
+      emptied: () => {
+        if (this.options.activeWhileJobs) this.setActive(false);
+      },
+    });
+    const onReply = (reply: dispy.DiscoveryReply, address: string): void => void this.arrival.discovered(reply, address);
     this.finder =
       options.discovery?.(onReply) ??
       new NodeFinder({
@@ -95,10 +101,10 @@ export class JobScheduler<
       localAddress: options.ipAddr,
       logger,
       onFrame: (link, frame, attachment) => this.router.route(link, frame, attachment),
-      onGone: (link, error) => this.nodeGone(link, error),
+      onGone: (link, error) => this.loss.nodeGone(link, error),
       mayReconnect: (link) => !this.closed && link.computeIds.size > 0 && link.zombieSeconds > 0,
-      onLost: (link, error) => this.linkLost(link, error),
-      onBack: (link) => this.linkBack(link),
+      onLost: (link, error) => this.loss.linkLost(link, error),
+      onBack: (link) => this.loss.linkBack(link),
       connect: options.connect,
     });
     this.setups = new ComputationSetup(this.pool, logger);
@@ -112,7 +118,8 @@ export class JobScheduler<
         }
         this.finder.pingNow();
       },
-      wanted: (allocator) => [...this.computations.values()].some((spec) => spec.allocators.some((candidate) => candidate === allocator)),
+      wanted: (allocator) =>
+        [...this.ledger.computations.values()].some((spec) => spec.allocators.some((candidate) => candidate === allocator)),
       logger,
     });
     this.held = new HeldJobs<Ref>({
@@ -120,33 +127,64 @@ export class JobScheduler<
       addressOfNode: (name) => this.pool.named(name)?.info.host,
       resolve: (name) => this.resolve(name),
       drop: (job) => this.drop(job),
-      eventsOf: (computeId) => this.computations.get(computeId)?.events,
+      eventsOf: (computeId) => this.ledger.computations.get(computeId)?.events,
     });
-    this.idle = new IdleWatch((nodeKey) => (this.pool.get(nodeKey) ? this.engine.runningOn(nodeKey) : []));
+    this.arrival = new NodeArrival({
+      engine: this.engine,
+      pool: this.pool,
+      ledger: this.ledger,
+      setups: this.setups,
+      finder: this.finder,
+      logger,
+      isClosed: () => this.closed,
+    });
+    this.reclaims = new JobReclaim({ engine: this.engine, pool: this.pool, ledger: this.ledger, idle: this.idle, logger });
+    this.loss = new NodeLoss({
+      engine: this.engine,
+      pool: this.pool,
+      ledger: this.ledger,
+      idle: this.idle,
+      finder: this.finder,
+      foundAt: this.arrival.foundAt,
+      logger,
+      isClosed: () => this.closed,
+    });
+    this.nodeOps = new NodeOperations({
+      engine: this.engine,
+      pool: this.pool,
+      ledger: this.ledger,
+      setups: this.setups,
+      idle: this.idle,
+      logger,
+      lookFor: async (allocator) => {
+        await this.lookFor(allocator);
+        this.finder.pingNow();
+      },
+    });
     this.router = new ReplyRouter<Ref>({
       logger,
       jobFiles: this.jobFilesConfig(),
-      job: (uid) => this.jobs.get(uid),
-      replied: (job, link, outcome) => this.replied(job, link, outcome),
-      provisional: (job, link, result) => this.eventsOf(job)?.jobProvisional(job, result, link.info),
-      refused: (job, link, why) => this.end(job, 'cancelled', `node ${link.key} refused the job: ${why}`, link),
+      job: (uid) => this.ledger.jobs.get(uid),
+      replied: (job, link, outcome) => this.ledger.replied(job, link, outcome),
+      provisional: (job, link, result) => this.ledger.eventsOf(job)?.jobProvisional(job, result, link.info),
+      refused: (job, link, why) => this.ledger.end(job, 'cancelled', `node ${link.key} refused the job: ${why}`, link),
       requeue: (job, link) => {
         this.engine.jobDone(link.key, job.uid);
-        this.requeue(job, link.info);
+        this.ledger.requeue(job, link.info);
         this.idle.check(link.key);
       },
       running: (link, started) => {
         for (const { job } of started) this.engine.jobStarted(link.key, job.uid);
         const byComputation = new Map<string, Array<{ job: QueuedJob<Ref>; startTime: number }>>();
         for (const entry of started) getOrCreateList(byComputation, entry.job.computeId).push(entry);
-        for (const [computeId, entries] of byComputation) this.computations.get(computeId)?.events.jobsRunning(entries, link.info);
+        for (const [computeId, entries] of byComputation) this.ledger.computations.get(computeId)?.events.jobsRunning(entries, link.info);
       },
       availInfo: (link) => {
-        for (const computeId of link.computeIds) this.computations.get(computeId)?.events.nodeAvailInfo(link.info);
+        for (const computeId of link.computeIds) this.ledger.computations.get(computeId)?.events.nodeAvailInfo(link.info);
       },
       nodeCpus: (link, cpus) => {
         link.nodeCpus = cpus;
-        this.restoreCpus(link);
+        restoreCpus(this.engine, link);
         logger.info(`node ${link.info.name} (${link.key}) now offers ${link.nodeCpus} CPUs`);
       },
     });
@@ -158,10 +196,10 @@ export class JobScheduler<
     return jobFilesConfig(
       this.options,
       (link, chunk) => {
-        const job = this.jobs.get(Number(chunk.jobId));
+        const job = this.ledger.jobs.get(Number(chunk.jobId));
         return job !== undefined && job.nodeKey === link.key && job.computeId === chunk.computeId;
       },
-      relayJobFiles && ((link) => relayJobFiles(link, (uid) => this.jobs.get(uid))),
+      relayJobFiles && ((link) => relayJobFiles(link, (uid) => this.ledger.jobs.get(uid))),
     );
   }
 
@@ -170,7 +208,7 @@ export class JobScheduler<
    * not resolve is warned about and resolved again later, alone (the other nodes are used).
    */
   async addComputation(spec: ComputationSpec<Ref, Owner, Alloc>): Promise<void> {
-    this.computations.set(spec.computeId, spec);
+    this.ledger.computations.set(spec.computeId, spec);
     this.held.added(spec.computeId, spec.events);
     // A host name that does not resolve affects only itself: it is resolved again later.
     for (const allocator of spec.allocators) {
@@ -191,9 +229,9 @@ export class JobScheduler<
     const { files, pin, ...rest } = request;
     const job: QueuedJob<Ref> = { ...rest, uid: this.nextUid++, attempt: 0 };
     if (pin && 'key' in pin) job.pinnedHost = pin.key;
-    this.jobs.set(job.uid, job);
+    this.ledger.jobs.set(job.uid, job);
     // Jobs wait: discovery warns when no node is found for them (see Discovery.setActive).
-    if (this.options.activeWhileJobs && this.jobs.size === 1) this.setActive(true);
+    if (this.options.activeWhileJobs && this.ledger.jobs.size === 1) this.setActive(true);
     const name = pin && 'host' in pin ? pin.host : undefined;
     if (name !== undefined && net.isIP(name)) job.pinnedHost = name;
     const lookupName = name !== undefined && !net.isIP(name) ? name : undefined;
@@ -211,10 +249,10 @@ export class JobScheduler<
    * had not gone out yet), `'unknown'` when it is done or not ours.
    */
   cancel(job: SchedulerJob<Ref>): 'dequeued' | 'sent' | 'unknown' {
-    const queued = this.jobs.get(job.uid);
+    const queued = this.ledger.jobs.get(job.uid);
     if (!queued) return 'unknown';
     if (this.engine.dequeue(queued.uid)) {
-      this.forget(queued);
+      this.ledger.forget(queued);
       return 'dequeued';
     }
     const link = queued.nodeKey ? this.pool.get(queued.nodeKey) : undefined;
@@ -227,10 +265,10 @@ export class JobScheduler<
 
   /** Forgets a waiting job without telling anyone (for a cluster giving up on it); false when it is not ours. */
   drop(job: SchedulerJob<Ref>): boolean {
-    const queued = this.jobs.get(job.uid);
+    const queued = this.ledger.jobs.get(job.uid);
     if (!queued) return false;
     this.engine.dequeue(queued.uid);
-    this.forget(queued);
+    this.ledger.forget(queued);
     return true;
   }
 
@@ -248,23 +286,13 @@ export class JobScheduler<
   }
 
   /** Adds a way of choosing nodes to a computation; nodes already known are asked again. */
-  async allocate(computeId: string, allocator: Alloc): Promise<void> {
-    const spec = this.computations.get(computeId);
-    if (!spec) return;
-    spec.allocators.push(allocator);
-    spec.excluded?.clear();
-    await this.lookFor(allocator);
-    this.finder.pingNow();
+  allocate(computeId: string, allocator: Alloc): Promise<void> {
+    return this.nodeOps.allocate(computeId, allocator);
   }
 
   /** Stops sending a computation's jobs to a node; its running jobs finish. */
   deallocate(computeId: string, nodeKey: string): boolean {
-    const link = this.pool.get(nodeKey);
-    const spec = this.computations.get(computeId);
-    if (!link || !spec || !link.computeIds.has(computeId)) return false;
-    (spec.excluded ??= new Set()).add(nodeKey);
-    this.engine.removeComputation(nodeKey, computeId);
-    return true;
+    return this.nodeOps.deallocate(computeId, nodeKey);
   }
 
   /**
@@ -272,13 +300,8 @@ export class JobScheduler<
    * (`terminatePending`) or finish first. The node is then released for this computation.
    * Resolves false when the node does not serve the computation.
    */
-  async closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
-    if (!this.deallocate(computeId, nodeKey)) return false;
-    const link = this.pool.get(nodeKey)!;
-    if (!terminatePending) await this.idle.whenIdle(nodeKey, computeId);
-    if (this.pool.get(nodeKey) !== link) return true;
-    await this.release(link, computeId, terminatePending, 'the node was closed for this computation');
-    return true;
+  closeNode(computeId: string, nodeKey: string, terminatePending: boolean): Promise<boolean> {
+    return this.nodeOps.closeNode(computeId, nodeKey, terminatePending);
   }
 
   /**
@@ -286,31 +309,13 @@ export class JobScheduler<
    * the CPUs now used, or -1 when the node does not serve the computation, refuses, does not
    * answer or goes away (logged).
    */
-  async setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number> {
-    const link = this.pool.get(nodeKey);
-    if (!link || !link.computeIds.has(computeId)) return -1;
-    let answer: dispy.SetCpusReply;
-    try {
-      answer = await link.connection.setCpus(computeId, cpus);
-    } catch (error) {
-      this.options.logger.warn((error as Error).message);
-      return -1;
-    }
-    if (answer.error) {
-      this.options.logger.warn(`node ${link.key}: ${answer.error}`);
-      return -1;
-    }
-    link.info.cpus = answer.cpus;
-    this.restoreCpus(link);
-    return answer.cpus;
+  setNodeCpus(computeId: string, nodeKey: string, cpus: number): Promise<number> {
+    return this.nodeOps.setNodeCpus(computeId, nodeKey, cpus);
   }
 
   /** Copies a file to a node, into the computation's directory (cluster.sendFile); false when the node does not serve it. */
-  async sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
-    const link = this.pool.get(nodeKey);
-    if (!link || !link.computeIds.has(computeId)) return false;
-    await link.sendFiles(computeId, [file]);
-    return true;
+  sendFile(computeId: string, nodeKey: string, file: LocalFile): Promise<boolean> {
+    return this.nodeOps.sendFile(computeId, nodeKey, file);
   }
 
   /** Keeps the process alive (work is pending) or lets it exit when idle. */
@@ -325,15 +330,17 @@ export class JobScheduler<
    * have closed it (dispyscheduler closes one client's computation while the others go on).
    */
   async closeComputation(computeId: string): Promise<void> {
-    const jobs = [...this.jobs.values()].filter((job) => job.computeId === computeId);
-    for (const job of jobs) if (this.engine.dequeue(job.uid)) this.forget(job);
-    await Promise.all(this.pool.serving(computeId).map((link) => this.release(link, computeId, true, 'the computation was closed')));
-    this.computations.delete(computeId);
+    const jobs = [...this.ledger.jobs.values()].filter((job) => job.computeId === computeId);
+    for (const job of jobs) if (this.engine.dequeue(job.uid)) this.ledger.forget(job);
+    await Promise.all(
+      this.pool.serving(computeId).map((link) => this.nodeOps.release(link, computeId, true, 'the computation was closed')),
+    );
+    this.ledger.computations.delete(computeId);
     this.engine.forgetComputation(computeId);
     for (const job of jobs) {
-      if (this.jobs.get(job.uid) !== job) continue;
+      if (this.ledger.jobs.get(job.uid) !== job) continue;
       if (job.nodeKey !== undefined) this.engine.jobDone(job.nodeKey, job.uid);
-      this.forget(job);
+      this.ledger.forget(job);
       if (job.nodeKey !== undefined) this.idle.check(job.nodeKey);
     }
   }
@@ -342,7 +349,7 @@ export class JobScheduler<
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.computations.keys()].map((id) => this.closeComputation(id)));
+    await Promise.all([...this.ledger.computations.keys()].map((id) => this.closeComputation(id)));
     this.hostNames.close();
     this.finder.close();
     this.pool.close();
@@ -369,267 +376,15 @@ export class JobScheduler<
     return (await lookup(name, { all: true })).map(({ address }) => address);
   }
 
-  /** Closes a computation on a node (best effort: a node that does not answer is gone anyway); a node left with none is hung up on. */
-  private async release(link: NodeLink, computeId: string, terminatePending: boolean, why: string): Promise<void> {
-    // Idle connections are unref'd; keep this one alive until the node has answered.
-    link.connection.setActive(true);
-    await link.connection.closeComputation(computeId, terminatePending).catch((error: Error) => this.options.logger.debug(error.message));
-    link.computeIds.delete(computeId);
-    this.engine.removeComputation(link.key, computeId);
-    this.computations.get(computeId)?.events.nodeDown(link.info, [], why);
-    // Another computation being set up there keeps the link (dispyscheduler: a client arriving as another leaves).
-    if (link.computeIds.size === 0 && !this.setups.settingUp(link)) {
-      this.pool.hangUp(link);
-      this.engine.removeNode(link.key);
-      this.idle.check(link.key);
-    }
-  }
-
-  private async onDiscovered(reply: dispy.DiscoveryReply, address: string): Promise<void> {
-    if (this.closed) return;
-    const key = `${reply.tcpHost}:${reply.tcpPort}`;
-    const existing = this.pool.get(key);
-    // A node whose link is being reconnected is set up for nothing more until it is back.
-    if (existing && existing.state !== 'up') return;
-    if (!existing && (reply.busy || reply.cpus === 0)) {
-      this.options.logger.debug(`node ${reply.name} (${key}) is busy; will ask again`);
-      return;
-    }
-    // A node we are connected to counts us as its client: the CPUs it offers others (0) are ours
-    // to give another computation of this scheduler (dispyscheduler adds them one by one).
-    const offer = existing ? { ...reply, cpus: Math.min(existing.nodeCpus, reply.totalCpus || existing.info.totalCpus) } : reply;
-    const wanted = [];
-    for (const spec of this.computations.values()) {
-      if (existing?.computeIds.has(spec.computeId) || spec.excluded?.has(key)) continue;
-      const allocation = this.setups.allocate(spec, offer);
-      if (allocation) wanted.push({ spec, allocation });
-    }
-    if (wanted.length === 0) {
-      this.options.logger.debug(`node ${reply.name} (${key}): no computation here wants it (its nodes, or set up there already)`);
-      return;
-    }
-    const link = existing ?? (await this.pool.connect(reply, this.jobs.size > 0));
-    if (!link) return;
-    this.foundAt.set(link.key, address);
-    this.finder.found(address, true, reply.tcpPort);
-    for (const { spec, allocation } of wanted) {
-      const answer = await this.setups.setUp(link, spec, allocation);
-      // Not now (the node is taken): pinging it goes on, with backoff, until it takes the computation.
-      if (answer === 'later') this.finder.found(address, false, reply.tcpPort);
-      else if (answer) this.serve(link, spec, answer);
-    }
-  }
-
-  /** A computation is set up on a node: the node takes its jobs from now on. */
-  private serve(link: NodeLink, spec: ComputationSpec<Ref, Owner, Alloc>, answer: dispy.SetupReply): void {
-    if (!this.computations.has(spec.computeId) || this.closed || this.pool.get(link.key) !== link) return;
-    link.computeIds.add(spec.computeId);
-    link.info.cpus = answer.cpus;
-    if (spec.pulseInterval > 0) this.pool.watchPulses(link, spec.pulseInterval);
-    this.options.logger.info(`node ${link.info.name} (${link.key}) serves ${answer.cpus} CPUs to ${spec.name}`);
-    spec.events.nodeUp(link.info);
-    this.engine.addNode(link.key, link.info.host, link.nodeCpus === 0 ? 0 : answer.cpus, spec.computeId);
-    // A shared node may have said already how many of its CPUs are this client's to fill (NodeCpus).
-    this.engine.setNodeShare(link.key, link.nodeCpus);
-  }
-
   private dispatch(key: string, job: QueuedJob<Ref>): void {
     const link = this.pool.get(key)!;
     job.nodeKey = key;
     job.attempt++;
-    this.eventsOf(job)?.jobStarted(job, link.info);
+    this.ledger.eventsOf(job)?.jobStarted(job, link.info);
     sendJob(link, job, {
       logger: this.options.logger,
-      stillSent: (sent, to, attempt) => sent.attempt === attempt && sent.nodeKey === to.key && this.jobs.get(sent.uid) === sent,
-      failed: (failed, at, status, why) => this.end(failed, status, why, at),
+      stillSent: (sent, to, attempt) => sent.attempt === attempt && sent.nodeKey === to.key && this.ledger.jobs.get(sent.uid) === sent,
+      failed: (failed, at, status, why) => this.ledger.end(failed, status, why, at),
     });
   }
-
-  /** Asks a node to give back jobs it has not started, for nodes with idle CPUs (see SchedulingEngine.rebalance). */
-  private reclaim(key: string, jobs: QueuedJob<Ref>[]): void {
-    const link = this.pool.get(key);
-    const byComputation = new Map<string, QueuedJob<Ref>[]>();
-    for (const job of jobs) getOrCreateList(byComputation, job.computeId).push(job);
-    for (const [computeId, asked] of byComputation) {
-      const uids = asked.map((job) => job.uid);
-      if (!link || link.state !== 'up') {
-        this.engine.reclaimed(key, uids, []);
-        continue;
-      }
-      this.options.logger.debug(`node ${key}: asking back ${uids.length} job(s) not started there, for nodes with idle CPUs`);
-      link.connection.reclaim(computeId, uids).then(
-        (dropped) => this.reclaimed(link, uids, dropped),
-        (error: Error) => {
-          this.options.logger.debug(`node ${key}: reclaim: ${error.message}`);
-          this.reclaimed(link, uids, []);
-        },
-      );
-    }
-  }
-
-  /** A node gave back `dropped` of the jobs asked: each goes back to the queue (or ends, if cancelled meanwhile). */
-  private reclaimed(link: NodeLink, asked: number[], dropped: number[]): void {
-    for (const job of this.engine.reclaimed(link.key, asked, dropped)) {
-      if (this.jobs.get(job.uid) !== job || job.nodeKey !== link.key) continue;
-      if (job.cancelled) {
-        this.end(job, 'cancelled', 'cancelled before it ran', link);
-        continue;
-      }
-      this.requeue(job, link.info);
-    }
-    this.idle.check(link.key);
-  }
-
-  private replied(job: QueuedJob<Ref>, link: NodeLink, outcome: JobOutcome): void {
-    this.forget(job);
-    this.engine.jobDone(link.key, job.uid, outcome.endTime - outcome.startTime);
-    this.eventsOf(job)?.jobDone(job, outcome, link.info);
-    this.idle.check(link.key);
-  }
-
-  /** A job handed to `link` ends without its reply. */
-  private end(job: QueuedJob<Ref>, status: Exclude<JobEndStatus, 'finished'>, why: string, link: NodeLink): void {
-    this.forget(job);
-    this.engine.jobDone(link.key, job.uid);
-    this.eventsOf(job)?.jobFailed(job, status, why, link.info);
-    this.idle.check(link.key);
-  }
-
-  private requeue(job: QueuedJob<Ref>, from: NodeInfo): void {
-    job.nodeKey = undefined;
-    job.cancelled = undefined;
-    this.engine.submit(job);
-    this.eventsOf(job)?.jobRequeued(job, from);
-  }
-
-  /** The job has ended: the scheduler lets go of it and of its arguments. */
-  private forget(job: QueuedJob<Ref>): void {
-    this.jobs.delete(job.uid);
-    job.args = undefined;
-    if (this.options.activeWhileJobs && this.jobs.size === 0) this.setActive(false);
-  }
-
-  private eventsOf(job: QueuedJob<Ref>) {
-    return this.computations.get(job.computeId)?.events;
-  }
-
-  private nodeGone(link: NodeLink, error?: Error): void {
-    const why = `node ${link.info.name} (${link.key}) went away${error ? `: ${error.message}` : ''}`;
-    if (!this.closed) this.options.logger.warn(why);
-    const lostBy = this.settleLost(this.engine.removeNode(link.key), link, why);
-    for (const computeId of link.computeIds) {
-      this.computations.get(computeId)?.events.nodeDown(link.info, lostBy.get(computeId) ?? [], why);
-    }
-    this.idle.check(link.key);
-    this.lookAgain(link);
-  }
-
-  /**
-   * Pings a node that went away again, so that discovery sets it up anew when it is back: at the
-   * address it answered discovery from, which is where pings reach it (its `tcpHost`, an
-   * `--ext-host`, may be a relay or a NAT's address that does not answer them).
-   */
-  private lookAgain(link: NodeLink): void {
-    if (this.closed) return;
-    this.finder.found(this.foundAt.get(link.key) ?? link.info.host, false, link.info.port);
-    this.finder.pingNow();
-  }
-
-  /**
-   * The dead-node rules, for jobs a node had when it died (or lost their computation), already
-   * out of the engine: a reentrant job (not pinned) goes back to the queue for another node, at
-   * most `maxRetries` times, then ends terminated with the reasons; the others are returned by
-   * computation, to be reported lost (`nodeDown`, which ends them cancelled).
-   */
-  private settleLost(jobs: QueuedJob<Ref>[], link: NodeLink, why: string): Map<string, QueuedJob<Ref>[]> {
-    const lostBy = new Map<string, QueuedJob<Ref>[]>();
-    for (const job of jobs) {
-      const spec = this.computations.get(job.computeId);
-      if (spec?.reentrant && job.pinnedHost === undefined) {
-        (job.failures ??= []).push(why);
-        const maxRetries = spec.maxRetries ?? DEFAULT_MAX_RETRIES;
-        if (job.failures.length <= maxRetries) {
-          this.requeue(job, link.info);
-        } else {
-          const reasons = job.failures.map((reason, index) => `${index + 1}. ${reason}`).join('; ');
-          this.end(job, 'terminated', `its node died ${job.failures.length} times, more than maxRetries (${maxRetries}): ${reasons}`, link);
-        }
-      } else {
-        job.nodeKey = undefined;
-        this.forget(job);
-        lostBy.set(job.computeId, [...(lostBy.get(job.computeId) ?? []), job]);
-      }
-    }
-    return lostBy;
-  }
-
-  /** A node's link was lost (not by us): its jobs stay where they are while it is reconnected; it takes no new ones. */
-  private linkLost(link: NodeLink, error?: Error): void {
-    const running = this.engine.runningOn(link.key).length;
-    this.options.logger.warn(
-      `lost the link to node ${link.info.name} (${link.key})${error ? `: ${error.message}` : ''}; ` +
-        `its ${running} job${running === 1 ? '' : 's'} keep${running === 1 ? 's' : ''} running there; reconnecting for up to ${link.zombieSeconds} s`,
-    );
-    this.engine.setNodeCpus(link.key, 0);
-  }
-
-  /** A lost link has a new connection: takes its computations back and settles their jobs, then gives it jobs again. */
-  private async linkBack(link: NodeLink): Promise<void> {
-    await reattachComputations(link, {
-      logger: this.options.logger,
-      sentTo: (at, computeId) => this.engine.runningOn(at.key).filter((job) => job.computeId === computeId),
-      resend: (job, at) => {
-        this.engine.jobDone(at.key, job.uid);
-        this.requeue(job, at.info);
-      },
-      cancelledBeforeSent: (job, at) => this.end(job, 'cancelled', 'cancelled before it ran', at),
-      lostComputation: (at, computeId, jobs, why) => this.lostComputation(at, computeId, jobs, why),
-    });
-    if (link.connection.isClosed) throw new DispyError(ErrorCode.NO_ANSWER, `node ${link.key} closed the new connection`);
-    this.restoreCpus(link, true);
-  }
-
-  /**
-   * Gives the engine the CPUs of a node as they are now, unless its link is down: a job
-   * dispatched before its computations are taken back would not be among the jobs the node
-   * holds, and would be sent twice. Its computation's CPUs, none when it takes no new jobs
-   * (NodeCpus 0); with fewer than those to fill (NodeCpus: a node shared with other clients, or
-   * offering fewer CPUs), it ranks as that much more loaded.
-   */
-  private restoreCpus(link: NodeLink, coming = false): void {
-    if (link.state !== 'up' && !coming) return;
-    this.engine.setNodeCpus(link.key, link.nodeCpus === 0 ? 0 : link.info.cpus);
-    this.engine.setNodeShare(link.key, link.nodeCpus);
-  }
-
-  /**
-   * A node came back without a computation of ours (it restarted, or its zombie interval passed):
-   * the jobs of that computation still out there go by the dead-node rules, and the node stops
-   * serving it (with none left, it is hung up on; discovery may set it up again).
-   */
-  private async lostComputation(link: NodeLink, computeId: string, jobs: QueuedJob<Ref>[], why: string): Promise<void> {
-    this.options.logger[jobs.length > 0 ? 'warn' : 'info'](why);
-    for (const job of jobs) this.engine.jobDone(link.key, job.uid);
-    const lost = this.settleLost(jobs, link, why).get(computeId) ?? [];
-    link.computeIds.delete(computeId);
-    this.engine.removeComputation(link.key, computeId);
-    this.computations.get(computeId)?.events.nodeDown(link.info, lost, why);
-    // What the node kept of it (saved replies, a computation not live) is of no use any more.
-    await link.connection.closeComputation(computeId, true).catch((error: Error) => this.options.logger.debug(error.message));
-    if (link.computeIds.size === 0 && this.pool.get(link.key) === link) {
-      this.pool.hangUp(link);
-      this.engine.removeNode(link.key);
-      this.idle.check(link.key);
-      this.lookAgain(link);
-    }
-  }
-}
-
-function getOrCreateList<K, V>(map: Map<K, V[]>, key: K): V[] {
-  let list = map.get(key);
-  if (!list) {
-    list = [];
-    map.set(key, list);
-  }
-  return list;
 }
