@@ -252,7 +252,7 @@ describe('DispyHTTPServer against malformed and foreign requests', () => {
 
   it('refuses an action whose Origin has another scheme, and strips job arguments without showJobArgs', async () => {
     const source = new FakeSource();
-    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' } as never];
+    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' }];
     const { base, port } = await serve(source);
     const foreign = await request(
       `${base}/api/action`,

@@ -141,7 +141,7 @@ describe('MonitorHub', () => {
 
   it('sends node jobs without their arguments unless this monitor shows them', () => {
     const source = new FakeSource();
-    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' } as never];
+    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' }];
     const hub = new MonitorHub(false, logger);
     hub.add(source);
     const socket = attach(hub);
