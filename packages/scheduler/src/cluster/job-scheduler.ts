@@ -252,7 +252,20 @@ export class JobScheduler<
     const spec = this.computations.get(computeId);
     if (!spec) return;
     spec.allocators.push(allocator);
+    const deallocated = [...(spec.excluded ?? [])];
     spec.excluded?.clear();
+    // A node deallocated but still set up takes the computation's jobs again when the new
+    // allocator wants it (discovery never sets a computation up twice on one node).
+    for (const key of deallocated) {
+      const link = this.pool.get(key);
+      if (!link || link.state !== 'up' || !link.computeIds.has(computeId)) continue;
+      const { host, port, name, totalCpus, platform } = link.info;
+      const one = { ...spec, allocators: [allocator] };
+      if (!this.setups.allocate(one, { tcpHost: host, tcpPort: port, name, cpus: totalCpus, platform, availInfo: undefined })) continue;
+      this.engine.addNode(link.key, host, link.nodeCpus === 0 ? 0 : link.info.cpus, computeId);
+      this.engine.setNodeShare(link.key, link.nodeCpus);
+      this.options.logger.info(`node ${name} (${key}) takes jobs of ${spec.name} again`);
+    }
     await this.lookFor(allocator);
     this.finder.pingNow();
   }
