@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { OptionError } from '@dispy/protocol';
 import type { CliServer, Logger } from '@dispy/protocol/internal';
 import { DEFAULT_MONITOR_PORT, DispyHTTPServer, isLoopbackHost } from '@dispy/monitor';
@@ -18,7 +19,9 @@ export interface SchedulerAppOptions extends DispySchedulerOptions {
 /** DispyScheduler, with the monitor page of its computations when asked (--httpd). */
 export class MonitoredScheduler implements CliServer {
   readonly scheduler: DispyScheduler;
-  private readonly httpd?: { host: string; port: number; token?: string };
+  private readonly httpd?: { host: string; port: number; token: string };
+  /** The token was made for this run (none given): the startup line shows it. */
+  private madeToken = false;
   private monitor?: DispyHTTPServer;
   private stopWatching?: () => void;
 
@@ -34,7 +37,16 @@ export class MonitoredScheduler implements CliServer {
       );
     }
     this.scheduler = new DispyScheduler(schedulerOptions);
-    if (httpd) this.httpd = { host: httpdHost ?? '127.0.0.1', port: httpdPort ?? DEFAULT_MONITOR_PORT, token: httpdToken };
+    // Without a token of the user's, one is made for this run, as Jupyter does: another user of a
+    // shared machine can reach the loopback page too, and it can cancel jobs and close nodes.
+    if (httpd) {
+      this.madeToken = httpdToken === undefined;
+      this.httpd = {
+        host: httpdHost ?? '127.0.0.1',
+        port: httpdPort ?? DEFAULT_MONITOR_PORT,
+        token: httpdToken ?? randomBytes(24).toString('base64url'),
+      };
+    }
   }
 
   get logger(): Logger {
@@ -56,8 +68,11 @@ export class MonitoredScheduler implements CliServer {
         added: (source) => this.monitor?.addCluster(source),
         removed: (source) => void this.monitor?.delCluster(source),
       });
+      const address = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
       this.logger.info(
-        `monitor page at http://${host.includes(':') ? `[${host}]` : host}:${port}/${this.httpd.token ? ' (open it with ?token=)' : ''}`,
+        this.madeToken
+          ? `monitor page at ${address}?token=${this.httpd.token} (a token made for this run; give --httpd-token for one of your own)`
+          : `monitor page at ${address} (open it with ?token=)`,
       );
     } catch (error) {
       await this.monitor?.shutdown();

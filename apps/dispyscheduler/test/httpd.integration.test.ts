@@ -117,6 +117,24 @@ describe('dispyscheduler --httpd', () => {
     }
   });
 
+  it('makes a token for the run when given none, logs the address with it, and refuses requests without it', async () => {
+    const httpdPort = await freePort('127.0.124.1');
+    const scheduler = await startScheduler({
+      host: '127.0.124.1',
+      nodes: ['127.0.124.2'],
+      nodePort: 1,
+      nodeSecret: NODE_SECRET,
+      clusterSecret: CLUSTER_SECRET,
+      args: ['--httpd', '--httpd-port', String(httpdPort)],
+    });
+    await scheduler.waitForLog(/monitor page at http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{32} \(a token made for this run/);
+    const address = /monitor page at (\S+)/.exec(scheduler.log)![1]!;
+    expect((await fetch(`http://127.0.0.1:${httpdPort}/api/state`)).status).toBe(403);
+    const opened = await fetch(address, { redirect: 'manual' });
+    expect(opened.status).toBe(303);
+    expect(opened.headers.get('set-cookie')).toMatch(new RegExp(`^dispy-monitor-${httpdPort}=`));
+  });
+
   it("shows a SharedJobCluster in its own program's monitor: its nodes and running jobs, through the scheduler", async () => {
     const nodePort = await freePort('127.0.124.2');
     const node = await startNode({ host: '127.0.124.2', port: nodePort, cpus: 2, secret: NODE_SECRET });

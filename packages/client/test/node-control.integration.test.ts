@@ -212,6 +212,13 @@ describe('cluster control of jobs and nodes', () => {
     expect(await cluster.closeNode(b.host)).toBe(0);
     expect(cluster.status().nodes.map((n) => n.ipAddr)).toEqual([a.host]);
     expect(await cluster.closeNode('127.9.9.9')).toBe(-1);
+    // Node a is deallocated (still set up): a job waits, until a is allocated again.
+    const waiting = cluster.submit(20);
+    expect(await cluster.wait(0.5)).toBe(false);
+    expect(waiting.status).toBe(DispyJob.Created);
+    expect(await cluster.allocateNode(new NodeAllocate(a.host, { port: a.port }))).toBe(0);
+    expect(await waiting.wait()).toBeDefined();
+    expect(waiting.ipAddr).toBe(a.host);
   });
 
   it('pins jobs to a node by host name, and does not move them when that node goes away', async () => {

@@ -53,7 +53,15 @@
   // ----- routes: #/<cluster> and #/<cluster>/node/<host:port> -----
 
   function currentRoute() {
-    const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+    // A hash that is not valid percent-encoding (`#/%`) shows the first cluster rather than stopping the page.
+    const decode = (part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return '';
+      }
+    };
+    const parts = location.hash.replace(/^#\/?/, '').split('/').map(decode);
     let cluster = parts[0] || undefined;
     if (!cluster || !state.clusters.has(cluster)) cluster = state.clusters.keys().next().value;
     return { cluster, node: parts[1] === 'node' ? parts[2] : undefined };

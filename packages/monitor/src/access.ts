@@ -57,13 +57,14 @@ export class AccessGuard {
     return { ok: false, why: 'the token is missing or wrong: open the address with ?token=' };
   }
 
-  /** Whether a state-changing request (or a WebSocket) comes from a page of this server. */
-  sameOrigin(request: IncomingMessage): boolean {
+  /** Whether a state-changing request (or a WebSocket) comes from a page of this server: its scheme (`secure`: https) and Host. */
+  sameOrigin(request: IncomingMessage, secure: boolean): boolean {
     const origin = request.headers.origin;
     const host = request.headers.host;
     if (!origin || !host) return false;
     try {
-      return new URL(origin).host === host;
+      const url = new URL(origin);
+      return url.protocol === (secure ? 'https:' : 'http:') && url.host === host;
     } catch {
       return false;
     }

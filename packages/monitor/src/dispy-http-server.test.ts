@@ -198,3 +198,70 @@ describe('DispyHTTPServer stream', () => {
     expect(two.watchers).toBe(0);
   });
 });
+
+describe('DispyHTTPServer against malformed and foreign requests', () => {
+  /** Sends `head` as it is (no client normalizes the path) and resolves the status line. */
+  function raw(port: number, head: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write(head));
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (answer += chunk));
+      socket.on('close', () => resolve(answer.split('\r\n')[0] ?? ''));
+      socket.on('error', reject);
+      socket.setTimeout(5000, () => socket.destroy());
+    });
+  }
+
+  it('answers 400 to paths that are not URLs (//, //%zz), for pages and WebSockets, and keeps serving', async () => {
+    const { port, base } = await serve(new FakeSource());
+    for (const path of ['//', '//%zz', '/\\/']) {
+      expect(await raw(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`)).toBe(
+        'HTTP/1.1 400 Bad Request',
+      );
+      const upgrade =
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Origin: http://127.0.0.1:${port}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+      expect(await raw(port, upgrade)).toBe('HTTP/1.1 403 Forbidden');
+    }
+    expect((await request(`${base}/api/state`)).status).toBe(200);
+  });
+
+  it('redirects ?token= to a path of its own, never to another site (//host)', async () => {
+    const { port } = await serve(new FakeSource(), { token: 'a token for the redirect test' });
+    const answer = await raw(
+      port,
+      `GET /.//evil.example/x?token=a%20token%20for%20the%20redirect%20test HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(answer).toBe('HTTP/1.1 303 See Other');
+    const location = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () =>
+        socket.write(
+          `GET /.//evil.example/x?token=a%20token%20for%20the%20redirect%20test HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolve(/\r\nlocation: ([^\r]*)/i.exec(text)?.[1] ?? ''));
+      socket.on('error', reject);
+    });
+    expect(location.startsWith('/')).toBe(true);
+    expect(location.startsWith('//')).toBe(false);
+  });
+
+  it('refuses an action whose Origin has another scheme, and strips job arguments without showJobArgs', async () => {
+    const source = new FakeSource();
+    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' }];
+    const { base, port } = await serve(source);
+    const foreign = await request(
+      `${base}/api/action`,
+      action(`https://127.0.0.1:${port}`, { action: 'closeNode', cluster: 'x', node: 'n' }),
+    );
+    expect(foreign.status).toBe(403);
+    const state = JSON.parse((await request(`${base}/api/state`)).body) as { clusters: { id: string }[] };
+    const jobs = await request(`${base}/api/jobs?cluster=${state.clusters[0]!.id}&node=n`);
+    expect(jobs.status).toBe(200);
+    expect(jobs.body).not.toContain('secret argument');
+  });
+});

@@ -8,7 +8,7 @@ import { DispyError, ErrorCode, OptionError } from '@dispy/protocol';
 import { MONITOR_SOURCE, createLogger, type Logger, type MonitorSource, type MonitorSourceProvider } from '@dispy/protocol/internal';
 import { AccessGuard, isLoopbackHost } from './access.js';
 import { runAction } from './actions.js';
-import { MonitorHub } from './monitor-hub.js';
+import { MonitorHub, withoutArgs } from './monitor-hub.js';
 import { resolveMonitorOptions, type DispyHTTPServerOptions, type MonitorSettings } from './monitor-options.js';
 import { StaticAssets } from './static-assets.js';
 
@@ -124,7 +124,8 @@ export class DispyHTTPServer {
   }
 
   private handle(request: IncomingMessage, response: ServerResponse): void {
-    const url = new URL(request.url ?? '/', 'http://monitor');
+    const url = parseUrl(request);
+    if (!url) return reply(response, 400, 'text/plain; charset=utf-8', '400 Bad Request: not a path\n');
     const admission = this.guard.admit(request, url);
     if (!admission.ok) return reply(response, 403, 'text/plain; charset=utf-8', `403 Forbidden: ${admission.why}\n`);
     if (admission.setCookie) {
@@ -132,7 +133,8 @@ export class DispyHTTPServer {
       url.searchParams.delete('token');
       response.setHeader('set-cookie', this.guard.cookieHeader(this.options.token!, this.secure));
       if (request.method === 'GET') {
-        response.writeHead(303, { ...SECURITY_HEADERS, location: `${url.pathname}${url.search}` });
+        // One leading slash: `//host/x` would send the browser to another site.
+        response.writeHead(303, { ...SECURITY_HEADERS, location: `/${url.pathname.replace(/^\/+/, '')}${url.search}` });
         response.end();
         return;
       }
@@ -151,7 +153,8 @@ export class DispyHTTPServer {
     if (url.pathname === '/api/jobs') {
       const source = this.hub.source(url.searchParams.get('cluster') ?? '');
       if (!source) return reply(response, 404, 'application/json', JSON.stringify({ ok: false, error: 'no such cluster here' }));
-      return reply(response, 200, 'application/json', JSON.stringify({ jobs: source.nodeJobs(url.searchParams.get('node') ?? '') }));
+      const jobs = source.nodeJobs(url.searchParams.get('node') ?? '');
+      return reply(response, 200, 'application/json', JSON.stringify({ jobs: this.options.showJobArgs ? jobs : withoutArgs(jobs) }));
     }
     let asset: ReturnType<StaticAssets['get']>;
     try {
@@ -166,7 +169,8 @@ export class DispyHTTPServer {
 
   /** `POST /api/action`: from a page of this server only (Origin), as JSON (which another site's form cannot send). */
   private action(request: IncomingMessage, response: ServerResponse): void {
-    if (!this.guard.sameOrigin(request)) return reply(response, 403, 'text/plain; charset=utf-8', '403 Forbidden: cross-origin action\n');
+    if (!this.guard.sameOrigin(request, this.secure))
+      return reply(response, 403, 'text/plain; charset=utf-8', '403 Forbidden: cross-origin action\n');
     if (!(request.headers['content-type'] ?? '').startsWith('application/json')) {
       return reply(response, 415, 'text/plain; charset=utf-8', '415 actions are JSON\n');
     }
@@ -198,13 +202,22 @@ export class DispyHTTPServer {
 
   private upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {});
-    const url = new URL(request.url ?? '/', 'http://monitor');
-    const admission = this.guard.admit(request, url);
-    if (url.pathname !== '/ws' || !admission.ok || !this.guard.sameOrigin(request) || this.closing) {
+    const url = parseUrl(request);
+    const admission = url && this.guard.admit(request, url);
+    if (url?.pathname !== '/ws' || !admission?.ok || !this.guard.sameOrigin(request, this.secure) || this.closing) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => this.hub.attach(ws));
+  }
+}
+
+/** A request's path and query as a URL; undefined when it is not one (`//`, `//%zz`: `new URL` throws on them). */
+function parseUrl(request: IncomingMessage): URL | undefined {
+  try {
+    return new URL(request.url ?? '/', 'http://monitor');
+  } catch {
+    return undefined;
   }
 }
 

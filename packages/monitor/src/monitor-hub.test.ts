@@ -122,4 +122,32 @@ describe('MonitorHub', () => {
     expect(socket.sent[0]).toMatchObject({ type: 'state', clusters: [{ snapshot: { name: 'fine' } }] });
     hub.close();
   });
+
+  it('answers no more watch messages of a browser that does not read, until it has caught up (then the whole state)', async () => {
+    const source = new FakeSource();
+    const hub = new MonitorHub(false, logger);
+    hub.add(source);
+    const socket = attach(hub);
+    socket.bufferedAmount = 2 * 1024 * 1024;
+    const before = socket.sent.length;
+    for (let i = 0; i < 100; i++) socket.say(JSON.stringify({ type: 'watch' }));
+    expect(socket.sent.length).toBe(before);
+    socket.bufferedAmount = 0;
+    source.change((state) => (state.jobs.submitted = 1));
+    await vi.advanceTimersByTimeAsync(PUSH_INTERVAL_MS);
+    expect(socket.sent.at(-1)!.type).toBe('state');
+    hub.close();
+  });
+
+  it('sends node jobs without their arguments unless this monitor shows them', () => {
+    const source = new FakeSource();
+    source.jobs = [{ id: '1', key: '1', startTime: 0, args: 'secret argument' }];
+    const hub = new MonitorHub(false, logger);
+    hub.add(source);
+    const socket = attach(hub);
+    const id = (socket.sent[0] as { clusters: { id: string }[] }).clusters[0]!.id;
+    socket.say(JSON.stringify({ type: 'watch', cluster: id, node: 'n' }));
+    expect(JSON.stringify(socket.sent.at(-1))).not.toContain('secret argument');
+    hub.close();
+  });
 });

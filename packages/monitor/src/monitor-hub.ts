@@ -76,7 +76,8 @@ export class MonitorHub {
       entry.stop();
       this.clusters.delete(entry.id);
       this.dirty.delete(entry.id);
-      this.removed.add(entry.id);
+      // Browsers connected later get the whole state: only those connected now need telling.
+      if (this.streams.size > 0) this.removed.add(entry.id);
       this.schedule();
       return true;
     }
@@ -139,6 +140,11 @@ export class MonitorHub {
     }
     stream.watching =
       typeof watch.cluster === 'string' && typeof watch.node === 'string' ? { cluster: watch.cluster, node: watch.node } : undefined;
+    // A browser that asks and does not read gets nothing more until it has caught up (then the whole state).
+    if (stream.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+      stream.behind = true;
+      return;
+    }
     this.send(stream, { type: 'update', clusters: [], removed: [], nodeJobs: this.nodeJobsOf(stream) });
   }
 
@@ -206,10 +212,19 @@ export class MonitorHub {
     const source = watching && this.clusters.get(watching.cluster)?.source;
     if (!watching || !source) return undefined;
     try {
-      return { ...watching, jobs: source.nodeJobs(watching.node) };
+      const jobs = source.nodeJobs(watching.node);
+      return { ...watching, jobs: this.showJobArgs ? jobs : withoutArgs(jobs) };
     } catch (error) {
       this.logger.error(`the jobs of node ${watching.node} could not be read: ${(error as Error).message}`);
       return undefined;
     }
   }
+}
+
+/**
+ * Jobs as a monitor without `showJobArgs` shows them: a cluster keeps arguments while any of its
+ * monitors asks for them, so each monitor strips them unless it asked too.
+ */
+export function withoutArgs(jobs: MonitorJob[]): MonitorJob[] {
+  return jobs.map(({ args: _args, ...job }) => job);
 }

@@ -164,4 +164,30 @@ describe.skipIf(!hasChromium)('the monitor page in a real browser', () => {
     expect(cluster!.status().nodes[0]!.cpus).toBe(2);
     expect(job.status).toBe(DispyJob.Running);
   });
+
+  it('deallocates a node from its page (jobs wait), allocates it again from the cluster page (they run), and closes it', async () => {
+    const { page, dialogs } = await start();
+    const key = `${node.host}:${node.port}`;
+    const row = page.locator(`#nodes tr[data-node="${key}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    await row.locator('a').click();
+    await page.locator('#deallocate').click();
+    await page.locator('#notice', { hasText: `${key} deallocated: it gets no new jobs` }).waitFor({ timeout: 20_000 });
+
+    // No node takes new jobs: this one waits in the client's queue.
+    const job = cluster!.submit(50);
+    await page.locator('#back').click();
+    await page.waitForFunction(() => document.querySelector('[data-count="queued"]')?.textContent === '1', undefined, { timeout: 20_000 });
+    expect(job.status).toBe(DispyJob.Created);
+
+    await page.locator('#allocate input').fill(node.host);
+    await page.locator('#allocate button').click();
+    await page.locator('#notice', { hasText: `${node.host} allocated` }).waitFor({ timeout: 20_000 });
+    expect(await job.wait()).toBe(50);
+
+    await row.locator('a').click();
+    await page.locator('#close-node').click();
+    await page.locator('#notice', { hasText: `${key} closed` }).waitFor({ timeout: 20_000 });
+    expect(dialogs).toEqual([`Close ${key} for this cluster?`]);
+  });
 });

@@ -32,7 +32,21 @@ export class NodeOperations<Ref, Owner, Alloc extends NodeAllocator<Owner>> {
     const spec = this.options.ledger.computations.get(computeId);
     if (!spec) return;
     spec.allocators.push(allocator);
+    const deallocated = [...(spec.excluded ?? [])];
     spec.excluded?.clear();
+    // A node deallocated but still set up takes the computation's jobs again when the new
+    // allocator wants it (discovery never sets a computation up twice on one node).
+    const { pool, setups, engine, logger } = this.options;
+    for (const key of deallocated) {
+      const link = pool.get(key);
+      if (!link || link.state !== 'up' || !link.computeIds.has(computeId)) continue;
+      const { host, port, name, totalCpus, platform } = link.info;
+      const one = { ...spec, allocators: [allocator] };
+      if (!setups.allocate(one, { tcpHost: host, tcpPort: port, name, cpus: totalCpus, platform, availInfo: undefined })) continue;
+      engine.addNode(link.key, host, link.nodeCpus === 0 ? 0 : link.info.cpus, computeId);
+      engine.setNodeShare(link.key, link.nodeCpus);
+      logger.info(`node ${name} (${key}) takes jobs of ${spec.name} again`);
+    }
     await this.options.lookFor(allocator);
   }
 

@@ -315,7 +315,7 @@ describe('SharedJobCluster ↔ dispyscheduler link', () => {
   it('close() while the scheduler is unreachable waits 5 s for it, not its whole grace period, then leaves the computation to it', async () => {
     const fake = fakeScheduler();
     // The scheduler keeps a lost client's computation for 60 s: the client reconnects meanwhile.
-    fake.context.zombieSeconds = 60;
+    (fake.context as { zombieSeconds: number }).zombieSeconds = 60;
     const links: ClientLink[] = [];
     let reachable = true;
     const remote = new RemoteScheduler<string>({
