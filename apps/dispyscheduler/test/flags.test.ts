@@ -114,7 +114,7 @@ describe('dispyscheduler flags', () => {
   });
 
   it("says what to do instead of Python dispy's dispyscheduler flags that this one does not have, and names the flag meant", () => {
-    expect(() => parseFlags(['--node', '10.0.0.1'], {})).toThrow("--node is a flag of Python dispy's dispyscheduler: spelled -n/--nodes");
+    expect(() => parseFlags(['--node', '127.0.0.1'], {})).toThrow("--node is a flag of Python dispy's dispyscheduler: spelled -n/--nodes");
     expect(() => parseFlags(['--port', '9700'], {})).toThrow('spelled -p/--dispy-port PORT here');
     expect(() => parseFlags(['--dest_path_prefix', '/x'], {})).toThrow('replaced by --dest-path DIR');
     expect(() => parseFlags(['--fair_cluster_scheduler'], {})).toThrow('computations of equal priority take turns');

@@ -16,12 +16,12 @@ describe('relay options', () => {
   });
 
   it('read HOST and HOST:PORT, IPv6 bare or in brackets, with the default port', () => {
-    expect(relaySettings({ nodes: ['10.0.2.7', '10.0.2.8:9000', '[fd00::7]:9001', 'fd00::8'], schedulerNodes: ['sched'] })).toMatchObject({
+    expect(relaySettings({ nodes: ['127.0.2.7', '127.0.2.8:9000', '[::1]:9001', '::1'], schedulerNodes: ['sched'] })).toMatchObject({
       nodes: [
-        { host: '10.0.2.7', port: 51348 },
-        { host: '10.0.2.8', port: 9000 },
-        { host: 'fd00::7', port: 9001 },
-        { host: 'fd00::8', port: 51348 },
+        { host: '127.0.2.7', port: 51348 },
+        { host: '127.0.2.8', port: 9000 },
+        { host: '::1', port: 9001 },
+        { host: '::1', port: 51348 },
       ],
       schedulerNodes: [{ host: 'sched', port: 51347 }],
     });
@@ -31,7 +31,7 @@ describe('relay options', () => {
     [{ nodePort: 0 }, /nodePort must be an integer 1\.\.65535, got 0/],
     [{ relayPort: 70000 }, /relayPort must be an integer 0\.\.65535, got 70000/],
     [{ hosts: ['myhost'] }, /hosts must be IP addresses of this host, got "myhost"/],
-    [{ nodes: ['10.0.2.7:x'] }, /the port of "10\.0\.2\.7:x" must be an integer/],
+    [{ nodes: ['127.0.2.7:x'] }, /the port of "127\.0\.2\.7:x" must be an integer/],
     [{ clientTtl: 0 }, /clientTtl must be a number of seconds ≥ 1, got 0/],
     [{ nodez: [] }, /unknown option "nodez"/],
   ])('refuse %j, saying what is accepted', (options, message) => {

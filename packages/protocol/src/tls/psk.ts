@@ -48,13 +48,22 @@ export function pskServerOptions(secret: string): tls.TlsOptions {
   };
 }
 
-/** A client's TLS settings that connect with the secret's PSK (see connectTls). */
+/** Client settings made in this process, by PSK: every connection of a secret shares one secure context. */
+const clientSettings = new WeakMap<Buffer, ClientTls>();
+
+/** A client's TLS settings that connect with the secret's PSK (see connectTls); made once per process and secret. */
 export function pskClientTls(secret: string): ClientTls {
-  return {
-    secureContext: tls.createSecureContext({ minVersion: 'TLSv1.3', ciphers: PSK_CIPHERS }),
-    fingerprints: [],
-    psk: { identity: PSK_IDENTITY, key: pskKey(secret) },
-  };
+  const key = pskKey(secret);
+  let settings = clientSettings.get(key);
+  if (settings === undefined) {
+    settings = {
+      secureContext: tls.createSecureContext({ minVersion: 'TLSv1.3', ciphers: PSK_CIPHERS }),
+      fingerprints: [],
+      psk: { identity: PSK_IDENTITY, key },
+    };
+    clientSettings.set(key, settings);
+  }
+  return settings;
 }
 
 /** What a server with a secret (and no certificate) answers a client that does not begin the PSK handshake (in plain, then closes). */
